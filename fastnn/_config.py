@@ -1,0 +1,130 @@
+"""Runtime configuration: default dtype, the one thread knob, and show_config().
+
+fastnn runs on two thread pools: the OpenMP pool of its element-wise kernels and
+the pthread pool of the OpenBLAS that SciPy bundles (used through cython_blas).
+``set_num_threads(n)`` sets both (BLAS through threadpoolctl), so they never
+oversubscribe the cores. The default is the number of usable cores, or
+``OMP_NUM_THREADS`` when it is set.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import sys
+
+import numpy as np
+import scipy
+from threadpoolctl import ThreadpoolController
+
+from . import _validation as V
+from ._kernels import _runtime
+
+_DEFAULT_DTYPE = np.dtype(np.float32)
+_controller: ThreadpoolController | None = None
+_num_threads: int | None = None
+
+
+def _usable_cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def _blas_controller() -> ThreadpoolController:
+    global _controller
+    if _controller is None:
+        import scipy.linalg  # noqa: F401 - loads SciPy's OpenBLAS so threadpoolctl sees it
+
+        _controller = ThreadpoolController()
+    return _controller
+
+
+def get_default_dtype() -> np.dtype:
+    return _DEFAULT_DTYPE
+
+
+def set_default_dtype(dtype) -> None:
+    """Set the dtype new models use when none is given ('float32' or 'float64')."""
+    global _DEFAULT_DTYPE
+    _DEFAULT_DTYPE = V.resolve_dtype(dtype)
+
+
+def set_num_threads(n: int) -> None:
+    """Use `n` threads in both fastnn's OpenMP kernels and the BLAS they call."""
+    n = V.check_int(n, "n", low=1)
+    global _num_threads
+    _num_threads = n
+    _runtime.set_omp_threads(n)
+    _blas_controller().limit(limits=n, user_api="blas")
+
+
+def get_num_threads() -> int:
+    """The thread count set by set_num_threads (default: OMP_NUM_THREADS, else usable cores)."""
+    if _num_threads is None:
+        _init_threads()
+    return _num_threads
+
+
+def _init_threads() -> None:
+    env = os.environ.get("OMP_NUM_THREADS", "")
+    try:
+        n = int(env.split(",")[0]) if env else _usable_cores()
+    except ValueError:
+        n = _usable_cores()
+    set_num_threads(max(1, n))
+
+
+def config() -> dict:
+    """Everything show_config() prints, as a dict."""
+    try:
+        from . import _build_info as B
+
+        flags, debug = B.COMPILER_FLAGS, B.DEBUG_CYTHON
+    except ImportError:
+        flags, debug = "unknown (no _build_info)", None
+    from . import __version__
+
+    blas = [
+        {k: info.get(k) for k in ("internal_api", "version", "num_threads", "threading_layer", "filepath")}
+        for info in _blas_controller().info()
+        if info.get("user_api") == "blas"
+    ]
+    return {
+        "version": __version__,
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "numpy": np.__version__,
+        "scipy": scipy.__version__,
+        "openmp": _runtime.openmp_enabled(),
+        "openmp_version": _runtime.openmp_version(),
+        "num_threads": get_num_threads(),
+        "omp_threads": _runtime.get_omp_threads(),
+        "blas": blas,
+        "default_dtype": str(_DEFAULT_DTYPE),
+        "compiler_flags": flags,
+        "debug_cython": debug,
+    }
+
+
+def show_config(file=None) -> None:
+    """Print version, OpenMP and thread count, the BLAS libraries and their threads, dtype, flags."""
+    c = config()
+    out = file or sys.stdout
+    lines = [
+        f"fastnn {c['version']} (Python {c['python']}, NumPy {c['numpy']}, SciPy {c['scipy']})",
+        f"platform:       {c['platform']}",
+        f"OpenMP:         {'on' if c['openmp'] else 'off'}"
+        + (f" (_OPENMP {c['openmp_version']}, {c['omp_threads']} threads)" if c["openmp"] else ""),
+        f"threads:        {c['num_threads']} (fnn.set_num_threads)",
+        f"default dtype:  {c['default_dtype']}",
+        f"compiler flags: {c['compiler_flags']}" + (" [debug build]" if c["debug_cython"] else ""),
+        "BLAS:",
+    ]
+    for b in c["blas"]:
+        lines.append(
+            f"  {b['internal_api']} {b['version']} threads={b['num_threads']} "
+            f"({b['threading_layer']}) {b['filepath']}"
+        )
+    print("\n".join(lines), file=out)

@@ -1,0 +1,125 @@
+"""The one place for argument checks and their messages.
+
+Public functions call these before any kernel runs; kernels trust their inputs.
+Every message names the argument, the rule, and the value received.
+"""
+
+from __future__ import annotations
+
+import numbers
+import operator
+
+import numpy as np
+
+FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+def resolve_dtype(dtype) -> np.dtype:
+    """'float32' / 'float64' / np.float32 / ... -> np.dtype; anything else -> TypeError."""
+    try:
+        dt = np.dtype(dtype)
+    except TypeError:
+        raise TypeError(f"dtype must be 'float32' or 'float64', got {dtype!r}") from None
+    if dt not in FLOAT_DTYPES:
+        raise TypeError(f"dtype must be 'float32' or 'float64', got {dtype!r}")
+    return dt
+
+
+def _describe(x) -> str:
+    if isinstance(x, np.ndarray):
+        return f"array of shape {x.shape} and dtype {x.dtype}"
+    return f"{type(x).__name__}"
+
+
+def as_float_array(x, name: str, dtype: np.dtype, ndim=None, shape=None, finite: bool = False) -> np.ndarray:
+    """Return `x` as a C-contiguous array of `dtype` (converting once), after checking it.
+
+    ndim: an int or a tuple of allowed ints. shape: a tuple whose None entries are free.
+    Non-contiguous and read-only inputs are accepted (copied when needed); the input is
+    never written to.
+    """
+    if isinstance(x, np.ndarray):
+        arr = x
+    else:
+        try:
+            arr = np.asarray(x)
+        except Exception as exc:  # noqa: BLE001 - ragged lists and the like
+            raise TypeError(f"{name} must be an array of numbers, got {type(x).__name__} ({exc})") from None
+    if arr.dtype.kind not in "biuf":
+        raise TypeError(f"{name} must hold real numbers, got {_describe(arr)}")
+    if ndim is not None:
+        allowed = (ndim,) if isinstance(ndim, int) else tuple(ndim)
+        if arr.ndim not in allowed:
+            want = " or ".join(f"{d}-D" for d in allowed)
+            raise ValueError(f"{name} must be {want}, got {arr.ndim}-D {_describe(arr)}")
+    if shape is not None:
+        if arr.ndim != len(shape) or any(s is not None and s != a for s, a in zip(shape, arr.shape)):
+            want = "(" + ", ".join("*" if s is None else str(s) for s in shape) + ")"
+            raise ValueError(f"{name} must have shape {want}, got {arr.shape}")
+    out = np.ascontiguousarray(arr, dtype=dtype)
+    if finite and not np.isfinite(out).all():
+        raise ValueError(f"{name} must be finite, got NaN or inf in {_describe(arr)}")
+    return out
+
+
+def as_labels(y, name: str, n: int, n_classes: int, ignore_index: int | None = None) -> np.ndarray:
+    """Integer class indices of shape (n,), each in [0, n_classes) or == ignore_index -> int64 array."""
+    arr = np.asarray(y)
+    if arr.dtype.kind not in "iu":
+        if arr.dtype.kind == "f" and arr.size and np.all(np.isfinite(arr)) and np.all(arr == np.round(arr)):
+            raise TypeError(
+                f"{name} must be integer class indices, got floating dtype {arr.dtype}; "
+                f"use y.astype(int), or pass probability rows of shape ({n}, {n_classes})"
+            )
+        raise TypeError(f"{name} must be integer class indices, got {_describe(arr)}")
+    if arr.ndim != 1 or arr.shape[0] != n:
+        raise ValueError(f"{name} must have shape ({n},) to match the input's {n} rows, got {arr.shape}")
+    labels = np.ascontiguousarray(arr, dtype=np.int64)
+    valid = (labels >= 0) & (labels < n_classes)
+    if ignore_index is not None:
+        valid |= labels == ignore_index
+    if not valid.all():
+        bad = labels[~valid][0]
+        raise ValueError(
+            f"{name} must be class indices in [0, {n_classes - 1}]"
+            + (f" or ignore_index={ignore_index}" if ignore_index is not None else "")
+            + f", got {bad}"
+        )
+    return labels
+
+
+def check_int(value, name: str, low: int | None = None, high: int | None = None) -> int:
+    """An int (not bool) with low <= value <= high."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be an int, got {value!r}")
+    value = operator.index(value)
+    if (low is not None and value < low) or (high is not None and value > high):
+        lo = "-inf" if low is None else low
+        hi = "inf" if high is None else high
+        raise ValueError(f"{name} must be in [{lo}, {hi}], got {value}")
+    return value
+
+
+def check_float(value, name: str, low: float | None = None, high: float | None = None,
+                low_open: bool = False, high_open: bool = False) -> float:
+    """A finite real number in the given interval (closed unless *_open)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a real number, got {value!r}")
+    value = float(value)
+    bad = not np.isfinite(value)
+    if low is not None:
+        bad |= value <= low if low_open else value < low
+    if high is not None:
+        bad |= value >= high if high_open else value > high
+    if bad:
+        lo = "-inf" if low is None else f"{low:g}"
+        hi = "inf" if high is None else f"{high:g}"
+        interval = ("(" if low_open or low is None else "[") + f"{lo}, {hi}" + (")" if high_open or high is None else "]")
+        raise ValueError(f"{name} must be a finite number in {interval}, got {value!r}")
+    return value
+
+
+def check_choice(value, name: str, choices) -> str:
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {', '.join(repr(c) for c in choices)}; got {value!r}")
+    return value

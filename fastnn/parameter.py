@@ -1,0 +1,103 @@
+"""Parameters as views into flat arenas.
+
+All parameters of a model live in one contiguous 1-D buffer (the *parameter arena*)
+and all their gradients in another of the same size (the *gradient arena*); each
+Parameter's ``.data`` and ``.grad`` are reshaped views at the same offset. Fused
+kernels (optimizer steps, clipping) can then run over a whole run of neighbouring
+parameters in one call.
+
+Gradients follow PyTorch: ``.grad`` is ``None`` until a backward pass produces it,
+later backward passes accumulate into it, and ``zero_grad()`` (set_to_none=True)
+makes it ``None`` again. Internally the view always exists; ``has_grad`` says
+whether it holds a gradient, so kernels write the first gradient with beta=0
+(no zeroing pass) and accumulate the next ones with beta=1.
+"""
+
+from __future__ import annotations
+
+from math import prod
+
+import numpy as np
+
+
+class Arena:
+    """Two flat buffers (parameters, gradients) of one dtype, carved into Parameters."""
+
+    __slots__ = ("dtype", "data", "grad", "params")
+
+    def __init__(self, shapes, dtype, names=None):
+        self.dtype = np.dtype(dtype)
+        sizes = [prod(s) for s in shapes]
+        total = sum(sizes)
+        self.data = np.zeros(total, dtype=self.dtype)
+        self.grad = np.zeros(total, dtype=self.dtype)
+        names = names or [f"param{i}" for i in range(len(shapes))]
+        self.params = []
+        offset = 0
+        for shape, size, name in zip(shapes, sizes, names):
+            self.params.append(Parameter(self, offset, tuple(shape), name))
+            offset += size
+
+    @property
+    def size(self) -> int:
+        return self.data.size
+
+
+class Parameter:
+    """A trainable array: ``.data`` and ``.grad`` are views into its arena."""
+
+    __slots__ = ("arena", "offset", "shape", "name", "data", "_grad", "has_grad", "__weakref__")
+
+    def __init__(self, arena: Arena, offset: int, shape: tuple, name: str):
+        self.arena = arena
+        self.offset = offset
+        self.shape = shape
+        self.name = name
+        n = prod(shape)
+        self.data = arena.data[offset:offset + n].reshape(shape)
+        self._grad = arena.grad[offset:offset + n].reshape(shape)
+        self.has_grad = False
+
+    @property
+    def size(self) -> int:
+        return self.data.size
+
+    @property
+    def dtype(self) -> np.dtype:
+        return self.arena.dtype
+
+    @property
+    def grad(self):
+        """The accumulated gradient (a view into the gradient arena), or None."""
+        return self._grad if self.has_grad else None
+
+    @grad.setter
+    def grad(self, value):
+        if value is None:
+            self.has_grad = False
+            return
+        value = np.asarray(value)
+        if value.shape != self.shape:
+            raise ValueError(f"grad for {self.name} must have shape {self.shape}, got {value.shape}")
+        self._grad[...] = value
+        self.has_grad = True
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        if set_to_none:
+            self.has_grad = False
+        else:
+            self._grad.fill(0)
+            self.has_grad = True
+
+    def __repr__(self) -> str:
+        return f"Parameter(name={self.name!r}, shape={self.shape}, dtype={self.dtype})"
+
+
+def parameters_from_arrays(arrays, names=None, dtype=None) -> list[Parameter]:
+    """Parameters in one fresh arena holding copies of `arrays` (handy for tests and tools)."""
+    arrays = [np.asarray(a) for a in arrays]
+    dtype = np.dtype(dtype) if dtype is not None else np.result_type(*arrays)
+    arena = Arena([a.shape for a in arrays], dtype, names)
+    for p, a in zip(arena.params, arrays):
+        p.data[...] = a
+    return arena.params
