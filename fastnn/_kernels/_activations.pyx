@@ -1,0 +1,203 @@
+# Design note: _activations - bias + activation forward, activation backward.
+#
+# Layout: row-major (n, m) blocks; z is the pre-activation, a the activation.
+# Forward fuses the bias add into the activation pass (one read and one write per
+# element after the GEMM):  z := z + b ; a := f(z).  `b` may be NULL (no bias) and
+# `a` may alias `z` for the linear activation.
+# Backward: dz := g * f'(z, a). The derivative is taken from the stored output where
+# the math allows (sigmoid, tanh, relu, elu) and from z otherwise; `dz` may alias `g`.
+# Softmax works on rows: dz := a * (g - sum_j g_j a_j).
+# Conventions follow PyTorch (NUMERICS.md section 3): relu'(0) = 0, leaky_relu'(0) = slope,
+# elu'(0) = alpha, sigmoid is evaluated in the overflow-free two-branch form.
+# Threads: rows are split across OpenMP threads when the block is large enough
+# (PAR_MIN elements); small blocks run on one thread. float math uses the float libm
+# functions, double math the double ones.
+
+from cython.parallel cimport prange
+from libc.math cimport exp, expf, expm1, expm1f, tanh, tanhf, erf, erff, sqrt, fabs
+
+cdef Py_ssize_t PAR_MIN = 32768
+
+CODES = {
+    "linear": Act.LINEAR, "relu": Act.RELU, "leaky_relu": Act.LEAKY_RELU, "sigmoid": Act.SIGMOID,
+    "tanh": Act.TANH, "gelu": Act.GELU, "gelu_tanh": Act.GELU_TANH, "elu": Act.ELU, "silu": Act.SILU,
+    "softmax": Act.SOFTMAX,
+}
+
+cdef double SQRT_2_OVER_PI = 0.7978845608028654
+cdef double INV_SQRT_2 = 0.7071067811865476
+cdef double INV_SQRT_2PI = 0.3989422804014327
+
+
+cdef inline real _exp(real x) noexcept nogil:
+    if real is float:
+        return expf(x)
+    else:
+        return exp(x)
+
+
+cdef inline real _expm1(real x) noexcept nogil:
+    if real is float:
+        return expm1f(x)
+    else:
+        return expm1(x)
+
+
+cdef inline real _tanh(real x) noexcept nogil:
+    if real is float:
+        return tanhf(x)
+    else:
+        return tanh(x)
+
+
+cdef inline real _erf(real x) noexcept nogil:
+    if real is float:
+        return erff(x)
+    else:
+        return erf(x)
+
+
+cdef inline real _sigmoid(real x) noexcept nogil:
+    """sigma(x), overflow-free: x >= 0: 1/(1+e^-x); x < 0: e^x/(1+e^x)."""
+    cdef real e
+    if x >= 0:
+        return <real>1 / (<real>1 + _exp(-x))
+    e = _exp(x)
+    return e / (<real>1 + e)
+
+
+cdef inline real _f(real x, int act, real param) noexcept nogil:
+    """a := f(x) for every element-wise activation."""
+    cdef real u
+    if act == Act.RELU:
+        return x if x > 0 else 0
+    elif act == Act.LEAKY_RELU:
+        return x if x > 0 else param * x
+    elif act == Act.SIGMOID:
+        return _sigmoid(x)
+    elif act == Act.TANH:
+        return _tanh(x)
+    elif act == Act.GELU:
+        return <real>0.5 * x * (<real>1 + _erf(x * <real>INV_SQRT_2))
+    elif act == Act.GELU_TANH:
+        u = <real>SQRT_2_OVER_PI * (x + <real>0.044715 * x * x * x)
+        return <real>0.5 * x * (<real>1 + _tanh(u))
+    elif act == Act.ELU:
+        return x if x > 0 else param * _expm1(x)
+    elif act == Act.SILU:
+        return x * _sigmoid(x)
+    return x
+
+
+cdef inline real _df(real x, real y, int act, real param) noexcept nogil:
+    """f'(x) given the input x and the output y = f(x)."""
+    cdef real u, t, s
+    if act == Act.RELU:
+        return 1 if x > 0 else 0
+    elif act == Act.LEAKY_RELU:
+        return 1 if x > 0 else param
+    elif act == Act.SIGMOID:
+        return y * (<real>1 - y)
+    elif act == Act.TANH:
+        return <real>1 - y * y
+    elif act == Act.GELU:
+        return <real>0.5 * (<real>1 + _erf(x * <real>INV_SQRT_2)) + x * <real>INV_SQRT_2PI * _exp(<real>-0.5 * x * x)
+    elif act == Act.GELU_TANH:
+        u = <real>SQRT_2_OVER_PI * (x + <real>0.044715 * x * x * x)
+        t = _tanh(u)
+        return (<real>0.5 * (<real>1 + t)
+                + <real>0.5 * x * (<real>1 - t * t) * <real>SQRT_2_OVER_PI * (<real>1 + <real>(3 * 0.044715) * x * x))
+    elif act == Act.ELU:
+        return 1 if x > 0 else y + param
+    elif act == Act.SILU:
+        s = _sigmoid(x)
+        return s * (<real>1 + x * (<real>1 - s))
+    return 1
+
+
+cdef inline void _softmax_row(const real* z, real* a, Py_ssize_t m) noexcept nogil:
+    """a := exp(z - max z) / sum exp(z - max z) over one row."""
+    cdef Py_ssize_t j
+    cdef real mx = z[0]
+    cdef double total = 0
+    for j in range(1, m):
+        if z[j] > mx:
+            mx = z[j]
+    for j in range(m):
+        a[j] = _exp(z[j] - mx)
+        total += a[j]
+    cdef real inv = <real>(1.0 / total)
+    for j in range(m):
+        a[j] = a[j] * inv
+
+
+cdef inline void _forward_row(real* z, const real* b, real* a, Py_ssize_t m, int act, real param) noexcept nogil:
+    cdef Py_ssize_t j
+    if b != NULL:
+        for j in range(m):
+            z[j] = z[j] + b[j]
+    if act == Act.SOFTMAX:
+        _softmax_row(z, a, m)
+    elif act == Act.LINEAR:
+        if a != z:
+            for j in range(m):
+                a[j] = z[j]
+    elif act == Act.RELU:
+        for j in range(m):
+            a[j] = z[j] if z[j] > 0 else 0
+    else:
+        for j in range(m):
+            a[j] = _f(z[j], act, param)
+
+
+cdef inline void _backward_row(const real* g, const real* z, const real* a, real* dz, Py_ssize_t m,
+                               int act, real param) noexcept nogil:
+    cdef Py_ssize_t j
+    cdef double dot = 0
+    if act == Act.SOFTMAX:
+        for j in range(m):
+            dot += g[j] * a[j]
+        for j in range(m):
+            dz[j] = a[j] * (g[j] - <real>dot)
+    elif act == Act.LINEAR:
+        if dz != g:
+            for j in range(m):
+                dz[j] = g[j]
+    elif act == Act.RELU:
+        for j in range(m):
+            dz[j] = g[j] if z[j] > 0 else 0
+    else:
+        for j in range(m):
+            dz[j] = g[j] * _df(z[j], a[j], act, param)
+
+
+cdef void bias_act_forward(real* z, const real* b, real* a, Py_ssize_t n, Py_ssize_t m,
+                           int act, double param) noexcept nogil:
+    """z := z + b (per row), a := f(z)."""
+    cdef Py_ssize_t i
+    cdef real p = <real>param
+    for i in prange(n, schedule="static", use_threads_if=n * m >= PAR_MIN):
+        _forward_row(z + i * m, b, a + i * m, m, act, p)
+
+
+cdef void act_backward(const real* g, const real* z, const real* a, real* dz,
+                       Py_ssize_t n, Py_ssize_t m, int act, double param) noexcept nogil:
+    """dz := g * f'(z, a)  (softmax: dz := a * (g - rowsum(g * a)))."""
+    cdef Py_ssize_t i
+    cdef real p = <real>param
+    for i in prange(n, schedule="static", use_threads_if=n * m >= PAR_MIN):
+        _backward_row(g + i * m, z + i * m, a + i * m, dz + i * m, m, act, p)
+
+
+def forward(real[:, ::1] z, const real[::1] b, real[:, ::1] a_out, int act, double param=0.0):
+    """z := z + b (b may be empty: no bias); a_out := f(z). a_out may be z itself."""
+    cdef const real* bp = &b[0] if b.shape[0] > 0 else NULL
+    with nogil:
+        bias_act_forward(&z[0, 0], bp, &a_out[0, 0], z.shape[0], z.shape[1], act, param)
+
+
+def backward(const real[:, ::1] g, const real[:, ::1] z, const real[:, ::1] a, real[:, ::1] dz_out,
+             int act, double param=0.0):
+    """dz_out := g * f'(z, a). dz_out may be g itself."""
+    with nogil:
+        act_backward(&g[0, 0], &z[0, 0], &a[0, 0], &dz_out[0, 0], g.shape[0], g.shape[1], act, param)

@@ -1,0 +1,95 @@
+# Design note: _dense - a Dense layer's forward and backward, GEMMs through BLAS.
+#
+# Layout: X (n, k), W (k, m) row-major (fastnn stores W as (in, out), z = x @ W + b),
+# b (m,), Z and A (n, m). Forward: one GEMM, then one fused pass for bias + activation
+# (fastnn._kernels._activations). Backward, given G = dL/dA:
+#     dZ := G * f'(Z, A)            (fused element-wise pass; softmax row-wise)
+#     dW := X^T @ dZ (+ dW)         (GEMM; beta = 1 accumulates into an existing gradient)
+#     db := colsum(dZ) (+ db)       (double accumulators, blocks of columns)
+#     dX := dZ @ W^T                (GEMM; skipped when the input needs no gradient)
+# Threads: GEMMs run from serial code and BLAS threads them; element-wise passes and
+# the column sums split across OpenMP threads above PAR_MIN elements. BLAS is never
+# called inside a prange body.
+
+from cython.parallel cimport prange
+from fastnn._kernels._types cimport real
+from fastnn._kernels._blas cimport gemm
+from fastnn._kernels._activations cimport bias_act_forward, act_backward
+
+cdef Py_ssize_t PAR_MIN = 32768
+cdef enum:
+    COLBLOCK = 256
+
+
+cdef void _colsum_block(const real* dz, real* db, Py_ssize_t n, Py_ssize_t m, Py_ssize_t j0,
+                        Py_ssize_t width, bint accumulate) noexcept nogil:
+    cdef double acc[COLBLOCK]
+    cdef Py_ssize_t i, j
+    for j in range(width):
+        acc[j] = db[j0 + j] if accumulate else 0
+    for i in range(n):
+        for j in range(width):
+            acc[j] += dz[i * m + j0 + j]
+    for j in range(width):
+        db[j0 + j] = <real>acc[j]
+
+
+cdef void colsum(const real* dz, real* db, Py_ssize_t n, Py_ssize_t m, bint accumulate) noexcept nogil:
+    """db := sum_rows dz (+ db)."""
+    cdef Py_ssize_t nblocks = (m + COLBLOCK - 1) // COLBLOCK
+    cdef Py_ssize_t blk, j0
+    for blk in prange(nblocks, schedule="static", use_threads_if=nblocks > 1 and n * m >= PAR_MIN):
+        j0 = blk * COLBLOCK
+        _colsum_block(dz, db, n, m, j0, min(<Py_ssize_t>COLBLOCK, m - j0), accumulate)
+
+
+cdef void dense_forward(const real* x, const real* w, const real* b, real* z, real* a,
+                        int n, int k, int m, int act, double param) noexcept nogil:
+    """z := x @ w + b ; a := f(z)."""
+    gemm(False, False, n, m, k, <real>1, x, k, w, m, <real>0, z, m)
+    bias_act_forward(z, b, a, n, m, act, param)
+
+
+cdef void dense_backward(const real* x, const real* w, const real* z, const real* a, real* g,
+                         real* dw, real* db, real* dx, int n, int k, int m, int act, double param,
+                         bint accumulate) noexcept nogil:
+    """dz := g * f'(z, a) (in place in g); dw (+)= x^T dz; db (+)= colsum(dz); dx := dz @ w^T if dx."""
+    act_backward(g, z, a, g, n, m, act, param)
+    gemm(True, False, k, m, n, <real>1, x, k, g, m, <real>(1 if accumulate else 0), dw, m)
+    if db != NULL:
+        colsum(g, db, n, m, accumulate)
+    if dx != NULL:
+        gemm(False, True, n, k, m, <real>1, g, m, w, m, <real>0, dx, k)
+
+
+def forward(const real[:, ::1] x, const real[:, ::1] w, const real[::1] b, real[:, ::1] z_out,
+            real[:, ::1] a_out, int act, double param=0.0):
+    """z_out := x @ w + b ; a_out := f(z_out). b may be empty (no bias); a_out may be z_out."""
+    cdef const real* bp = &b[0] if b.shape[0] > 0 else NULL
+    with nogil:
+        dense_forward(&x[0, 0], &w[0, 0], bp, &z_out[0, 0], &a_out[0, 0],
+                      x.shape[0], x.shape[1], w.shape[1], act, param)
+
+
+def backward(const real[:, ::1] x, const real[:, ::1] w, const real[:, ::1] z, const real[:, ::1] a,
+             real[:, ::1] g, real[:, ::1] dw_out, real[::1] db_out, real[:, ::1] dx_out,
+             int act, double param=0.0, bint accumulate=False):
+    """g := g * f'(z, a); dw_out (+)= x^T g; db_out (+)= colsum(g); dx_out := g @ w^T.
+
+    db_out or dx_out may be empty (no bias / no input gradient wanted). g is overwritten.
+    """
+    cdef real* dbp = &db_out[0] if db_out.shape[0] > 0 else NULL
+    cdef real* dxp = &dx_out[0, 0] if dx_out.shape[0] > 0 else NULL
+    with nogil:
+        dense_backward(&x[0, 0], &w[0, 0], &z[0, 0], &a[0, 0], &g[0, 0], &dw_out[0, 0], dbp, dxp,
+                       x.shape[0], x.shape[1], w.shape[1], act, param, accumulate)
+
+
+def matmul(const real[:, ::1] a, const real[:, ::1] b, real[:, ::1] c_out, bint trans_a=False,
+           bint trans_b=False, double alpha=1.0, double beta=0.0):
+    """c_out := alpha * op(a) @ op(b) + beta * c_out (row-major GEMM through cython_blas)."""
+    cdef int m = c_out.shape[0], n = c_out.shape[1]
+    cdef int k = a.shape[0] if trans_a else a.shape[1]
+    with nogil:
+        gemm(trans_a, trans_b, m, n, k, <real>alpha, &a[0, 0], a.shape[1], &b[0, 0], b.shape[1],
+             <real>beta, &c_out[0, 0], n)

@@ -1,0 +1,81 @@
+"""NumPy twins of fastnn._kernels._activations (same signatures, readable math)."""
+
+import numpy as np
+from scipy.special import erf
+
+CODES = {
+    "linear": 0, "relu": 1, "leaky_relu": 2, "sigmoid": 3, "tanh": 4, "gelu": 5, "gelu_tanh": 6,
+    "elu": 7, "silu": 8, "softmax": 9,
+}
+_NAMES = {v: k for k, v in CODES.items()}
+_C = np.sqrt(2 / np.pi)
+
+
+def sigmoid(x):
+    """Overflow-free logistic: x >= 0: 1/(1+e^-x); x < 0: e^x/(1+e^x)."""
+    e = np.exp(-np.abs(x))
+    return np.where(x >= 0, 1 / (1 + e), e / (1 + e))
+
+
+def f(z, name, param=0.0):
+    if name == "linear":
+        return z.copy()
+    if name == "relu":
+        return np.where(z > 0, z, 0)
+    if name == "leaky_relu":
+        return np.where(z > 0, z, param * z)
+    if name == "sigmoid":
+        return sigmoid(z)
+    if name == "tanh":
+        return np.tanh(z)
+    if name == "gelu":
+        return 0.5 * z * (1 + erf(z / np.sqrt(2)))
+    if name == "gelu_tanh":
+        return 0.5 * z * (1 + np.tanh(_C * (z + 0.044715 * z**3)))
+    if name == "elu":
+        return np.where(z > 0, z, param * np.expm1(np.minimum(z, 0)))
+    if name == "silu":
+        return z * sigmoid(z)
+    if name == "softmax":
+        e = np.exp(z - z.max(axis=1, keepdims=True))
+        return e / e.sum(axis=1, keepdims=True)
+    raise ValueError(name)
+
+
+def df_times(g, z, a, name, param=0.0):
+    """g * f'(z) (softmax: a * (g - rowsum(g * a)))."""
+    if name == "linear":
+        return g.copy()
+    if name == "relu":
+        return g * (z > 0)
+    if name == "leaky_relu":
+        return g * np.where(z > 0, 1, param)
+    if name == "sigmoid":
+        return g * a * (1 - a)
+    if name == "tanh":
+        return g * (1 - a * a)
+    if name == "gelu":
+        return g * (0.5 * (1 + erf(z / np.sqrt(2))) + z * np.exp(-0.5 * z * z) / np.sqrt(2 * np.pi))
+    if name == "gelu_tanh":
+        t = np.tanh(_C * (z + 0.044715 * z**3))
+        return g * (0.5 * (1 + t) + 0.5 * z * (1 - t * t) * _C * (1 + 3 * 0.044715 * z * z))
+    if name == "elu":
+        return g * np.where(z > 0, 1, a + param)
+    if name == "silu":
+        s = sigmoid(z)
+        return g * s * (1 + z * (1 - s))
+    if name == "softmax":
+        return a * (g - (g * a).sum(axis=1, keepdims=True))
+    raise ValueError(name)
+
+
+def forward(z, b, a_out, act, param=0.0):
+    """z := z + b (b may be empty: no bias); a_out := f(z). a_out may be z itself."""
+    if b.shape[0]:
+        z += b
+    a_out[...] = f(z, _NAMES[act], param)
+
+
+def backward(g, z, a, dz_out, act, param=0.0):
+    """dz_out := g * f'(z, a). dz_out may be g itself."""
+    dz_out[...] = df_times(g, z, a, _NAMES[act], param)

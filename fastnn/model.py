@@ -1,0 +1,282 @@
+"""Sequential: the model, its planner, and the per-layer (phase 1) execution path.
+
+Planning. The user's layer list is turned into *stages*, the units the kernels run:
+a Dense followed by an activation layer becomes one DenseStage (GEMM, then one fused
+bias + activation pass); any other activation is an ActStage; Dropout is a DropoutStage.
+
+Memory. All parameters live in one flat arena and all gradients in another
+(fastnn.parameter). Activation buffers (z, a), gradient buffers and dropout masks are
+allocated once per batch size and reused; the forward input is copied (and converted
+to the model dtype) into a buffer of its own, so later changes to the caller's array
+cannot corrupt the backward pass.
+
+Gradients accumulate across backward() calls until zero_grad(), as in PyTorch: the
+first backward writes a parameter's gradient with beta = 0 (no zeroing pass), later
+ones add with beta = 1.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from . import _validation as V
+from ._config import get_default_dtype
+from ._kernels import _activations, _dense, _dropout
+from .init import init_dense
+from .layers import Activation, Dense, Dropout, Identity, Layer
+from .parameter import Arena
+
+_EMPTY = {np.dtype(np.float32): np.empty(0, np.float32), np.dtype(np.float64): np.empty(0, np.float64)}
+_EMPTY2 = {dt: a.reshape(0, 0) for dt, a in _EMPTY.items()}
+
+
+class _Stage:
+    """One fused unit of execution with its buffers for the current batch size."""
+
+    out_features: int
+    out: np.ndarray    # forward output (n, out_features)
+    gout: np.ndarray   # gradient w.r.t. out, filled by the next stage (or model.backward)
+
+    def allocate(self, n: int, dtype) -> None:
+        self.gout = np.empty((n, self.out_features), dtype)
+
+
+class _DenseStage(_Stage):
+    def __init__(self, layer: Dense, act: Activation):
+        self.layer, self.act = layer, act
+        self.code = _activations.CODES[act.kind]
+        self.out_features = layer.out_features
+
+    def allocate(self, n, dtype):
+        super().allocate(n, dtype)
+        self.z = np.empty((n, self.out_features), dtype)
+        linear = isinstance(self.act, Identity)
+        self.out = self.z if linear else np.empty_like(self.z)
+
+    def forward(self, x, training, model):
+        self.x = x
+        w = self.layer.params[0].data
+        b = self.layer.params[1].data if self.layer.use_bias else _EMPTY[x.dtype]
+        _dense.forward(x, w, b, self.z, self.out, self.code, self.act.param)
+        return self.out
+
+    def backward(self, dx_out):
+        w, *rest = self.layer.params
+        acc = w.has_grad
+        db = rest[0]._grad if rest else _EMPTY[self.z.dtype]
+        dx = dx_out if dx_out is not None else _EMPTY2[self.z.dtype]
+        _dense.backward(self.x, w.data, self.z, self.out, self.gout, w._grad, db, dx,
+                        self.code, self.act.param, acc)
+        for p in self.layer.params:
+            p.has_grad = True
+
+
+class _ActStage(_Stage):
+    def __init__(self, act: Activation, width: int):
+        self.act = act
+        self.code = _activations.CODES[act.kind]
+        self.out_features = width
+
+    def allocate(self, n, dtype):
+        super().allocate(n, dtype)
+        self.out = np.empty((n, self.out_features), dtype)
+
+    def forward(self, x, training, model):
+        self.x = x
+        _activations.forward(x, _EMPTY[x.dtype], self.out, self.code, self.act.param)
+        return self.out
+
+    def backward(self, dx_out):
+        if dx_out is not None:
+            _activations.backward(self.gout, self.x, self.out, dx_out, self.code, self.act.param)
+
+
+class _DropoutStage(_Stage):
+    def __init__(self, layer: Dropout, width: int, stream: int):
+        self.layer, self.stream = layer, stream
+        self.out_features = width
+        self.active = False
+
+    def allocate(self, n, dtype):
+        super().allocate(n, dtype)
+        self.out = np.empty((n, self.out_features), dtype)
+        self.mask = np.empty(n * self.out_features, np.uint8)
+
+    def forward(self, x, training, model):
+        self.active = training and self.layer.p > 0.0
+        if not self.active:
+            return x
+        _dropout.forward(x.reshape(-1), self.out.reshape(-1), self.mask, self.layer.p,
+                         model.seed, self.stream, model._step)
+        return self.out
+
+    def backward(self, dx_out):
+        if dx_out is None:
+            return
+        if self.active:
+            _dropout.backward(self.gout.reshape(-1), self.mask, dx_out.reshape(-1), self.layer.p)
+        else:
+            dx_out[...] = self.gout
+
+
+class Sequential:
+    """A stack of layers trained as one model.
+
+    Sequential(layers, dtype="float32", seed=None). `seed` seeds everything random in
+    the model: initial weights and dropout masks (same seed -> bit-identical results).
+    A new model is in training mode; model.eval() turns dropout off.
+    """
+
+    def __init__(self, layers, dtype=None, seed=None):
+        layers = list(layers)
+        if not layers or not all(isinstance(layer, Layer) for layer in layers):
+            bad = next((layer for layer in layers if not isinstance(layer, Layer)), None)
+            raise TypeError(
+                "layers must be a non-empty list of fastnn layers"
+                + (f", got an element of type {type(bad).__name__}" if layers else ", got an empty list")
+            )
+        if not any(isinstance(layer, Dense) for layer in layers):
+            raise ValueError("layers must contain at least one Dense layer (it fixes the input width)")
+        if len({id(layer) for layer in layers}) != len(layers) or any(layer.params for layer in layers):
+            raise ValueError("a layer object can be used only once, in one model")
+        self.layers = layers
+        self.dtype = V.resolve_dtype(get_default_dtype() if dtype is None else dtype)
+        if seed is None:
+            seed = int(np.random.SeedSequence().entropy % (1 << 63))
+        self.seed = V.check_int(seed, "seed", low=0, high=(1 << 64) - 1)
+        self.training = True
+        self._step = 0
+        self._n = None
+        self._ready = self._single = False
+        self._stages = self._plan()
+        self.in_features = next(layer for layer in layers if isinstance(layer, Dense)).in_features
+        self.out_features = self._stages[-1].out_features
+        self._build_parameters()
+
+    # ---------------------------------------------------------------- planning
+    def _plan(self):
+        stages, width = [], None
+        i = 0
+        while i < len(self.layers):
+            layer = self.layers[i]
+            if isinstance(layer, Dense):
+                if width is not None and layer.in_features != width:
+                    raise ValueError(
+                        f"layer {i} ({layer!r}) expects in_features={layer.in_features}, "
+                        f"but the previous layer gives {width} features"
+                    )
+                act = layer.activation
+                nxt = self.layers[i + 1] if i + 1 < len(self.layers) else None
+                if isinstance(act, Identity) and isinstance(nxt, Activation):
+                    act, i = nxt, i + 1   # fuse Dense -> activation layer
+                stages.append(_DenseStage(layer, act))
+                width = layer.out_features
+            elif isinstance(layer, Activation):
+                stages.append(_ActStage(layer, width))
+            elif isinstance(layer, Dropout):
+                stages.append(_DropoutStage(layer, width, stream=i))
+            else:
+                raise TypeError(f"layer {i} has unsupported type {type(layer).__name__}")
+            i += 1
+        first_width = next(layer for layer in self.layers if isinstance(layer, Dense)).in_features
+        for stage in stages:   # activation/dropout layers before the first Dense
+            if stage.out_features is None:
+                stage.out_features = first_width
+            else:
+                break
+        return stages
+
+    def _build_parameters(self):
+        dense = [(i, layer) for i, layer in enumerate(self.layers) if isinstance(layer, Dense)]
+        shapes, names = [], []
+        for i, layer in dense:
+            for shape, kind in zip(layer._shapes(), ("weight", "bias")):
+                shapes.append(shape)
+                names.append(f"{i}.{kind}")
+        self._arena = Arena(shapes, self.dtype, names)
+        rng = np.random.default_rng(self.seed)
+        params = iter(self._arena.params)
+        for _, layer in dense:
+            layer.params = [next(params) for _ in layer._shapes()]
+            w = layer.params[0].data
+            b = layer.params[1].data if layer.use_bias else None
+            init_dense(rng, layer.init, w, b)
+
+    def _allocate(self, n: int) -> None:
+        if self._n == n:
+            return
+        self._x = np.empty((n, self.in_features), self.dtype)
+        for stage in self._stages:
+            stage.allocate(n, self.dtype)
+        self._n = n
+
+    # ---------------------------------------------------------------- public API
+    def parameters(self):
+        """Each Dense layer's weight (in, out) then bias (out,), in layer order."""
+        return list(self._arena.params)
+
+    def named_parameters(self):
+        return [(p.name, p) for p in self._arena.params]
+
+    def train(self, mode: bool = True):
+        self.training = bool(mode)
+        return self
+
+    def eval(self):
+        return self.train(False)
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        for p in self._arena.params:
+            p.zero_grad(set_to_none)
+
+    def __call__(self, x):
+        return self.forward(x)
+
+    def forward(self, x):
+        """The model's output for x of shape (n, in_features) (or one sample (in_features,))."""
+        single = isinstance(x, np.ndarray) and x.ndim == 1
+        x = V.as_float_array(x, "x", self.dtype, ndim=(1, 2) if single else 2)
+        if single:
+            x = x.reshape(1, -1)
+        if x.shape[1] != self.in_features:
+            raise ValueError(f"x must have {self.in_features} features (columns), got shape {x.shape}")
+        if x.shape[0] == 0:
+            raise ValueError("x must have at least one row, got shape (0, ...)")
+        out = self._forward(x)
+        self._single = single
+        return out[0].copy() if single else out.copy()
+
+    def _forward(self, x):
+        """Run the stages on a validated, contiguous x of the model dtype; returns the output buffer."""
+        self._allocate(x.shape[0])
+        np.copyto(self._x, x)
+        if self.training:
+            self._step += 1
+        h = self._x
+        for stage in self._stages:
+            h = stage.forward(h, self.training, self)
+        self._ready = True
+        return h
+
+    def backward(self, grad):
+        """Backpropagate grad = d loss / d output through the last forward pass.
+
+        Parameter gradients accumulate into p.grad until zero_grad(). Returns None.
+        """
+        if not self._ready:
+            raise RuntimeError("backward() needs a forward pass first: call model(x) before model.backward(grad)")
+        n = self._n
+        want = (self.out_features,) if self._single else (n, self.out_features)
+        g = V.as_float_array(grad, "grad", self.dtype, shape=want)
+        self._backward(g.reshape(n, self.out_features))
+
+    def _backward(self, g, input_grad_out=None):
+        """Backward through every stage from g (n, out); d loss / d x goes to input_grad_out if given."""
+        stages = self._stages
+        np.copyto(stages[-1].gout, g)
+        for k in range(len(stages) - 1, -1, -1):
+            stages[k].backward(stages[k - 1].gout if k > 0 else input_grad_out)
+
+    def __repr__(self) -> str:
+        inner = ",\n".join(f"  ({i}): {layer!r}" for i, layer in enumerate(self.layers))
+        return f"Sequential(\n{inner}\n), dtype={self.dtype}, seed={self.seed}"

@@ -1,0 +1,28 @@
+import numpy as np
+import pytest
+
+import fastnn
+
+DTYPES = [np.float32, np.float64]
+
+
+@pytest.fixture(params=DTYPES, ids=["f32", "f64"])
+def dtype(request):
+    return np.dtype(request.param)
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(1234)
+
+
+def tols(dtype):
+    """(rtol, atol) for comparing a compiled kernel with its float64-exact twin or PyTorch."""
+    return (2e-5, 2e-6) if np.dtype(dtype) == np.float32 else (1e-10, 1e-12)
+
+
+@pytest.fixture(autouse=True)
+def _restore_threads():
+    n = fastnn.get_num_threads()
+    yield
+    fastnn.set_num_threads(n)
