@@ -81,8 +81,8 @@ def config() -> dict:
     try:
         from . import _build_info as B
 
-        flags, debug = B.COMPILER_FLAGS, B.DEBUG_CYTHON
-    except ImportError:
+        flags, debug = f"{B.COMPILER_FLAGS} (link: {B.LINK_FLAGS or 'none'})", B.DEBUG_CYTHON
+    except (ImportError, AttributeError):
         flags, debug = "unknown (no _build_info)", None
     from . import __version__
 
@@ -116,7 +116,7 @@ def show_config(file=None) -> None:
         f"fastnn {c['version']} (Python {c['python']}, NumPy {c['numpy']}, SciPy {c['scipy']})",
         f"platform:       {c['platform']}",
         f"OpenMP:         {'on' if c['openmp'] else 'off'}"
-        + (f" (_OPENMP {c['openmp_version']}, {c['omp_threads']} threads)" if c["openmp"] else ""),
+        + (f" (_OPENMP {c['openmp_version']}, max threads {c['omp_threads']})" if c["openmp"] else ""),
         f"threads:        {c['num_threads']} (fnn.set_num_threads)",
         f"default dtype:  {c['default_dtype']}",
         f"compiler flags: {c['compiler_flags']}" + (" [debug build]" if c["debug_cython"] else ""),
