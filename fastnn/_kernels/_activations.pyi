@@ -1,0 +1,9 @@
+import numpy as np
+from numpy.typing import NDArray
+
+CODES: dict[str, int]
+
+def forward(z: NDArray[np.floating], b: NDArray[np.floating], a_out: NDArray[np.floating], act: int,
+            param: float = 0.0) -> None: ...
+def backward(g: NDArray[np.floating], z: NDArray[np.floating], a: NDArray[np.floating],
+             dz_out: NDArray[np.floating], act: int, param: float = 0.0) -> None: ...
