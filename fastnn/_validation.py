@@ -54,7 +54,7 @@ def as_float_array(x, name: str, dtype: np.dtype, ndim=None, shape=None, finite:
             raise ValueError(f"{name} must be {want}, got {arr.ndim}-D {_describe(arr)}")
     if shape is not None:
         if arr.ndim != len(shape) or any(s is not None and s != a for s, a in zip(shape, arr.shape)):
-            want = "(" + ", ".join("*" if s is None else str(s) for s in shape) + ")"
+            want = str(tuple("*" if s is None else s for s in shape)).replace("'", "")
             raise ValueError(f"{name} must have shape {want}, got {arr.shape}")
     out = np.ascontiguousarray(arr, dtype=dtype)
     if finite and not np.isfinite(out).all():
@@ -68,8 +68,7 @@ def as_labels(y, name: str, n: int, n_classes: int, ignore_index: int | None = N
     if arr.dtype.kind not in "iu":
         if arr.dtype.kind == "f" and arr.size and np.all(np.isfinite(arr)) and np.all(arr == np.round(arr)):
             raise TypeError(
-                f"{name} must be integer class indices, got floating dtype {arr.dtype}; "
-                f"use y.astype(int), or pass probability rows of shape ({n}, {n_classes})"
+                f"{name} must be integer class indices, got floating dtype {arr.dtype}; use y.astype(int)"
             )
         raise TypeError(f"{name} must be integer class indices, got {_describe(arr)}")
     if arr.ndim != 1 or arr.shape[0] != n:
@@ -114,7 +113,9 @@ def check_float(value, name: str, low: float | None = None, high: float | None =
     if bad:
         lo = "-inf" if low is None else f"{low:g}"
         hi = "inf" if high is None else f"{high:g}"
-        interval = ("(" if low_open or low is None else "[") + f"{lo}, {hi}" + (")" if high_open or high is None else "]")
+        left = "(" if low_open or low is None else "["
+        right = ")" if high_open or high is None else "]"
+        interval = f"{left}{lo}, {hi}{right}"
         raise ValueError(f"{name} must be a finite number in {interval}, got {value!r}")
     return value
 
@@ -123,3 +124,37 @@ def check_choice(value, name: str, choices) -> str:
     if value not in choices:
         raise ValueError(f"{name} must be one of {', '.join(repr(c) for c in choices)}; got {value!r}")
     return value
+
+
+def check_bool(value, name: str) -> bool:
+    """A bool (Python or NumPy); ints and other truthy objects are refused."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be a bool, got {value!r}")
+    return bool(value)
+
+
+def check_same_shape(arr: np.ndarray, name: str, ref: np.ndarray, ref_name: str) -> None:
+    """`arr` must have exactly `ref`'s shape (no broadcasting); the message names both shapes."""
+    if arr.shape != ref.shape:
+        raise ValueError(
+            f"{name} must have the same shape as {ref_name}: {ref_name} has shape {ref.shape}, "
+            f"{name} has shape {arr.shape} (no broadcasting)"
+        )
+
+
+def check_broadcastable(arr: np.ndarray, name: str, shape: tuple, ref_name: str) -> None:
+    """`arr` must broadcast to `shape` (the shape of `ref_name`) without changing it."""
+    try:
+        ok = np.broadcast_shapes(arr.shape, shape) == tuple(shape)
+    except ValueError:
+        ok = False
+    if not ok:
+        raise ValueError(f"{name} of shape {arr.shape} must broadcast to {ref_name}'s shape {tuple(shape)}")
+
+
+def check_in_range(arr: np.ndarray, name: str, low: float, high: float, hint: str = "") -> None:
+    """Every entry of `arr` in [low, high] (NaN fails); the message gives the range found."""
+    if arr.size and not (arr.min() >= low and arr.max() <= high):
+        raise ValueError(
+            f"{name} must hold values in [{low:g}, {high:g}]{hint}, got values in [{arr.min()}, {arr.max()}]"
+        )

@@ -1,0 +1,435 @@
+# Design note: _losses - fused loss value + input gradient, one pass per loss.
+#
+# What: MSE, BCE (probabilities), BCE with logits, cross-entropy from logits (class-index
+# or probability targets) and NLL (log-probability input), with PyTorch's formulas
+# (NUMERICS.md section 2). Every kernel returns the loss and writes dloss/dinput into
+# `grad_out` in the same pass over the data; cross-entropy never forms softmax and then
+# takes its log: per row it subtracts the max, stashes exp(z - max) in the gradient row,
+# and rescales it in place (log_softmax + NLL + gradient fused).
+#
+# Reduction: "mean" | "sum" | "none". For "none" the per-element loss (per row for
+# CE/NLL) is written into `loss_out` and the gradient is multiplied by the upstream
+# gradient `grad_up` (shape of the loss; None means ones). The return value is the
+# reduced loss ("none": the sum of loss_out).
+#
+# Layout/dtype: element-wise losses take flat C-contiguous 1-D arrays (callers ravel;
+# `weight` and `pos_weight` are already broadcast to the input's shape). CE/NLL take
+# (N, C) C-contiguous rows and int64 labels. All float arrays share one dtype (the fused
+# `real`); losses and gradient factors are computed in double and rounded on store.
+# Kernels trust their inputs (fastnn.losses validates); the wrappers only check that
+# buffer sizes agree, so a misuse raises instead of writing out of bounds.
+#
+# Threading: the GIL is released around every kernel; elements (or rows) are split over
+# OpenMP threads with a static schedule once the work passes a threshold. The loss is a
+# prange reduction over double partial sums. Nothing is allocated.
+
+from cython.parallel cimport prange
+from libc.math cimport INFINITY, exp, fmax, log
+from libc.stdint cimport int64_t
+
+from fastnn._kernels._types cimport real
+
+cdef enum Reduction:
+    NONE = 0
+    MEAN = 1
+    SUM = 2
+
+# Work (elements) above which a pass runs on the OpenMP pool. Measured one thread, float32:
+# MSE/NLL ~1 ns per element, CE ~9, BCE ~19, BCE-with-logits ~23 (exp/log bound); two threads
+# halve the exp/log passes from ~1-4k elements on. The thresholds keep small passes serial
+# (a fork/join and a spinning pool cost more than they save next to BLAS, see DESIGN.md).
+cdef Py_ssize_t CHEAP_THRESHOLD = 32768
+cdef Py_ssize_t TRANSCENDENTAL_THRESHOLD = 4096
+
+PARALLEL_THRESHOLDS = {"cheap": CHEAP_THRESHOLD, "transcendental": TRANSCENDENTAL_THRESHOLD}
+
+
+cdef int _reduction(str reduction) except -1:
+    if reduction == "mean":
+        return MEAN
+    if reduction == "sum":
+        return SUM
+    if reduction == "none":
+        return NONE
+    raise ValueError(f"reduction must be one of 'mean', 'sum', 'none'; got {reduction!r}")
+
+
+cdef int _check_size(Py_ssize_t got, Py_ssize_t want, str name) except -1:
+    if got != want:
+        raise ValueError(f"{name} has {got} entries, expected {want}")
+    return 0
+
+
+cdef inline double _up(const real* grad_up, Py_ssize_t i, double scale) noexcept nogil:
+    """Gradient factor of element/row i: scale * grad_up[i] (grad_up NULL means ones)."""
+    return scale if grad_up == NULL else scale * grad_up[i]
+
+
+cdef inline double _div(double a, double b) noexcept nogil:
+    """a / b, and a * inf for b == 0 (+-inf, or NaN for 0/0) also when cdivision is off (debug)."""
+    return a / b if b != 0.0 else a * INFINITY
+
+
+cdef inline double _log1p(double y) noexcept nogil:
+    """log(1 + y) to a few ulp for y >= -1 at the cost of one log (Kahan: u = 1 + y,
+    log(u) * y / (u - 1)); libm's log1p is about 2.5x slower. Needs strict IEEE (no -ffast-math)."""
+    cdef double u = 1.0 + y
+    if u == 1.0:
+        return y
+    return log(u) * (y / (u - 1.0))
+
+
+# --------------------------------------------------------------------------------------
+# element-wise losses
+# --------------------------------------------------------------------------------------
+
+cdef double _mse(const real* x, const real* y, Py_ssize_t n, int red,
+                 real* grad_out, real* loss_out, const real* grad_up) noexcept nogil:
+    """l := (x - y)^2; grad := 2 (x - y) * scale."""
+    cdef Py_ssize_t i
+    cdef double d, total = 0.0
+    cdef double scale = 1.0 / n if red == MEAN else 1.0
+    for i in prange(n, schedule="static", use_threads_if=n > CHEAP_THRESHOLD):
+        d = <double>x[i] - <double>y[i]
+        total += d * d
+        grad_out[i] = <real>(2.0 * d * _up(grad_up, i, scale))
+        if loss_out != NULL:
+            loss_out[i] = <real>(d * d)
+    return total / n if red == MEAN else total
+
+
+cdef double _bce(const real* x, const real* y, const real* w, Py_ssize_t n, int red,
+                 real* grad_out, real* loss_out, const real* grad_up) noexcept nogil:
+    """l := -w [y max(log x, -100) + (1-y) max(log(1-x), -100)]; grad := w (x-y) / max(x(1-x), 1e-12)."""
+    cdef Py_ssize_t i
+    cdef double xi, yi, wi, l, total = 0.0
+    cdef double scale = 1.0 / n if red == MEAN else 1.0
+    for i in prange(n, schedule="static", use_threads_if=n > TRANSCENDENTAL_THRESHOLD):
+        xi = x[i]
+        yi = y[i]
+        wi = 1.0 if w == NULL else w[i]
+        l = 0.0                                      # a log with a zero factor adds 0: skip it
+        if yi != 0.0:
+            l -= yi * fmax(log(xi), -100.0)
+        if yi != 1.0:
+            l -= (1.0 - yi) * fmax(_log1p(-xi), -100.0)
+        l = wi * l
+        total += l
+        grad_out[i] = <real>(wi * (xi - yi) / fmax(xi * (1.0 - xi), 1e-12) * _up(grad_up, i, scale))
+        if loss_out != NULL:
+            loss_out[i] = <real>l
+    return total / n if red == MEAN else total
+
+
+cdef double _bce_logits(const real* z, const real* y, const real* w, const real* pw, Py_ssize_t n,
+                        int red, real* grad_out, real* loss_out, const real* grad_up) noexcept nogil:
+    """l := w [p y softplus(-z) + (1-y) softplus(z)]; grad := w [(1-y) sigmoid(z) - p y sigmoid(-z)]."""
+    cdef Py_ssize_t i
+    cdef double zi, yi, wi, pi, tail, e, r, sig, sig_neg, l, total = 0.0
+    cdef double scale = 1.0 / n if red == MEAN else 1.0
+    for i in prange(n, schedule="static", use_threads_if=n > TRANSCENDENTAL_THRESHOLD):
+        zi = z[i]
+        yi = y[i]
+        wi = 1.0 if w == NULL else w[i]
+        pi = 1.0 if pw == NULL else pw[i]
+        e = exp(-zi if zi >= 0 else zi)             # exp(-|z|) <= 1
+        tail = _log1p(e)
+        r = 1.0 / (1.0 + e)
+        sig = r if zi >= 0 else e * r                # sigmoid(z), sigmoid(-z) without overflow
+        sig_neg = e * r if zi >= 0 else r
+        l = wi * (pi * yi * (fmax(-zi, 0.0) + tail) + (1.0 - yi) * (fmax(zi, 0.0) + tail))
+        total += l
+        grad_out[i] = <real>(wi * ((1.0 - yi) * sig - pi * yi * sig_neg) * _up(grad_up, i, scale))
+        if loss_out != NULL:
+            loss_out[i] = <real>l
+    return total / n if red == MEAN else total
+
+
+# --------------------------------------------------------------------------------------
+# row losses: cross-entropy from logits, NLL
+# --------------------------------------------------------------------------------------
+
+cdef inline double _row_exp(const real* z, Py_ssize_t C, real* e_out, double* shift) noexcept nogil:
+    """e_out := exp(z - max z); shift := max z; returns sum(e_out) (in double)."""
+    cdef Py_ssize_t c
+    cdef double m = z[0], s = 0.0, e
+    for c in range(1, C):
+        if z[c] > m:
+            m = z[c]
+    for c in range(C):
+        e = exp(<double>z[c] - m)
+        e_out[c] = <real>e
+        s += e
+    shift[0] = m
+    return s
+
+
+cdef inline void _zero_row(real* g, Py_ssize_t C) noexcept nogil:
+    cdef Py_ssize_t c
+    for c in range(C):
+        g[c] = 0
+
+
+cdef double _ce_index_row(const real* z, Py_ssize_t C, Py_ssize_t y, const real* w, double wsum,
+                          double eps, double scale, real* g) noexcept nogil:
+    """l := (1-eps) w_y (-log p_y) + (eps/C) sum_c w_c (-log p_c);
+    g := scale [(1-eps) w_y (p - e_y) + (eps/C) (W p - w)], W = sum_c w_c."""
+    cdef Py_ssize_t c
+    cdef double m, s, logs, wy, wz = 0.0, a, b, k
+    s = _row_exp(z, C, g, &m)                       # g holds exp(z - m) for now
+    logs = log(s)                                   # log p_c = (z_c - m) - logs
+    if eps != 0.0:
+        for c in range(C):
+            wz += (1.0 if w == NULL else w[c]) * (<double>z[c] - m)
+    wy = 1.0 if w == NULL else w[y]
+    k = eps / C
+    a = scale * ((1.0 - eps) * wy + k * wsum) / s  # coefficient of exp(z_c - m)
+    b = scale * k                                   # coefficient of w_c
+    for c in range(C):
+        g[c] = <real>(a * g[c] - b * (1.0 if w == NULL else w[c]))
+    # the target entry again, in double from the logit, so p_y - 1 does not cancel in `real`
+    g[y] = <real>(a * exp(<double>z[y] - m) - b * wy - scale * (1.0 - eps) * wy)
+    return (1.0 - eps) * wy * (logs - (<double>z[y] - m)) + k * (wsum * logs - wz)
+
+
+cdef double _ce_prob_row(const real* z, const real* t, Py_ssize_t C, const real* w, double eps,
+                         double scale, real* g) noexcept nogil:
+    """t' := (1-eps) t + eps/C; l := -sum_c w_c t'_c log p_c; g := scale [(sum_c w_c t'_c) p - w t']."""
+    cdef Py_ssize_t c
+    cdef double m, s, wt, a, A = 0.0, B = 0.0
+    s = _row_exp(z, C, g, &m)                       # g holds exp(z - m) for now
+    for c in range(C):
+        wt = (1.0 if w == NULL else w[c]) * ((1.0 - eps) * t[c] + eps / C)
+        A += wt
+        B += wt * (<double>z[c] - m)
+    a = scale * A / s                               # coefficient of exp(z_c - m)
+    for c in range(C):
+        wt = (1.0 if w == NULL else w[c]) * ((1.0 - eps) * t[c] + eps / C)
+        g[c] = <real>(a * g[c] - scale * wt)
+    return A * log(s) - B                           # sum_c wt_c (log s - (z_c - m)): no cancellation
+
+
+cdef double _class_weight_total(const int64_t* y, Py_ssize_t N, const real* w,
+                                int64_t ignore_index) noexcept nogil:
+    """D := sum of w[y_i] over rows with y_i != ignore_index (the 'mean' denominator)."""
+    cdef Py_ssize_t i
+    cdef double D = 0.0
+    for i in range(N):
+        if y[i] != ignore_index:
+            D += 1.0 if w == NULL else w[y[i]]
+    return D
+
+
+cdef double _cross_entropy(const real* z, const int64_t* y, Py_ssize_t N, Py_ssize_t C,
+                           const real* w, int64_t ignore_index, double eps, int red,
+                           real* grad_out, real* loss_out, const real* grad_up) noexcept nogil:
+    """Row i: see _ce_index_row; ignored rows give l_i = 0, g_i = 0; mean divides by D."""
+    cdef Py_ssize_t i, c
+    cdef double l, wsum = 0.0, total = 0.0, D = 1.0
+    if red == MEAN:
+        D = _class_weight_total(y, N, w, ignore_index)
+    for c in range(C):
+        wsum += 1.0 if w == NULL else w[c]
+    cdef double scale = _div(1.0, D)                # inf if D == 0: ignored rows stay 0, kept ones NaN
+    for i in prange(N, schedule="static", use_threads_if=N * C > TRANSCENDENTAL_THRESHOLD):
+        if y[i] == ignore_index:
+            _zero_row(grad_out + i * C, C)
+            l = 0.0
+        else:
+            l = _ce_index_row(z + i * C, C, y[i], w, wsum, eps, _up(grad_up, i, scale), grad_out + i * C)
+        total += l
+        if loss_out != NULL:
+            loss_out[i] = <real>l
+    return _div(total, D)                            # all ignored with mean: 0/0 = NaN, as torch
+
+
+cdef double _cross_entropy_prob(const real* z, const real* t, Py_ssize_t N, Py_ssize_t C,
+                                const real* w, double eps, int red,
+                                real* grad_out, real* loss_out, const real* grad_up) noexcept nogil:
+    """Row i: see _ce_prob_row; mean divides by N whatever the weights."""
+    cdef Py_ssize_t i
+    cdef double l, total = 0.0
+    cdef double scale = 1.0 / N if red == MEAN else 1.0
+    for i in prange(N, schedule="static", use_threads_if=N * C > TRANSCENDENTAL_THRESHOLD):
+        l = _ce_prob_row(z + i * C, t + i * C, C, w, eps, _up(grad_up, i, scale), grad_out + i * C)
+        total += l
+        if loss_out != NULL:
+            loss_out[i] = <real>l
+    return total / N if red == MEAN else total
+
+
+cdef double _nll(const real* x, const int64_t* y, Py_ssize_t N, Py_ssize_t C, const real* w,
+                 int64_t ignore_index, int red, real* grad_out, real* loss_out,
+                 const real* grad_up) noexcept nogil:
+    """l_i := -w_{y_i} x[i, y_i]; g_i := -w_{y_i} e_{y_i} * scale; ignored rows 0; mean divides by D."""
+    cdef Py_ssize_t i
+    cdef double l, wy, total = 0.0, D = 1.0
+    if red == MEAN:
+        D = _class_weight_total(y, N, w, ignore_index)
+    cdef double scale = _div(1.0, D)
+    for i in prange(N, schedule="static", use_threads_if=N * C > CHEAP_THRESHOLD):
+        _zero_row(grad_out + i * C, C)
+        l = 0.0
+        if y[i] != ignore_index:
+            wy = 1.0 if w == NULL else w[y[i]]
+            l = -wy * x[i * C + y[i]]
+            grad_out[i * C + y[i]] = <real>(-wy * _up(grad_up, i, scale))
+        total += l
+        if loss_out != NULL:
+            loss_out[i] = <real>l
+    return _div(total, D)
+
+
+# --------------------------------------------------------------------------------------
+# Python wrappers: typed memoryviews in, GIL released around the kernel
+# --------------------------------------------------------------------------------------
+
+cdef int _check_none_buffers(int red, loss_out, grad_up, Py_ssize_t n) except -1:
+    """'none' needs loss_out (n entries); grad_up is optional and must have n entries."""
+    if red == NONE:
+        if loss_out is None:
+            raise ValueError("reduction='none' needs a loss_out buffer")
+        _check_size(len(loss_out), n, "loss_out")
+        if grad_up is not None:
+            _check_size(len(grad_up), n, "grad_up")
+    return 0
+
+
+def mse_loss(const real[::1] x, const real[::1] y, real[::1] grad_out, str reduction="mean",
+             real[::1] loss_out=None, const real[::1] grad_up=None):
+    """MSE: l := (x - y)^2; grad_out := 2 (x - y) / numel (mean) | 2 (x - y) (sum) | 2 (x - y) * grad_up (none)."""
+    cdef int red = _reduction(reduction)
+    cdef Py_ssize_t n = x.shape[0]
+    _check_size(y.shape[0], n, "y")
+    _check_size(grad_out.shape[0], n, "grad_out")
+    _check_none_buffers(red, loss_out, grad_up, n)
+    if n == 0:
+        return float("nan") if red == MEAN else 0.0
+    cdef real* lo = &loss_out[0] if red == NONE else NULL
+    cdef const real* up = &grad_up[0] if red == NONE and grad_up is not None else NULL
+    cdef double total
+    with nogil:
+        total = _mse(&x[0], &y[0], n, red, &grad_out[0], lo, up)
+    return total
+
+
+def bce_loss(const real[::1] x, const real[::1] y, real[::1] grad_out, const real[::1] weight=None,
+             str reduction="mean", real[::1] loss_out=None, const real[::1] grad_up=None):
+    """BCE on probabilities x: l := -w [y max(log x, -100) + (1-y) max(log(1-x), -100)];
+    grad_out := w (x - y) / max(x (1-x), 1e-12), over numel for mean. weight: flat, input-sized or None."""
+    cdef int red = _reduction(reduction)
+    cdef Py_ssize_t n = x.shape[0]
+    _check_size(y.shape[0], n, "y")
+    _check_size(grad_out.shape[0], n, "grad_out")
+    if weight is not None:
+        _check_size(weight.shape[0], n, "weight")
+    _check_none_buffers(red, loss_out, grad_up, n)
+    if n == 0:
+        return float("nan") if red == MEAN else 0.0
+    cdef const real* w = &weight[0] if weight is not None else NULL
+    cdef real* lo = &loss_out[0] if red == NONE else NULL
+    cdef const real* up = &grad_up[0] if red == NONE and grad_up is not None else NULL
+    cdef double total
+    with nogil:
+        total = _bce(&x[0], &y[0], w, n, red, &grad_out[0], lo, up)
+    return total
+
+
+def bce_with_logits_loss(const real[::1] z, const real[::1] y, real[::1] grad_out,
+                         const real[::1] weight=None, const real[::1] pos_weight=None,
+                         str reduction="mean", real[::1] loss_out=None, const real[::1] grad_up=None):
+    """BCE on logits z: l := w [p y softplus(-z) + (1-y) softplus(z)];
+    grad_out := w [(1 + (p-1) y) sigmoid(z) - p y], over numel for mean.
+    weight, pos_weight: flat, input-sized (already broadcast) or None."""
+    cdef int red = _reduction(reduction)
+    cdef Py_ssize_t n = z.shape[0]
+    _check_size(y.shape[0], n, "y")
+    _check_size(grad_out.shape[0], n, "grad_out")
+    if weight is not None:
+        _check_size(weight.shape[0], n, "weight")
+    if pos_weight is not None:
+        _check_size(pos_weight.shape[0], n, "pos_weight")
+    _check_none_buffers(red, loss_out, grad_up, n)
+    if n == 0:
+        return float("nan") if red == MEAN else 0.0
+    cdef const real* w = &weight[0] if weight is not None else NULL
+    cdef const real* pw = &pos_weight[0] if pos_weight is not None else NULL
+    cdef real* lo = &loss_out[0] if red == NONE else NULL
+    cdef const real* up = &grad_up[0] if red == NONE and grad_up is not None else NULL
+    cdef double total
+    with nogil:
+        total = _bce_logits(&z[0], &y[0], w, pw, n, red, &grad_out[0], lo, up)
+    return total
+
+
+def cross_entropy_loss(const real[:, ::1] z, const int64_t[::1] labels, real[:, ::1] grad_out,
+                       const real[::1] weight=None, int64_t ignore_index=-100, double label_smoothing=0.0,
+                       str reduction="mean", real[::1] loss_out=None, const real[::1] grad_up=None):
+    """Cross-entropy from logits z (N, C) and class indices: fused log_softmax + NLL + gradient.
+    l_i := (1-eps) w_y (-log p_y) + (eps/C) sum_c w_c (-log p_c) (0 if y_i == ignore_index);
+    grad_out := [(1-eps) w_y (p - e_y) + (eps/C) (W p - w)] / D, D = sum of w_{y_i} over kept rows
+    (mean; all rows ignored -> loss NaN, grad 0) | 1 (sum); times grad_up[i] (none)."""
+    cdef int red = _reduction(reduction)
+    cdef Py_ssize_t N = z.shape[0], C = z.shape[1]
+    _check_size(labels.shape[0], N, "labels")
+    _check_size(grad_out.shape[0] * grad_out.shape[1], N * C, "grad_out")
+    if weight is not None:
+        _check_size(weight.shape[0], C, "weight")
+    _check_none_buffers(red, loss_out, grad_up, N)
+    if N == 0 or C == 0:
+        return float("nan") if red == MEAN else 0.0
+    cdef const real* w = &weight[0] if weight is not None else NULL
+    cdef real* lo = &loss_out[0] if red == NONE else NULL
+    cdef const real* up = &grad_up[0] if red == NONE and grad_up is not None else NULL
+    cdef double total
+    with nogil:
+        total = _cross_entropy(&z[0, 0], &labels[0], N, C, w, ignore_index, label_smoothing, red,
+                               &grad_out[0, 0], lo, up)
+    return total
+
+
+def cross_entropy_prob_loss(const real[:, ::1] z, const real[:, ::1] target, real[:, ::1] grad_out,
+                            const real[::1] weight=None, double label_smoothing=0.0, str reduction="mean",
+                            real[::1] loss_out=None, const real[::1] grad_up=None):
+    """Cross-entropy from logits z (N, C) and probability targets t (N, C): t' := (1-eps) t + eps/C,
+    l_i := -sum_c w_c t'_c log p_c; grad_out := (sum_c w_c t'_c) p - w t', over N for mean."""
+    cdef int red = _reduction(reduction)
+    cdef Py_ssize_t N = z.shape[0], C = z.shape[1]
+    _check_size(target.shape[0] * target.shape[1], N * C, "target")
+    _check_size(grad_out.shape[0] * grad_out.shape[1], N * C, "grad_out")
+    if weight is not None:
+        _check_size(weight.shape[0], C, "weight")
+    _check_none_buffers(red, loss_out, grad_up, N)
+    if N == 0 or C == 0:
+        return float("nan") if red == MEAN else 0.0
+    cdef const real* w = &weight[0] if weight is not None else NULL
+    cdef real* lo = &loss_out[0] if red == NONE else NULL
+    cdef const real* up = &grad_up[0] if red == NONE and grad_up is not None else NULL
+    cdef double total
+    with nogil:
+        total = _cross_entropy_prob(&z[0, 0], &target[0, 0], N, C, w, label_smoothing, red,
+                                    &grad_out[0, 0], lo, up)
+    return total
+
+
+def nll_loss(const real[:, ::1] x, const int64_t[::1] labels, real[:, ::1] grad_out,
+             const real[::1] weight=None, int64_t ignore_index=-100, str reduction="mean",
+             real[::1] loss_out=None, const real[::1] grad_up=None):
+    """NLL on log-probabilities x (N, C): l_i := -w_{y_i} x[i, y_i] (0 if ignored);
+    grad_out := -w_{y_i} e_{y_i} / D (D as in cross_entropy_loss)."""
+    cdef int red = _reduction(reduction)
+    cdef Py_ssize_t N = x.shape[0], C = x.shape[1]
+    _check_size(labels.shape[0], N, "labels")
+    _check_size(grad_out.shape[0] * grad_out.shape[1], N * C, "grad_out")
+    if weight is not None:
+        _check_size(weight.shape[0], C, "weight")
+    _check_none_buffers(red, loss_out, grad_up, N)
+    if N == 0 or C == 0:
+        return float("nan") if red == MEAN else 0.0
+    cdef const real* w = &weight[0] if weight is not None else NULL
+    cdef real* lo = &loss_out[0] if red == NONE else NULL
+    cdef const real* up = &grad_up[0] if red == NONE and grad_up is not None else NULL
+    cdef double total
+    with nogil:
+        total = _nll(&x[0, 0], &labels[0], N, C, w, ignore_index, red, &grad_out[0, 0], lo, up)
+    return total
