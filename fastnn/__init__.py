@@ -6,7 +6,7 @@ PyTorch-style API. See DESIGN.md for the public contract.
 
 __version__ = "0.1.0"
 
-from . import losses  # noqa: E402
+from . import datasets, losses, optim  # noqa: E402
 from ._config import (  # noqa: E402
     get_default_dtype,
     get_num_threads,
@@ -37,5 +37,5 @@ __all__ = [
     "get_default_dtype", "get_num_threads", "set_default_dtype", "set_num_threads", "show_config",
     "Activation", "Dense", "Dropout", "ELU", "GELU", "Identity", "Layer", "LeakyReLU", "ReLU", "Sigmoid",
     "SiLU", "Softmax", "Tanh",
-    "Sequential", "Parameter", "losses",
+    "Sequential", "Parameter", "datasets", "losses", "optim",
 ]

@@ -1,0 +1,79 @@
+"""Adam and AdamW (torch.optim.Adam / AdamW, NUMERICS 1.2)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .._kernels._optim import adam_step
+from .._validation import check_bool, check_float
+from .optimizer import Optimizer, dummy
+
+
+class Adam(Optimizer):
+    """Adam, as torch.optim.Adam (with ``decoupled_weight_decay=True`` it is AdamW).
+
+    Per parameter: t += 1; g = maximize ? -grad : grad; weight decay either adds
+    weight_decay*param to g (L2) or, if decoupled, scales param by 1 - lr*weight_decay;
+    m = b1*m + (1-b1)*g; v = b2*v + (1-b2)*g^2 (amsgrad: vmax = max(vmax, v), used for v);
+    param -= lr/(1-b1^t) * m / (sqrt(v)/sqrt(1-b2^t) + eps).
+    State: ``step`` (0-d float32), ``exp_avg``, ``exp_avg_sq`` and, with amsgrad, ``max_exp_avg_sq``.
+    """
+
+    _state_kinds = ("exp_avg", "exp_avg_sq", "max_exp_avg_sq")
+
+    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0, amsgrad=False, *,
+                 maximize=False, decoupled_weight_decay=False):
+        defaults = dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, amsgrad=amsgrad,
+                        maximize=maximize, decoupled_weight_decay=decoupled_weight_decay)
+        super().__init__(params, defaults)
+
+    def _check_group(self, group):
+        group["lr"] = check_float(group["lr"], "lr", low=0)
+        betas = group["betas"]
+        if not isinstance(betas, (tuple, list)) or len(betas) != 2:
+            raise TypeError(f"betas must be a pair (beta1, beta2), got {betas!r}")
+        group["betas"] = tuple(check_float(b, f"betas[{i}]", low=0, high=1, high_open=True)
+                               for i, b in enumerate(betas))
+        group["eps"] = check_float(group["eps"], "eps", low=0)
+        group["weight_decay"] = check_float(group["weight_decay"], "weight_decay", low=0)
+        for flag in ("amsgrad", "maximize", "decoupled_weight_decay"):
+            group[flag] = check_bool(group[flag], flag)
+        return group
+
+    def _run_key(self, p):
+        st = self.state.get(p)
+        return float(st["step"]) if st else 0.0
+
+    def _step_run(self, group, run, step):
+        amsgrad = group["amsgrad"]
+        if step == 0 or amsgrad:  # create missing state (max_exp_avg_sq may be missing if amsgrad was off)
+            kinds = self._state_kinds if amsgrad else self._state_kinds[:2]
+            for p in run:
+                st = self.state[p]
+                st.setdefault("step", np.zeros((), np.float32))
+                for kind in kinds:
+                    if kind not in st:
+                        st[kind] = self._zeros(kind, p)
+        t = float(np.float32(step + 1))  # torch counts in a float32 tensor and corrects with its value
+        for p in run:
+            self.state[p]["step"][()] = t
+        beta1, beta2 = group["betas"]
+        param, grad = self._flat(run)
+        max_exp_avg_sq = self._flat_state("max_exp_avg_sq", run) if amsgrad else dummy(run[0].dtype)
+        adam_step(param, grad, self._flat_state("exp_avg", run), self._flat_state("exp_avg_sq", run),
+                  max_exp_avg_sq, group["lr"], beta1, beta2, group["eps"], group["weight_decay"],
+                  group["decoupled_weight_decay"], amsgrad, group["maximize"], 1 - beta1**t, 1 - beta2**t)
+
+
+class AdamW(Adam):
+    """Adam with decoupled weight decay (param *= 1 - lr*weight_decay), as torch.optim.AdamW."""
+
+    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=1e-2, amsgrad=False, *,
+                 maximize=False):
+        super().__init__(params, lr, betas, eps, weight_decay, amsgrad, maximize=maximize,
+                         decoupled_weight_decay=True)
+
+    def _check_group(self, group):
+        group = super()._check_group(group)
+        group["decoupled_weight_decay"] = True  # as torch: AdamW always decouples
+        return group

@@ -1,0 +1,243 @@
+"""Optimizer base: torch.optim's API over fastnn's flat arenas.
+
+State layout. Each per-element state kind an optimizer keeps (Adam: exp_avg, exp_avg_sq,
+max_exp_avg_sq) lives in one flat buffer per (kind, dtype), laid out parallel to the optimizer's
+parameters in the order they were added. ``state[p][kind]`` is a view of p's slice. A buffer is
+allocated the first time any parameter needs that kind. If ``add_param_group`` adds parameters
+later, the buffer grows: its contents are copied and the existing views are re-pointed.
+
+Stepping. ``step()`` splits each group's parameters into maximal *runs*. A run is a sequence of
+neighbours in the group that all have a gradient, are contiguous in the same parameter arena, and
+share a run key (Adam: the step count; SGD: whether the momentum buffer exists). Such neighbours
+are contiguous in the state buffers too, since a group's parameters are laid out there in order.
+Each run is updated by one kernel call over flat slices, so a model whose parameters form one
+group takes one call. As in torch, a parameter whose grad is None is skipped entirely.
+
+Subclasses define ``_state_kinds``, ``_check_group`` (validate and normalise the hyper-parameters
+of a group), ``_run_key`` and ``_step_run`` (create missing state, call the kernel).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+import numpy as np
+
+from .._validation import FLOAT_DTYPES
+from ..parameter import Parameter
+
+_DUMMY = {dt: np.empty(0, dt) for dt in FLOAT_DTYPES}
+
+
+def dummy(dtype) -> np.ndarray:
+    """A length-0 buffer to pass for a state kind that the kernel's flags leave unused."""
+    return _DUMMY[dtype]
+
+
+class Optimizer:
+    """Base class: param groups, lazily created state in flat buffers, fused steps over runs."""
+
+    _state_kinds: tuple[str, ...] = ()
+
+    def __init__(self, params, defaults: dict):
+        self.defaults = self._check_group(dict(defaults))
+        self.param_groups: list[dict] = []
+        self.state: defaultdict = defaultdict(dict)
+        self._offsets: dict[Parameter, int] = {}  # parameter -> its offset in the state buffers of its dtype
+        self._joins: dict[Parameter, bool] = {}  # parameter -> it continues its group predecessor in the arena
+        self._sizes: dict[np.dtype, int] = {}  # dtype -> elements laid out so far
+        self._buffers: dict[tuple[str, np.dtype], np.ndarray] = {}  # (kind, dtype) -> flat state buffer
+        for group in _param_groups(params):
+            self.add_param_group(group)
+
+    # ------------------------------------------------------------------ hooks for subclasses
+
+    def _check_group(self, group: dict) -> dict:
+        """Validate and normalise the hyper-parameters in `group` (in place); return it."""
+        return group
+
+    def _run_key(self, p: Parameter):
+        """Parameters of one run must share this value (e.g. their step count)."""
+        return None
+
+    def _step_run(self, group: dict, run: list[Parameter], key) -> None:
+        """Create missing state for the run's parameters and update them with one kernel call."""
+        raise NotImplementedError
+
+    # ------------------------------------------------------------------ public API
+
+    def add_param_group(self, param_group: dict) -> None:
+        """Add a group of parameters, with hyper-parameters that override the defaults."""
+        if not isinstance(param_group, dict):
+            raise TypeError(f"param_group must be a dict, got {type(param_group).__name__}")
+        if "params" not in param_group:
+            raise ValueError(f"param_group must have a 'params' entry, got keys {sorted(param_group)}")
+        params = param_group["params"]
+        params = [params] if isinstance(params, Parameter) else list(_iterable(params, "param_group['params']"))
+        for p in params:
+            if not isinstance(p, Parameter):
+                raise TypeError(f"an optimizer can only optimize fastnn Parameters, got {type(p).__name__}")
+            if p.dtype not in FLOAT_DTYPES:
+                raise TypeError(f"parameter {p.name} must be float32 or float64, got {p.dtype}")
+        if len(set(params)) != len(params) or any(p in self._offsets for p in params):
+            raise ValueError("some parameters appear more than once (in this or another param group)")
+        hyper = {k: v for k, v in param_group.items() if k != "params"}
+        group = self._check_group({"params": params, **self.defaults, **hyper})
+        for q, p in zip([None, *params], params):
+            self._offsets[p] = self._sizes.get(p.dtype, 0)
+            self._sizes[p.dtype] = self._offsets[p] + p.size
+            self._joins[p] = q is not None and p.arena is q.arena and p.offset == q.offset + q.size
+        self.param_groups.append(group)
+
+    def step(self, closure=None):
+        """One update of every parameter that has a gradient; returns closure() if given."""
+        loss = closure() if closure is not None else None
+        for group in self.param_groups:
+            for run, key in self._runs(group):
+                self._step_run(group, run, key)
+        return loss
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        """Clear the gradients (None by default, else zeros); grads that are None stay None."""
+        for group in self.param_groups:
+            for p in group["params"]:
+                if p.has_grad:
+                    p.zero_grad(set_to_none)
+
+    def state_dict(self) -> dict:
+        """torch's layout: {"state": {i: {...}}, "param_groups": [{..., "params": [i, ...]}]}.
+
+        Parameters are numbered in their order across groups. The arrays are copies, so the
+        dict is a snapshot that later steps do not change.
+        """
+        index: dict[Parameter, int] = {}
+        groups = []
+        for group in self.param_groups:
+            packed = {k: v for k, v in group.items() if k != "params"}
+            packed["params"] = [index.setdefault(p, len(index)) for p in group["params"]]
+            groups.append(packed)
+        state = {index[p]: {k: np.array(v) for k, v in st.items()} for p, st in self.state.items()}
+        return {"state": dict(sorted(state.items())), "param_groups": groups}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        """Load hyper-parameters and state saved by state_dict() (fastnn's or torch's)."""
+        saved_groups = state_dict["param_groups"]
+        if len(saved_groups) != len(self.param_groups):
+            raise ValueError(f"state_dict has {len(saved_groups)} param groups, "
+                             f"this optimizer has {len(self.param_groups)}")
+        index, groups = {}, []
+        for i, (group, saved) in enumerate(zip(self.param_groups, saved_groups)):
+            if len(saved["params"]) != len(group["params"]):
+                raise ValueError(f"param group {i} of state_dict has {len(saved['params'])} parameters, "
+                                 f"this optimizer's has {len(group['params'])}")
+            index.update(zip(saved["params"], group["params"]))
+            hyper = {k: v for k, v in saved.items() if k != "params"}
+            groups.append(self._check_group({**group, **hyper, "params": group["params"]}))
+        loaded = {}
+        for i, saved in state_dict["state"].items():
+            if i not in index:
+                raise ValueError(f"state_dict['state'] has an entry for parameter {i!r}, which is in no param group")
+            p = index[i]
+            entry = {}
+            for kind, value in saved.items():
+                if value is None:  # torch's SGD can hold momentum_buffer=None
+                    continue
+                value = np.asarray(value)  # np.array() warns on torch tensors
+                if kind != "step" and value.shape != p.shape:
+                    raise ValueError(f"state_dict['state'][{i!r}][{kind!r}] must have the shape {p.shape} "
+                                     f"of parameter {p.name}, got {value.shape}")
+                entry[kind] = value
+            loaded[p] = entry
+        self.param_groups = groups
+        self.state.clear()
+        for p, entry in loaded.items():
+            st = self.state[p]
+            for kind, value in entry.items():
+                if kind == "step":
+                    st[kind] = value.astype(np.float32).reshape(())
+                elif kind in self._state_kinds:
+                    st[kind] = self._state_view(kind, p)
+                    st[kind][...] = value
+                else:
+                    st[kind] = value.copy()
+
+    def __repr__(self) -> str:
+        lines = [f"{type(self).__name__} ("]
+        for i, group in enumerate(self.param_groups):
+            lines.append(f"Parameter Group {i}")
+            lines += [f"    {k}: {group[k]}" for k in sorted(group) if k != "params"]
+        return "\n".join(lines + [")"])
+
+    # ------------------------------------------------------------------ arena plumbing
+
+    def _runs(self, group: dict) -> list[tuple[list[Parameter], object]]:
+        """Maximal (run, key) pairs: neighbours with a grad, contiguous in their arena, sharing a run key."""
+        runs, key, open_run = [], None, False
+        for p in group["params"]:
+            if not p.has_grad:
+                open_run = False  # a skipped parameter ends the run
+                continue
+            k = self._run_key(p)
+            if not (open_run and self._joins[p] and k == key):
+                runs.append(([], k))
+            runs[-1][0].append(p)
+            key, open_run = k, True
+        return runs
+
+    def _buffer(self, kind: str, dtype: np.dtype) -> np.ndarray:
+        """The flat buffer of state `kind` for parameters of `dtype`, covering all of them."""
+        size = self._sizes[dtype]
+        buf = self._buffers.get((kind, dtype))
+        if buf is None or buf.size != size:
+            new = np.zeros(size, dtype)
+            if buf is not None:  # parameters were added since: grow and re-point the views
+                new[:buf.size] = buf
+                for p, st in self.state.items():
+                    if kind in st and p.dtype == dtype:
+                        st[kind] = self._slice(new, p).reshape(p.shape)
+            self._buffers[kind, dtype] = buf = new
+        return buf
+
+    def _slice(self, buf: np.ndarray, p: Parameter, size: int | None = None) -> np.ndarray:
+        offset = self._offsets[p]
+        return buf[offset:offset + (p.size if size is None else size)]
+
+    def _state_view(self, kind: str, p: Parameter) -> np.ndarray:
+        """p's slice of the `kind` buffer, shaped like p (contents undefined: fill or overwrite it)."""
+        return self._slice(self._buffer(kind, p.dtype), p).reshape(p.shape)
+
+    def _zeros(self, kind: str, p: Parameter) -> np.ndarray:
+        view = self._state_view(kind, p)
+        view.fill(0)
+        return view
+
+    @staticmethod
+    def _flat(run: list[Parameter]) -> tuple[np.ndarray, np.ndarray]:
+        """The run's flat slices of its parameter and gradient arenas."""
+        first, last = run[0], run[-1]
+        lo, hi = first.offset, last.offset + last.size
+        return first.arena.data[lo:hi], first.arena.grad[lo:hi]
+
+    def _flat_state(self, kind: str, run: list[Parameter]) -> np.ndarray:
+        """The run's flat slice of the `kind` state buffer."""
+        first, last = run[0], run[-1]
+        return self._slice(self._buffer(kind, first.dtype), first, last.offset + last.size - first.offset)
+
+
+def _iterable(obj, name):
+    if isinstance(obj, (dict, np.ndarray, str)) or not hasattr(obj, "__iter__"):
+        raise TypeError(f"{name} must be an iterable of Parameters, got {type(obj).__name__}")
+    return obj
+
+
+def _param_groups(params) -> list[dict]:
+    """`params` as a list of param-group dicts: an iterable of Parameters is one group."""
+    if isinstance(params, Parameter):
+        raise TypeError("params must be an iterable of Parameters or of param-group dicts, got a single "
+                        "Parameter (wrap it in a list)")
+    params = list(_iterable(params, "params"))
+    if not params:
+        raise ValueError("params must not be empty: the optimizer got an empty parameter list")
+    if all(isinstance(g, dict) for g in params):
+        return params
+    return [{"params": params}]

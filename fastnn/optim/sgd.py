@@ -1,0 +1,53 @@
+"""SGD with momentum, dampening, Nesterov and weight decay (torch.optim.SGD, NUMERICS 1.1)."""
+
+from __future__ import annotations
+
+from .._kernels._optim import sgd_step
+from .._validation import check_bool, check_float
+from .optimizer import Optimizer, dummy
+
+
+class SGD(Optimizer):
+    """Stochastic gradient descent, as torch.optim.SGD.
+
+    g = (maximize ? -grad : grad) + weight_decay * param; with momentum the buffer b starts as g
+    and then becomes momentum*b + (1 - dampening)*g; the update is param -= lr * (nesterov ? g +
+    momentum*b : b). State: ``momentum_buffer`` (only when momentum != 0), no step counter.
+    """
+
+    _state_kinds = ("momentum_buffer",)
+
+    def __init__(self, params, lr=1e-3, momentum=0, dampening=0, weight_decay=0, nesterov=False, *,
+                 maximize=False):
+        defaults = dict(lr=lr, momentum=momentum, dampening=dampening, weight_decay=weight_decay,
+                        nesterov=nesterov, maximize=maximize)
+        super().__init__(params, defaults)
+
+    def _check_group(self, group):
+        group["lr"] = check_float(group["lr"], "lr", low=0)
+        group["momentum"] = check_float(group["momentum"], "momentum", low=0)
+        group["dampening"] = check_float(group["dampening"], "dampening")
+        group["weight_decay"] = check_float(group["weight_decay"], "weight_decay", low=0)
+        group["nesterov"] = check_bool(group["nesterov"], "nesterov")
+        group["maximize"] = check_bool(group["maximize"], "maximize")
+        if group["nesterov"] and (group["momentum"] <= 0 or group["dampening"] != 0):
+            raise ValueError("nesterov=True requires momentum > 0 and dampening == 0, got "
+                             f"momentum={group['momentum']!r} and dampening={group['dampening']!r}")
+        return group
+
+    def _run_key(self, p):
+        return "momentum_buffer" in self.state.get(p, ())
+
+    def _step_run(self, group, run, has_buffer):
+        momentum = group["momentum"]
+        first_step = False
+        buf = dummy(run[0].dtype)
+        if momentum != 0:
+            first_step = not has_buffer
+            if first_step:  # the kernel writes the first buffer (= g)
+                for p in run:
+                    self.state[p]["momentum_buffer"] = self._state_view("momentum_buffer", p)
+            buf = self._flat_state("momentum_buffer", run)
+        param, grad = self._flat(run)
+        sgd_step(param, grad, buf, group["lr"], momentum, group["dampening"], group["weight_decay"],
+                 group["nesterov"], group["maximize"], first_step)
