@@ -36,7 +36,8 @@ def as_float_array(x, name: str, dtype: np.dtype, ndim=None, shape=None, finite:
 
     ndim: an int or a tuple of allowed ints. shape: a tuple whose None entries are free.
     Non-contiguous and read-only inputs are accepted (copied when needed); the input is
-    never written to.
+    never written to. dtype=None checks without converting (for callers that copy `x`
+    into a buffer of their own anyway).
     """
     if isinstance(x, np.ndarray):
         arr = x
@@ -56,7 +57,7 @@ def as_float_array(x, name: str, dtype: np.dtype, ndim=None, shape=None, finite:
         if arr.ndim != len(shape) or any(s is not None and s != a for s, a in zip(shape, arr.shape)):
             want = str(tuple("*" if s is None else s for s in shape)).replace("'", "")
             raise ValueError(f"{name} must have shape {want}, got {arr.shape}")
-    out = np.ascontiguousarray(arr, dtype=dtype)
+    out = arr if dtype is None else np.ascontiguousarray(arr, dtype=dtype)
     if finite and not np.isfinite(out).all():
         raise ValueError(f"{name} must be finite, got NaN or inf in {_describe(arr)}")
     return out

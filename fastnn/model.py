@@ -235,7 +235,7 @@ class Sequential:
     def forward(self, x):
         """The model's output for x of shape (n, in_features) (or one sample (in_features,))."""
         single = isinstance(x, np.ndarray) and x.ndim == 1
-        x = V.as_float_array(x, "x", self.dtype, ndim=(1, 2) if single else 2)
+        x = V.as_float_array(x, "x", None, ndim=(1, 2) if single else 2)   # _forward converts while copying
         if single:
             x = x.reshape(1, -1)
         if x.shape[1] != self.in_features:
@@ -247,7 +247,7 @@ class Sequential:
         return out[0].copy() if single else out.copy()
 
     def _forward(self, x):
-        """Run the stages on a validated, contiguous x of the model dtype; returns the output buffer."""
+        """Run the stages on a validated x (any layout, any real dtype); returns the output buffer."""
         self._allocate(x.shape[0])
         np.copyto(self._x, x)
         if self.training:

@@ -12,7 +12,7 @@ from fastnn._reference import dropout as ref_drop
 ACTS = [("linear", 0.0), ("relu", 0.0), ("leaky_relu", 0.01), ("leaky_relu", -0.3), ("sigmoid", 0.0),
         ("tanh", 0.0), ("gelu", 0.0), ("gelu_tanh", 0.0), ("elu", 1.0), ("elu", 0.5), ("silu", 0.0),
         ("softmax", 0.0)]
-SHAPES = [(1, 1), (1, 7), (7, 1), (13, 33), (300, 129)]   # the last one crosses the parallel threshold
+SHAPES = [(1, 1), (1, 7), (7, 1), (13, 33), (1100, 257)]   # the last one crosses every parallel threshold
 SPECIAL = np.array([0.0, -0.0, 1e-300, -1e-300, 30.0, -30.0, 700.0, -700.0, 800.0, -800.0, 1.0, -1.0])
 
 

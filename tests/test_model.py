@@ -230,8 +230,9 @@ def test_random_networks_match_torch(trial, dtype):
 
 
 def test_thread_invariance(rng):
-    x = rng.standard_normal((512, 300)).astype(np.float32)
-    g = rng.standard_normal((512, 10)).astype(np.float32)
+    # 1100 x 256 = 281,600 elements: every element-wise pass crosses its parallel threshold
+    x = rng.standard_normal((1100, 300)).astype(np.float32)
+    g = rng.standard_normal((1100, 10)).astype(np.float32)
 
     def run(threads):
         fnn.set_num_threads(threads)

@@ -13,7 +13,7 @@ from fastnn.optim import SGD, Adam, AdamW, Optimizer
 from fastnn.parameter import Arena, parameters_from_arrays
 
 DTYPES = [np.float32, np.float64]
-SIZES = [1, 7, 13, 33, kernels.THRESHOLD + 7]  # the last one takes the prange path
+SIZES = [1, 7, 13, 33, max(kernels.THRESHOLD, kernels.SGD_THRESHOLD) + 7]  # the last one takes the prange path
 SHAPES = [(7, 13), (13,), (13, 5), (5,)]  # a small MLP: W0, b0, W1, b1
 TOL = {np.float32: dict(rtol=1e-5, atol=1e-6), np.float64: dict(rtol=1e-10, atol=1e-12)}
 
@@ -101,7 +101,7 @@ def test_kernels_reject_buffers_of_the_wrong_length(dtype):
 def test_kernels_give_the_same_bits_on_one_and_two_threads(dtype):
     from fastnn._kernels import _runtime
 
-    n = 2 * kernels.THRESHOLD + 3
+    n = 2 * max(kernels.THRESHOLD, kernels.SGD_THRESHOLD) + 3
     rng = np.random.default_rng(0)
     param0, grad = _randn(rng, n, dtype), _randn(rng, n, dtype)
     saved = _runtime.get_omp_threads()

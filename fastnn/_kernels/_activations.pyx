@@ -9,14 +9,18 @@
 # Softmax works on rows: dz := a * (g - sum_j g_j a_j).
 # Conventions follow PyTorch (NUMERICS.md section 3): relu'(0) = 0, leaky_relu'(0) = slope,
 # elu'(0) = alpha, sigmoid is evaluated in the overflow-free two-branch form.
-# Threads: rows are split across OpenMP threads when the block is large enough
-# (PAR_MIN elements); small blocks run on one thread. float math uses the float libm
-# functions, double math the double ones.
+# Threads: rows are split across OpenMP threads when the block is large enough; small
+# blocks run on one thread. Waking the (passive) OpenMP pool costs ~15-20 us on the
+# project's 2-core machines, so memory-bound passes (relu, leaky_relu, linear, and
+# derivatives taken from the output) go parallel from PAR_MIN_CHEAP elements and passes
+# that evaluate exp/tanh/erf from PAR_MIN. float math uses the float libm functions,
+# double math the double ones.
 
 from cython.parallel cimport prange
 from libc.math cimport exp, expf, expm1, expm1f, tanh, tanhf, erf, erff, sqrt, fabs
 
 cdef Py_ssize_t PAR_MIN = 32768
+cdef Py_ssize_t PAR_MIN_CHEAP = 262144
 
 CODES = {
     "linear": Act.LINEAR, "relu": Act.RELU, "leaky_relu": Act.LEAKY_RELU, "sigmoid": Act.SIGMOID,
@@ -154,6 +158,7 @@ cdef inline void _backward_row(const real* g, const real* z, const real* a, real
                                int act, real param) noexcept nogil:
     cdef Py_ssize_t j
     cdef double dot = 0
+    cdef real gj
     if act == Act.SOFTMAX:
         for j in range(m):
             dot += g[j] * a[j]
@@ -165,10 +170,20 @@ cdef inline void _backward_row(const real* g, const real* z, const real* a, real
                 dz[j] = g[j]
     elif act == Act.RELU:
         for j in range(m):
-            dz[j] = g[j] if z[j] > 0 else 0
+            gj = g[j]   # loaded unconditionally so that the select vectorises (a conditional load does not)
+            dz[j] = gj if z[j] > 0 else 0
     else:
         for j in range(m):
             dz[j] = g[j] * _df(z[j], a[j], act, param)
+
+
+cdef inline Py_ssize_t _par_min(int act, bint backward) noexcept nogil:
+    """Elements from which a pass of `act` is split across threads (see the design note)."""
+    if act == Act.LINEAR or act == Act.RELU or act == Act.LEAKY_RELU:
+        return PAR_MIN_CHEAP
+    if backward and (act == Act.SIGMOID or act == Act.TANH or act == Act.ELU or act == Act.SOFTMAX):
+        return PAR_MIN_CHEAP
+    return PAR_MIN
 
 
 cdef void bias_act_forward(real* z, const real* b, real* a, Py_ssize_t n, Py_ssize_t m,
@@ -176,7 +191,7 @@ cdef void bias_act_forward(real* z, const real* b, real* a, Py_ssize_t n, Py_ssi
     """z := z + b (per row), a := f(z)."""
     cdef Py_ssize_t i
     cdef real p = <real>param
-    for i in prange(n, schedule="static", use_threads_if=n * m >= PAR_MIN):
+    for i in prange(n, schedule="static", use_threads_if=n * m >= _par_min(act, False)):
         _forward_row(z + i * m, b, a + i * m, m, act, p)
 
 
@@ -185,7 +200,7 @@ cdef void act_backward(const real* g, const real* z, const real* a, real* dz,
     """dz := g * f'(z, a)  (softmax: dz := a * (g - rowsum(g * a)))."""
     cdef Py_ssize_t i
     cdef real p = <real>param
-    for i in prange(n, schedule="static", use_threads_if=n * m >= PAR_MIN):
+    for i in prange(n, schedule="static", use_threads_if=n * m >= _par_min(act, True)):
         _backward_row(g + i * m, z + i * m, a + i * m, dz + i * m, m, act, p)
 
 

@@ -16,7 +16,7 @@ from fastnn._kernels._types cimport real
 from fastnn._kernels._blas cimport gemm
 from fastnn._kernels._activations cimport bias_act_forward, act_backward
 
-cdef Py_ssize_t PAR_MIN = 32768
+cdef Py_ssize_t PAR_MIN = 262144   # column sums are memory-bound: see _activations' design note
 cdef enum:
     COLBLOCK = 256
 

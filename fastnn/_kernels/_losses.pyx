@@ -35,11 +35,12 @@ cdef enum Reduction:
     SUM = 2
 
 # Work (elements) above which a pass runs on the OpenMP pool. Measured one thread, float32:
-# MSE/NLL ~1 ns per element, CE ~9, BCE ~19, BCE-with-logits ~23 (exp/log bound); two threads
-# halve the exp/log passes from ~1-4k elements on. The thresholds keep small passes serial
-# (a fork/join and a spinning pool cost more than they save next to BLAS, see DESIGN.md).
-cdef Py_ssize_t CHEAP_THRESHOLD = 32768
-cdef Py_ssize_t TRANSCENDENTAL_THRESHOLD = 4096
+# MSE/NLL ~1 ns per element, CE ~9, BCE ~19, BCE-with-logits ~23 (exp/log bound). The pool is
+# passive (fastnn/_kernels/__init__.py): waking it costs ~15-20 us, so cheap passes go parallel
+# only from ~256k elements (as measured for the optimizer and activation passes) and exp/log
+# passes from ~8k.
+cdef Py_ssize_t CHEAP_THRESHOLD = 262144
+cdef Py_ssize_t TRANSCENDENTAL_THRESHOLD = 8192
 
 PARALLEL_THRESHOLDS = {"cheap": CHEAP_THRESHOLD, "transcendental": TRANSCENDENTAL_THRESHOLD}
 

@@ -1,6 +1,7 @@
 import numpy as np
 
 THRESHOLD: int
+SGD_THRESHOLD: int
 
 def sgd_step(
     param: np.ndarray,
