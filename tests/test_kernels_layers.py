@@ -236,3 +236,27 @@ def test_dropout_keep_rate_and_streams():
     m3 = np.empty_like(m)
     _dropout.forward(x, y, m3, 0.3, 7, 0, 2)   # another step
     assert (m != m2).mean() > 0.3 and (m != m3).mean() > 0.3
+
+
+def test_kernel_wrappers_reject_mismatched_buffers():
+    """The private kernels are not a public API, but a misuse must raise, never corrupt memory."""
+    f = np.float64
+    x, w, z = np.ones((4, 3)), np.ones((3, 2)), np.empty((4, 2))
+    with pytest.raises(ValueError, match="kernel buffers disagree"):
+        _dense.forward(x, np.ones((5, 2)), np.empty(0), z, z, 0)
+    with pytest.raises(ValueError, match="kernel buffers disagree"):
+        _dense.forward(x, w, np.empty(0), np.empty((3, 2)), np.empty((3, 2)), 0)
+    with pytest.raises(ValueError, match="kernel buffers disagree"):
+        _dense.forward(x, w, np.ones(3), z, z, 0)
+    with pytest.raises(ValueError, match="kernel buffers disagree"):
+        _dense.backward(x, w, z, z, np.ones((4, 2)), np.empty((2, 2)), np.empty(0), np.empty((0, 0)), 0)
+    with pytest.raises(ValueError, match="kernel buffers disagree"):
+        _dense.matmul(x, np.ones((2, 2)), z)
+    with pytest.raises(ValueError, match="unknown activation code 99"):
+        _activations.forward(z, np.empty(0, f), z, 99)
+    with pytest.raises(ValueError, match="kernel buffers disagree"):
+        _activations.backward(z, z, np.empty((4, 3)), z, 1)
+    with pytest.raises(ValueError, match="kernel buffers disagree"):
+        _dropout.forward(np.ones(5), np.empty(4), np.empty(5, np.uint8), 0.5, 0, 0, 0)
+    with pytest.raises(ValueError, match="kernel buffers disagree"):
+        _dropout.backward(np.ones(5), np.empty(5, np.uint8), np.empty(5), 1.5)

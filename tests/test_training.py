@@ -138,3 +138,55 @@ def test_lecture_loop_learns_digits():
     acc = (model(X[test]).argmax(axis=1) == y[test]).mean()
     assert last < 0.1 * first
     assert acc >= 0.95, acc
+
+
+ALL_LOSSES = [
+    ("MSELoss", {}, "regression"), ("BCELoss", {}, "binary"), ("BCEWithLogitsLoss", {"pos_weight": "c"}, "binary"),
+    ("CrossEntropyLoss", {"label_smoothing": 0.2, "weight": "c"}, "labels"), ("CrossEntropyLoss", {}, "probs"),
+    ("NLLLoss", {"weight": "c"}, "labels"),
+]
+
+
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+@pytest.mark.parametrize("loss_name,loss_kw,target", ALL_LOSSES, ids=lambda v: str(v))
+@pytest.mark.parametrize("dtype", [np.float64, np.float32], ids=["f64", "f32"])
+def test_every_loss_and_reduction_backpropagates_like_torch(loss_name, loss_kw, target, reduction, dtype):
+    """One forward/backward of a random 3-layer network: loss value and every parameter gradient."""
+    torch = pytest.importorskip("torch")
+    torch.set_default_dtype(torch.float64 if dtype == np.float64 else torch.float32)
+    try:
+        r = np.random.default_rng(zlib.crc32(f"{loss_name}{loss_kw}{reduction}".encode()))
+        c = 5
+        layers = [fnn.Dense(6, 9, "tanh"), fnn.Dense(9, 7), fnn.GELU(), fnn.Dense(7, c)]
+        if loss_name == "BCELoss":
+            layers.append(fnn.Sigmoid())
+        model = fnn.Sequential(layers, dtype=dtype, seed=3)
+        tmodel = _torch_twin(torch, model)
+        kw = {k: (r.random(c) + 0.5 if v == "c" else v) for k, v in loss_kw.items()}
+        tkw = {k: (torch.tensor(v, dtype=torch.get_default_dtype()) if isinstance(v, np.ndarray) else v)
+               for k, v in kw.items()}
+        loss_fn = getattr(fnn.losses, loss_name)(reduction=reduction, **kw)
+        tloss_fn = getattr(torch.nn, loss_name)(reduction=reduction, **tkw)
+        n = 11
+        x = r.standard_normal((n, 6))
+        t = _targets(target, r, n, c)
+        loss = loss_fn(model(x), t)
+        xt = torch.tensor(x, dtype=torch.get_default_dtype())
+        tt = torch.tensor(t) if target == "labels" else torch.tensor(t, dtype=torch.get_default_dtype())
+        tloss = tloss_fn(tmodel(xt), tt)
+        if reduction == "none":
+            up = r.standard_normal(np.shape(loss))
+            model.backward(loss_fn.backward(up))
+            tloss.backward(torch.tensor(up, dtype=torch.get_default_dtype()))
+            tl = tloss.detach().numpy()
+        else:
+            model.backward(loss_fn.backward())
+            tloss.backward()
+            tl = tloss.item()
+        rtol, atol = (1e-10, 1e-12) if dtype == np.float64 else (1e-4, 1e-5)
+        np.testing.assert_allclose(loss, tl, rtol=rtol, atol=atol)
+        for p, tp in zip(model.parameters(), tmodel.parameters()):
+            tg = tp.grad.numpy()
+            np.testing.assert_allclose(p.grad, tg.T if p.data.ndim == 2 else tg, rtol=rtol, atol=atol, err_msg=p.name)
+    finally:
+        torch.set_default_dtype(torch.float32)

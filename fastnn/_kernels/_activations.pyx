@@ -204,8 +204,24 @@ cdef void act_backward(const real* g, const real* z, const real* a, real* dz,
         _backward_row(g + i * m, z + i * m, a + i * m, dz + i * m, m, act, p)
 
 
+cdef int _check(bint ok, str what) except -1:
+    """The def wrappers' only checks: buffer shapes agree, so a misuse raises instead of corrupting memory."""
+    if not ok:
+        raise ValueError(f"kernel buffers disagree: {what}")
+    return 0
+
+
+cdef int _check_act(int act) except -1:
+    return _check(Act.LINEAR <= act <= Act.SOFTMAX, f"unknown activation code {act}")
+
+
 def forward(real[:, ::1] z, const real[::1] b, real[:, ::1] a_out, int act, double param=0.0):
     """z := z + b (b may be empty: no bias); a_out := f(z). a_out may be z itself."""
+    _check(a_out.shape[0] == z.shape[0] and a_out.shape[1] == z.shape[1], "a_out must have z's shape")
+    _check(b.shape[0] in (0, z.shape[1]), "b must be empty or have z.shape[1] entries")
+    _check_act(act)
+    if z.shape[0] == 0 or z.shape[1] == 0:
+        return
     cdef const real* bp = &b[0] if b.shape[0] > 0 else NULL
     with nogil:
         bias_act_forward(&z[0, 0], bp, &a_out[0, 0], z.shape[0], z.shape[1], act, param)
@@ -214,5 +230,11 @@ def forward(real[:, ::1] z, const real[::1] b, real[:, ::1] a_out, int act, doub
 def backward(const real[:, ::1] g, const real[:, ::1] z, const real[:, ::1] a, real[:, ::1] dz_out,
              int act, double param=0.0):
     """dz_out := g * f'(z, a). dz_out may be g itself."""
+    cdef Py_ssize_t n = g.shape[0], m = g.shape[1]
+    _check(z.shape[0] == n and z.shape[1] == m and a.shape[0] == n and a.shape[1] == m
+           and dz_out.shape[0] == n and dz_out.shape[1] == m, "z, a and dz_out must have g's shape")
+    _check_act(act)
+    if n == 0 or m == 0:
+        return
     with nogil:
         act_backward(&g[0, 0], &z[0, 0], &a[0, 0], &dz_out[0, 0], g.shape[0], g.shape[1], act, param)

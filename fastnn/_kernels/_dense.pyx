@@ -14,7 +14,7 @@
 from cython.parallel cimport prange
 from fastnn._kernels._types cimport real
 from fastnn._kernels._blas cimport gemm
-from fastnn._kernels._activations cimport bias_act_forward, act_backward
+from fastnn._kernels._activations cimport Act, bias_act_forward, act_backward
 
 cdef Py_ssize_t PAR_MIN = 262144   # column sums are memory-bound: see _activations' design note
 cdef enum:
@@ -62,9 +62,27 @@ cdef void dense_backward(const real* x, const real* w, const real* z, const real
         gemm(False, True, n, k, m, <real>1, g, m, w, m, <real>0, dx, k)
 
 
+cdef int _check(bint ok, str what) except -1:
+    """The def wrappers' only checks: shapes agree, so a misuse raises instead of corrupting memory."""
+    if not ok:
+        raise ValueError(f"kernel buffers disagree: {what}")
+    return 0
+
+
+cdef int _check_dense(Py_ssize_t n, Py_ssize_t k, Py_ssize_t m, const real[:, ::1] x, const real[:, ::1] w,
+                      const real[:, ::1] z, const real[:, ::1] a, int act) except -1:
+    _check(n > 0 and k > 0 and m > 0, f"empty operands (n={n}, in={k}, out={m})")
+    _check(x.shape[1] == k and w.shape[0] == k and w.shape[1] == m, "x (n, in) and w (in, out)")
+    _check(z.shape[0] == n and z.shape[1] == m and a.shape[0] == n and a.shape[1] == m, "z and a are (n, out)")
+    _check(Act.LINEAR <= act <= Act.SOFTMAX, f"unknown activation code {act}")
+    return 0
+
+
 def forward(const real[:, ::1] x, const real[:, ::1] w, const real[::1] b, real[:, ::1] z_out,
             real[:, ::1] a_out, int act, double param=0.0):
     """z_out := x @ w + b ; a_out := f(z_out). b may be empty (no bias); a_out may be z_out."""
+    _check_dense(x.shape[0], x.shape[1], w.shape[1], x, w, z_out, a_out, act)
+    _check(b.shape[0] in (0, w.shape[1]), "b is empty or (out,)")
     cdef const real* bp = &b[0] if b.shape[0] > 0 else NULL
     with nogil:
         dense_forward(&x[0, 0], &w[0, 0], bp, &z_out[0, 0], &a_out[0, 0],
@@ -78,6 +96,12 @@ def backward(const real[:, ::1] x, const real[:, ::1] w, const real[:, ::1] z, c
 
     db_out or dx_out may be empty (no bias / no input gradient wanted). g is overwritten.
     """
+    cdef Py_ssize_t n = x.shape[0], k = x.shape[1], m = w.shape[1]
+    _check_dense(n, k, m, x, w, z, a, act)
+    _check(g.shape[0] == n and g.shape[1] == m, "g is (n, out)")
+    _check(dw_out.shape[0] == k and dw_out.shape[1] == m, "dw_out is (in, out)")
+    _check(db_out.shape[0] in (0, m), "db_out is empty or (out,)")
+    _check(dx_out.shape[0] == 0 or (dx_out.shape[0] == n and dx_out.shape[1] == k), "dx_out is empty or (n, in)")
     cdef real* dbp = &db_out[0] if db_out.shape[0] > 0 else NULL
     cdef real* dxp = &dx_out[0, 0] if dx_out.shape[0] > 0 else NULL
     with nogil:
@@ -90,6 +114,10 @@ def matmul(const real[:, ::1] a, const real[:, ::1] b, real[:, ::1] c_out, bint 
     """c_out := alpha * op(a) @ op(b) + beta * c_out (row-major GEMM through cython_blas)."""
     cdef int m = c_out.shape[0], n = c_out.shape[1]
     cdef int k = a.shape[0] if trans_a else a.shape[1]
+    _check((a.shape[1] if trans_a else a.shape[0]) == m, "op(a) has c_out's rows")
+    _check((b.shape[1] if trans_b else b.shape[0]) == k and (b.shape[0] if trans_b else b.shape[1]) == n,
+           "op(b) is (k, n)")
+    _check(m > 0 and n > 0 and k > 0, "empty operands")
     with nogil:
         gemm(trans_a, trans_b, m, n, k, <real>alpha, &a[0, 0], a.shape[1], &b[0, 0], b.shape[1],
              <real>beta, &c_out[0, 0], n)

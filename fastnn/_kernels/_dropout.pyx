@@ -59,12 +59,20 @@ cdef void dropout_backward(const real* g, const uint8_t* mask, real* dx, Py_ssiz
 def forward(const real[::1] x, real[::1] y_out, uint8_t[::1] mask_out, double p,
             uint64_t seed, uint32_t stream, uint64_t step):
     """mask_out := Bernoulli(1-p) from Philox(seed, stream, step); y_out := x * mask / (1-p)."""
+    if y_out.shape[0] != x.shape[0] or mask_out.shape[0] != x.shape[0] or not 0.0 <= p <= 1.0:
+        raise ValueError("kernel buffers disagree: y_out and mask_out must have x's length; p in [0, 1]")
+    if x.shape[0] == 0:
+        return
     with nogil:
         dropout_forward(&x[0], &y_out[0], &mask_out[0], x.shape[0], p, seed, stream, step)
 
 
 def backward(const real[::1] g, const uint8_t[::1] mask, real[::1] dx_out, double p):
     """dx_out := g * mask / (1 - p). dx_out may be g itself."""
+    if mask.shape[0] != g.shape[0] or dx_out.shape[0] != g.shape[0] or not 0.0 <= p <= 1.0:
+        raise ValueError("kernel buffers disagree: mask and dx_out must have g's length; p in [0, 1]")
+    if g.shape[0] == 0:
+        return
     with nogil:
         dropout_backward(&g[0], &mask[0], &dx_out[0], g.shape[0], p)
 
