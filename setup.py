@@ -8,6 +8,7 @@ set here, once, for all of them. Environment switches:
 * ``FASTNN_EXTENSIONS=a,b`` (development only) build just these kernel modules.
 """
 
+import hashlib
 import os
 import sys
 import tempfile
@@ -53,10 +54,11 @@ def _probe_openmp(compiler):
     return None
 
 
-# The build switches change the generated C (directives) and the compiled objects (flags),
-# but not the sources' timestamps: rebuild everything when they differ from the last build.
+# The build switches and this file change the generated C (directives) and the compiled objects
+# (flags), but not the sources' timestamps: rebuild everything when they differ from the last build.
 _STAMP = HERE / "build" / "fastnn-build-switches.txt"
-_SWITCHES = f"debug={DEBUG} no_openmp={NO_OPENMP}"
+_SWITCHES = (f"debug={DEBUG} no_openmp={NO_OPENMP} "
+             f"setup.py={hashlib.sha256(Path(__file__).read_bytes()).hexdigest()[:16]}")
 _SWITCHED = not _STAMP.exists() or _STAMP.read_text() != _SWITCHES
 
 
@@ -82,8 +84,11 @@ class BuildExt(build_ext):
             cflags = ["/Od", "/Zi"] if DEBUG else ["/O2"]
         else:
             cflags = ["-O0", "-g"] if DEBUG else ["-O3"]
-            # The kernels never read errno; without it GCC can vectorise sqrt (Adam: 3.8 -> 1.0 ns/element).
-            cflags += ["-fno-math-errno", "-Wno-unused-function", "-Wno-unreachable-code"]
+            # The kernels never read errno or the floating-point exception flags. Without errno GCC
+            # vectorises sqrt (Adam: 3.8 -> 1.0 ns/element); without trapping math it may evaluate both
+            # sides of a select such as leaky_relu's `x if x > 0 else s * x` and drop the branch, which
+            # random signs mispredict half the time (5.4 -> 0.3 ns/element). IEEE results are unchanged.
+            cflags += ["-fno-math-errno", "-fno-trapping-math", "-Wno-unused-function", "-Wno-unreachable-code"]
         lflags = []
         if omp is not None:
             cflags += omp[0]

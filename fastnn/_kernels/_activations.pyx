@@ -62,12 +62,13 @@ cdef inline real _erf(real x) noexcept nogil:
 
 
 cdef inline real _sigmoid(real x) noexcept nogil:
-    """sigma(x), overflow-free: x >= 0: 1/(1+e^-x); x < 0: e^x/(1+e^x)."""
-    cdef real e
-    if x >= 0:
-        return <real>1 / (<real>1 + _exp(-x))
-    e = _exp(x)
-    return e / (<real>1 + e)
+    """sigma(x), overflow-free: with e = e^-|x|, 1/(1+e) for x >= 0 and e/(1+e) for x < 0.
+
+    Written as a select rather than a branch: random signs would mispredict half the time.
+    """
+    cdef real e = _exp(-fabs(x))
+    cdef real s = <real>1 / (<real>1 + e)
+    return s if x >= 0 else e * s
 
 
 cdef inline real _f(real x, int act, real param) noexcept nogil:
@@ -119,6 +120,15 @@ cdef inline real _df(real x, real y, int act, real param) noexcept nogil:
     return 1
 
 
+cdef inline real _dtimes(real g, real x, real y, int act, real param) noexcept nogil:
+    """g * f'(x), given y = f(x); relu and leaky_relu select g (exact even for inf/NaN g, as torch)."""
+    if act == Act.RELU:
+        return g if x > 0 else 0
+    elif act == Act.LEAKY_RELU:
+        return g if x > 0 else g * param
+    return g * _df(x, y, act, param)
+
+
 cdef inline void _softmax_row(const real* z, real* a, Py_ssize_t m) noexcept nogil:
     """a := exp(z - max z) / sum exp(z - max z) over one row."""
     cdef Py_ssize_t j
@@ -136,6 +146,8 @@ cdef inline void _softmax_row(const real* z, real* a, Py_ssize_t m) noexcept nog
 
 
 cdef inline void _forward_row(real* z, const real* b, real* a, Py_ssize_t m, int act, real param) noexcept nogil:
+    # One loop per activation, each calling _f with a constant code: the compiler folds the
+    # dispatch away and can vectorise the cheap ones.
     cdef Py_ssize_t j
     if b != NULL:
         for j in range(m):
@@ -148,17 +160,36 @@ cdef inline void _forward_row(real* z, const real* b, real* a, Py_ssize_t m, int
                 a[j] = z[j]
     elif act == Act.RELU:
         for j in range(m):
-            a[j] = z[j] if z[j] > 0 else 0
-    else:
+            a[j] = _f(z[j], Act.RELU, param)
+    elif act == Act.LEAKY_RELU:
         for j in range(m):
-            a[j] = _f(z[j], act, param)
+            a[j] = _f(z[j], Act.LEAKY_RELU, param)
+    elif act == Act.SIGMOID:
+        for j in range(m):
+            a[j] = _f(z[j], Act.SIGMOID, param)
+    elif act == Act.TANH:
+        for j in range(m):
+            a[j] = _f(z[j], Act.TANH, param)
+    elif act == Act.GELU:
+        for j in range(m):
+            a[j] = _f(z[j], Act.GELU, param)
+    elif act == Act.GELU_TANH:
+        for j in range(m):
+            a[j] = _f(z[j], Act.GELU_TANH, param)
+    elif act == Act.ELU:
+        for j in range(m):
+            a[j] = _f(z[j], Act.ELU, param)
+    elif act == Act.SILU:
+        for j in range(m):
+            a[j] = _f(z[j], Act.SILU, param)
 
 
 cdef inline void _backward_row(const real* g, const real* z, const real* a, real* dz, Py_ssize_t m,
                                int act, real param) noexcept nogil:
+    # As in _forward_row: one loop per activation with a constant code. g[j] is read
+    # unconditionally, so that relu's select vectorises (a conditional load does not).
     cdef Py_ssize_t j
     cdef double dot = 0
-    cdef real gj
     if act == Act.SOFTMAX:
         for j in range(m):
             dot += g[j] * a[j]
@@ -170,11 +201,28 @@ cdef inline void _backward_row(const real* g, const real* z, const real* a, real
                 dz[j] = g[j]
     elif act == Act.RELU:
         for j in range(m):
-            gj = g[j]   # loaded unconditionally so that the select vectorises (a conditional load does not)
-            dz[j] = gj if z[j] > 0 else 0
-    else:
+            dz[j] = _dtimes(g[j], z[j], a[j], Act.RELU, param)
+    elif act == Act.LEAKY_RELU:
         for j in range(m):
-            dz[j] = g[j] * _df(z[j], a[j], act, param)
+            dz[j] = _dtimes(g[j], z[j], a[j], Act.LEAKY_RELU, param)
+    elif act == Act.SIGMOID:
+        for j in range(m):
+            dz[j] = _dtimes(g[j], z[j], a[j], Act.SIGMOID, param)
+    elif act == Act.TANH:
+        for j in range(m):
+            dz[j] = _dtimes(g[j], z[j], a[j], Act.TANH, param)
+    elif act == Act.GELU:
+        for j in range(m):
+            dz[j] = _dtimes(g[j], z[j], a[j], Act.GELU, param)
+    elif act == Act.GELU_TANH:
+        for j in range(m):
+            dz[j] = _dtimes(g[j], z[j], a[j], Act.GELU_TANH, param)
+    elif act == Act.ELU:
+        for j in range(m):
+            dz[j] = _dtimes(g[j], z[j], a[j], Act.ELU, param)
+    elif act == Act.SILU:
+        for j in range(m):
+            dz[j] = _dtimes(g[j], z[j], a[j], Act.SILU, param)
 
 
 cdef inline Py_ssize_t _par_min(int act, bint backward) noexcept nogil:
