@@ -260,3 +260,35 @@ def test_kernel_wrappers_reject_mismatched_buffers():
         _dropout.forward(np.ones(5), np.empty(4), np.empty(5, np.uint8), 0.5, 0, 0, 0)
     with pytest.raises(ValueError, match="kernel buffers disagree"):
         _dropout.backward(np.ones(5), np.empty(5, np.uint8), np.empty(5), 1.5)
+
+
+def _ulp_error(got, exact):
+    """|got - exact| in units of the float32 spacing at exact (0 where both agree, NaN included)."""
+    with np.errstate(all="ignore"):
+        e32 = exact.astype(np.float32)
+        err = np.abs(got.astype(np.float64) - exact) / np.spacing(np.abs(e32))
+    err[(got == e32) | (np.isnan(got) & np.isnan(exact))] = 0
+    return err
+
+
+@pytest.mark.parametrize("fn,ref,max_ulp", [("exp", np.exp, 1.0), ("tanh", np.tanh, 2.0)])
+def test_float32_exp_and_tanh_accuracy(fn, ref, max_ulp):
+    """fastnn's branch-free float32 exp/tanh vs double-precision NumPy over every magnitude."""
+    r = np.random.default_rng(7)
+    mags = np.float32(10.0) ** r.uniform(-45, 2.1, 400_000).astype(np.float32)
+    x = np.concatenate([mags, -mags, r.uniform(-110, 95, 400_000).astype(np.float32),
+                        np.float32([0.0, -0.0, np.inf, -np.inf, np.nan, 88.72, 88.73, -87.33, -103.9, -104.5,
+                                    0.6249999, 0.625, 9.0, -9.0, 1e-45, -1e-45])])
+    out = np.empty_like(x)
+    _activations.math_f32(fn, x, out)
+    with np.errstate(all="ignore"):
+        exact = ref(x.astype(np.float64))
+    normal = np.isfinite(exact) & (np.abs(exact) >= np.finfo(np.float32).tiny)
+    assert _ulp_error(out[normal], exact[normal]).max() <= max_ulp
+    sub = np.isfinite(exact) & ~normal   # subnormal results: within one subnormal step
+    assert np.all(np.abs(out[sub] - exact[sub]) <= 1.5e-45)
+    special = np.isnan(x) | np.isinf(exact)
+    np.testing.assert_array_equal(out[special], exact[special].astype(np.float32))
+    zeros = x == 0
+    expect_sign = np.signbit(x[zeros]) if fn == "tanh" else np.zeros(zeros.sum(), bool)   # tanh(-0) = -0
+    np.testing.assert_array_equal(np.signbit(out[zeros]), expect_sign)

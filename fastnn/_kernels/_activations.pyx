@@ -13,11 +13,12 @@
 # blocks run on one thread. Waking the (passive) OpenMP pool costs ~15-20 us on the
 # project's 2-core machines, so memory-bound passes (relu, leaky_relu, linear, and
 # derivatives taken from the output) go parallel from PAR_MIN_CHEAP elements and passes
-# that evaluate exp/tanh/erf from PAR_MIN. float math uses the float libm functions,
-# double math the double ones.
+# that evaluate exp/tanh/erf from PAR_MIN. float32 exp and tanh come from csrc/fnn_math.h
+# (branch-free, so loops over them vectorise; <= 1 and 2 ulp); float32 erf/expm1 and all
+# float64 math come from libm.
 
 from cython.parallel cimport prange
-from libc.math cimport exp, expf, expm1, expm1f, tanh, tanhf, erf, erff, sqrt, fabs
+from libc.math cimport exp, expm1, expm1f, tanh, erf, erff
 
 cdef Py_ssize_t PAR_MIN = 32768
 cdef Py_ssize_t PAR_MIN_CHEAP = 262144
@@ -33,9 +34,14 @@ cdef double INV_SQRT_2 = 0.7071067811865476
 cdef double INV_SQRT_2PI = 0.3989422804014327
 
 
+cdef extern from "fnn_math.h" nogil:
+    float fnn_expf(float x)
+    float fnn_tanhf(float x)
+
+
 cdef inline real _exp(real x) noexcept nogil:
     if real is float:
-        return expf(x)
+        return fnn_expf(x)   # vectorisable, <= 1 ulp (csrc/fnn_math.h)
     else:
         return exp(x)
 
@@ -49,7 +55,7 @@ cdef inline real _expm1(real x) noexcept nogil:
 
 cdef inline real _tanh(real x) noexcept nogil:
     if real is float:
-        return tanhf(x)
+        return fnn_tanhf(x)  # vectorisable, <= 2 ulp (csrc/fnn_math.h)
     else:
         return tanh(x)
 
@@ -66,7 +72,7 @@ cdef inline real _sigmoid(real x) noexcept nogil:
 
     Written as a select rather than a branch: random signs would mispredict half the time.
     """
-    cdef real e = _exp(-fabs(x))
+    cdef real e = _exp(-x if x >= 0 else x)   # e^-|x|, in real (libm's fabs would promote to double)
     cdef real s = <real>1 / (<real>1 + e)
     return s if x >= 0 else e * s
 
@@ -137,8 +143,9 @@ cdef inline void _softmax_row(const real* z, real* a, Py_ssize_t m) noexcept nog
     for j in range(1, m):
         if z[j] > mx:
             mx = z[j]
-    for j in range(m):
+    for j in range(m):            # vectorises; the sum below is a serial double chain
         a[j] = _exp(z[j] - mx)
+    for j in range(m):
         total += a[j]
     cdef real inv = <real>(1.0 / total)
     for j in range(m):
@@ -286,3 +293,20 @@ def backward(const real[:, ::1] g, const real[:, ::1] z, const real[:, ::1] a, r
         return
     with nogil:
         act_backward(&g[0, 0], &z[0, 0], &a[0, 0], &dz_out[0, 0], g.shape[0], g.shape[1], act, param)
+
+
+def math_f32(str fn, const float[::1] x, float[::1] out):
+    """out := fn(x) with fastnn's float32 'exp' or 'tanh' (csrc/fnn_math.h); for accuracy tests."""
+    cdef Py_ssize_t i, n = x.shape[0]
+    cdef bint is_exp = fn == "exp"
+    if not is_exp and fn != "tanh":
+        raise ValueError(f"fn must be 'exp' or 'tanh', got {fn!r}")
+    if out.shape[0] != n:
+        raise ValueError("kernel buffers disagree: out must have x's length")
+    with nogil:
+        if is_exp:
+            for i in range(n):
+                out[i] = fnn_expf(x[i])
+        else:
+            for i in range(n):
+                out[i] = fnn_tanhf(x[i])
