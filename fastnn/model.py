@@ -62,11 +62,11 @@ class _DenseStage(_Stage):
 
     def backward(self, dx_out):
         w, *rest = self.layer.params
-        acc = w.has_grad
         db = rest[0]._grad if rest else _EMPTY[self.z.dtype]
         dx = dx_out if dx_out is not None else _EMPTY2[self.z.dtype]
+        # a gradient that is None is written (beta = 0), an existing one is added to
         _dense.backward(self.x, w.data, self.z, self.out, self.gout, w._grad, db, dx,
-                        self.code, self.act.param, acc)
+                        self.code, self.act.param, w.has_grad, rest[0].has_grad if rest else False)
         for p in self.layer.params:
             p.has_grad = True
 

@@ -326,3 +326,23 @@ def test_bad_calls(rng):
     fnn.Sequential([layer], seed=0)
     with pytest.raises(ValueError, match="used only once"):
         fnn.Sequential([layer], seed=0)
+
+
+def test_weight_and_bias_gradients_accumulate_independently(rng):
+    """Clearing only some gradients (an optimizer over a subset) must not reset the others."""
+    model = fnn.Sequential([fnn.Dense(3, 2)], dtype="float64", seed=0)
+    w, b = model.parameters()
+    x, g = rng.standard_normal((4, 3)), rng.standard_normal((4, 2))
+    model(x)
+    model.backward(g)
+    gw, gb = w.grad.copy(), b.grad.copy()
+    w.grad = None                      # e.g. an optimizer that only holds the weights
+    model(x)
+    model.backward(g)
+    np.testing.assert_allclose(w.grad, gw, rtol=1e-15)
+    np.testing.assert_allclose(b.grad, 2 * gb, rtol=1e-15)
+    b.grad = None
+    model(x)
+    model.backward(g)
+    np.testing.assert_allclose(w.grad, 2 * gw, rtol=1e-15)
+    np.testing.assert_allclose(b.grad, gb, rtol=1e-15)

@@ -52,12 +52,12 @@ cdef void dense_forward(const real* x, const real* w, const real* b, real* z, re
 
 cdef void dense_backward(const real* x, const real* w, const real* z, const real* a, real* g,
                          real* dw, real* db, real* dx, int n, int k, int m, int act, double param,
-                         bint accumulate) noexcept nogil:
+                         bint accumulate_w, bint accumulate_b) noexcept nogil:
     """dz := g * f'(z, a) (in place in g); dw (+)= x^T dz; db (+)= colsum(dz); dx := dz @ w^T if dx."""
     act_backward(g, z, a, g, n, m, act, param)
-    gemm(True, False, k, m, n, <real>1, x, k, g, m, <real>(1 if accumulate else 0), dw, m)
+    gemm(True, False, k, m, n, <real>1, x, k, g, m, <real>(1 if accumulate_w else 0), dw, m)
     if db != NULL:
-        colsum(g, db, n, m, accumulate)
+        colsum(g, db, n, m, accumulate_b)
     if dx != NULL:
         gemm(False, True, n, k, m, <real>1, g, m, w, m, <real>0, dx, k)
 
@@ -91,11 +91,13 @@ def forward(const real[:, ::1] x, const real[:, ::1] w, const real[::1] b, real[
 
 def backward(const real[:, ::1] x, const real[:, ::1] w, const real[:, ::1] z, const real[:, ::1] a,
              real[:, ::1] g, real[:, ::1] dw_out, real[::1] db_out, real[:, ::1] dx_out,
-             int act, double param=0.0, bint accumulate=False):
+             int act, double param=0.0, bint accumulate=False, accumulate_b=None):
     """g := g * f'(z, a); dw_out (+)= x^T g; db_out (+)= colsum(g); dx_out := g @ w^T.
 
     db_out or dx_out may be empty (no bias / no input gradient wanted). g is overwritten.
+    accumulate adds into dw_out (and db_out, unless accumulate_b says otherwise).
     """
+    cdef bint acc_b = accumulate if accumulate_b is None else accumulate_b
     cdef Py_ssize_t n = x.shape[0], k = x.shape[1], m = w.shape[1]
     _check_dense(n, k, m, x, w, z, a, act)
     _check(g.shape[0] == n and g.shape[1] == m, "g is (n, out)")
@@ -106,7 +108,7 @@ def backward(const real[:, ::1] x, const real[:, ::1] w, const real[:, ::1] z, c
     cdef real* dxp = &dx_out[0, 0] if dx_out.shape[0] > 0 else NULL
     with nogil:
         dense_backward(&x[0, 0], &w[0, 0], &z[0, 0], &a[0, 0], &g[0, 0], &dw_out[0, 0], dbp, dxp,
-                       x.shape[0], x.shape[1], w.shape[1], act, param, accumulate)
+                       x.shape[0], x.shape[1], w.shape[1], act, param, accumulate, acc_b)
 
 
 def matmul(const real[:, ::1] a, const real[:, ::1] b, real[:, ::1] c_out, bint trans_a=False,

@@ -11,19 +11,14 @@ def forward(x, w, b, z_out, a_out, act, param=0.0):
     activations.forward(z_out, b, a_out, act, param)
 
 
-def backward(x, w, z, a, g, dw_out, db_out, dx_out, act, param=0.0, accumulate=False):
+def backward(x, w, z, a, g, dw_out, db_out, dx_out, act, param=0.0, accumulate=False, accumulate_b=None):
     """g := g * f'(z, a); dw_out (+)= x^T g; db_out (+)= colsum(g); dx_out := g @ w^T."""
     activations.backward(g, z, a, g, act, param)
     dw = x.T @ g
     db = g.sum(axis=0, dtype=np.float64).astype(g.dtype)
-    if accumulate:
-        dw_out += dw
-        if db_out.shape[0]:
-            db_out += db
-    else:
-        dw_out[...] = dw
-        if db_out.shape[0]:
-            db_out[...] = db
+    dw_out[...] = dw_out + dw if accumulate else dw
+    if db_out.shape[0]:
+        db_out[...] = db_out + db if (accumulate if accumulate_b is None else accumulate_b) else db
     if dx_out.shape[0]:
         np.matmul(g, w.T, out=dx_out)
 
