@@ -13,12 +13,12 @@
 # blocks run on one thread. Waking the (passive) OpenMP pool costs ~15-20 us on the
 # project's 2-core machines, so memory-bound passes (relu, leaky_relu, linear, and
 # derivatives taken from the output) go parallel from PAR_MIN_CHEAP elements and passes
-# that evaluate exp/tanh/erf from PAR_MIN. float32 exp and tanh come from csrc/fnn_math.h
-# (branch-free, so loops over them vectorise; <= 1 and 2 ulp); float32 erf/expm1 and all
-# float64 math come from libm.
+# that evaluate exp/tanh/erf from PAR_MIN. float32 exp, expm1, tanh and erf come from
+# csrc/fnn_math.h (branch-free, so loops over them vectorise; within 1-3 ulp, tested); all
+# float64 math comes from libm.
 
 from cython.parallel cimport prange
-from libc.math cimport exp, expm1, expm1f, tanh, erf, erff
+from libc.math cimport exp, expm1, tanh, erf
 
 cdef Py_ssize_t PAR_MIN = 32768
 cdef Py_ssize_t PAR_MIN_CHEAP = 262144
@@ -37,6 +37,8 @@ cdef double INV_SQRT_2PI = 0.3989422804014327
 cdef extern from "fnn_math.h" nogil:
     float fnn_expf(float x)
     float fnn_tanhf(float x)
+    float fnn_erff(float x)
+    float fnn_expm1f(float x)
 
 
 cdef inline real _exp(real x) noexcept nogil:
@@ -48,7 +50,7 @@ cdef inline real _exp(real x) noexcept nogil:
 
 cdef inline real _expm1(real x) noexcept nogil:
     if real is float:
-        return expm1f(x)
+        return fnn_expm1f(x)   # vectorisable, ~2 ulp (csrc/fnn_math.h)
     else:
         return expm1(x)
 
@@ -62,7 +64,7 @@ cdef inline real _tanh(real x) noexcept nogil:
 
 cdef inline real _erf(real x) noexcept nogil:
     if real is float:
-        return erff(x)
+        return fnn_erff(x)   # vectorisable, ~2 ulp (csrc/fnn_math.h)
     else:
         return erf(x)
 
@@ -296,17 +298,20 @@ def backward(const real[:, ::1] g, const real[:, ::1] z, const real[:, ::1] a, r
 
 
 def math_f32(str fn, const float[::1] x, float[::1] out):
-    """out := fn(x) with fastnn's float32 'exp' or 'tanh' (csrc/fnn_math.h); for accuracy tests."""
+    """out := fn(x) with fastnn's float32 'exp', 'expm1', 'tanh' or 'erf' (csrc/fnn_math.h); for tests."""
     cdef Py_ssize_t i, n = x.shape[0]
-    cdef bint is_exp = fn == "exp"
-    if not is_exp and fn != "tanh":
-        raise ValueError(f"fn must be 'exp' or 'tanh', got {fn!r}")
+    cdef int which = {"exp": 0, "tanh": 1, "erf": 2, "expm1": 3}.get(fn, -1)
+    if which < 0:
+        raise ValueError(f"fn must be 'exp', 'expm1', 'tanh' or 'erf', got {fn!r}")
     if out.shape[0] != n:
         raise ValueError("kernel buffers disagree: out must have x's length")
     with nogil:
-        if is_exp:
-            for i in range(n):
+        for i in range(n):
+            if which == 0:
                 out[i] = fnn_expf(x[i])
-        else:
-            for i in range(n):
+            elif which == 1:
                 out[i] = fnn_tanhf(x[i])
+            elif which == 2:
+                out[i] = fnn_erff(x[i])
+            else:
+                out[i] = fnn_expm1f(x[i])
