@@ -346,3 +346,13 @@ def test_weight_and_bias_gradients_accumulate_independently(rng):
     model.backward(g)
     np.testing.assert_allclose(w.grad, 2 * gw, rtol=1e-15)
     np.testing.assert_allclose(b.grad, gb, rtol=1e-15)
+
+
+def test_fastnn_info_command(capsys):
+    from fastnn.__main__ import main
+
+    assert main(["info", "--threads", "1"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith(f"fastnn {fnn.__version__}") and "threads:        1" in out and "compiler flags" in out
+    assert main(["info", "--threads", "0"]) == 2
+    assert "n must be in [1, inf], got 0" in capsys.readouterr().err

@@ -190,3 +190,46 @@ def test_every_loss_and_reduction_backpropagates_like_torch(loss_name, loss_kw, 
             np.testing.assert_allclose(p.grad, tg.T if p.data.ndim == 2 else tg, rtol=rtol, atol=atol, err_msg=p.name)
     finally:
         torch.set_default_dtype(torch.float32)
+
+
+@pytest.mark.parametrize("trial", range(6))
+def test_random_network_with_loss_finite_differences(trial):
+    """Central differences of a loss through a random network (float64) vs backward()."""
+    r = np.random.default_rng(100 + trial)
+    depth = 1 + trial % 4
+    widths = [int(w) for w in r.integers(1, 6, size=depth + 1)]
+    acts = ["relu", "tanh", "sigmoid", "gelu", "leaky_relu", "elu", "silu", "softmax", None]
+    layers = [fnn.Dense(widths[i], widths[i + 1], activation=acts[int(r.integers(len(acts)))]) for i in range(depth)]
+    if trial % 2:
+        layers.insert(1, fnn.Dropout(0.3))   # a fixed mask: the step counter is held below
+    losses = [fnn.losses.MSELoss(), fnn.losses.CrossEntropyLoss(label_smoothing=0.1),
+              fnn.losses.BCEWithLogitsLoss(), fnn.losses.CrossEntropyLoss(reduction="sum")]
+    loss_fn = losses[trial % len(losses)]
+    model = fnn.Sequential(layers, dtype="float64", seed=trial)
+    n = 4
+    x = r.standard_normal((n, widths[0]))
+    if isinstance(loss_fn, fnn.losses.CrossEntropyLoss):
+        t = r.integers(0, widths[-1], n)
+    elif isinstance(loss_fn, fnn.losses.BCEWithLogitsLoss):
+        t = (r.random((n, widths[-1])) < 0.5).astype(float)
+    else:
+        t = r.standard_normal((n, widths[-1]))
+
+    def loss_at():
+        model._step = 0   # same dropout mask for every evaluation
+        return loss_fn(model(x), t)
+
+    loss_at()
+    model.backward(loss_fn.backward())
+    h = 1e-6
+    for p in model.parameters():
+        num = np.empty(p.shape)
+        for idx in np.ndindex(p.shape):
+            old = p.data[idx]
+            p.data[idx] = old + h
+            lp = loss_at()
+            p.data[idx] = old - h
+            lm = loss_at()
+            p.data[idx] = old
+            num[idx] = (lp - lm) / (2 * h)
+        np.testing.assert_allclose(p.grad, num, rtol=1e-5, atol=1e-8, err_msg=p.name)
