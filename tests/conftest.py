@@ -21,6 +21,23 @@ def tols(dtype):
     return (2e-5, 2e-6) if np.dtype(dtype) == np.float32 else (1e-10, 1e-12)
 
 
+def numerical_grads(params, loss, h=1e-6):
+    """Central differences of the scalar loss() w.r.t. every entry of each Parameter (float64)."""
+    grads = []
+    for p in params:
+        num = np.empty(p.shape)
+        for idx in np.ndindex(p.shape):
+            old = p.data[idx]
+            p.data[idx] = old + h
+            lp = loss()
+            p.data[idx] = old - h
+            lm = loss()
+            p.data[idx] = old
+            num[idx] = (lp - lm) / (2 * h)
+        grads.append(num)
+    return grads
+
+
 @pytest.fixture(autouse=True)
 def _restore_threads():
     n = fastnn.get_num_threads()

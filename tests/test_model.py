@@ -2,7 +2,7 @@
 
 import numpy as np
 import pytest
-from conftest import tols
+from conftest import numerical_grads, tols
 
 import fastnn as fnn
 from fastnn._config import config
@@ -23,16 +23,7 @@ def _fd_check(model, x, rng, h=1e-6, rtol=1e-6, atol=1e-8):
     model(x)
     dx = np.empty_like(x)
     model._backward(G, input_grad_out=dx)
-    for p in model.parameters():
-        num = np.empty(p.shape)
-        for idx in np.ndindex(p.shape):
-            old = p.data[idx]
-            p.data[idx] = old + h
-            lp = loss()
-            p.data[idx] = old - h
-            lm = loss()
-            p.data[idx] = old
-            num[idx] = (lp - lm) / (2 * h)
+    for p, num in zip(model.parameters(), numerical_grads(model.parameters(), loss, h)):
         np.testing.assert_allclose(p.grad, num, rtol=rtol, atol=atol, err_msg=p.name)
     num = np.empty_like(x)
     for idx in np.ndindex(x.shape):

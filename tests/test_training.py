@@ -4,6 +4,7 @@ import zlib
 
 import numpy as np
 import pytest
+from conftest import numerical_grads
 from test_model import _torch_twin
 
 import fastnn as fnn
@@ -221,15 +222,5 @@ def test_random_network_with_loss_finite_differences(trial):
 
     loss_at()
     model.backward(loss_fn.backward())
-    h = 1e-6
-    for p in model.parameters():
-        num = np.empty(p.shape)
-        for idx in np.ndindex(p.shape):
-            old = p.data[idx]
-            p.data[idx] = old + h
-            lp = loss_at()
-            p.data[idx] = old - h
-            lm = loss_at()
-            p.data[idx] = old
-            num[idx] = (lp - lm) / (2 * h)
+    for p, num in zip(model.parameters(), numerical_grads(model.parameters(), loss_at)):
         np.testing.assert_allclose(p.grad, num, rtol=1e-5, atol=1e-8, err_msg=p.name)

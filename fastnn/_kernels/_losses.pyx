@@ -296,6 +296,17 @@ cdef int _check_none_buffers(int red, loss_out, grad_up, Py_ssize_t n) except -1
     return 0
 
 
+cdef int _check_rows(int red, Py_ssize_t N, Py_ssize_t C, Py_ssize_t target_size, Py_ssize_t target_want,
+                     str target_name, Py_ssize_t grad_size, weight, loss_out, grad_up) except -1:
+    """The buffer checks shared by the row-wise (N, C) losses."""
+    _check_size(target_size, target_want, target_name)
+    _check_size(grad_size, N * C, "grad_out")
+    if weight is not None:
+        _check_size(len(weight), C, "weight")
+    _check_none_buffers(red, loss_out, grad_up, N)
+    return 0
+
+
 def mse_loss(const real[::1] x, const real[::1] y, real[::1] grad_out, str reduction="mean",
              real[::1] loss_out=None, const real[::1] grad_up=None):
     """MSE: l := (x - y)^2; grad_out := 2 (x - y) / numel (mean) | 2 (x - y) (sum) | 2 (x - y) * grad_up (none)."""
@@ -372,11 +383,8 @@ def cross_entropy_loss(const real[:, ::1] z, const int64_t[::1] labels, real[:, 
     (mean; all rows ignored -> loss NaN, grad 0) | 1 (sum); times grad_up[i] (none)."""
     cdef int red = _reduction(reduction)
     cdef Py_ssize_t N = z.shape[0], C = z.shape[1]
-    _check_size(labels.shape[0], N, "labels")
-    _check_size(grad_out.shape[0] * grad_out.shape[1], N * C, "grad_out")
-    if weight is not None:
-        _check_size(weight.shape[0], C, "weight")
-    _check_none_buffers(red, loss_out, grad_up, N)
+    _check_rows(red, N, C, labels.shape[0], N, "labels", grad_out.shape[0] * grad_out.shape[1], weight,
+                loss_out, grad_up)
     if N == 0 or C == 0:
         return float("nan") if red == MEAN else 0.0
     cdef const real* w = &weight[0] if weight is not None else NULL
@@ -396,11 +404,8 @@ def cross_entropy_prob_loss(const real[:, ::1] z, const real[:, ::1] target, rea
     l_i := -sum_c w_c t'_c log p_c; grad_out := (sum_c w_c t'_c) p - w t', over N for mean."""
     cdef int red = _reduction(reduction)
     cdef Py_ssize_t N = z.shape[0], C = z.shape[1]
-    _check_size(target.shape[0] * target.shape[1], N * C, "target")
-    _check_size(grad_out.shape[0] * grad_out.shape[1], N * C, "grad_out")
-    if weight is not None:
-        _check_size(weight.shape[0], C, "weight")
-    _check_none_buffers(red, loss_out, grad_up, N)
+    _check_rows(red, N, C, target.shape[0] * target.shape[1], N * C, "target",
+                grad_out.shape[0] * grad_out.shape[1], weight, loss_out, grad_up)
     if N == 0 or C == 0:
         return float("nan") if red == MEAN else 0.0
     cdef const real* w = &weight[0] if weight is not None else NULL
@@ -420,11 +425,8 @@ def nll_loss(const real[:, ::1] x, const int64_t[::1] labels, real[:, ::1] grad_
     grad_out := -w_{y_i} e_{y_i} / D (D as in cross_entropy_loss)."""
     cdef int red = _reduction(reduction)
     cdef Py_ssize_t N = x.shape[0], C = x.shape[1]
-    _check_size(labels.shape[0], N, "labels")
-    _check_size(grad_out.shape[0] * grad_out.shape[1], N * C, "grad_out")
-    if weight is not None:
-        _check_size(weight.shape[0], C, "weight")
-    _check_none_buffers(red, loss_out, grad_up, N)
+    _check_rows(red, N, C, labels.shape[0], N, "labels", grad_out.shape[0] * grad_out.shape[1], weight,
+                loss_out, grad_up)
     if N == 0 or C == 0:
         return float("nan") if red == MEAN else 0.0
     cdef const real* w = &weight[0] if weight is not None else NULL
