@@ -21,6 +21,17 @@ def tols(dtype):
     return (2e-5, 2e-6) if np.dtype(dtype) == np.float32 else (1e-10, 1e-12)
 
 
+def numerical_grad(f, x, h=1e-6):
+    """Central differences of the scalar f(x) w.r.t. every entry of the array x (float64)."""
+    num = np.empty_like(x)
+    for idx in np.ndindex(x.shape):
+        xp, xm = x.copy(), x.copy()
+        xp[idx] += h
+        xm[idx] -= h
+        num[idx] = (f(xp) - f(xm)) / (2 * h)
+    return num
+
+
 def numerical_grads(params, loss, h=1e-6):
     """Central differences of the scalar loss() w.r.t. every entry of each Parameter (float64)."""
     grads = []

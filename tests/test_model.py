@@ -2,7 +2,7 @@
 
 import numpy as np
 import pytest
-from conftest import numerical_grads, tols
+from conftest import numerical_grad, numerical_grads, tols
 
 import fastnn as fnn
 from fastnn._config import config
@@ -25,12 +25,7 @@ def _fd_check(model, x, rng, h=1e-6, rtol=1e-6, atol=1e-8):
     model._backward(G, input_grad_out=dx)
     for p, num in zip(model.parameters(), numerical_grads(model.parameters(), loss, h)):
         np.testing.assert_allclose(p.grad, num, rtol=rtol, atol=atol, err_msg=p.name)
-    num = np.empty_like(x)
-    for idx in np.ndindex(x.shape):
-        xp, xm = x.copy(), x.copy()
-        xp[idx] += h
-        xm[idx] -= h
-        num[idx] = (float((G * model(xp)).sum()) - float((G * model(xm)).sum())) / (2 * h)
+    num = numerical_grad(lambda xx: float((G * model(xx)).sum()), x, h)
     np.testing.assert_allclose(dx, num, rtol=rtol, atol=atol, err_msg="input")
 
 
