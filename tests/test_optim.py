@@ -1,23 +1,21 @@
-"""Optimizers: fused kernels vs their NumPy twins, and SGD/Adam/AdamW vs torch.optim (NUMERICS 1)."""
+"""Optimizers: fused kernels vs their NumPy twins, the fused-run protocol, arena layout, save/resume, convergence,
+validation. The comparisons against torch.optim are in test_optim_torch_table.py."""
 
 import itertools
 
 import numpy as np
 import pytest
 
-import fastnn.optim.adam as adam_module
-import fastnn.optim.sgd as sgd_module
+import fastnn.optim.optimizer as optimizer_module
 from fastnn._kernels import _optim as kernels
 from fastnn._reference import optim as reference
-from fastnn.optim import SGD, Adam, AdamW, Optimizer
+from fastnn.optim import SGD, Adadelta, Adagrad, Adam, AdamW, Optimizer, RMSprop
 from fastnn.parameter import Arena, parameters_from_arrays
 
 DTYPES = [np.float32, np.float64]
 SIZES = [1, 7, 13, 33, max(kernels.THRESHOLD, kernels.SGD_THRESHOLD) + 7]  # the last one takes the prange path
 SHAPES = [(7, 13), (13,), (13, 5), (5,)]  # a small MLP: W0, b0, W1, b1
-TOL = {np.float32: dict(rtol=1e-5, atol=1e-6), np.float64: dict(rtol=1e-10, atol=1e-12)}
-
-
+KERNEL_TOL = {np.float32: dict(rtol=1e-6, atol=1e-7), np.float64: dict(rtol=1e-14, atol=1e-15)}
 # ---------------------------------------------------------------------------------------------------------------------
 # kernels vs NumPy twins
 
@@ -51,9 +49,8 @@ def test_sgd_kernel_matches_reference(dtype, n, momentum, dampening, weight_deca
             impl.sgd_step(param, grad, buf, 0.1, momentum, dampening, weight_decay, nesterov, maximize, step == 0)
         results.append((param, buf))
     (p_k, b_k), (p_r, b_r) = results
-    tol = dict(rtol=1e-6, atol=1e-7) if dtype == np.float32 else dict(rtol=1e-14, atol=1e-15)
-    np.testing.assert_allclose(p_k, p_r, **tol)
-    np.testing.assert_allclose(b_k, b_r, **tol)
+    np.testing.assert_allclose(p_k, p_r, **KERNEL_TOL[dtype])
+    np.testing.assert_allclose(b_k, b_r, **KERNEL_TOL[dtype])
     assert not np.array_equal(p_k, param0)
 
 
@@ -77,31 +74,130 @@ def test_adam_kernel_matches_reference(dtype, n, weight_decay, decoupled, amsgra
             impl.adam_step(param, grad, m, v, vmax, 0.01, beta1, beta2, 1e-8, weight_decay, decoupled, amsgrad,
                            maximize, 1 - beta1**t, 1 - beta2**t)
         results.append((param, m, v, vmax))
-    tol = dict(rtol=1e-6, atol=1e-7) if dtype == np.float32 else dict(rtol=1e-14, atol=1e-15)
     for got, want in zip(*results):
-        np.testing.assert_allclose(got, want, **tol)
+        np.testing.assert_allclose(got, want, **KERNEL_TOL[dtype])
+
+
+def _run_both(n, dtype, n_state, steps, call, seed=None, state_init=0.0):
+    """Apply `call(impl, step, param, grad, *state)` for the kernels and the twins from the same start."""
+    rng = np.random.default_rng(n if seed is None else seed)
+    param0 = _randn(rng, n, dtype)
+    grads = [_randn(rng, n, dtype) * scale for scale in (1.0, 0.1, 3.0, 0.01)][:steps]
+    results = []
+    for impl in (kernels, reference):
+        param, state = param0.copy(), [np.full(n, state_init, dtype) for _ in range(n_state)]
+        for t, grad in enumerate(grads, start=1):
+            call(impl, t, param, grad, *state)
+        results.append((param, *state))
+    for got, want in zip(*results):
+        np.testing.assert_allclose(got, want, **KERNEL_TOL[dtype])
+    assert not np.array_equal(results[0][0], param0)
+
+
+RMSPROP_FLAGS = list(itertools.product([False, True], [0.0, 0.9], [0.0, 0.1], [False, True], [0.99]))
+RMSPROP_FLAGS += [(True, 0.5, 0.0, False, 0.3), (False, 0.0, 0.0, True, 0.3)]  # alpha < 0.5: lerp's other branch
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("n", SIZES)
+@pytest.mark.parametrize("centered, momentum, weight_decay, maximize, alpha", RMSPROP_FLAGS)
+def test_rmsprop_kernel_matches_reference(dtype, n, centered, momentum, weight_decay, maximize, alpha):
+    def call(impl, t, param, grad, v, b, ga):
+        e = np.empty(0, dtype)
+        impl.rmsprop_step(param, grad, v, b if momentum else e, ga if centered else e, 0.01, alpha, 1e-8,
+                          weight_decay, momentum, centered, maximize)
+
+    _run_both(n, dtype, 3, 4, call)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("n", SIZES)
+@pytest.mark.parametrize("lr_decay, weight_decay, maximize, initial",
+                         list(itertools.product([0.0, 0.1], [0.0, 0.1], [False, True], [0.0, 0.5])))
+def test_adagrad_kernel_matches_reference(dtype, n, lr_decay, weight_decay, maximize, initial):
+    def call(impl, t, param, grad, s):
+        impl.adagrad_step(param, grad, s, 0.1, lr_decay, weight_decay, 1e-10, maximize, float(t))
+
+    _run_both(n, dtype, 1, 4, call, state_init=initial)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("n", SIZES)
+@pytest.mark.parametrize("rho, weight_decay, maximize, lr",
+                         list(itertools.product([0.9, 0.3], [0.0, 0.1], [False, True], [1.0, 0.5])))
+def test_adadelta_kernel_matches_reference(dtype, n, rho, weight_decay, maximize, lr):
+    def call(impl, t, param, grad, v, u):
+        impl.adadelta_step(param, grad, v, u, lr, rho, 1e-6, weight_decay, maximize)
+
+    _run_both(n, dtype, 2, 4, call)
+
+
+def test_adagrad_step_decays_the_lr_with_the_step_count():
+    """clr = lr / (1 + (t-1)*lr_decay): step 1 undecayed (NUMERICS trap 7)."""
+    for step, clr in [(1.0, 0.1), (3.0, 0.1 / 1.2)]:
+        param, grad, s = np.zeros(1), np.ones(1), np.zeros(1)
+        kernels.adagrad_step(param, grad, s, 0.1, 0.1, 0.0, 0.0, False, step)
+        assert param[0] == -clr and s[0] == 1.0
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_kernels_reject_buffers_of_the_wrong_length(dtype):
-    p, short = np.zeros(7, dtype), np.zeros(6, dtype)
+    p, short, e = np.zeros(7, dtype), np.zeros(6, dtype), np.empty(0, dtype)
     with pytest.raises(ValueError, match=r"grad must have 7 elements like param, got 6"):
-        kernels.sgd_step(p, short, np.empty(0, dtype), 0.1, 0.0, 0.0, 0.0, False, False, True)
+        kernels.sgd_step(p, short, e, 0.1, 0.0, 0.0, 0.0, False, False, True)
     with pytest.raises(ValueError, match=r"momentum_buffer must have 7 elements like param, got 0"):
-        kernels.sgd_step(p, p.copy(), np.empty(0, dtype), 0.1, 0.9, 0.0, 0.0, False, False, True)
+        kernels.sgd_step(p, p.copy(), e, 0.1, 0.9, 0.0, 0.0, False, False, True)
     with pytest.raises(ValueError, match=r"exp_avg_sq must have 7 elements like param, got 6"):
         kernels.adam_step(p, p.copy(), p.copy(), short, short, 0.1, 0.9, 0.999, 1e-8, 0.0, False, False, False,
                           0.1, 0.001)
     with pytest.raises(ValueError, match=r"max_exp_avg_sq must have 7 elements like param, got 0"):
-        kernels.adam_step(p, p.copy(), p.copy(), p.copy(), np.empty(0, dtype), 0.1, 0.9, 0.999, 1e-8, 0.0, False,
+        kernels.adam_step(p, p.copy(), p.copy(), p.copy(), e, 0.1, 0.9, 0.999, 1e-8, 0.0, False,
                           True, False, 0.1, 0.001)
+    with pytest.raises(ValueError, match=r"square_avg must have 7 elements like param, got 6"):
+        kernels.rmsprop_step(p, p.copy(), short, e, e, 0.1, 0.99, 1e-8, 0.0, 0.0, False, False)
+    with pytest.raises(ValueError, match=r"momentum_buffer must have 7 elements like param, got 0"):
+        kernels.rmsprop_step(p, p.copy(), p.copy(), e, p.copy(), 0.1, 0.99, 1e-8, 0.0, 0.9, True, False)
+    with pytest.raises(ValueError, match=r"grad_avg must have 7 elements like param, got 0"):
+        kernels.rmsprop_step(p, p.copy(), p.copy(), p.copy(), e, 0.1, 0.99, 1e-8, 0.0, 0.9, True, False)
+    with pytest.raises(ValueError, match=r"sum must have 7 elements like param, got 6"):
+        kernels.adagrad_step(p, p.copy(), short, 0.1, 0.0, 0.0, 1e-10, False, 1.0)
+    with pytest.raises(ValueError, match=r"acc_delta must have 7 elements like param, got 0"):
+        kernels.adadelta_step(p, p.copy(), p.copy(), e, 1.0, 0.9, 1e-6, 0.0, False)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_apply_run_rejects_bad_runs(dtype):
+    p, e = np.zeros(7, dtype), np.empty(0, dtype)
+    with pytest.raises(ValueError, match=r"kind must be one of \[0, 1, 2, 3, 4\], got 7"):
+        kernels.apply_run(7, 0, p, p.copy(), e, e, e, ())
+    with pytest.raises(ValueError, match=r"scalars must hold at most 8 numbers, got 9"):
+        kernels.apply_run(kernels.KIND_SGD, 0, p, p.copy(), e, e, e, [0.0] * 9)
+    with pytest.raises(ValueError, match=r"square_avg must have 7 elements like param, got 0"):
+        kernels.apply_run(kernels.KIND_ADADELTA, 0, p, p.copy(), e, p.copy(), e, (1.0, 0.9, 0.1, 1e-6, 0.0))
+    other = np.float64 if dtype == np.float32 else np.float32
+    with pytest.raises(ValueError, match=r"Buffer dtype mismatch"):  # one dtype for all buffers
+        kernels.apply_run(kernels.KIND_SGD, 0, p, p.astype(other), e, e, e, (0.1, 0.0, 1.0, 0.0))
+    before = p.copy()
+    kernels.apply_run(kernels.KIND_ADAGRAD, 0, p[:0], p[:0], e, e, e, (0.1, 0.0, 1e-10))  # empty run: a no-op
+    np.testing.assert_array_equal(p, before)
+
+
+def test_protocol_codes_match_the_reference_and_pxd():
+    assert (kernels.KIND_SGD, kernels.KIND_ADAM, kernels.KIND_RMSPROP, kernels.KIND_ADAGRAD,
+            kernels.KIND_ADADELTA) == (reference.SGD, reference.ADAM, reference.RMSPROP, reference.ADAGRAD,
+                                       reference.ADADELTA) == (0, 1, 2, 3, 4)
+    flags = [kernels.FLAG_MAXIMIZE, kernels.FLAG_WEIGHT_DECAY, kernels.FLAG_MOMENTUM, kernels.FLAG_NESTEROV,
+             kernels.FLAG_FIRST_STEP, kernels.FLAG_AMSGRAD, kernels.FLAG_DECOUPLED, kernels.FLAG_CENTERED]
+    assert flags == [reference.MAXIMIZE, reference.WEIGHT_DECAY, reference.MOMENTUM, reference.NESTEROV,
+                     reference.FIRST_STEP, reference.AMSGRAD, reference.DECOUPLED, reference.CENTERED]
+    assert flags == [1 << k for k in range(8)]
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_kernels_give_the_same_bits_on_one_and_two_threads(dtype):
     from fastnn._kernels import _runtime
 
-    n = 2 * max(kernels.THRESHOLD, kernels.SGD_THRESHOLD) + 3
+    n = 2 * max(kernels.THRESHOLDS.values()) + 3
     rng = np.random.default_rng(0)
     param0, grad = _randn(rng, n, dtype), _randn(rng, n, dtype)
     saved = _runtime.get_omp_threads()
@@ -109,10 +205,13 @@ def test_kernels_give_the_same_bits_on_one_and_two_threads(dtype):
     try:
         for threads in (1, 2):
             _runtime.set_omp_threads(threads)
-            p, m, v, vmax, buf = param0.copy(), *(np.zeros(n, dtype) for _ in range(4))
+            p, m, v, vmax, buf, s1, s2, s3 = param0.copy(), *(np.zeros(n, dtype) for _ in range(7))
             kernels.adam_step(p, grad, m, v, vmax, 0.01, 0.9, 0.999, 1e-8, 0.1, True, True, True, 0.1, 0.001)
             kernels.sgd_step(p, grad, buf, 0.1, 0.9, 0.0, 0.01, True, False, True)
-            results.append((p, m, v, vmax, buf))
+            kernels.rmsprop_step(p, grad, s1, s2, s3, 0.01, 0.99, 1e-8, 0.1, 0.9, True, True)
+            kernels.adagrad_step(p, grad, s1, 0.1, 0.1, 0.1, 1e-10, False, 2.0)
+            kernels.adadelta_step(p, grad, s2, s3, 1.0, 0.9, 1e-6, 0.1, True)
+            results.append((p, m, v, vmax, buf, s1, s2, s3))
     finally:
         _runtime.set_omp_threads(saved)
     for one, two in zip(*results):
@@ -120,155 +219,27 @@ def test_kernels_give_the_same_bits_on_one_and_two_threads(dtype):
 
 
 # ---------------------------------------------------------------------------------------------------------------------
-# torch oracle
+# the fused-run protocol (Optimizer._fused_runs -> _optim.apply_run / run_update_*)
 
-SGD_CONFIGS = [
-    dict(lr=0.05, momentum=mu, dampening=damp, nesterov=nest, weight_decay=wd, maximize=mx)
-    for mu, damp, nest, wd, mx in itertools.product([0.0, 0.9], [0.0, 0.1], [False, True], [0.0, 0.05],
-                                                     [False, True])
-    if not nest or (mu > 0 and damp == 0)
+OPTIMIZERS = {"SGD": SGD, "Adam": Adam, "AdamW": AdamW, "RMSprop": RMSprop, "Adagrad": Adagrad, "Adadelta": Adadelta}
+CONFIGS = [  # one or two per optimizer, with every state buffer in use somewhere
+    ("SGD", dict(lr=0.05, momentum=0.9, weight_decay=0.05)),
+    ("SGD", dict(lr=0.05, momentum=0.9, nesterov=True, maximize=True)),
+    ("SGD", dict(lr=0.05)),
+    ("Adam", dict(lr=0.02, amsgrad=True, weight_decay=0.1)),
+    ("AdamW", dict(lr=0.02, maximize=True)),
+    ("RMSprop", dict(lr=0.01, momentum=0.9, centered=True, weight_decay=0.1)),
+    ("RMSprop", dict(lr=0.01)),
+    ("Adagrad", dict(lr=0.1, lr_decay=0.1, initial_accumulator_value=0.1, weight_decay=0.1)),
+    ("Adadelta", dict(lr=0.5, weight_decay=0.1, maximize=True)),
 ]
-ADAM_CONFIGS = [
-    ("Adam", dict(lr=0.02, amsgrad=ams, weight_decay=wd, maximize=mx, decoupled_weight_decay=dec))
-    for ams, wd, mx, dec in itertools.product([False, True], [0.0, 0.1], [False, True], [False, True])
-] + [
-    ("AdamW", dict(lr=0.02, amsgrad=ams, maximize=mx, **extra))
-    for ams, mx, extra in itertools.product([False, True], [False, True], [{}, dict(weight_decay=0.1)])
-]
-OURS = {"SGD": SGD, "Adam": Adam, "AdamW": AdamW}
+KINDS = {"SGD": kernels.KIND_SGD, "Adam": kernels.KIND_ADAM, "AdamW": kernels.KIND_ADAM,
+         "RMSprop": kernels.KIND_RMSPROP, "Adagrad": kernels.KIND_ADAGRAD, "Adadelta": kernels.KIND_ADADELTA}
 
 
 def _init_arrays(seed=0):
     rng = np.random.default_rng(seed)
     return [rng.standard_normal(s) for s in SHAPES]
-
-
-def _pair(dtype, seed=0):
-    """The same initial values as fastnn Parameters (one arena) and as torch tensors."""
-    torch = pytest.importorskip("torch")
-    arrays = [a.astype(dtype) for a in _init_arrays(seed)]
-    return parameters_from_arrays(arrays, dtype=dtype), [torch.tensor(a, requires_grad=True) for a in arrays]
-
-
-def _set_grads(rng, params, tensors, step, skip=None):
-    """Random grads (scale varies by step so that v sometimes falls); skip(step, i) -> grad None."""
-    import torch
-
-    scale = 10.0 ** rng.uniform(-1.5, 1.0)
-    for i, (p, t) in enumerate(zip(params, tensors)):
-        g = (rng.standard_normal(p.shape) * scale).astype(p.dtype)
-        if skip is not None and skip(step, i):
-            p.grad, t.grad = None, None
-        else:
-            p.grad, t.grad = g, torch.tensor(g)
-
-
-def _assert_params_match(params, tensors, dtype, msg=""):
-    for p, t in zip(params, tensors):
-        np.testing.assert_allclose(p.data, t.detach().numpy(), **TOL[dtype], err_msg=f"{p.name} {msg}")
-
-
-def _assert_state_dicts_match(ours, theirs, dtype):
-    assert list(ours["state"]) == sorted(theirs["state"])
-    for i, t_state in theirs["state"].items():
-        o_state = ours["state"][i]
-        assert list(o_state) == list(t_state)
-        for key, t_value in t_state.items():
-            o_value = o_state[key]
-            if key == "step":
-                assert o_value.shape == () and o_value.dtype == np.float32 and float(o_value) == float(t_value)
-            else:
-                assert o_value.dtype == dtype
-                np.testing.assert_allclose(o_value, t_value.numpy(), **TOL[dtype], err_msg=f"state[{i}][{key}]")
-    assert len(ours["param_groups"]) == len(theirs["param_groups"])
-    for o_group, t_group in zip(ours["param_groups"], theirs["param_groups"]):
-        assert set(o_group) <= set(t_group)  # torch also has foreach, fused, ... flags
-        assert {k: t_group[k] for k in o_group} == o_group
-
-
-def _run_against_torch(name, config, dtype, steps=20, skip=None, before_step=None, groups=None):
-    """Step fastnn and torch side by side from the same start and grads; compare after every step."""
-    torch = pytest.importorskip("torch")
-    params, tensors = _pair(dtype)
-    ours_in, theirs_in = params, tensors
-    if groups is not None:  # groups: list of (indices, overrides)
-        ours_in = [{"params": [params[i] for i in idx], **kw} for idx, kw in groups]
-        theirs_in = [{"params": [tensors[i] for i in idx], **kw} for idx, kw in groups]
-    ours, theirs = OURS[name](ours_in, **config), getattr(torch.optim, name)(theirs_in, **config)
-    rng = np.random.default_rng(1)
-    for step in range(steps):
-        if before_step is not None:
-            before_step(step, ours, theirs)
-        _set_grads(rng, params, tensors, step, skip)
-        ours.step()
-        theirs.step()
-        _assert_params_match(params, tensors, dtype, f"after step {step + 1}")
-    _assert_state_dicts_match(ours.state_dict(), theirs.state_dict(), dtype)
-    return ours, theirs
-
-
-@pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("config", SGD_CONFIGS, ids=str)
-def test_sgd_matches_torch(dtype, config):
-    _run_against_torch("SGD", config, dtype)
-
-
-@pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("name, config", ADAM_CONFIGS, ids=str)
-def test_adam_matches_torch(dtype, name, config):
-    _run_against_torch(name, config, dtype)
-
-
-SOME_CONFIGS = [
-    ("SGD", dict(lr=0.05, momentum=0.9, weight_decay=0.05)),
-    ("SGD", dict(lr=0.05, momentum=0.9, nesterov=True, maximize=True)),
-    ("Adam", dict(lr=0.02, amsgrad=True, weight_decay=0.1)),
-    ("AdamW", dict(lr=0.02, maximize=True)),
-]
-
-
-@pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("name, config", SOME_CONFIGS, ids=str)
-def test_params_without_grad_are_skipped_like_torch(dtype, name, config):
-    # b0 has no grad for the first 5 steps (so its step count lags); b1 misses every third step.
-    def skip(step, i):
-        return (i == 1 and step < 5) or (i == 3 and step % 3 == 0)
-
-    def before_step(step, ours, theirs):
-        b0 = ours.param_groups[0]["params"][1]
-        assert (b0 in ours.state) == (step > 5)
-
-    ours, _ = _run_against_torch(name, config, dtype, skip=skip, before_step=before_step)
-    if name != "SGD":
-        steps = [float(ours.state[p]["step"]) for p in ours.param_groups[0]["params"]]
-        assert steps == [20, 15, 20, 13]
-
-
-@pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("name, config", SOME_CONFIGS, ids=str)
-def test_two_param_groups_like_torch(dtype, name, config):
-    groups = [([0, 1], {}), ([2, 3], dict(lr=0.001, weight_decay=0.2))]
-    ours, _ = _run_against_torch(name, config, dtype, groups=groups)
-    assert [g["lr"] for g in ours.param_groups] == [config["lr"], 0.001]
-
-
-CHANGES = {
-    "SGD": [dict(lr=0.01), dict(momentum=0.5, weight_decay=0.1), dict(nesterov=False, dampening=0.3)],
-    "Adam": [dict(lr=0.001), dict(betas=(0.8, 0.99), eps=1e-3), dict(weight_decay=0.2, maximize=True)],
-    "AdamW": [dict(lr=0.05, weight_decay=0.3), dict(betas=(0.5, 0.9)), dict(maximize=False)],
-}
-
-
-@pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("name, config", SOME_CONFIGS, ids=str)
-def test_hyperparameters_changed_through_param_groups(dtype, name, config):
-    def before_step(step, ours, theirs):
-        if step in (5, 10, 15):
-            change = CHANGES[name][step // 5 - 1]
-            for opt in (ours, theirs):
-                opt.param_groups[0].update(change)
-
-    _run_against_torch(name, config, dtype, before_step=before_step)
 
 
 def _grads(n_steps, seed=2):
@@ -284,18 +255,76 @@ def _steps(opt, params, grads):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("name, config", SOME_CONFIGS, ids=str)
+@pytest.mark.parametrize("name, config", CONFIGS, ids=str)
+def test_fused_runs_do_the_bookkeeping_and_step_like_the_reference(dtype, name, config):
+    """_fused_runs() returns ready runs (state created, steps counted); applying them with the NumPy twin
+    of apply_run gives step()'s result. A hole (b0 without grad on some steps) splits the run."""
+    ours, twin = (parameters_from_arrays(_init_arrays(), dtype=dtype) for _ in range(2))
+    opt, opt_twin = OPTIMIZERS[name](ours, **config), OPTIMIZERS[name](twin, **config)
+    for step, step_grads in enumerate(_grads(6)):
+        for p, q, g in zip(ours, twin, step_grads):
+            p.grad = q.grad = None if (p is ours[1] and step % 2) else g
+        opt.step()
+        counts = {p: float(st["step"]) for p, st in opt_twin.state.items() if "step" in st}
+        runs = opt_twin._fused_runs()
+        assert len(runs) >= (2 if step % 2 else 1)  # (Adam's and Adagrad's also split where step counts differ)
+        assert sum(run[2].size for run in runs) == sum(p.size for p in twin if p.has_grad)
+        for p in twin:  # bookkeeping done before any update: state exists, step counts went up
+            if p.has_grad and name != "SGD":
+                assert float(opt_twin.state[p]["step"]) == counts.get(p, 0.0) + 1
+        for kind, flags, param, grad, s0, s1, s2, scalars in runs:
+            assert kind == KINDS[name] and isinstance(flags, int) and len(scalars) <= 8
+            assert np.shares_memory(param, twin[0].arena.data) and np.shares_memory(grad, twin[0].arena.grad)
+            assert all(s.dtype == dtype and s.ndim == 1 and s.size in (0, param.size) for s in (s0, s1, s2))
+            reference.apply_run(kind, flags, param, grad, s0, s1, s2, scalars)
+        for p, q in zip(ours, twin):
+            np.testing.assert_allclose(p.data, q.data, **KERNEL_TOL[dtype], err_msg=f"step {step + 1}")
+    for p, q in zip(ours, twin):
+        for key, value in opt.state[p].items():
+            np.testing.assert_allclose(value, opt_twin.state[q][key], **KERNEL_TOL[dtype], err_msg=key)
+
+
+def test_fused_runs_flags_and_scalars_follow_the_pxd():
+    params = parameters_from_arrays(_init_arrays(), dtype=np.float64)
+    for p in params:
+        p.grad = np.ones(p.shape)
+    (run,) = Adam(params, lr=0.1, betas=(0.8, 0.9), eps=1e-3, weight_decay=0.5, amsgrad=True)._fused_runs()
+    assert run[:2] == (kernels.KIND_ADAM, kernels.FLAG_WEIGHT_DECAY | kernels.FLAG_AMSGRAD)
+    assert run[7] == pytest.approx((0.2, 0.9, 0.1, 1e-3, 0.5, 0.95, 0.1 / 0.2, 0.1**0.5))
+    (run,) = AdamW(params, lr=0.1, maximize=True)._fused_runs()
+    assert run[1] == kernels.FLAG_MAXIMIZE | kernels.FLAG_WEIGHT_DECAY | kernels.FLAG_DECOUPLED
+    assert run[6].size == 0  # no amsgrad: no max_exp_avg_sq
+    sgd = SGD(params, lr=0.1, momentum=0.9, dampening=0.25, nesterov=False)
+    (run,) = sgd._fused_runs()
+    assert run[1] == kernels.FLAG_MOMENTUM | kernels.FLAG_FIRST_STEP and run[7] == (0.1, 0.9, 0.75, 0.0)
+    kernels.apply_run(*run)
+    assert sgd._fused_runs()[0][1] == kernels.FLAG_MOMENTUM  # the buffer exists now
+    (run,) = RMSprop(params, momentum=0.5, centered=True)._fused_runs()
+    assert run[1] == kernels.FLAG_MOMENTUM | kernels.FLAG_CENTERED and run[7] == (0.01, 0.99, 1 - 0.99, 1e-8, 0.0, 0.5)
+    assert all(s.size == 174 for s in run[4:7])
+    adagrad = Adagrad(params, lr=0.1, lr_decay=0.5)
+    assert [adagrad._fused_runs()[0][7][0] for _ in range(3)] == [0.1, 0.1 / 1.5, 0.1 / 2.0]  # steps 1, 2, 3
+    (run,) = Adadelta(params, weight_decay=0.1)._fused_runs()
+    assert run[:2] == (kernels.KIND_ADADELTA, kernels.FLAG_WEIGHT_DECAY) and run[7] == (1.0, 0.9, 1 - 0.9, 1e-6, 0.1)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# save / resume
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("name, config", CONFIGS, ids=str)
 def test_state_dict_round_trip_continues_like_uninterrupted(dtype, name, config):
     grads = _grads(20)
     params = parameters_from_arrays(_init_arrays(), dtype=dtype)
-    opt = OURS[name](params, **config)
+    opt = OPTIMIZERS[name](params, **config)
     _steps(opt, params, grads[:10])
     saved = opt.state_dict()
     saved_params = [p.data.copy() for p in params]
     _steps(opt, params, grads[10:])  # the uninterrupted run
 
     fresh = parameters_from_arrays(saved_params, dtype=dtype)
-    resumed = OURS[name](fresh, lr=123.0)  # the loaded groups override these hyper-parameters
+    resumed = OPTIMIZERS[name](fresh, lr=123.0)  # the loaded groups override these hyper-parameters
     resumed.load_state_dict(saved)
     assert resumed.param_groups[0]["lr"] == config["lr"]
     _steps(resumed, fresh, grads[10:])
@@ -303,77 +332,43 @@ def test_state_dict_round_trip_continues_like_uninterrupted(dtype, name, config)
     for p, q in zip(params, fresh):
         np.testing.assert_array_equal(p.data, q.data)
     final, final_resumed = opt.state_dict(), resumed.state_dict()
+    assert final["param_groups"] == final_resumed["param_groups"]
+    assert [list(st) for st in final["state"].values()] == [list(st) for st in final_resumed["state"].values()]
     for i, st in final["state"].items():
         for key, value in st.items():
+            assert value.dtype == final_resumed["state"][i][key].dtype
             np.testing.assert_array_equal(value, final_resumed["state"][i][key])
     # state_dict() is a snapshot: the 10 later steps did not change it
     for i, st in saved["state"].items():
         for key, value in st.items():
             assert not np.array_equal(value, final["state"][i][key]), (i, key)
-
-
-@pytest.mark.parametrize("name, config", SOME_CONFIGS, ids=str)
-def test_torch_state_dict_loads_and_continues_like_torch(name, config):
-    torch = pytest.importorskip("torch")
-    params, tensors = _pair(np.float64)
-    theirs = getattr(torch.optim, name)(tensors, **config)
-    rng = np.random.default_rng(3)
-    for step in range(5):
-        _set_grads(rng, params, tensors, step)
-        theirs.step()
-    for p, t in zip(params, tensors):
-        p.data[...] = t.detach().numpy()
-    ours = OURS[name](params)
-    ours.load_state_dict(theirs.state_dict())
-    for step in range(5, 15):
-        _set_grads(rng, params, tensors, step)
-        ours.step()
-        theirs.step()
-        _assert_params_match(params, tensors, np.float64, f"after step {step + 1}")
-
-
-@pytest.mark.parametrize("name, config", SOME_CONFIGS, ids=str)
-def test_add_param_group_after_steps_like_torch(name, config):
-    """A later group grows the state buffers; existing state survives and keeps stepping like torch."""
-    torch = pytest.importorskip("torch")
-    params, tensors = _pair(np.float64)
-    extra, extra_t = _pair(np.float64, seed=5)
-    ours, theirs = OURS[name](params, **config), getattr(torch.optim, name)(tensors, **config)
-    rng = np.random.default_rng(4)
-    for step in range(12):
-        if step == 6:
-            ours.add_param_group({"params": extra, "lr": 0.003})
-            theirs.add_param_group({"params": extra_t, "lr": 0.003})
-        _set_grads(rng, params + extra, tensors + extra_t, step, skip=lambda s, i: s < 6 and i >= 4)
-        ours.step()
-        theirs.step()
-        _assert_params_match(params + extra, tensors + extra_t, np.float64, f"after step {step + 1}")
-    _assert_state_dicts_match(ours.state_dict(), theirs.state_dict(), np.float64)
-
-
 # ---------------------------------------------------------------------------------------------------------------------
 # arena layout and fusion
 
 
-def _count_calls(monkeypatch, module, name):
+def _count_calls(monkeypatch):
+    """Record the length of every run that step() hands to the kernel."""
     calls = []
-    kernel = getattr(module, name)
 
-    def counting(param, *args):
+    def counting(kind, flags, param, *args):
         calls.append(param.size)
-        kernel(param, *args)
+        kernels.apply_run(kind, flags, param, *args)
 
-    monkeypatch.setattr(module, name, counting)
+    monkeypatch.setattr(optimizer_module, "apply_run", counting)
     return calls
 
 
-@pytest.mark.parametrize("make, module, kernel", [
-    (lambda ps: Adam(ps), adam_module, "adam_step"),
-    (lambda ps: SGD(ps, momentum=0.9), sgd_module, "sgd_step"),
-    (lambda ps: SGD(ps), sgd_module, "sgd_step"),
+@pytest.mark.parametrize("make", [
+    lambda ps: Adam(ps),
+    lambda ps: AdamW(ps, amsgrad=True),
+    lambda ps: SGD(ps, momentum=0.9),
+    lambda ps: SGD(ps),
+    lambda ps: RMSprop(ps, momentum=0.9, centered=True),
+    lambda ps: Adagrad(ps, lr_decay=0.1),
+    lambda ps: Adadelta(ps),
 ])
-def test_one_kernel_call_per_contiguous_run(monkeypatch, make, module, kernel):
-    calls = _count_calls(monkeypatch, module, kernel)
+def test_one_kernel_call_per_contiguous_run(monkeypatch, make):
+    calls = _count_calls(monkeypatch)
     sizes = [int(np.prod(s)) for s in SHAPES]
     params = parameters_from_arrays(_init_arrays(), dtype=np.float32)
     opt = make(params)
@@ -404,10 +399,11 @@ def test_one_kernel_call_per_contiguous_run(monkeypatch, make, module, kernel):
     assert calls == [sum(sizes)] * 2
 
 
-def test_adam_runs_split_where_step_counts_differ(monkeypatch):
-    calls = _count_calls(monkeypatch, adam_module, "adam_step")
+@pytest.mark.parametrize("make", [lambda ps: Adam(ps), lambda ps: Adagrad(ps, lr_decay=0.1)])
+def test_runs_split_where_step_counts_differ(monkeypatch, make):
+    calls = _count_calls(monkeypatch)
     params = parameters_from_arrays(_init_arrays(), dtype=np.float64)
-    opt = Adam(params)
+    opt = make(params)
     params[0].grad = np.ones(SHAPES[0])
     opt.step()  # only W0: step 1
     for p in params:
@@ -416,6 +412,21 @@ def test_adam_runs_split_where_step_counts_differ(monkeypatch):
     opt.step()
     assert calls == [91, 91, 13 + 65 + 5, 91, 13 + 65 + 5]
     assert [float(opt.state[p]["step"]) for p in params] == [3, 2, 2, 2]
+
+
+@pytest.mark.parametrize("make", [lambda ps: RMSprop(ps), lambda ps: Adadelta(ps), lambda ps: Adagrad(ps)])
+def test_runs_ignore_step_counts_the_update_does_not_use(monkeypatch, make):
+    """RMSprop and Adadelta never read the step; Adagrad only through lr_decay (here 0: clr = lr exactly)."""
+    calls = _count_calls(monkeypatch)
+    params = parameters_from_arrays(_init_arrays(), dtype=np.float64)
+    opt = make(params)
+    params[0].grad = np.ones(SHAPES[0])
+    opt.step()
+    for p in params:
+        p.grad = np.ones(p.shape)
+    opt.step()
+    assert calls == [91, 174]
+    assert [float(opt.state[p]["step"]) for p in params] == [2, 1, 1, 1]
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -482,6 +493,43 @@ def test_state_created_lazily_and_sgd_without_momentum_keeps_none():
     assert list(sgd.state_dict()["state"][0]) == ["momentum_buffer"]
 
 
+# ---------------------------------------------------------------------------------------------------------------------
+# convergence
+
+QUAD_A = np.diag(np.linspace(1.0, 10.0, 10))  # f(x) = (x - c)^T A (x - c) / 2, condition number 10
+QUAD_C = np.linspace(-1.0, 1.0, 10)
+PROBLEMS = {
+    "quadratic": (lambda x: QUAD_A @ (x - QUAD_C), np.zeros(10), QUAD_C, 1e-3),
+    "rosenbrock": (lambda x: np.array([-2 * (1 - x[0]) - 400 * x[0] * (x[1] - x[0] ** 2), 200 * (x[1] - x[0] ** 2)]),
+                   np.array([-1.5, 2.0]), np.ones(2), 1e-2),
+}
+CONVERGENCE = [  # name, config, steps, halve the lr every ... steps (through param_groups; None: constant)
+    ("SGD", dict(lr=1e-3, momentum=0.9), 6000, 1000),
+    ("Adam", dict(lr=2e-2), 6000, 1000),
+    ("AdamW", dict(lr=2e-2, weight_decay=1e-4), 6000, 1000),
+    ("RMSprop", dict(lr=1e-3, momentum=0.9), 6000, 1000),
+    ("RMSprop", dict(lr=1e-2, centered=True), 6000, 1000),
+    ("Adagrad", dict(lr=1.0), 12000, None),  # its own decay: lr / sqrt(sum of g^2)
+    ("Adadelta", dict(), 8000, 1000),
+]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("problem", PROBLEMS)
+@pytest.mark.parametrize("name, config, steps, every", CONVERGENCE, ids=str)
+def test_converges_and_float32_params_keep_float32_state(dtype, problem, name, config, steps, every):
+    grad_fn, x0, optimum, tol = PROBLEMS[problem]
+    (p,) = parameters_from_arrays([x0], dtype=dtype)
+    opt = OPTIMIZERS[name]([p], **config)
+    for k in range(steps):
+        if every and k and k % every == 0:
+            opt.param_groups[0]["lr"] *= 0.5
+        p.grad = grad_fn(p.data.astype(np.float64))
+        opt.step()
+    assert np.linalg.norm(p.data - optimum) < tol
+    assert p.data.dtype == dtype
+    for key, value in opt.state[p].items():
+        assert value.dtype == (np.float32 if key == "step" else dtype), key
 # ---------------------------------------------------------------------------------------------------------------------
 # small API surface
 
@@ -553,6 +601,37 @@ ERROR_CONFIGS = [
     (AdamW, dict(weight_decay=-0.01), ValueError, r"weight_decay must be .* got -0\.01"),
     (AdamW, dict(betas=(0.9, 1.0)), ValueError, r"betas\[1\] must be .* got 1\.0"),
     (AdamW, dict(maximize=None), TypeError, r"maximize must be a bool, got None"),
+    (RMSprop, dict(lr=-1.0), ValueError, r"lr must be a finite number in \[0, inf\), got -1\.0"),
+    (RMSprop, dict(alpha=-0.5), ValueError, r"alpha must be a finite number in \[0, inf\), got -0\.5"),
+    (RMSprop, dict(eps=-1e-8), ValueError, r"eps must be a finite number in \[0, inf\), got -1e-08"),
+    (RMSprop, dict(momentum=-0.9), ValueError, r"momentum must be a finite number in \[0, inf\), got -0\.9"),
+    (RMSprop, dict(weight_decay=-0.1), ValueError, r"weight_decay must be a finite number in \[0, inf\), got -0\.1"),
+    (RMSprop, dict(centered=1), TypeError, r"centered must be a bool, got 1"),
+    (RMSprop, dict(alpha="0.9"), TypeError, r"alpha must be a real number, got '0\.9'"),
+    (Adagrad, dict(lr=-0.01), ValueError, r"lr must be a finite number in \[0, inf\), got -0\.01"),
+    (Adagrad, dict(lr_decay=-0.1), ValueError, r"lr_decay must be a finite number in \[0, inf\), got -0\.1"),
+    (Adagrad, dict(initial_accumulator_value=-1), ValueError,
+     r"initial_accumulator_value must be a finite number in \[0, inf\), got -1\.0"),
+    (Adagrad, dict(eps=-1e-10), ValueError, r"eps must be a finite number in \[0, inf\), got -1e-10"),
+    (Adagrad, dict(weight_decay=-0.5), ValueError, r"weight_decay must be a finite number in \[0, inf\), got -0\.5"),
+    (Adagrad, dict(maximize=0), TypeError, r"maximize must be a bool, got 0"),
+    (Adadelta, dict(lr=-1.0), ValueError, r"lr must be a finite number in \[0, inf\), got -1\.0"),
+    (Adadelta, dict(rho=1.5), ValueError, r"rho must be a finite number in \[0, 1\], got 1\.5"),
+    (Adadelta, dict(rho=-0.1), ValueError, r"rho must be a finite number in \[0, 1\], got -0\.1"),
+    (Adadelta, dict(eps=-1e-6), ValueError, r"eps must be a finite number in \[0, inf\), got -1e-06"),
+    (Adadelta, dict(weight_decay=-0.1), ValueError, r"weight_decay must be a finite number in \[0, inf\), got -0\.1"),
+    (Adadelta, dict(rho=float("inf")), ValueError, r"rho must be a finite number in \[0, 1\], got inf"),
+]
+# what torch.optim also accepts at the edges of its rules
+EDGE_CONFIGS = [
+    (SGD, dict(lr=0.0, momentum=0.0, weight_decay=0.0)),
+    (Adam, dict(lr=0.0, betas=(0.0, 0.0), eps=0.0, weight_decay=0.0)),
+    (AdamW, dict(betas=(0.0, 0.999999), weight_decay=0.0)),
+    (RMSprop, dict(lr=0.0, alpha=0.0, eps=0.0, momentum=0.0, weight_decay=0.0)),
+    (RMSprop, dict(alpha=1.5)),  # torch only asks alpha >= 0
+    (Adagrad, dict(lr=0.0, lr_decay=0.0, initial_accumulator_value=0.0, eps=0.0, weight_decay=0.0)),
+    (Adadelta, dict(lr=0.0, rho=0.0, eps=0.0, weight_decay=0.0)),
+    (Adadelta, dict(rho=1.0)),
 ]
 
 
@@ -562,6 +641,26 @@ def test_bad_hyperparameters_raise(cls, kwargs, exc, match):
         cls(PARAMS, **kwargs)
     with pytest.raises(exc, match=match):  # also when the bad value comes in a param group
         cls([{"params": PARAMS, **kwargs}])
+
+
+@pytest.mark.parametrize("cls, kwargs, exc, match", [
+    c for c in ERROR_CONFIGS if c[2] is ValueError and all(np.isfinite(v) for v in c[1].values() if type(v) is float)
+], ids=str)
+def test_torch_rejects_the_same_values(cls, kwargs, exc, match):
+    """Our ValueErrors follow torch's rules (torch's messages differ: 'Invalid learning rate: -1.0').
+
+    fastnn also rejects NaN and inf, which some of torch's checks (SGD's lr < 0) let through."""
+    torch = pytest.importorskip("torch")
+    with pytest.raises(ValueError):
+        getattr(torch.optim, cls.__name__)([torch.zeros(3, requires_grad=True)], **kwargs)
+
+
+@pytest.mark.parametrize("cls, kwargs", EDGE_CONFIGS, ids=str)
+def test_values_at_the_edges_of_torchs_rules_are_accepted(cls, kwargs):
+    opt = cls(PARAMS, **kwargs)
+    assert all(opt.param_groups[0][k] == v for k, v in kwargs.items())
+    torch = pytest.importorskip("torch")
+    getattr(torch.optim, cls.__name__)([torch.zeros(3, requires_grad=True)], **kwargs)
 
 
 BAD_PARAMS = [
@@ -624,3 +723,31 @@ def test_load_state_dict_errors_leave_the_optimizer_unchanged():
         after = opt.state_dict()
         assert after["param_groups"] == good["param_groups"]
         assert all(np.array_equal(after["state"][i][k], v) for i, st in good["state"].items() for k, v in st.items())
+
+
+def test_new_optimizers_defaults_and_state():
+    params = parameters_from_arrays(_init_arrays(), dtype=np.float32)
+    assert RMSprop(params).defaults == dict(lr=1e-2, momentum=0.0, alpha=0.99, eps=1e-8, centered=False,
+                                            weight_decay=0.0, maximize=False)
+    assert Adagrad(params).defaults == dict(lr=1e-2, lr_decay=0.0, eps=1e-10, weight_decay=0.0,
+                                            initial_accumulator_value=0.0, maximize=False)
+    assert Adadelta(params).defaults == dict(lr=1.0, rho=0.9, eps=1e-6, weight_decay=0.0, maximize=False)
+    assert RMSprop(params).state_dict()["state"] == {} and Adadelta(params).state_dict()["state"] == {}
+    # Adagrad creates its state in the constructor (NUMERICS 1.4), from the constructor's accumulator value
+    adagrad = Adagrad(params[:2], initial_accumulator_value=0.25)
+    state = adagrad.state_dict()["state"]
+    assert list(state) == [0, 1] and list(state[0]) == ["step", "sum"]
+    assert state[0]["step"].dtype == np.float32 and float(state[0]["step"]) == 0
+    assert state[1]["sum"].dtype == np.float32 and np.all(state[1]["sum"] == 0.25)
+    adagrad.add_param_group({"params": params[2:], "initial_accumulator_value": 3.0})
+    assert list(adagrad.state_dict()["state"]) == [0, 1]  # added groups get theirs at their first step
+    for p in params:
+        p.grad = np.zeros(p.shape)
+    adagrad.step()
+    assert np.all(adagrad.state[params[3]]["sum"] == 0.25) and float(adagrad.state[params[3]]["step"]) == 1
+    rms = RMSprop(params, momentum=0.9, centered=True)
+    rms.step()
+    assert list(rms.state[params[0]]) == ["step", "square_avg", "momentum_buffer", "grad_avg"]
+    ada = Adadelta(params)
+    ada.step()
+    assert list(ada.state[params[0]]) == ["step", "square_avg", "acc_delta"]

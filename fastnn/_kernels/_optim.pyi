@@ -1,8 +1,38 @@
+from collections.abc import Sequence
+
 import numpy as np
 
 THRESHOLD: int
 SGD_THRESHOLD: int
+RMSPROP_THRESHOLD: int
+ADADELTA_THRESHOLD: int
+THRESHOLDS: dict[str, int]
 
+# OptRun kinds and flag bits (see _optim.pxd)
+KIND_SGD: int
+KIND_ADAM: int
+KIND_RMSPROP: int
+KIND_ADAGRAD: int
+KIND_ADADELTA: int
+FLAG_MAXIMIZE: int
+FLAG_WEIGHT_DECAY: int
+FLAG_MOMENTUM: int
+FLAG_NESTEROV: int
+FLAG_FIRST_STEP: int
+FLAG_AMSGRAD: int
+FLAG_DECOUPLED: int
+FLAG_CENTERED: int
+
+def apply_run(
+    kind: int,
+    flags: int,
+    param: np.ndarray,
+    grad: np.ndarray,
+    s0: np.ndarray,
+    s1: np.ndarray,
+    s2: np.ndarray,
+    scalars: Sequence[float],
+) -> None: ...
 def sgd_step(
     param: np.ndarray,
     grad: np.ndarray,
@@ -31,4 +61,40 @@ def adam_step(
     maximize: bool,
     bias_correction1: float,
     bias_correction2: float,
+) -> None: ...
+def rmsprop_step(
+    param: np.ndarray,
+    grad: np.ndarray,
+    square_avg: np.ndarray,
+    momentum_buffer: np.ndarray,
+    grad_avg: np.ndarray,
+    lr: float,
+    alpha: float,
+    eps: float,
+    weight_decay: float,
+    momentum: float,
+    centered: bool,
+    maximize: bool,
+) -> None: ...
+def adagrad_step(
+    param: np.ndarray,
+    grad: np.ndarray,
+    state_sum: np.ndarray,
+    lr: float,
+    lr_decay: float,
+    weight_decay: float,
+    eps: float,
+    maximize: bool,
+    step: float,
+) -> None: ...
+def adadelta_step(
+    param: np.ndarray,
+    grad: np.ndarray,
+    square_avg: np.ndarray,
+    acc_delta: np.ndarray,
+    lr: float,
+    rho: float,
+    eps: float,
+    weight_decay: float,
+    maximize: bool,
 ) -> None: ...

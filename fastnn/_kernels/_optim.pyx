@@ -1,43 +1,70 @@
-# Design note: _optim - fused element-wise optimizer updates (torch.optim semantics, NUMERICS 1.1-1.2).
+# Design note: _optim - fused element-wise optimizer updates (torch.optim semantics, NUMERICS 1.1-1.5).
 #
-# Each kernel updates one contiguous 1-D run of the parameter arena in place, reading the matching
+# Each kernel updates one contiguous 1-D *run* of the parameter arena in place, reading the matching
 # run of the gradient arena and updating the matching runs of the optimizer's state arenas (one flat
 # buffer per state kind). The Python optimizers group neighbouring parameters into such runs, so a
 # whole model is usually one call. Element i of every buffer belongs to the same scalar parameter,
-# so the update is a single pass with no cross-element dependence.
+# so each update is a single pass with no cross-element dependence.
 #
-# Layout/dtype: all buffers are C-contiguous, of the one fused type `real` (float32 or float64) and of
-# equal length; an optional state buffer that the flags leave unused (SGD's momentum buffer when
-# momentum == 0, Adam's max buffer when amsgrad is off) may be a length-0 dummy. Arithmetic runs in
-# `real`, in torch's operation order, so float32 results track torch's float32 ones. Per-call scalars
-# (1 - beta, lr / bias_correction1, sqrt(bias_correction2), 1 - lr*weight_decay) are computed once,
-# in double, by the def wrapper, then rounded to `real` as torch does.
+# Protocol (_optim.pxd): a run is an OptRun {kind, flags, n, param, grad, s0, s1, s2, sc[8]}; the
+# .pxd documents, per kind, which state buffer is which, the flag bits and the order of the per-step
+# scalars. run_update_f32/_f64 are the C entry points (the compiled training plan calls them inside
+# its own nogil call); apply_run is the Python one; sgd_step ... adadelta_step are conveniences that
+# derive flags and scalars from torch's hyper-parameters and go through the same code.
 #
-# Threading: the GIL is released; the element loop is a static prange that only forks above
-# THRESHOLD (Adam) or SGD_THRESHOLD elements: below them one thread is faster. Measured with the
-# passive OpenMP pool on 2 cores, float32: Adam (~1 ns/element) gains from 2 threads from ~40k
-# elements on, SGD (~0.3 ns/element) from ~200k; waking the pool costs ~15-20 us. Nothing is allocated.
+# Layout/dtype: all buffers are C-contiguous, of the one fused type `real` and of equal length; an
+# optional state buffer that the flags leave unused is NULL (a length-0 array in Python). Arithmetic
+# runs in `real`, in torch's operation order: mul_ then addcmul_ (a*x + (v*g)*g), addcdiv_ (p +
+# (v*g)/d), and lerp_ in its vectorised form base + c*(end - self) with (c, base) = (w, self) for
+# |w| < 0.5, else (w - 1, end). Torch's AVX2 kernels fuse some of these multiply-adds (FMA) that this
+# SSE2 build rounds twice, so results agree with torch to an ulp or so per step, not bitwise. Per-step
+# scalars arrive precomputed in double (bias corrections, decayed lr, 1 - beta, ...), are rounded to
+# `real` once per call, as torch rounds its Python-float scalars, and never per element.
 #
-# Vectorisation: GCC vectorises these loops (SSE2: 4 floats / 2 doubles per instruction, ~4x on
-# Adam) only if (a) sqrt need not set errno - hence -fno-math-errno, set for every kernel
-# in setup.py (the kernels never read errno) - and (b) no store in the loop body depends
-# on a flag: flags may only pick between values, or guard whole loops (SGD has a separate loop
-# without momentum). Keep both rules when editing or adding kernels.
+# Threading: the GIL is released; each element loop is a static prange that forks only above its
+# kind's threshold (THRESHOLDS): below it one thread is faster, as waking the passive OpenMP pool
+# costs ~15-20 us. Measured float32 on 2 cores (passive pool, 16k-1M elements; 1 thread, ns/element
+# at 1M): SGD 0.17 (0.22 with momentum; memory-bound, 2 threads gain nothing below ~200k), Adam
+# 0.95 (2 threads win from ~32k), RMSprop and Adagrad 0.68 (~45k), Adadelta 1.12 (~25k). The
+# sqrt/div kernels are bound by SSE2 sqrt/div throughput, not memory. Nothing is allocated.
 #
-# Adding an optimizer (RMSprop, Adagrad, Adadelta): a `cdef void _name(Py_ssize_t n, real* param,
-# const real* grad, real* state..., real scalars...) noexcept nogil` loop, plus a def wrapper that
-# checks lengths, derives the per-call scalars and calls it inside `with nogil:`.
+# Vectorisation: GCC vectorises these loops (SSE2: 4 floats / 2 doubles per instruction) only if
+# (a) sqrt need not set errno - hence -fno-math-errno, set for every kernel in setup.py (the kernels
+# never read errno) - and (b) no store in the loop body depends on a flag: flags may only pick
+# between values; a flag that adds or removes a store (momentum, centered, amsgrad) selects between
+# separate loops. Keep both rules when editing or adding kernels.
 
 from cython.parallel cimport prange
 from libc.math cimport sqrt, sqrtf
 
 from fastnn._kernels._types cimport real
 
-# Elements per call below which the update runs on one thread.
-THRESHOLD = 49152
+# Elements per call above which a kind's update uses OpenMP threads (see the design note).
 SGD_THRESHOLD = 196608
-cdef Py_ssize_t _THRESHOLD = THRESHOLD
+THRESHOLD = 49152  # Adam
+RMSPROP_THRESHOLD = 65536  # also Adagrad's
+ADADELTA_THRESHOLD = 32768
+THRESHOLDS = {"sgd": SGD_THRESHOLD, "adam": THRESHOLD, "rmsprop": RMSPROP_THRESHOLD, "adagrad": RMSPROP_THRESHOLD,
+              "adadelta": ADADELTA_THRESHOLD}
 cdef Py_ssize_t _SGD_THRESHOLD = SGD_THRESHOLD
+cdef Py_ssize_t _THRESHOLD = THRESHOLD
+cdef Py_ssize_t _RMSPROP_THRESHOLD = RMSPROP_THRESHOLD
+cdef Py_ssize_t _ADADELTA_THRESHOLD = ADADELTA_THRESHOLD
+
+# The .pxd's codes, for Python callers.
+KIND_SGD = OPT_SGD
+KIND_ADAM = OPT_ADAM
+KIND_RMSPROP = OPT_RMSPROP
+KIND_ADAGRAD = OPT_ADAGRAD
+KIND_ADADELTA = OPT_ADADELTA
+FLAG_MAXIMIZE = OPT_MAXIMIZE
+FLAG_WEIGHT_DECAY = OPT_WEIGHT_DECAY
+FLAG_MOMENTUM = OPT_MOMENTUM
+FLAG_NESTEROV = OPT_NESTEROV
+FLAG_FIRST_STEP = OPT_FIRST_STEP
+FLAG_AMSGRAD = OPT_AMSGRAD
+FLAG_DECOUPLED = OPT_DECOUPLED
+FLAG_CENTERED = OPT_CENTERED
 
 
 cdef inline real _sqrt(real x) noexcept nogil:
@@ -47,95 +74,300 @@ cdef inline real _sqrt(real x) noexcept nogil:
         return sqrt(x)
 
 
-cdef int _check_len(Py_ssize_t n, Py_ssize_t m, str name) except -1:
-    if m != n:
-        raise ValueError(f"{name} must have {n} elements like param, got {m}")
-    return 0
+cdef inline real _grad(real grad, real p, bint maximize, bint decay, real weight_decay) noexcept nogil:
+    """g = (maximize ? -grad : grad) (+ weight_decay*p)."""
+    cdef real g = -grad if maximize else grad
+    return g + weight_decay * p if decay else g
+
+
+cdef inline bint _lerp_small(real w) noexcept nogil:
+    """torch's lerp picks base + c*(end - self) with (c, base) = (w, self) iff |w| < 0.5."""
+    return (w if w >= 0 else -w) < <real>0.5
 
 
 # ---------------------------------------------------------------------------------------------- SGD
 
-cdef void _sgd(Py_ssize_t n, real* param, const real* grad, real* buf, real lr, real momentum,
-               real one_minus_dampening, real weight_decay, bint nesterov, bint maximize,
-               bint first_step) noexcept nogil:
+cdef void _sgd(Py_ssize_t n, int flags, real* param, const real* grad, real* buf,
+               const double* sc) noexcept nogil:
+    cdef real lr = <real>sc[0], momentum = <real>sc[1], one_minus_dampening = <real>sc[2]
+    cdef real weight_decay = <real>sc[3]
+    cdef bint maximize = (flags & OPT_MAXIMIZE) != 0, decay = (flags & OPT_WEIGHT_DECAY) != 0
+    cdef bint nesterov = (flags & OPT_NESTEROV) != 0, first_step = (flags & OPT_FIRST_STEP) != 0
     cdef Py_ssize_t i
     cdef real g, b
-    if momentum == 0:  # two loops: a store under `if momentum` would block vectorisation
+    if not flags & OPT_MOMENTUM:
         for i in prange(n, nogil=True, schedule="static", use_threads_if=n > _SGD_THRESHOLD):
-            g = -grad[i] if maximize else grad[i]
-            if weight_decay != 0:
-                g = g + weight_decay * param[i]
+            g = _grad(grad[i], param[i], maximize, decay, weight_decay)
             param[i] = param[i] - lr * g
         return
     for i in prange(n, nogil=True, schedule="static", use_threads_if=n > _SGD_THRESHOLD):
-        g = -grad[i] if maximize else grad[i]
-        if weight_decay != 0:
-            g = g + weight_decay * param[i]
+        g = _grad(grad[i], param[i], maximize, decay, weight_decay)
         b = g if first_step else momentum * buf[i] + one_minus_dampening * g
         buf[i] = b
         g = g + momentum * b if nesterov else b
         param[i] = param[i] - lr * g
 
 
+# --------------------------------------------------------------------------------------------- Adam
+
+cdef void _adam(Py_ssize_t n, int flags, real* param, const real* grad, real* exp_avg, real* exp_avg_sq,
+                real* max_exp_avg_sq, const double* sc) noexcept nogil:
+    cdef real w1 = <real>sc[0], beta2 = <real>sc[1], one_minus_beta2 = <real>sc[2], eps = <real>sc[3]
+    cdef real weight_decay = <real>sc[4], decay_factor = <real>sc[5], step_size = <real>sc[6]
+    cdef real bias_correction2_sqrt = <real>sc[7]
+    cdef bint maximize = (flags & OPT_MAXIMIZE) != 0
+    cdef bint coupled = (flags & OPT_WEIGHT_DECAY) != 0 and (flags & OPT_DECOUPLED) == 0
+    cdef bint decoupled = (flags & OPT_WEIGHT_DECAY) != 0 and (flags & OPT_DECOUPLED) != 0
+    cdef bint small = _lerp_small(w1)
+    cdef real c1 = w1 if small else w1 - 1
+    cdef Py_ssize_t i
+    cdef real p, g, m, v, vmax
+    if not flags & OPT_AMSGRAD:
+        for i in prange(n, nogil=True, schedule="static", use_threads_if=n > _THRESHOLD):
+            p = param[i]
+            g = _grad(grad[i], p, maximize, coupled, weight_decay)
+            p = p * decay_factor if decoupled else p
+            m = exp_avg[i]
+            m = (m if small else g) + c1 * (g - m)
+            v = beta2 * exp_avg_sq[i] + one_minus_beta2 * g * g
+            exp_avg[i] = m
+            exp_avg_sq[i] = v
+            param[i] = p - step_size * m / (_sqrt(v) / bias_correction2_sqrt + eps)
+        return
+    for i in prange(n, nogil=True, schedule="static", use_threads_if=n > _THRESHOLD):
+        p = param[i]
+        g = _grad(grad[i], p, maximize, coupled, weight_decay)
+        p = p * decay_factor if decoupled else p
+        m = exp_avg[i]
+        m = (m if small else g) + c1 * (g - m)
+        v = beta2 * exp_avg_sq[i] + one_minus_beta2 * g * g
+        exp_avg[i] = m
+        exp_avg_sq[i] = v
+        vmax = max_exp_avg_sq[i]
+        vmax = vmax if vmax > v else v
+        max_exp_avg_sq[i] = vmax
+        param[i] = p - step_size * m / (_sqrt(vmax) / bias_correction2_sqrt + eps)
+
+
+# ------------------------------------------------------------------------------------------ RMSprop
+
+cdef void _rmsprop(Py_ssize_t n, int flags, real* param, const real* grad, real* square_avg,
+                   real* momentum_buffer, real* grad_avg, const double* sc) noexcept nogil:
+    cdef real lr = <real>sc[0], alpha = <real>sc[1], w = <real>sc[2], eps = <real>sc[3]
+    cdef real weight_decay = <real>sc[4], momentum = <real>sc[5]
+    cdef bint maximize = (flags & OPT_MAXIMIZE) != 0, decay = (flags & OPT_WEIGHT_DECAY) != 0
+    cdef bint small = _lerp_small(w)
+    cdef real c = w if small else w - 1
+    cdef bint centered = (flags & OPT_CENTERED) != 0, with_momentum = (flags & OPT_MOMENTUM) != 0
+    cdef Py_ssize_t i
+    cdef real g, v, a, ga, b
+    # one loop per (centered, momentum): each adds a store
+    if not centered and not with_momentum:
+        for i in prange(n, nogil=True, schedule="static", use_threads_if=n > _RMSPROP_THRESHOLD):
+            g = _grad(grad[i], param[i], maximize, decay, weight_decay)
+            v = alpha * square_avg[i] + w * g * g
+            square_avg[i] = v
+            param[i] = param[i] - lr * g / (_sqrt(v) + eps)
+    elif not centered:
+        for i in prange(n, nogil=True, schedule="static", use_threads_if=n > _RMSPROP_THRESHOLD):
+            g = _grad(grad[i], param[i], maximize, decay, weight_decay)
+            v = alpha * square_avg[i] + w * g * g
+            square_avg[i] = v
+            b = momentum * momentum_buffer[i] + g / (_sqrt(v) + eps)
+            momentum_buffer[i] = b
+            param[i] = param[i] - lr * b
+    elif not with_momentum:
+        for i in prange(n, nogil=True, schedule="static", use_threads_if=n > _RMSPROP_THRESHOLD):
+            g = _grad(grad[i], param[i], maximize, decay, weight_decay)
+            v = alpha * square_avg[i] + w * g * g
+            square_avg[i] = v
+            ga = grad_avg[i]
+            ga = (ga if small else g) + c * (g - ga)
+            grad_avg[i] = ga
+            param[i] = param[i] - lr * g / (_sqrt(v - ga * ga) + eps)
+    else:
+        for i in prange(n, nogil=True, schedule="static", use_threads_if=n > _RMSPROP_THRESHOLD):
+            g = _grad(grad[i], param[i], maximize, decay, weight_decay)
+            v = alpha * square_avg[i] + w * g * g
+            square_avg[i] = v
+            ga = grad_avg[i]
+            ga = (ga if small else g) + c * (g - ga)
+            grad_avg[i] = ga
+            b = momentum * momentum_buffer[i] + g / (_sqrt(v - ga * ga) + eps)
+            momentum_buffer[i] = b
+            param[i] = param[i] - lr * b
+
+
+# ------------------------------------------------------------------------------------------ Adagrad
+
+cdef void _adagrad(Py_ssize_t n, int flags, real* param, const real* grad, real* state_sum,
+                   const double* sc) noexcept nogil:
+    cdef real clr = <real>sc[0], weight_decay = <real>sc[1], eps = <real>sc[2]
+    cdef bint maximize = (flags & OPT_MAXIMIZE) != 0, decay = (flags & OPT_WEIGHT_DECAY) != 0
+    cdef Py_ssize_t i
+    cdef real g, s
+    for i in prange(n, nogil=True, schedule="static", use_threads_if=n > _RMSPROP_THRESHOLD):
+        g = _grad(grad[i], param[i], maximize, decay, weight_decay)
+        s = state_sum[i] + g * g
+        state_sum[i] = s
+        param[i] = param[i] - clr * g / (_sqrt(s) + eps)
+
+
+# ----------------------------------------------------------------------------------------- Adadelta
+
+cdef void _adadelta(Py_ssize_t n, int flags, real* param, const real* grad, real* square_avg,
+                    real* acc_delta, const double* sc) noexcept nogil:
+    cdef real lr = <real>sc[0], rho = <real>sc[1], one_minus_rho = <real>sc[2], eps = <real>sc[3]
+    cdef real weight_decay = <real>sc[4]
+    cdef bint maximize = (flags & OPT_MAXIMIZE) != 0, decay = (flags & OPT_WEIGHT_DECAY) != 0
+    cdef Py_ssize_t i
+    cdef real g, v, d
+    for i in prange(n, nogil=True, schedule="static", use_threads_if=n > _ADADELTA_THRESHOLD):
+        g = _grad(grad[i], param[i], maximize, decay, weight_decay)
+        v = rho * square_avg[i] + one_minus_rho * g * g
+        square_avg[i] = v
+        d = _sqrt(acc_delta[i] + eps) / _sqrt(v + eps) * g
+        acc_delta[i] = rho * acc_delta[i] + one_minus_rho * d * d
+        param[i] = param[i] - lr * d
+
+
+# ------------------------------------------------------------------------------------- the protocol
+
+cdef inline void _run(const OptRun* r, real* param) noexcept nogil:
+    cdef const real* grad = <const real*>r.grad
+    cdef real* s0 = <real*>r.s0
+    cdef real* s1 = <real*>r.s1
+    cdef real* s2 = <real*>r.s2
+    if r.n <= 0:
+        return
+    if r.kind == OPT_SGD:
+        _sgd(r.n, r.flags, param, grad, s0, r.sc)
+    elif r.kind == OPT_ADAM:
+        _adam(r.n, r.flags, param, grad, s0, s1, s2, r.sc)
+    elif r.kind == OPT_RMSPROP:
+        _rmsprop(r.n, r.flags, param, grad, s0, s1, s2, r.sc)
+    elif r.kind == OPT_ADAGRAD:
+        _adagrad(r.n, r.flags, param, grad, s0, r.sc)
+    elif r.kind == OPT_ADADELTA:
+        _adadelta(r.n, r.flags, param, grad, s0, s1, r.sc)
+
+
+cdef void run_update_f32(const OptRun* r) noexcept nogil:
+    _run(r, <float*>r.param)
+
+
+cdef void run_update_f64(const OptRun* r) noexcept nogil:
+    _run(r, <double*>r.param)
+
+
+# State buffers per kind, with the flag that makes each one used (0: always used).
+cdef dict _STATE = {
+    OPT_SGD: (("momentum_buffer", OPT_MOMENTUM),),
+    OPT_ADAM: (("exp_avg", 0), ("exp_avg_sq", 0), ("max_exp_avg_sq", OPT_AMSGRAD)),
+    OPT_RMSPROP: (("square_avg", 0), ("momentum_buffer", OPT_MOMENTUM), ("grad_avg", OPT_CENTERED)),
+    OPT_ADAGRAD: (("sum", 0),),
+    OPT_ADADELTA: (("square_avg", 0), ("acc_delta", 0)),
+}
+
+
+cdef int _check_len(Py_ssize_t n, Py_ssize_t m, str name) except -1:
+    if m != n:
+        raise ValueError(f"{name} must have {n} elements like param, got {m}")
+    return 0
+
+
+cdef void* _state_ptr(real[::1] s, Py_ssize_t n, int kind, int flags, int slot) except? NULL:
+    """The address of state buffer `slot`, or NULL when the kind and flags leave it unused; checks its length."""
+    cdef tuple specs = _STATE[kind]
+    if slot >= len(specs):
+        return NULL
+    name, needs = specs[slot]
+    if needs and not flags & needs:
+        return NULL
+    _check_len(n, s.shape[0], name)
+    return &s[0] if n else NULL
+
+
+def apply_run(int kind, int flags, real[::1] param not None, const real[::1] grad not None,
+              real[::1] s0 not None, real[::1] s1 not None, real[::1] s2 not None, scalars):
+    """One fused update of a run: fills an OptRun (see _optim.pxd) and calls run_update_* without the GIL."""
+    cdef OptRun r
+    cdef Py_ssize_t n = param.shape[0], k
+    if kind not in _STATE:
+        raise ValueError(f"kind must be one of {sorted(_STATE)}, got {kind}")
+    _check_len(n, grad.shape[0], "grad")
+    scalars = tuple(scalars)
+    if len(scalars) > 8:
+        raise ValueError(f"scalars must hold at most 8 numbers, got {len(scalars)}")
+    r.kind, r.flags, r.n = kind, flags, n
+    r.s0 = _state_ptr(s0, n, kind, flags, 0)
+    r.s1 = _state_ptr(s1, n, kind, flags, 1)
+    r.s2 = _state_ptr(s2, n, kind, flags, 2)
+    for k in range(8):
+        r.sc[k] = scalars[k] if k < len(scalars) else 0.0
+    if n == 0:
+        return
+    r.param, r.grad = &param[0], <void*>&grad[0]
+    with nogil:
+        if real is float:
+            run_update_f32(&r)
+        else:
+            run_update_f64(&r)
+
+
+# ------------------------------------------------------------- per-optimizer wrappers (torch's hyper-parameters)
+
+cdef inline int _bit(bint on, int flag) noexcept:
+    return flag if on else 0
+
+
 def sgd_step(real[::1] param, const real[::1] grad, real[::1] momentum_buffer, double lr,
              double momentum, double dampening, double weight_decay, bint nesterov, bint maximize,
              bint first_step):
     """g := ±grad + wd*param; b := first_step ? g : mu*b + (1-dampening)*g; param -= lr*(nesterov ? g + mu*b : b)."""
-    cdef Py_ssize_t n = param.shape[0]
-    _check_len(n, grad.shape[0], "grad")
-    if momentum != 0:
-        _check_len(n, momentum_buffer.shape[0], "momentum_buffer")
-    if n == 0:
-        return
-    cdef real* buf = &momentum_buffer[0] if momentum != 0 else NULL
-    with nogil:
-        _sgd(n, &param[0], &grad[0], buf, <real>lr, <real>momentum, <real>(1.0 - dampening),
-             <real>weight_decay, nesterov, maximize, first_step)
-
-
-# --------------------------------------------------------------------------------------------- Adam
-
-cdef void _adam(Py_ssize_t n, real* param, const real* grad, real* exp_avg, real* exp_avg_sq,
-                real* max_exp_avg_sq, real beta1, real one_minus_beta1, real beta2, real one_minus_beta2,
-                real eps, real weight_decay, real decay, bint decoupled, bint amsgrad, bint maximize,
-                real step_size, real bias_correction2_sqrt) noexcept nogil:
-    cdef Py_ssize_t i
-    cdef real p, g, m, v
-    for i in prange(n, nogil=True, schedule="static", use_threads_if=n > _THRESHOLD):
-        p = param[i]
-        g = -grad[i] if maximize else grad[i]
-        if weight_decay != 0:
-            if decoupled:
-                p = p * decay
-            else:
-                g = g + weight_decay * p
-        m = beta1 * exp_avg[i] + one_minus_beta1 * g
-        v = beta2 * exp_avg_sq[i] + one_minus_beta2 * g * g
-        exp_avg[i] = m
-        exp_avg_sq[i] = v
-        if amsgrad:
-            v = max_exp_avg_sq[i] if max_exp_avg_sq[i] > v else v
-            max_exp_avg_sq[i] = v
-        param[i] = p - step_size * m / (_sqrt(v) / bias_correction2_sqrt + eps)
+    cdef int flags = (_bit(maximize, OPT_MAXIMIZE) | _bit(weight_decay != 0, OPT_WEIGHT_DECAY)
+                      | _bit(momentum != 0, OPT_MOMENTUM) | _bit(nesterov, OPT_NESTEROV)
+                      | _bit(first_step, OPT_FIRST_STEP))
+    apply_run(OPT_SGD, flags, param, grad, momentum_buffer, param[:0], param[:0],
+              (lr, momentum, 1.0 - dampening, weight_decay))
 
 
 def adam_step(real[::1] param, const real[::1] grad, real[::1] exp_avg, real[::1] exp_avg_sq,
               real[::1] max_exp_avg_sq, double lr, double beta1, double beta2, double eps,
               double weight_decay, bint decoupled, bint amsgrad, bint maximize,
               double bias_correction1, double bias_correction2):
-    """g := ±grad (+ wd*param, or param *= 1 - lr*wd if decoupled); m := b1*m + (1-b1)*g; v := b2*v + (1-b2)*g*g;
+    """g := ±grad (+ wd*param, or param *= 1 - lr*wd if decoupled); m := lerp(m, g, 1-b1); v := b2*v + (1-b2)*g*g;
     param -= lr/bc1 * m / (sqrt(amsgrad ? vmax := max(vmax, v) : v) / sqrt(bc2) + eps)."""
-    cdef Py_ssize_t n = param.shape[0]
-    _check_len(n, grad.shape[0], "grad")
-    _check_len(n, exp_avg.shape[0], "exp_avg")
-    _check_len(n, exp_avg_sq.shape[0], "exp_avg_sq")
-    if amsgrad:
-        _check_len(n, max_exp_avg_sq.shape[0], "max_exp_avg_sq")
-    if n == 0:
-        return
-    cdef real* vmax = &max_exp_avg_sq[0] if amsgrad else NULL
-    with nogil:
-        _adam(n, &param[0], &grad[0], &exp_avg[0], &exp_avg_sq[0], vmax,
-              <real>beta1, <real>(1.0 - beta1), <real>beta2, <real>(1.0 - beta2), <real>eps,
-              <real>weight_decay, <real>(1.0 - lr * weight_decay), decoupled, amsgrad, maximize,
-              <real>(lr / bias_correction1), <real>sqrt(bias_correction2))
+    cdef int flags = (_bit(maximize, OPT_MAXIMIZE) | _bit(weight_decay != 0, OPT_WEIGHT_DECAY)
+                      | _bit(amsgrad, OPT_AMSGRAD) | _bit(decoupled, OPT_DECOUPLED))
+    apply_run(OPT_ADAM, flags, param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq,
+              (1.0 - beta1, beta2, 1.0 - beta2, eps, weight_decay, 1.0 - lr * weight_decay, lr / bias_correction1,
+               bias_correction2 ** 0.5))
+
+
+def rmsprop_step(real[::1] param, const real[::1] grad, real[::1] square_avg, real[::1] momentum_buffer,
+                 real[::1] grad_avg, double lr, double alpha, double eps, double weight_decay, double momentum,
+                 bint centered, bint maximize):
+    """g := ±grad + wd*param; v := a*v + (1-a)*g*g; d := sqrt(centered ? v - (ga := lerp(ga, g, 1-a))^2 : v) + eps;
+    param -= lr * (momentum > 0 ? b := mu*b + g/d : g/d)."""
+    cdef int flags = (_bit(maximize, OPT_MAXIMIZE) | _bit(weight_decay != 0, OPT_WEIGHT_DECAY)
+                      | _bit(momentum > 0, OPT_MOMENTUM) | _bit(centered, OPT_CENTERED))
+    apply_run(OPT_RMSPROP, flags, param, grad, square_avg, momentum_buffer, grad_avg,
+              (lr, alpha, 1.0 - alpha, eps, weight_decay, momentum))
+
+
+def adagrad_step(real[::1] param, const real[::1] grad, real[::1] state_sum, double lr, double lr_decay,
+                 double weight_decay, double eps, bint maximize, double step):
+    """g := ±grad + wd*param; s := s + g*g; param -= lr / (1 + (step-1)*lr_decay) * g / (sqrt(s) + eps)."""
+    cdef int flags = _bit(maximize, OPT_MAXIMIZE) | _bit(weight_decay != 0, OPT_WEIGHT_DECAY)
+    apply_run(OPT_ADAGRAD, flags, param, grad, state_sum, param[:0], param[:0],
+              (lr / (1 + (step - 1) * lr_decay), weight_decay, eps))
+
+
+def adadelta_step(real[::1] param, const real[::1] grad, real[::1] square_avg, real[::1] acc_delta, double lr,
+                  double rho, double eps, double weight_decay, bint maximize):
+    """g := ±grad + wd*param; v := rho*v + (1-rho)*g*g; d := sqrt(u + eps)/sqrt(v + eps)*g;
+    u := rho*u + (1-rho)*d*d; param -= lr*d."""
+    cdef int flags = _bit(maximize, OPT_MAXIMIZE) | _bit(weight_decay != 0, OPT_WEIGHT_DECAY)
+    apply_run(OPT_ADADELTA, flags, param, grad, square_avg, acc_delta, param[:0],
+              (lr, rho, 1.0 - rho, eps, weight_decay))

@@ -1,51 +1,140 @@
 """NumPy twins of fastnn._kernels._optim (same signatures, same in-place effects).
 
 Each function updates a 1-D run of parameters in place, plus the matching runs of the optimizer
-state, following NUMERICS 1.1 (SGD) and 1.2 (Adam/AdamW) in torch's operation order, in the
-arrays' own dtype. Unused optional state buffers may be length-0 dummies.
+state, following NUMERICS 1.1-1.5 in torch's operation order (mul_ then addcmul_, addcdiv_, lerp_
+as base + c*(end - self)), in the arrays' own dtype: every per-step scalar is rounded to that dtype
+once, as the kernels and torch do. Unused optional state buffers may be length-0 dummies.
+``apply_run`` takes the protocol's (kind, flags, ..., scalars) as documented in _optim.pxd.
 """
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
+
+SGD, ADAM, RMSPROP, ADAGRAD, ADADELTA = range(5)
+MAXIMIZE, WEIGHT_DECAY, MOMENTUM, NESTEROV, FIRST_STEP, AMSGRAD, DECOUPLED, CENTERED = (1 << k for k in range(8))
+
+
+def _grad(flags, param, grad, weight_decay):
+    g = -grad if flags & MAXIMIZE else grad
+    return g + weight_decay * param if flags & WEIGHT_DECAY else g
+
+
+def _lerp(start, end, w):
+    """torch's lerp_(end, w) in its vectorised form: base + c*(end - start)."""
+    small = abs(w) < 0.5
+    c = w if small else w - w.dtype.type(1)
+    return (start if small else end) + c * (end - start)
+
+
+def _sgd(flags, param, grad, buf, lr, momentum, one_minus_dampening, weight_decay, *_):
+    g = _grad(flags, param, grad, weight_decay)
+    if flags & MOMENTUM:
+        buf[...] = g if flags & FIRST_STEP else momentum * buf + one_minus_dampening * g
+        g = g + momentum * buf if flags & NESTEROV else buf
+    param -= lr * g
+
+
+def _adam(flags, param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, w1, beta2, one_minus_beta2, eps, weight_decay,
+          decay_factor, step_size, bias_correction2_sqrt):
+    g = -grad if flags & MAXIMIZE else grad
+    if flags & WEIGHT_DECAY:
+        if flags & DECOUPLED:
+            param *= decay_factor
+        else:
+            g = g + weight_decay * param
+    exp_avg[...] = _lerp(exp_avg, g, w1)
+    exp_avg_sq[...] = beta2 * exp_avg_sq + one_minus_beta2 * g * g
+    v = exp_avg_sq
+    if flags & AMSGRAD:
+        np.maximum(max_exp_avg_sq, exp_avg_sq, out=max_exp_avg_sq)
+        v = max_exp_avg_sq
+    param -= step_size * exp_avg / (np.sqrt(v) / bias_correction2_sqrt + eps)
+
+
+def _rmsprop(flags, param, grad, square_avg, momentum_buffer, grad_avg, lr, alpha, one_minus_alpha, eps,
+             weight_decay, momentum, *_):
+    g = _grad(flags, param, grad, weight_decay)
+    square_avg[...] = alpha * square_avg + one_minus_alpha * g * g
+    if flags & CENTERED:
+        grad_avg[...] = _lerp(grad_avg, g, one_minus_alpha)
+        avg = np.sqrt(square_avg - grad_avg * grad_avg) + eps
+    else:
+        avg = np.sqrt(square_avg) + eps
+    if flags & MOMENTUM:
+        momentum_buffer[...] = momentum * momentum_buffer + g / avg
+        param -= lr * momentum_buffer
+    else:
+        param -= lr * g / avg
+
+
+def _adagrad(flags, param, grad, state_sum, clr, weight_decay, eps, *_):
+    g = _grad(flags, param, grad, weight_decay)
+    state_sum += g * g
+    param -= clr * g / (np.sqrt(state_sum) + eps)
+
+
+def _adadelta(flags, param, grad, square_avg, acc_delta, lr, rho, one_minus_rho, eps, weight_decay, *_):
+    g = _grad(flags, param, grad, weight_decay)
+    square_avg[...] = rho * square_avg + one_minus_rho * g * g
+    delta = np.sqrt(acc_delta + eps) / np.sqrt(square_avg + eps) * g
+    acc_delta[...] = rho * acc_delta + one_minus_rho * delta * delta
+    param -= lr * delta
+
+
+_KERNELS = {SGD: (_sgd, 1), ADAM: (_adam, 3), RMSPROP: (_rmsprop, 3), ADAGRAD: (_adagrad, 1),
+            ADADELTA: (_adadelta, 2)}
+
+
+def apply_run(kind, flags, param, grad, s0, s1, s2, scalars):
+    """One update of a run, as _optim.apply_run (kind, flags and scalars as documented in _optim.pxd)."""
+    kernel, n_state = _KERNELS[kind]
+    dtype = param.dtype.type
+    scalars = [dtype(s) for s in scalars] + [dtype(0)] * (8 - len(scalars))
+    kernel(flags, param, grad, *(s0, s1, s2)[:n_state], *scalars)
+
+
+def _bits(**flags):
+    names = dict(maximize=MAXIMIZE, weight_decay=WEIGHT_DECAY, momentum=MOMENTUM, nesterov=NESTEROV,
+                 first_step=FIRST_STEP, amsgrad=AMSGRAD, decoupled=DECOUPLED, centered=CENTERED)
+    return sum(names[k] for k, on in flags.items() if on)
 
 
 def sgd_step(param, grad, momentum_buffer, lr, momentum, dampening, weight_decay, nesterov, maximize,
              first_step):
     """g := ±grad + wd*param; b := first_step ? g : mu*b + (1-dampening)*g; param -= lr*(nesterov ? g + mu*b : b)."""
-    g = -grad if maximize else grad
-    if weight_decay != 0:
-        g = g + weight_decay * param
-    if momentum != 0:
-        if first_step:
-            momentum_buffer[...] = g
-        else:
-            momentum_buffer *= momentum
-            momentum_buffer += (1 - dampening) * g
-        g = g + momentum * momentum_buffer if nesterov else momentum_buffer
-    param -= lr * g
+    flags = _bits(maximize=maximize, weight_decay=weight_decay != 0, momentum=momentum != 0, nesterov=nesterov,
+                  first_step=first_step)
+    apply_run(SGD, flags, param, grad, momentum_buffer, None, None, (lr, momentum, 1.0 - dampening, weight_decay))
 
 
 def adam_step(param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, lr, beta1, beta2, eps, weight_decay,
               decoupled, amsgrad, maximize, bias_correction1, bias_correction2):
-    """g := ±grad (+ wd*param, or param *= 1 - lr*wd if decoupled); m := b1*m + (1-b1)*g; v := b2*v + (1-b2)*g*g;
+    """g := ±grad (+ wd*param, or param *= 1 - lr*wd if decoupled); m := lerp(m, g, 1-b1); v := b2*v + (1-b2)*g*g;
     param -= lr/bc1 * m / (sqrt(amsgrad ? vmax := max(vmax, v) : v) / sqrt(bc2) + eps)."""
-    g = -grad if maximize else grad
-    if weight_decay != 0:
-        if decoupled:
-            param *= 1 - lr * weight_decay
-        else:
-            g = g + weight_decay * param
-    exp_avg *= beta1
-    exp_avg += (1 - beta1) * g
-    exp_avg_sq *= beta2
-    exp_avg_sq += (1 - beta2) * g * g
-    v = exp_avg_sq
-    if amsgrad:
-        np.maximum(max_exp_avg_sq, exp_avg_sq, out=max_exp_avg_sq)
-        v = max_exp_avg_sq
-    step_size = lr / bias_correction1
-    denom = np.sqrt(v) / math.sqrt(bias_correction2) + eps
-    param -= step_size * exp_avg / denom
+    flags = _bits(maximize=maximize, weight_decay=weight_decay != 0, amsgrad=amsgrad, decoupled=decoupled)
+    apply_run(ADAM, flags, param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq,
+              (1.0 - beta1, beta2, 1.0 - beta2, eps, weight_decay, 1.0 - lr * weight_decay, lr / bias_correction1,
+               bias_correction2**0.5))
+
+
+def rmsprop_step(param, grad, square_avg, momentum_buffer, grad_avg, lr, alpha, eps, weight_decay, momentum,
+                 centered, maximize):
+    """g := ±grad + wd*param; v := a*v + (1-a)*g*g; d := sqrt(centered ? v - (ga := lerp(ga, g, 1-a))^2 : v) + eps;
+    param -= lr * (momentum > 0 ? b := mu*b + g/d : g/d)."""
+    flags = _bits(maximize=maximize, weight_decay=weight_decay != 0, momentum=momentum > 0, centered=centered)
+    apply_run(RMSPROP, flags, param, grad, square_avg, momentum_buffer, grad_avg,
+              (lr, alpha, 1.0 - alpha, eps, weight_decay, momentum))
+
+
+def adagrad_step(param, grad, state_sum, lr, lr_decay, weight_decay, eps, maximize, step):
+    """g := ±grad + wd*param; s := s + g*g; param -= lr / (1 + (step-1)*lr_decay) * g / (sqrt(s) + eps)."""
+    flags = _bits(maximize=maximize, weight_decay=weight_decay != 0)
+    apply_run(ADAGRAD, flags, param, grad, state_sum, None, None, (lr / (1 + (step - 1) * lr_decay), weight_decay, eps))
+
+
+def adadelta_step(param, grad, square_avg, acc_delta, lr, rho, eps, weight_decay, maximize):
+    """g := ±grad + wd*param; v := rho*v + (1-rho)*g*g; d := sqrt(u + eps)/sqrt(v + eps)*g;
+    u := rho*u + (1-rho)*d*d; param -= lr*d."""
+    flags = _bits(maximize=maximize, weight_decay=weight_decay != 0)
+    apply_run(ADADELTA, flags, param, grad, square_avg, acc_delta, None, (lr, rho, 1.0 - rho, eps, weight_decay))

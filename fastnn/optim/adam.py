@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import numpy as np
-
-from .._kernels._optim import adam_step
+from .._kernels._optim import FLAG_AMSGRAD, FLAG_DECOUPLED, KIND_ADAM
 from .._validation import check_bool, check_float
 from .optimizer import Optimizer, dummy
 
@@ -20,6 +18,7 @@ class Adam(Optimizer):
     """
 
     _state_kinds = ("exp_avg", "exp_avg_sq", "max_exp_avg_sq")
+    _torch_flags = {"foreach": None, "capturable": False, "differentiable": False, "fused": None}
 
     def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0, amsgrad=False, *,
                  maximize=False, decoupled_weight_decay=False):
@@ -40,29 +39,23 @@ class Adam(Optimizer):
             group[flag] = check_bool(group[flag], flag)
         return group
 
-    def _run_key(self, p):
+    def _run_key(self, group, p):
         st = self.state.get(p)
         return float(st["step"]) if st else 0.0
 
-    def _step_run(self, group, run, step):
+    def _prepare_run(self, group, run, step):
         amsgrad = group["amsgrad"]
-        if step == 0 or amsgrad:  # create missing state (max_exp_avg_sq may be missing if amsgrad was off)
-            kinds = self._state_kinds if amsgrad else self._state_kinds[:2]
-            for p in run:
-                st = self.state[p]
-                st.setdefault("step", np.zeros((), np.float32))
-                for kind in kinds:
-                    if kind not in st:
-                        st[kind] = self._zeros(kind, p)
-        t = float(np.float32(step + 1))  # torch counts in a float32 tensor and corrects with its value
-        for p in run:
-            self.state[p]["step"][()] = t
-        beta1, beta2 = group["betas"]
+        # state exists once stepped; max_exp_avg_sq may be missing if amsgrad was switched on later (starts at zero)
+        self._with_state(run, self._state_kinds if amsgrad else () if step else self._state_kinds[:2])
+        t = float(self.state[run[0]]["step"])  # torch counts in a float32 tensor and corrects with its value
+        lr, (beta1, beta2), weight_decay = group["lr"], group["betas"], group["weight_decay"]
+        flags = self._base_flags(group) | (FLAG_AMSGRAD if amsgrad else 0)
+        flags |= FLAG_DECOUPLED if group["decoupled_weight_decay"] else 0
         param, grad = self._flat(run)
-        max_exp_avg_sq = self._flat_state("max_exp_avg_sq", run) if amsgrad else dummy(run[0].dtype)
-        adam_step(param, grad, self._flat_state("exp_avg", run), self._flat_state("exp_avg_sq", run),
-                  max_exp_avg_sq, group["lr"], beta1, beta2, group["eps"], group["weight_decay"],
-                  group["decoupled_weight_decay"], amsgrad, group["maximize"], 1 - beta1**t, 1 - beta2**t)
+        max_exp_avg_sq = self._flat_state("max_exp_avg_sq", run) if amsgrad else dummy(param.dtype)
+        return (KIND_ADAM, flags, param, grad, self._flat_state("exp_avg", run), self._flat_state("exp_avg_sq", run),
+                max_exp_avg_sq, (1.0 - beta1, beta2, 1.0 - beta2, group["eps"], weight_decay, 1.0 - lr * weight_decay,
+                                 lr / (1.0 - beta1**t), (1.0 - beta2**t) ** 0.5))
 
 
 class AdamW(Adam):

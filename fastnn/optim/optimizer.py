@@ -6,15 +6,21 @@ parameters in the order they were added. ``state[p][kind]`` is a view of p's sli
 allocated the first time any parameter needs that kind. If ``add_param_group`` adds parameters
 later, the buffer grows: its contents are copied and the existing views are re-pointed.
 
-Stepping. ``step()`` splits each group's parameters into maximal *runs*. A run is a sequence of
-neighbours in the group that all have a gradient, are contiguous in the same parameter arena, and
-share a run key (Adam: the step count; SGD: whether the momentum buffer exists). Such neighbours
-are contiguous in the state buffers too, since a group's parameters are laid out there in order.
-Each run is updated by one kernel call over flat slices, so a model whose parameters form one
-group takes one call. As in torch, a parameter whose grad is None is skipped entirely.
+Stepping. ``_fused_runs()`` splits each group's parameters into maximal *runs*. A run is a
+sequence of neighbours in the group that all have a gradient, are contiguous in the same parameter
+arena, and share a run key (Adam: the step count; SGD: whether the momentum buffer exists). Such
+neighbours are contiguous in the state buffers too, since a group's parameters are laid out there in
+order. ``_fused_runs()`` also does all of a step's bookkeeping (creates missing state, increments the
+per-parameter step counts, computes bias corrections and decayed learning rates once per run) and
+returns one ``(kind, flags, param, grad, s0, s1, s2, scalars)`` tuple per run, in the protocol of
+fastnn/_kernels/_optim.pxd. ``step()`` hands each to ``_optim.apply_run`` (one kernel call per run);
+a compiled training plan may instead run them inside its own nogil call, but must then apply every
+run it was given, since the bookkeeping is already done. A model whose parameters form one group
+takes one call. As in torch, a parameter whose grad is None is skipped entirely.
 
-Subclasses define ``_state_kinds``, ``_check_group`` (validate and normalise the hyper-parameters
-of a group), ``_run_key`` and ``_step_run`` (create missing state, call the kernel).
+Subclasses define ``_state_kinds``, ``_torch_flags`` (torch's implementation flags, reported in
+state_dict() groups and ignored on load), ``_check_group`` (validate and normalise the
+hyper-parameters of a group), ``_run_key`` and ``_prepare_run`` (bookkeeping of one run -> its tuple).
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ from collections import defaultdict
 
 import numpy as np
 
+from .._kernels._optim import FLAG_MAXIMIZE, FLAG_WEIGHT_DECAY, apply_run
 from .._validation import FLOAT_DTYPES
 from ..parameter import Parameter
 
@@ -38,6 +45,7 @@ class Optimizer:
     """Base class: param groups, lazily created state in flat buffers, fused steps over runs."""
 
     _state_kinds: tuple[str, ...] = ()
+    _torch_flags: dict = {}
 
     def __init__(self, params, defaults: dict):
         self.defaults = self._check_group(dict(defaults))
@@ -47,6 +55,7 @@ class Optimizer:
         self._joins: dict[Parameter, bool] = {}  # parameter -> it continues its group predecessor in the arena
         self._sizes: dict[np.dtype, int] = {}  # dtype -> elements laid out so far
         self._buffers: dict[tuple[str, np.dtype], np.ndarray] = {}  # (kind, dtype) -> flat state buffer
+        self._views: dict[tuple, object] = {}  # (first, last) / (kind, first, last) -> a run's flat slices
         for group in _param_groups(params):
             self.add_param_group(group)
 
@@ -56,12 +65,12 @@ class Optimizer:
         """Validate and normalise the hyper-parameters in `group` (in place); return it."""
         return group
 
-    def _run_key(self, p: Parameter):
+    def _run_key(self, group: dict, p: Parameter):
         """Parameters of one run must share this value (e.g. their step count)."""
         return None
 
-    def _step_run(self, group: dict, run: list[Parameter], key) -> None:
-        """Create missing state for the run's parameters and update them with one kernel call."""
+    def _prepare_run(self, group: dict, run: list[Parameter], key) -> tuple:
+        """A run's bookkeeping (missing state, step counts); its (kind, flags, param, grad, s0, s1, s2, scalars)."""
         raise NotImplementedError
 
     # ------------------------------------------------------------------ public API
@@ -88,14 +97,23 @@ class Optimizer:
             self._sizes[p.dtype] = self._offsets[p] + p.size
             self._joins[p] = q is not None and p.arena is q.arena and p.offset == q.offset + q.size
         self.param_groups.append(group)
+        for kind, dtype in list(self._buffers):  # grow now, so that no buffer moves in the middle of a step
+            self._buffer(kind, dtype)
 
     def step(self, closure=None):
         """One update of every parameter that has a gradient; returns closure() if given."""
         loss = closure() if closure is not None else None
-        for group in self.param_groups:
-            for run, key in self._runs(group):
-                self._step_run(group, run, key)
+        for run in self._fused_runs():
+            apply_run(*run)
         return loss
+
+    def _fused_runs(self) -> list[tuple]:
+        """Do all of a step's bookkeeping; return one (kind, flags, param, grad, s0, s1, s2, scalars) per run.
+
+        The tuples are ready for ``_optim.apply_run`` (see _optim.pxd for kinds, flags and scalars);
+        the caller must apply every one of them, once, before the next call.
+        """
+        return [self._prepare_run(group, run, key) for group in self.param_groups for run, key in self._runs(group)]
 
     def zero_grad(self, set_to_none: bool = True) -> None:
         """Clear the gradients (None by default, else zeros); grads that are None stay None."""
@@ -114,6 +132,7 @@ class Optimizer:
         groups = []
         for group in self.param_groups:
             packed = {k: v for k, v in group.items() if k != "params"}
+            packed.update(self._torch_flags)
             packed["params"] = [index.setdefault(p, len(index)) for p in group["params"]]
             groups.append(packed)
         state = {index[p]: {k: np.array(v) for k, v in st.items()} for p, st in self.state.items()}
@@ -131,7 +150,7 @@ class Optimizer:
                 raise ValueError(f"param group {i} of state_dict has {len(saved['params'])} parameters, "
                                  f"this optimizer's has {len(group['params'])}")
             index.update(zip(saved["params"], group["params"]))
-            hyper = {k: v for k, v in saved.items() if k != "params"}
+            hyper = {k: v for k, v in saved.items() if k != "params" and k not in self._torch_flags}
             groups.append(self._check_group({**group, **hyper, "params": group["params"]}))
         loaded = {}
         for i, saved in state_dict["state"].items():
@@ -177,7 +196,7 @@ class Optimizer:
             if not p.has_grad:
                 open_run = False  # a skipped parameter ends the run
                 continue
-            k = self._run_key(p)
+            k = self._run_key(group, p)
             if not (open_run and self._joins[p] and k == key):
                 runs.append(([], k))
             runs[-1][0].append(p)
@@ -191,6 +210,7 @@ class Optimizer:
         if buf is None or buf.size != size:
             new = np.zeros(size, dtype)
             if buf is not None:  # parameters were added since: grow and re-point the views
+                self._views.clear()
                 new[:buf.size] = buf
                 for p, st in self.state.items():
                     if kind in st and p.dtype == dtype:
@@ -211,17 +231,50 @@ class Optimizer:
         view.fill(0)
         return view
 
+    def _with_state(self, run: list[Parameter], kinds=(), count: bool = True) -> None:
+        """Give each parameter of the run a float32 0-d "step" and zeros for its missing state `kinds`;
+        with `count`, step += 1 (in float32, as torch counts). Keys are created in torch's order: step
+        first, then `kinds` in the order given."""
+        state = self.state
+        for p in run:
+            st = state[p]
+            step = st.get("step")
+            if step is None:
+                st["step"] = step = np.zeros((), np.float32)
+            for kind in kinds:
+                if kind not in st:
+                    st[kind] = self._zeros(kind, p)
+            if count:
+                step[()] = float(step) + 1.0  # rounded to float32 on assignment, as torch's float32 add rounds
+
     @staticmethod
-    def _flat(run: list[Parameter]) -> tuple[np.ndarray, np.ndarray]:
-        """The run's flat slices of its parameter and gradient arenas."""
+    def _base_flags(group: dict) -> int:
+        """The protocol's MAXIMIZE and WEIGHT_DECAY bits for `group` (torch's `if weight_decay != 0`)."""
+        return (FLAG_MAXIMIZE if group["maximize"] else 0) | (FLAG_WEIGHT_DECAY if group["weight_decay"] != 0 else 0)
+
+    def _flat(self, run: list[Parameter]) -> tuple[np.ndarray, np.ndarray]:
+        """The run's flat slices of its parameter and gradient arenas (cached: runs recur every step)."""
         first, last = run[0], run[-1]
-        lo, hi = first.offset, last.offset + last.size
-        return first.arena.data[lo:hi], first.arena.grad[lo:hi]
+        views = self._views.get((first, last))
+        if views is None:
+            lo, hi = first.offset, last.offset + last.size
+            views = self._cache((first, last), (first.arena.data[lo:hi], first.arena.grad[lo:hi]))
+        return views
 
     def _flat_state(self, kind: str, run: list[Parameter]) -> np.ndarray:
-        """The run's flat slice of the `kind` state buffer."""
+        """The run's flat slice of the `kind` state buffer (cached until a buffer grows)."""
         first, last = run[0], run[-1]
-        return self._slice(self._buffer(kind, first.dtype), first, last.offset + last.size - first.offset)
+        view = self._views.get((kind, first, last))
+        if view is None:
+            buf = self._buffer(kind, first.dtype)
+            view = self._cache((kind, first, last), self._slice(buf, first, last.offset + last.size - first.offset))
+        return view
+
+    def _cache(self, key, views):
+        if len(self._views) >= 4096:  # many different runs (changing holes): start over
+            self._views.clear()
+        self._views[key] = views
+        return views
 
 
 def _iterable(obj, name):

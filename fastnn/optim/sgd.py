@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .._kernels._optim import sgd_step
+from .._kernels._optim import FLAG_FIRST_STEP, FLAG_MOMENTUM, FLAG_NESTEROV, KIND_SGD
 from .._validation import check_bool, check_float
 from .optimizer import Optimizer, dummy
 
@@ -16,6 +16,7 @@ class SGD(Optimizer):
     """
 
     _state_kinds = ("momentum_buffer",)
+    _torch_flags = {"foreach": None, "differentiable": False, "fused": None}
 
     def __init__(self, params, lr=1e-3, momentum=0, dampening=0, weight_decay=0, nesterov=False, *,
                  maximize=False):
@@ -35,19 +36,20 @@ class SGD(Optimizer):
                              f"momentum={group['momentum']!r} and dampening={group['dampening']!r}")
         return group
 
-    def _run_key(self, p):
+    def _run_key(self, group, p):
         return "momentum_buffer" in self.state.get(p, ())
 
-    def _step_run(self, group, run, has_buffer):
+    def _prepare_run(self, group, run, has_buffer):
         momentum = group["momentum"]
-        first_step = False
+        flags = self._base_flags(group)
         buf = dummy(run[0].dtype)
         if momentum != 0:
-            first_step = not has_buffer
-            if first_step:  # the kernel writes the first buffer (= g)
+            flags |= FLAG_MOMENTUM | (FLAG_NESTEROV if group["nesterov"] else 0)
+            if not has_buffer:  # the kernel writes the first buffer (= g)
+                flags |= FLAG_FIRST_STEP
                 for p in run:
                     self.state[p]["momentum_buffer"] = self._state_view("momentum_buffer", p)
             buf = self._flat_state("momentum_buffer", run)
         param, grad = self._flat(run)
-        sgd_step(param, grad, buf, group["lr"], momentum, group["dampening"], group["weight_decay"],
-                 group["nesterov"], group["maximize"], first_step)
+        return (KIND_SGD, flags, param, grad, buf, dummy(param.dtype), dummy(param.dtype),
+                (group["lr"], momentum, 1.0 - group["dampening"], group["weight_decay"]))
