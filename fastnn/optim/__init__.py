@@ -1,5 +1,9 @@
-"""Optimizers with torch.optim's API, stepping fused kernels over fastnn's flat arenas."""
+"""Optimizers with torch.optim's API, stepping fused kernels over fastnn's flat arenas.
 
+``fastnn.optim.lr_scheduler`` (a submodule, as in torch) holds the learning-rate schedules.
+"""
+
+from . import lr_scheduler  # noqa: F401 - the submodule, reachable as fastnn.optim.lr_scheduler
 from .adadelta import Adadelta
 from .adagrad import Adagrad
 from .adam import Adam, AdamW
