@@ -25,6 +25,7 @@ from ._kernels import _activations, _dense, _dropout
 from .init import init_dense
 from .layers import Activation, Dense, Dropout, Identity, Layer
 from .parameter import Arena
+from .training import TrainingMixin
 
 _EMPTY = {np.dtype(np.float32): np.empty(0, np.float32), np.dtype(np.float64): np.empty(0, np.float64)}
 _EMPTY2 = {dt: a.reshape(0, 0) for dt, a in _EMPTY.items()}
@@ -119,7 +120,7 @@ class _DropoutStage(_Stage):
             dx_out[...] = self.gout
 
 
-class Sequential:
+class Sequential(TrainingMixin):
     """A stack of layers trained as one model.
 
     Sequential(layers, dtype="float32", seed=None). `seed` seeds everything random in

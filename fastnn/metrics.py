@@ -1,0 +1,184 @@
+"""Metrics for compile(metrics=[...]): Keras names and semantics, streamed over batches.
+
+Names (as in Keras; logs and History use the name the user wrote):
+
+    "accuracy" / "acc"                       which accuracy depends on the loss and targets (below)
+    "binary_accuracy"                        y_pred > threshold (0.5, or logit 0 after bce_with_logits) == y
+    "mae" / "mean_absolute_error"            mean |y_pred - y|
+    "mse" / "mean_squared_error"             mean (y_pred - y)^2
+
+"accuracy" follows Keras: class-index targets (cross_entropy, nll) compare the argmax of y_pred
+with the index (rows equal to the loss's ignore_index are not counted); probability rows compare
+the two argmaxes; bce compares y_pred > 0.5 with y and bce_with_logits compares the logit > 0; with
+mse it is binary accuracy for one output column and the argmax comparison otherwise.
+
+A metric is a running, sample-weighted mean, as Keras's stateful metrics: ``update_state(y_pred,
+y)`` adds one batch, ``result()`` is total / count, ``reset_state()`` starts over. Per-sample values
+are means over the output columns, so a batch adds (sum of per-sample values, number of samples).
+Inputs are trusted (fit validates them once); scratch buffers are reused between batches.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+__all__ = ["Metric", "Accuracy", "BinaryAccuracy", "MeanAbsoluteError", "MeanSquaredError", "get",
+           "canonical_name", "direction"]
+
+_ALIASES = {
+    "accuracy": "accuracy", "acc": "accuracy",
+    "binary_accuracy": "binary_accuracy",
+    "mae": "mae", "mean_absolute_error": "mae",
+    "mse": "mse", "mean_squared_error": "mse",
+}
+_DIRECTION = {"accuracy": "max", "binary_accuracy": "max", "mae": "min", "mse": "min"}
+
+
+def canonical_name(name: str) -> str:
+    """'acc' -> 'accuracy', 'mean_absolute_error' -> 'mae', ...; ValueError for an unknown name."""
+    if not isinstance(name, str):
+        raise TypeError(f"metrics must be metric names (strings), got {name!r}")
+    key = _ALIASES.get(name.lower())
+    if key is None:
+        raise ValueError(f"metrics entries must be one of {', '.join(repr(k) for k in _ALIASES)}; got {name!r}")
+    return key
+
+
+def direction(name: str) -> str:
+    """'max' for accuracies, 'min' for errors (a canonical or alias name)."""
+    return _DIRECTION[canonical_name(name)]
+
+
+class _Scratch:
+    """Reusable work buffers, grown (never shrunk) to the largest batch seen."""
+
+    def __init__(self):
+        self._bufs: dict = {}
+
+    def get(self, key, shape, dtype) -> np.ndarray:
+        buf = self._bufs.get(key)
+        if buf is None or buf.dtype != dtype or buf.shape[1:] != shape[1:] or buf.shape[0] < shape[0]:
+            buf = self._bufs[key] = np.empty(shape, dtype)
+        return buf[:shape[0]]
+
+
+class Metric:
+    """A running mean of per-sample values: update_state(y_pred, y), result(), reset_state()."""
+
+    def __init__(self, name: str):
+        self.name = name
+        self._scratch = _Scratch()
+        self.reset_state()
+
+    def reset_state(self) -> None:
+        self.total = 0.0
+        self.count = 0
+
+    def result(self) -> float:
+        return self.total / self.count if self.count else math.nan
+
+    def update_state(self, y_pred: np.ndarray, y: np.ndarray) -> None:
+        total, count = self._batch(y_pred, y)
+        self.total += total
+        self.count += count
+
+    def _batch(self, y_pred, y) -> tuple[float, int]:
+        """(sum of the per-sample values, number of samples counted) of one batch."""
+        raise NotImplementedError
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(name={self.name!r})"
+
+
+class Accuracy(Metric):
+    """Keras's "accuracy": argmax vs class index, argmax vs argmax, or a threshold (see the module docs)."""
+
+    def __init__(self, name: str = "accuracy", loss=None):
+        super().__init__(name)
+        kind = type(loss).__name__
+        self._threshold = {"BCELoss": 0.5, "BCEWithLogitsLoss": 0.0}.get(kind)
+        self._mse = kind == "MSELoss"
+        self._ignore_index = getattr(loss, "ignore_index", None)
+
+    def _expect(self, y) -> None:
+        """Targets to come are rows of y: skip the ignore_index bookkeeping if no label is ignored."""
+        if self._ignore_index is not None and y.ndim == 1 and not np.any(y == self._ignore_index):
+            self._ignore_index = None
+
+    def _batch(self, y_pred, y):
+        n, c = y_pred.shape
+        if y.ndim == 1:   # class indices
+            hit = y_pred.argmax(1) == y
+            ignore = self._ignore_index
+            if ignore is None:
+                return int(np.count_nonzero(hit)), n
+            kept = y != ignore
+            return int(np.count_nonzero(hit & kept)), int(np.count_nonzero(kept))
+        if self._threshold is not None or (self._mse and c == 1):
+            return _binary(self._scratch, y_pred, y, 0.5 if self._threshold is None else self._threshold), n
+        return int(np.count_nonzero(y_pred.argmax(1) == y.argmax(1))), n
+
+
+class BinaryAccuracy(Metric):
+    """Fraction of outputs with (y_pred > threshold) == y, averaged per sample over the columns."""
+
+    def __init__(self, name: str = "binary_accuracy", threshold: float = 0.5):
+        super().__init__(name)
+        self.threshold = float(threshold)
+
+    def _batch(self, y_pred, y):
+        return _binary(self._scratch, y_pred, y, self.threshold), y_pred.shape[0]
+
+
+class MeanAbsoluteError(Metric):
+    """mean |y_pred - y| (per sample over the columns, then over samples)."""
+
+    def __init__(self, name: str = "mae"):
+        super().__init__(name)
+
+    def _batch(self, y_pred, y):
+        d = self._scratch.get("d", y_pred.shape, y_pred.dtype)
+        np.subtract(y_pred, y, out=d)
+        np.abs(d, out=d)
+        return float(d.sum(dtype=np.float64)) / y_pred.shape[1], y_pred.shape[0]
+
+
+class MeanSquaredError(Metric):
+    """mean (y_pred - y)^2 (per sample over the columns, then over samples)."""
+
+    def __init__(self, name: str = "mse"):
+        super().__init__(name)
+
+    def _batch(self, y_pred, y):
+        d = self._scratch.get("d", y_pred.shape, y_pred.dtype)
+        np.subtract(y_pred, y, out=d)
+        np.square(d, out=d)
+        return float(d.sum(dtype=np.float64)) / y_pred.shape[1], y_pred.shape[0]
+
+
+def get(name: str, loss=None, y=None) -> Metric:
+    """A fresh metric for `name` (logged under `name`), specialised to the compiled loss.
+
+    y: optionally, all the (prepared) targets the metric will see, which lets it skip work.
+    """
+    key = canonical_name(name)
+    if key == "accuracy":
+        metric = Accuracy(name, loss)
+        if y is not None:
+            metric._expect(y)
+        return metric
+    if key == "binary_accuracy":
+        return BinaryAccuracy(name, 0.0 if type(loss).__name__ == "BCEWithLogitsLoss" else 0.5)
+    return (MeanAbsoluteError if key == "mae" else MeanSquaredError)(name)
+
+
+# ----------------------------------------------------------------------------------------- helpers
+
+def _binary(scratch, y_pred, y, threshold) -> float:
+    """Sum over samples of the fraction of columns where (y_pred > threshold) == y."""
+    above = scratch.get("above", y_pred.shape, np.bool_)
+    np.greater(y_pred, threshold, out=above)
+    np.equal(above, y, out=above)
+    return np.count_nonzero(above) / y_pred.shape[1]
