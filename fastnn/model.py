@@ -278,6 +278,17 @@ class Sequential(TrainingMixin):
         for k in range(len(stages) - 1, -1, -1):
             stages[k].backward(stages[k - 1].gout if k > 0 else input_grad_out)
 
+    def save(self, path, include_optimizer: bool = True) -> None:
+        """Write the model to one file (atomically; no pickle); fastnn.load_model(path) reads it back.
+
+        Architecture, dtype, seed, weights (bit-exact), dropout step and epoch; with
+        include_optimizer=True and a compiled model also the optimizer state, loss and metrics.
+        The path is used as given (no suffix is added). See fastnn.io.
+        """
+        from .io import save_model
+
+        save_model(self, path, include_optimizer=include_optimizer)
+
     def __repr__(self) -> str:
         inner = ",\n".join(f"  ({i}): {layer!r}" for i, layer in enumerate(self.layers))
         return f"Sequential(\n{inner}\n), dtype={self.dtype}, seed={self.seed}"

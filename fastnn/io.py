@@ -1,0 +1,871 @@
+"""Model files that never execute code, and weight exchange with PyTorch.
+
+File format (version 1). A model file is a standard, uncompressed ``.npz`` archive (a zip of
+``.npy`` arrays, readable with ``np.load(path, allow_pickle=False)``) holding only numeric arrays:
+
+- ``__fastnn__``: uint8, the UTF-8 JSON header: format name and version, the architecture (each
+  layer's class, from an allow-list, and its keywords), dtype, seed, the dropout step counter,
+  epochs completed and, when saved, the training set-up (optimizer class, hyper-parameters of
+  every param group, which state arrays each parameter has; loss class and keywords; metrics);
+- ``param/<name>``: each parameter (``0.weight`` (in, out), ``0.bias`` (out,), ...), bit-exact;
+- ``optimizer/state/<j>/<kind>``: the optimizer state of model parameter j (``step``, ``exp_avg``, ...);
+- ``loss/<name>``: array keywords of the loss (``weight``, ``pos_weight``).
+
+Members are written with a fixed timestamp, so the same state always gives the same bytes.
+
+Loading never unpickles and never looks a name up outside fixed allow-lists. Before anything is
+built, the header is checked against a schema, every array's name, shape and dtype are checked
+against what the architecture implies (from the ``.npy`` headers, before any data is read, so a
+small file cannot make it allocate much), and the zip's CRC-32 of every member is verified. Any
+problem raises ``ValueError`` naming the file and the problem.
+
+Writes are atomic: a temporary file in the target's directory is written, flushed, fsync'ed and
+renamed onto the target (``os.replace``); if anything fails the temporary file is removed and an
+existing file at the target is left untouched. The path is used as given (no suffix is added).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import inspect
+import json
+import numbers
+import os
+import re
+import struct
+import tempfile
+import zipfile
+import zlib
+from math import prod
+
+import numpy as np
+
+from . import __version__
+from . import _validation as V
+from . import layers as L
+from . import losses as _losses
+from . import optim as _optim
+from .model import Sequential
+
+__all__ = [
+    "FORMAT", "FORMAT_VERSION", "save_model", "load_model",
+    "to_torch", "from_torch", "load_torch_weights", "copy_weights_to_torch",
+]
+
+FORMAT = "fastnn-model"
+FORMAT_VERSION = 1
+HEADER = "__fastnn__"
+_ZIP_MAGIC = b"PK\x03\x04"
+_MAX_HEADER_BYTES = 16 << 20
+_MAX_LOSS_ARRAY_BYTES = 256 << 20
+_NPY_SLACK = 10_000 + 16         # numpy's max .npy header size (max_header_size) + magic and length
+_ZIP_TIME = (1980, 1, 1, 0, 0, 0)
+_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}\Z")
+
+# ------------------------------------------------------------------------------------------------
+# allow-lists: the only classes a file can name
+# ------------------------------------------------------------------------------------------------
+
+_LAYERS = {cls.__name__: cls for cls in (
+    L.Dense, L.Dropout, L.Identity, L.ReLU, L.Sigmoid, L.Tanh, L.SiLU, L.LeakyReLU, L.ELU, L.GELU, L.Softmax)}
+_ACTIVATIONS = {name: cls for name, cls in _LAYERS.items() if issubclass(cls, L.Activation)}
+#: keyword -> JSON type of each layer class's config ("activation": None, a name or {"class", "config"}).
+_LAYER_SCHEMA = {
+    "Dense": {"in_features": "int", "out_features": "int", "activation": "activation", "use_bias": "bool",
+              "init": "str"},
+    "Dropout": {"p": "float"},
+    "Identity": {}, "ReLU": {}, "Sigmoid": {}, "Tanh": {}, "SiLU": {},
+    "LeakyReLU": {"negative_slope": "float"}, "ELU": {"alpha": "float"}, "GELU": {"approximate": "str"},
+    "Softmax": {"dim": "int"},
+}
+_OPTIMIZER_NAMES = ("SGD", "Adam", "AdamW", "RMSprop", "Adagrad", "Adadelta")
+_LOSS_NAMES = ("MSELoss", "BCELoss", "BCEWithLogitsLoss", "CrossEntropyLoss", "NLLLoss", "L1Loss", "HuberLoss",
+               "SmoothL1Loss")
+
+
+def _optimizers() -> dict:
+    """The optimizer classes fastnn.optim has, by name (a fixed list, never a name read from a file)."""
+    found = {name: getattr(_optim, name, None) for name in _OPTIMIZER_NAMES}
+    return {n: c for n, c in found.items() if isinstance(c, type) and issubclass(c, _optim.Optimizer)}
+
+
+def _loss_classes() -> dict:
+    found = {name: getattr(_losses, name, None) for name in _LOSS_NAMES}
+    return {n: c for n, c in found.items() if isinstance(c, type) and hasattr(c, "_forward_backward")}
+
+
+class _Invalid(ValueError):
+    """A problem with a file's contents (load_model adds the file name)."""
+
+
+# ================================================================================================
+# saving
+# ================================================================================================
+
+def _fspath(path, what: str = "path") -> str:
+    if isinstance(path, str):
+        out = path
+    elif isinstance(path, os.PathLike):
+        out = os.fspath(path)
+        if isinstance(out, bytes):
+            out = os.fsdecode(out)
+    else:
+        raise TypeError(f"{what} must be a str or os.PathLike, got {type(path).__name__}")
+    if not out:
+        raise ValueError(f"{what} must not be empty")
+    return out
+
+
+def _json_value(value, where: str):
+    """A hyper-parameter or config value as JSON (numbers, strings, bools, None, lists of them)."""
+    if value is None or isinstance(value, (bool, np.bool_)):
+        return None if value is None else bool(value)
+    if isinstance(value, numbers.Integral):
+        return int(value)
+    if isinstance(value, numbers.Real):
+        return float(value)
+    if isinstance(value, str):
+        return value
+    if isinstance(value, np.ndarray) and value.ndim == 0 and value.dtype.kind in "biuf":
+        return _json_value(value.item(), where)
+    if isinstance(value, (list, tuple)):
+        return [_json_value(v, f"{where}[{i}]") for i, v in enumerate(value)]
+    raise ValueError(f"{where} = {value!r} cannot be saved: only numbers, strings, booleans, None and lists of "
+                     "them can be stored (use include_optimizer=False to save the model alone)")
+
+
+def _activation_json(act: L.Activation, where: str) -> dict:
+    name = _class_name(act, _ACTIVATIONS, where)
+    return {"class": name, "config": _layer_config(act, name, where)}
+
+
+def _class_name(obj, allowed: dict, where: str) -> str:
+    for name, cls in allowed.items():
+        if type(obj) is cls:
+            return name
+    raise ValueError(f"{where}: {type(obj).__name__} cannot be saved; fastnn model files hold only "
+                     f"{', '.join(allowed)}")
+
+
+def _layer_config(layer, name: str, where: str) -> dict:
+    config = {k: _json_value(v, f"{where}.{k}") for k, v in layer._config().items()}
+    unknown = set(config) - set(_LAYER_SCHEMA[name])
+    if unknown:  # a keyword added to the layer but not to the file schema: refuse rather than lose it
+        raise ValueError(f"{where}: fastnn.io does not know how to store {name}'s {sorted(unknown)}")
+    return config
+
+
+def _layer_json(layer, i: int) -> dict:
+    where = f"layer {i}"
+    name = _class_name(layer, _LAYERS, where)
+    if name != "Dense":
+        return {"class": name, "config": _layer_config(layer, name, where)}
+    unknown = set(layer._config()) - set(_LAYER_SCHEMA["Dense"])
+    if unknown:
+        raise ValueError(f"{where}: fastnn.io does not know how to store Dense's {sorted(unknown)}")
+    act = layer.activation
+    return {"class": "Dense", "config": {
+        "in_features": layer.in_features, "out_features": layer.out_features,
+        "activation": None if type(act) is L.Identity else _activation_json(act, f"{where}.activation"),
+        "use_bias": layer.use_bias, "init": layer.init,
+    }}
+
+
+def _training_json(model: Sequential, arrays: dict) -> dict | None:
+    """The optimizer / loss / metrics section (None if the model has no optimizer); fills `arrays`."""
+    opt = getattr(model, "optimizer", None)
+    if opt is None:
+        return None
+    if not isinstance(opt, _optim.Optimizer):
+        raise ValueError(f"model.optimizer is a {type(opt).__name__}, not a fastnn optimizer; it cannot be saved "
+                         "(use include_optimizer=False)")
+    opt_name = _class_name(opt, _optimizers(), "model.optimizer")
+    index = {p: j for j, p in enumerate(model.parameters())}
+    groups = []
+    for g, group in enumerate(opt.param_groups):
+        missing = [p.name for p in group["params"] if p not in index]
+        if missing:
+            raise ValueError(f"model.optimizer holds parameters that are not this model's ({missing[0]} in param "
+                             f"group {g}); it cannot be saved with the model")
+        packed = {k: _json_value(v, f"optimizer.param_groups[{g}][{k!r}]")
+                  for k, v in group.items() if k != "params"}
+        packed["params"] = [index[p] for p in group["params"]]
+        groups.append(packed)
+    state = {}
+    for p, entries in opt.state.items():
+        if not entries:
+            continue
+        j = index[p]
+        kinds = []
+        for kind, value in entries.items():
+            if not (isinstance(kind, str) and _NAME_RE.match(kind)):
+                raise ValueError(f"optimizer state name {kind!r} of parameter {p.name} cannot be saved")
+            arr = np.asarray(value)
+            if arr.dtype not in V.FLOAT_DTYPES and arr.dtype.kind not in "iu":
+                raise ValueError(f"optimizer state {kind!r} of parameter {p.name} has dtype {arr.dtype}; "
+                                 "only numeric arrays can be saved")
+            arrays[f"optimizer/state/{j}/{kind}"] = arr  # write_array streams any layout
+            kinds.append(kind)
+        state[str(j)] = kinds
+    out = {"optimizer": {
+        "class": opt_name,
+        "defaults": {k: _json_value(v, f"optimizer.defaults[{k!r}]") for k, v in opt.defaults.items()},
+        "param_groups": groups, "state": state,
+    }, "loss": None, "metrics": None}
+
+    loss = getattr(model, "loss", None)
+    if loss is not None:
+        loss_name = _class_name(loss, _loss_classes(), "model.loss")
+        config, names = {}, []
+        for key in _init_keywords(type(loss)):
+            if not hasattr(loss, key):
+                raise ValueError(f"model.loss: {loss_name}'s keyword {key!r} is not readable back; it cannot be saved")
+            value = getattr(loss, key)
+            if isinstance(value, np.ndarray) and value.ndim > 0:
+                arrays[f"loss/{key}"] = np.array(value, order="C")
+                names.append(key)
+            else:
+                config[key] = _json_value(value, f"model.loss.{key}")
+        out["loss"] = {"class": loss_name, "config": config, "arrays": names}
+
+    names = getattr(model, "metrics_names", None)   # the names as compiled (logged), e.g. "acc"
+    metrics = names[1:] if isinstance(names, list) and names[:1] == ["loss"] else \
+        getattr(model, "compiled_metrics", None)
+    if metrics is not None:
+        metrics = list(metrics)
+        bad = next((m for m in metrics if not isinstance(m, str)), None)
+        if bad is not None:
+            raise ValueError(f"model.compiled_metrics holds {bad!r}; only metric names (str) can be saved")
+        out["metrics"] = metrics
+    return out
+
+
+def _init_keywords(cls) -> list[str]:
+    sig = inspect.signature(cls.__init__)
+    return [n for n, p in sig.parameters.items()
+            if n != "self" and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+
+
+def _model_arrays(model: Sequential, include_optimizer: bool) -> dict:
+    """Every array of the file, the JSON header first."""
+    if not isinstance(model, Sequential):
+        raise TypeError(f"model must be a fastnn Sequential, got {type(model).__name__}")
+    include_optimizer = V.check_bool(include_optimizer, "include_optimizer")
+    epoch = getattr(model, "epoch", 0)
+    epoch = 0 if epoch is None else V.check_int(epoch, "model.epoch", low=0)
+    arrays = {f"param/{p.name}": p.data for p in model.parameters()}
+    training = _training_json(model, arrays) if include_optimizer else None
+    header = {
+        "format": FORMAT, "format_version": FORMAT_VERSION, "fastnn_version": __version__,
+        "model": {
+            "class": "Sequential", "dtype": model.dtype.name, "seed": int(model.seed), "step": int(model._step),
+            "epoch": epoch, "layers": [_layer_json(layer, i) for i, layer in enumerate(model.layers)],
+        },
+        "training": training,
+    }
+    text = json.dumps(header, indent=1, sort_keys=False).encode("utf-8")
+    return {HEADER: np.frombuffer(text, np.uint8), **arrays}
+
+
+def _write_npz(fileobj, arrays: dict) -> None:
+    """An uncompressed .npz (as np.savez writes, allow_pickle=False) with fixed member timestamps."""
+    with zipfile.ZipFile(fileobj, "w", zipfile.ZIP_STORED, allowZip64=True) as zf:
+        for name, arr in arrays.items():
+            info = zipfile.ZipInfo(name + ".npy", date_time=_ZIP_TIME)
+            info.external_attr = 0o644 << 16
+            with zf.open(info, "w", force_zip64=arr.nbytes > (1 << 30)) as member:
+                np.lib.format.write_array(member, arr, allow_pickle=False)
+
+
+def _umask() -> int:
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    return 0o022
+
+
+def _atomic_write(path: str, write) -> None:
+    """Run write(fileobj) on a temporary file beside `path`, fsync it, then rename it onto `path`."""
+    directory = os.path.dirname(os.path.abspath(path))
+    if os.path.isdir(path):
+        raise IsADirectoryError(f"cannot save a model to '{path}': it is a directory")
+    if not os.path.isdir(directory):
+        raise FileNotFoundError(f"cannot save a model to '{path}': directory '{directory}' does not exist")
+    try:
+        mode = os.stat(path).st_mode & 0o777
+    except OSError:
+        mode = 0o666 & ~_umask()
+    tmp = tempfile.NamedTemporaryFile(mode="wb", delete=False, dir=directory,
+                                      prefix="." + os.path.basename(path) + ".", suffix=".tmp")
+    try:
+        with tmp:
+            write(tmp)
+            tmp.flush()
+            os.fsync(tmp.fileno())
+        with contextlib.suppress(OSError):
+            os.chmod(tmp.name, mode)
+        os.replace(tmp.name, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp.name)
+        raise
+    if hasattr(os, "O_DIRECTORY"):  # make the rename itself durable
+        with contextlib.suppress(OSError):
+            fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+
+
+def save_model(model: Sequential, path, include_optimizer: bool = True) -> None:
+    """Write `model` to `path` (str or PathLike, used as given) atomically; see the module docstring.
+
+    Stores the architecture, dtype, seed, the dropout step counter, ``model.epoch`` and the weights
+    (bit-exact); with include_optimizer=True and a compiled model (``model.optimizer`` set) also the
+    optimizer (class, param groups, state), ``model.loss`` and ``model.compiled_metrics``, so that
+    training resumes on the identical trajectory. Raises ValueError for something that cannot be
+    stored (a custom layer, optimizer or loss class) before any file is touched.
+    """
+    p = _fspath(path)
+    arrays = _model_arrays(model, include_optimizer)
+    _atomic_write(p, lambda f: _write_npz(f, arrays))
+
+
+# ================================================================================================
+# loading
+# ================================================================================================
+
+_TYPES = {
+    "int": (lambda v: isinstance(v, int) and not isinstance(v, bool), "an integer"),
+    "float": (lambda v: isinstance(v, (int, float)) and not isinstance(v, bool), "a number"),
+    "bool": (lambda v: isinstance(v, bool), "true or false"),
+    "str": (lambda v: isinstance(v, str), "a string"),
+    "dict": (lambda v: isinstance(v, dict), "an object"),
+    "list": (lambda v: isinstance(v, list), "a list"),
+}
+
+
+def _expect(value, kind: str, where: str, nullable: bool = False):
+    if value is None and nullable:
+        return None
+    check, text = _TYPES[kind]
+    if not check(value):
+        raise _Invalid(f"header field {where} must be {text}, got {_short(value)}")
+    return float(value) if kind == "float" else value
+
+
+def _short(value) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def _fields(obj, where: str, required=(), optional=()) -> dict:
+    _expect(obj, "dict", where)
+    missing = [k for k in required if k not in obj]
+    if missing:
+        raise _Invalid(f"header field {where} lacks {missing[0]!r}")
+    unknown = [k for k in obj if k not in required and k not in optional]
+    if unknown:
+        raise _Invalid(f"header field {where} has an unknown entry {_short(unknown[0])}")
+    return obj
+
+
+def _class_of(spec, allowed: dict, where: str, kind: str):
+    name = _expect(spec, "str", where)
+    if name not in allowed:
+        raise _Invalid(f"header field {where} names {kind} class {_short(name)}, which is not one of "
+                       f"{', '.join(allowed)}")
+    return allowed[name]
+
+
+def _construct(cls, kwargs: dict, where: str):
+    try:
+        return cls(**kwargs)
+    except (TypeError, ValueError) as exc:
+        raise _Invalid(f"{where}: {exc}") from None
+
+
+def _activation_from_json(spec, where: str) -> L.Activation | None:
+    if spec is None:
+        return None
+    if isinstance(spec, str):
+        try:
+            return L.get_activation(spec)
+        except ValueError as exc:
+            raise _Invalid(f"{where}: {exc}") from None
+    return _layer_from_json(spec, where, _ACTIVATIONS)
+
+
+def _layer_from_json(spec, where: str, allowed: dict = _LAYERS):
+    _fields(spec, where, ("class",), ("config",))
+    cls = _class_of(spec["class"], allowed, f"{where}.class", "layer")
+    config = _expect(spec.get("config", {}), "dict", f"{where}.config")
+    schema = _LAYER_SCHEMA[cls.__name__]
+    kwargs = {}
+    for key, value in config.items():
+        if key not in schema:
+            raise _Invalid(f"header field {where}.config has an unknown keyword {_short(key)} for {cls.__name__}")
+        kind = schema[key]
+        if kind == "activation":
+            kwargs[key] = _activation_from_json(value, f"{where}.config.activation")
+        else:
+            kwargs[key] = _expect(value, kind, f"{where}.config.{key}")
+    return _construct(cls, kwargs, where)
+
+
+def _tuples(value):
+    """JSON lists back to tuples (torch keeps betas and the like as tuples)."""
+    return tuple(_tuples(v) for v in value) if isinstance(value, list) else value
+
+
+def _hyper(obj, where: str) -> dict:
+    _expect(obj, "dict", where)
+    out = {}
+    for key, value in obj.items():
+        _check_json_value(value, f"{where}[{key!r}]")
+        out[key] = _tuples(value)
+    return out
+
+
+def _check_json_value(value, where: str, depth: int = 0) -> None:
+    if isinstance(value, list) and depth < 4:
+        for i, v in enumerate(value):
+            _check_json_value(v, f"{where}[{i}]", depth + 1)
+    elif not (value is None or isinstance(value, (bool, int, float, str))):
+        raise _Invalid(f"header field {where} must be a number, string, boolean, null or a short list of them, "
+                       f"got {_short(value)}")
+
+
+class _Spec:
+    """What the header says the file must hold: array name -> (shape or None, allowed dtypes, max bytes)."""
+
+    def __init__(self):
+        self.arrays: dict[str, tuple] = {}
+
+    def add(self, name, shape, dtypes, max_bytes=None):
+        if name in self.arrays:
+            raise _Invalid(f"array {name!r} is listed twice in the header")
+        if shape is not None:
+            max_bytes = prod(shape) * max(np.dtype(d).itemsize for d in dtypes)
+        self.arrays[name] = (shape, tuple(np.dtype(d) for d in dtypes), max_bytes)
+
+
+def _parse_header(header: dict):
+    """Validate the header; return (model kwargs, layers, training section, _Spec of the arrays)."""
+    _fields(header, "(top level)", ("format", "format_version", "model"), ("fastnn_version", "training"))
+    if header["format"] != FORMAT:
+        raise _Invalid(f"its format is {_short(header['format'])}, not {FORMAT!r}")
+    version = _expect(header["format_version"], "int", "format_version")
+    if version != FORMAT_VERSION:
+        newer = " (written by a newer fastnn; upgrade fastnn)" if version > FORMAT_VERSION else ""
+        raise _Invalid(f"format version {version} is not supported; this fastnn reads version {FORMAT_VERSION}{newer}")
+    m = _fields(header["model"], "model", ("class", "dtype", "seed", "layers"), ("step", "epoch"))
+    if m["class"] != "Sequential":
+        raise _Invalid(f"header field model.class must be 'Sequential', got {_short(m['class'])}")
+    dtype_name = _expect(m["dtype"], "str", "model.dtype")
+    if dtype_name not in ("float32", "float64"):
+        raise _Invalid(f"header field model.dtype must be 'float32' or 'float64', got {_short(dtype_name)}")
+    seed = _expect(m["seed"], "int", "model.seed")
+    step = _expect(m.get("step", 0), "int", "model.step")
+    epoch = _expect(m.get("epoch", 0), "int", "model.epoch")
+    if not 0 <= seed < (1 << 64) or step < 0 or epoch < 0:
+        raise _Invalid(f"header fields model.seed/step/epoch must be non-negative (seed < 2**64), got "
+                       f"{seed}, {step}, {epoch}")
+    layer_specs = _expect(m["layers"], "list", "model.layers")
+    if not layer_specs:
+        raise _Invalid("header field model.layers is empty")
+    layers = [_layer_from_json(spec, f"model.layers[{i}]") for i, spec in enumerate(layer_specs)]
+
+    dtype = np.dtype(dtype_name)
+    spec = _Spec()
+    shapes = []  # model parameter j -> (name, shape), in parameters() order
+    for i, layer in enumerate(layers):
+        if isinstance(layer, L.Dense):
+            for shape, kind in zip(layer._shapes(), ("weight", "bias")):
+                shapes.append((f"{i}.{kind}", shape))
+                spec.add(f"param/{i}.{kind}", shape, [dtype])
+    training = header.get("training")
+    if training is not None:
+        training = _parse_training(training, shapes, dtype, spec)
+    kwargs = {"dtype": dtype, "seed": seed, "step": step, "epoch": epoch}
+    return kwargs, layers, training, spec
+
+
+def _parse_training(t, shapes, dtype, spec: _Spec) -> dict:
+    _fields(t, "training", ("optimizer",), ("loss", "metrics"))
+    o = _fields(t["optimizer"], "training.optimizer", ("class", "param_groups"), ("defaults", "state"))
+    cls = _class_of(o["class"], _optimizers(), "training.optimizer.class", "optimizer")
+    defaults = _hyper(o.get("defaults", {}), "training.optimizer.defaults")
+    groups, seen = [], set()
+    for g, group in enumerate(_expect(o["param_groups"], "list", "training.optimizer.param_groups")):
+        where = f"training.optimizer.param_groups[{g}]"
+        _expect(group, "dict", where)
+        hyper = _hyper({k: v for k, v in group.items() if k != "params"}, where)
+        idx = _expect(group.get("params"), "list", f"{where}['params']")
+        for j in idx:
+            if not (isinstance(j, int) and not isinstance(j, bool) and 0 <= j < len(shapes)) or j in seen:
+                raise _Invalid(f"header field {where}['params'] must list distinct parameter indices in "
+                               f"[0, {len(shapes) - 1}], got {_short(j)}")
+            seen.add(j)
+        if not idx:
+            raise _Invalid(f"header field {where}['params'] is empty")
+        groups.append((idx, hyper))
+    if not groups:
+        raise _Invalid("header field training.optimizer.param_groups is empty")
+    state = {}
+    for key, kinds in _expect(o.get("state", {}), "dict", "training.optimizer.state").items():
+        where = f"training.optimizer.state[{key!r}]"
+        if not (key.isascii() and key.isdigit() and int(key) in seen):
+            raise _Invalid(f"header field {where}: the key must be the index of an optimized parameter")
+        j = int(key)
+        for kind in _expect(kinds, "list", where):
+            if not (isinstance(kind, str) and _NAME_RE.match(kind)):
+                raise _Invalid(f"header field {where} holds an invalid state name {_short(kind)}")
+            shape = () if kind == "step" else shapes[j][1]
+            allowed = [np.float32, np.float64, np.int64] if kind == "step" else [dtype]
+            spec.add(f"optimizer/state/{j}/{kind}", shape, allowed)
+        state[j] = list(kinds)
+
+    loss = None
+    if t.get("loss") is not None:
+        lo = _fields(t["loss"], "training.loss", ("class",), ("config", "arrays"))
+        lcls = _class_of(lo["class"], _loss_classes(), "training.loss.class", "loss")
+        allowed_keys = _init_keywords(lcls)
+        config = _hyper(lo.get("config", {}), "training.loss.config")
+        names = _expect(lo.get("arrays", []), "list", "training.loss.arrays")
+        for key in [*config, *names]:
+            if key not in allowed_keys:
+                raise _Invalid(f"header field training.loss names an unknown keyword {_short(key)} for "
+                               f"{lcls.__name__} (known: {', '.join(allowed_keys)})")
+        for key in names:
+            if key in config:
+                raise _Invalid(f"header field training.loss gives {key!r} twice")
+            spec.add(f"loss/{key}", None, [np.float64, np.float32], _MAX_LOSS_ARRAY_BYTES)
+        loss = (lcls, config, names)
+    metrics = t.get("metrics")
+    if metrics is not None:
+        for m in _expect(metrics, "list", "training.metrics"):
+            if not (isinstance(m, str) and _NAME_RE.match(m)):
+                raise _Invalid(f"header field training.metrics holds an invalid metric name {_short(m)}")
+    return {"optimizer": (cls, defaults, groups, state), "loss": loss, "metrics": metrics}
+
+
+def _read_member(zf: zipfile.ZipFile, info: zipfile.ZipInfo, shape, dtypes, max_bytes) -> np.ndarray:
+    """Read one .npy member (read-only result), checking its header (shape, dtype) before any data is read."""
+    name = info.filename[:-4]
+    dtypes = [np.dtype(d) for d in dtypes]
+    if info.file_size > max_bytes + _NPY_SLACK:
+        raise _Invalid(f"array {name!r} is {info.file_size} bytes, more than its expected shape needs")
+    with zf.open(info) as fp:
+        version = np.lib.format.read_magic(fp)
+        if version == (1, 0):
+            got_shape, fortran, dt = np.lib.format.read_array_header_1_0(fp)
+        elif version == (2, 0):
+            got_shape, fortran, dt = np.lib.format.read_array_header_2_0(fp)
+        else:
+            raise _Invalid(f"array {name!r} has an unsupported .npy format version {version}")
+        if dt.hasobject or dt.kind not in "biuf" or dt.fields is not None or dt.subdtype is not None:
+            raise _Invalid(f"array {name!r} has dtype {dt}; fastnn model files hold plain numeric arrays only")
+        native = dt.newbyteorder("=")
+        if native not in dtypes:
+            raise _Invalid(f"array {name!r} has dtype {dt}, expected {' or '.join(str(d) for d in dtypes)}")
+        if shape is not None and tuple(got_shape) != tuple(shape):
+            raise _Invalid(f"array {name!r} has shape {tuple(got_shape)}, but the architecture needs {tuple(shape)}")
+        nbytes = prod(got_shape) * dt.itemsize
+        if nbytes > max_bytes:
+            raise _Invalid(f"array {name!r} of shape {tuple(got_shape)} is too large ({nbytes} bytes)")
+        if nbytes > info.file_size:
+            raise _Invalid(f"array {name!r} is truncated: its shape needs {nbytes} bytes, the member has "
+                           f"{info.file_size}")
+        data = fp.read(nbytes)
+        if len(data) != nbytes or fp.read(1):  # reading to the end also checks the member's CRC-32
+            raise _Invalid(f"array {name!r} does not hold the {nbytes} bytes of data its header announces")
+    arr = np.frombuffer(data, dt)
+    arr = arr.reshape(got_shape[::-1]).T if fortran else arr.reshape(got_shape)
+    return arr if dt == native else arr.astype(native)
+
+
+def _read_file(f):
+    """((model kwargs, layers, training, spec), arrays) of an open model file, validated against each other."""
+    head = f.read(8)
+    if not head:
+        raise _Invalid("the file is empty")
+    if head[:4] != _ZIP_MAGIC:
+        hint = ""
+        if head.startswith(b"\x93NUMPY"):
+            hint = " (it is a single .npy array)"
+        elif head[:1] == b"\x80":
+            hint = " (it looks like a pickle, which fastnn never loads)"
+        raise _Invalid(f"it is not a fastnn model file: it does not start with the zip signature{hint}")
+    f.seek(0)
+    with zipfile.ZipFile(f) as zf:
+        infos = zf.infolist()
+        names = [i.filename for i in infos]
+        if len(set(names)) != len(names):
+            raise _Invalid("the archive lists an array twice")
+        by_name = {n[:-4]: i for n, i in zip(names, infos) if n.endswith(".npy")}
+        if HEADER not in by_name:
+            torch_hint = " (a PyTorch checkpoint? see fastnn.io.from_torch)" if any(
+                n.endswith("data.pkl") for n in names) else ""
+            raise _Invalid(f"it is not a fastnn model file: the archive has no {HEADER!r} header{torch_hint}")
+        raw = _read_member(zf, by_name[HEADER], None, [np.uint8], _MAX_HEADER_BYTES)
+        if raw.ndim != 1:
+            raise _Invalid(f"the {HEADER!r} header must be a 1-D uint8 array, got shape {raw.shape}")
+        try:
+            header = json.loads(raw.tobytes().decode("utf-8"))
+        except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+            raise _Invalid(f"the header is not valid JSON ({exc})") from None
+        parsed = _parse_header(header)
+        spec = parsed[3]
+        extra = sorted(set(by_name) - set(spec.arrays) - {HEADER}) + sorted(
+            n for n in names if not n.endswith(".npy"))
+        if extra:
+            raise _Invalid(f"the archive holds an unexpected member {extra[0]!r}")
+        missing = sorted(set(spec.arrays) - set(by_name))
+        if missing:
+            raise _Invalid(f"array {missing[0]!r} is missing (the file may be truncated or incomplete)")
+        arrays = {name: _read_member(zf, by_name[name], *spec.arrays[name]) for name in spec.arrays}
+    return parsed, arrays
+
+
+def load_model(path) -> Sequential:
+    """Rebuild the model saved by ``model.save(path)`` / ``save_model``; never executes code from the file.
+
+    Restores architecture, dtype, seed, weights (bit-exact), the dropout step counter and
+    ``model.epoch``. If the file holds a training set-up, the optimizer is rebuilt with its state
+    and the model is compiled with it, the loss and the metrics (``model.optimizer`` etc.), so
+    training continues exactly as it would have. The model comes back in training mode.
+    Raises ValueError (naming the file and the problem) for a file that is not a valid fastnn model
+    file, FileNotFoundError/OSError if it cannot be read, TypeError for a path of the wrong type.
+    """
+    p = _fspath(path)
+    with open(p, "rb") as f:
+        model, kw = _load(f, p)
+    model._step = kw["step"]
+    model.epoch = kw["epoch"]
+    return model
+
+
+def _load(f, p: str):
+    try:
+        (kw, layers, training, _), arrays = _read_file(f)
+        model = _construct(lambda: Sequential(layers, dtype=kw["dtype"], seed=kw["seed"]), {}, "model")
+        for param in model.parameters():
+            param.data[...] = arrays[f"param/{param.name}"]
+        if training is not None:
+            _restore_training(model, training, arrays)
+    except _Invalid as exc:
+        raise ValueError(f"cannot load model file '{p}': {exc}") from None
+    except (zipfile.BadZipFile, zlib.error, EOFError, struct.error, NotImplementedError, RuntimeError, OSError,
+            OverflowError, UnicodeError, ValueError, KeyError, IndexError, TypeError) as exc:
+        raise ValueError(f"cannot load model file '{p}': the file is damaged or is not a fastnn model file "
+                         f"({type(exc).__name__}: {exc})") from exc
+    return model, kw
+
+
+def _restore_training(model: Sequential, training: dict, arrays: dict) -> None:
+    cls, defaults, groups, state = training["optimizer"]
+    params = model.parameters()
+    try:
+        opt = cls([{"params": [params[j] for j in idx], **hyper} for idx, hyper in groups])
+        opt.defaults = opt._check_group({**opt.defaults, **defaults})
+        order = [j for idx, _ in groups for j in idx]   # the optimizer's own parameter numbering
+        local = {j: i for i, j in enumerate(order)}
+        opt.load_state_dict({
+            "param_groups": [{**opt.param_groups[g], "params": [local[j] for j in idx]}
+                             for g, (idx, _) in enumerate(groups)],
+            "state": {local[j]: {kind: arrays[f"optimizer/state/{j}/{kind}"] for kind in kinds}
+                      for j, kinds in state.items()},
+        })
+    except (TypeError, ValueError, KeyError) as exc:
+        raise _Invalid(f"the optimizer cannot be restored: {exc}") from None
+    loss = None
+    if training["loss"] is not None:
+        lcls, config, names = training["loss"]
+        loss = _construct(lcls, {**config, **{k: arrays[f"loss/{k}"] for k in names}}, "training.loss")
+    metrics = training["metrics"]
+    compile_ = getattr(model, "compile", None)
+    if callable(compile_) and loss is not None:
+        try:
+            compile_(optimizer=opt, loss=loss, metrics=metrics)
+        except (TypeError, ValueError) as exc:
+            raise _Invalid(f"the model cannot be compiled with the saved set-up: {exc}") from None
+    else:
+        model.optimizer, model.loss, model.compiled_metrics = opt, loss, metrics
+
+
+# ================================================================================================
+# PyTorch interop
+# ================================================================================================
+
+def _torch():
+    try:
+        import torch
+    except ImportError:
+        raise ImportError("this function needs PyTorch: pip install torch") from None
+    return torch
+
+
+def _torch_activation(nn, act: L.Activation):
+    """The torch module computing the same function as a fastnn activation."""
+    kind = type(act)
+    if kind is L.LeakyReLU:
+        return nn.LeakyReLU(act.negative_slope)
+    if kind is L.ELU:
+        return nn.ELU(act.alpha)
+    if kind is L.GELU:
+        return nn.GELU(approximate=act.approximate)
+    if kind is L.Softmax:
+        return nn.Softmax(dim=act.dim)
+    simple = {L.Identity: nn.Identity, L.ReLU: nn.ReLU, L.Sigmoid: nn.Sigmoid, L.Tanh: nn.Tanh, L.SiLU: nn.SiLU}
+    if kind in simple:
+        return simple[kind]()
+    raise ValueError(f"activation {type(act).__name__} has no PyTorch counterpart in fastnn.io")
+
+
+def to_torch(model: Sequential):
+    """A torch.nn.Sequential computing the same function as `model`, with copies of its weights.
+
+    Dense -> nn.Linear (weight = W.T, bias = b) followed by the activation module (if not linear);
+    activation layers -> their torch modules; Dropout(p) -> nn.Dropout(p). The torch parameters have
+    the model's dtype (bit-exact copies) and the torch model has the fastnn model's train/eval mode.
+    """
+    torch = _torch()
+    nn = torch.nn
+    if not isinstance(model, Sequential):
+        raise TypeError(f"model must be a fastnn Sequential, got {type(model).__name__}")
+    tdtype = torch.float64 if model.dtype == np.float64 else torch.float32
+    mods = []
+    for i, layer in enumerate(model.layers):
+        if type(layer) is L.Dense:
+            lin = nn.Linear(layer.in_features, layer.out_features, bias=layer.use_bias, dtype=tdtype)
+            with torch.no_grad():
+                lin.weight.copy_(torch.from_numpy(np.ascontiguousarray(layer.params[0].data.T)))
+                if layer.use_bias:
+                    lin.bias.copy_(torch.from_numpy(layer.params[1].data.copy()))
+            mods.append(lin)
+            if type(layer.activation) is not L.Identity:
+                mods.append(_torch_activation(nn, layer.activation))
+        elif type(layer) is L.Dropout:
+            mods.append(nn.Dropout(layer.p))
+        elif isinstance(layer, L.Activation):
+            mods.append(_torch_activation(nn, layer))
+        else:
+            raise ValueError(f"layer {i} ({type(layer).__name__}) has no PyTorch counterpart in fastnn.io")
+    return nn.Sequential(*mods).train(model.training)
+
+
+def _flat_modules(nn, module, prefix=""):
+    """(name, module) leaves of nested nn.Sequential containers, in order."""
+    for name, child in module.named_children():
+        full = f"{prefix}{name}"
+        if type(child) is nn.Sequential:
+            yield from _flat_modules(nn, child, full + ".")
+        else:
+            yield full, child
+
+
+def from_torch(torch_sequential, dtype=None, seed=None) -> Sequential:
+    """A fastnn Sequential equal to a torch nn.Sequential of Linear, activation and Dropout modules.
+
+    Supported modules: nn.Linear, nn.ReLU, nn.Sigmoid, nn.Tanh, nn.SiLU, nn.LeakyReLU, nn.ELU,
+    nn.GELU, nn.Softmax (over the last dim), nn.Identity, nn.Dropout (nested nn.Sequential is
+    flattened); anything else raises ValueError naming it. dtype=None takes the Linear weights'
+    dtype (float32 or float64: the weights are then copied bit-exactly); seed as in Sequential.
+    """
+    torch = _torch()
+    nn = torch.nn
+    if not isinstance(torch_sequential, nn.Sequential):
+        raise TypeError(f"torch_sequential must be a torch.nn.Sequential, got {type(torch_sequential).__name__}")
+    simple = {nn.ReLU: L.ReLU, nn.Sigmoid: L.Sigmoid, nn.Tanh: L.Tanh, nn.SiLU: L.SiLU, nn.Identity: L.Identity}
+    layers, linears = [], []
+    for name, m in _flat_modules(nn, torch_sequential):
+        kind = type(m)
+        if kind is nn.Linear:
+            layers.append(L.Dense(m.in_features, m.out_features, use_bias=m.bias is not None))
+            linears.append(m)
+        elif kind in simple:
+            layers.append(simple[kind]())
+        elif kind is nn.LeakyReLU:
+            layers.append(L.LeakyReLU(m.negative_slope))
+        elif kind is nn.ELU:
+            layers.append(L.ELU(m.alpha))
+        elif kind is nn.GELU:
+            layers.append(L.GELU(m.approximate))
+        elif kind is nn.Softmax:
+            if m.dim not in (None, -1, 1):
+                raise ValueError(f"module {name} (Softmax(dim={m.dim})) is not supported: fastnn's softmax is over "
+                                 "the features (dim=-1 or 1)")
+            layers.append(L.Softmax(-1 if m.dim is None else m.dim))
+        elif kind is nn.Dropout:
+            layers.append(L.Dropout(m.p))
+        else:
+            raise ValueError(f"module {name} ({kind.__name__}) is not supported; from_torch takes nn.Linear, "
+                             "nn.Dropout and the activations ReLU, Sigmoid, Tanh, SiLU, LeakyReLU, ELU, GELU, "
+                             "Softmax, Identity")
+    if not linears:
+        raise ValueError("torch_sequential must contain at least one nn.Linear")
+    if dtype is None:
+        dts = {p.dtype for m in linears for p in m.parameters()}
+        names = {torch.float32: "float32", torch.float64: "float64"}
+        if len(dts) != 1 or next(iter(dts)) not in names:
+            raise ValueError(f"the Linear layers have dtypes {sorted(str(d) for d in dts)}; pass dtype='float32' or "
+                             "'float64' to convert them")
+        dtype = names[next(iter(dts))]
+    model = Sequential(layers, dtype=dtype, seed=seed)
+    load_torch_weights(model, torch_sequential)
+    model.train(torch_sequential.training)
+    return model
+
+
+def _linear_pairs(model: Sequential, torch_module):
+    """(Dense layer, nn.Linear) pairs in order, after checking they match in number, shape and bias."""
+    torch = _torch()
+    if not isinstance(model, Sequential):
+        raise TypeError(f"model must be a fastnn Sequential, got {type(model).__name__}")
+    if not isinstance(torch_module, torch.nn.Module):
+        raise TypeError(f"torch_module must be a torch.nn.Module, got {type(torch_module).__name__}")
+    dense = [layer for layer in model.layers if isinstance(layer, L.Dense)]
+    linears = [(n, m) for n, m in torch_module.named_modules() if isinstance(m, torch.nn.Linear)]
+    if len(dense) != len(linears):
+        raise ValueError(f"the model has {len(dense)} Dense layers but torch_module has {len(linears)} nn.Linear "
+                         "modules")
+    for k, (layer, (name, lin)) in enumerate(zip(dense, linears)):
+        if (lin.in_features, lin.out_features) != (layer.in_features, layer.out_features):
+            raise ValueError(f"Dense layer {k} is {layer.in_features} -> {layer.out_features} but nn.Linear {name} is "
+                             f"{lin.in_features} -> {lin.out_features}")
+        if (lin.bias is not None) != layer.use_bias:
+            raise ValueError(f"Dense layer {k} has use_bias={layer.use_bias} but nn.Linear {name} has "
+                             f"bias={lin.bias is not None}")
+    return [(layer, lin) for layer, (_, lin) in zip(dense, linears)]
+
+
+def load_torch_weights(model: Sequential, torch_module) -> Sequential:
+    """Copy the weights of torch_module's nn.Linear modules (in module order) into model's Dense layers.
+
+    W := weight.T, b := bias, converted to the model's dtype (bit-exact when the dtypes match).
+    Shapes and bias presence must match. Returns the model.
+    """
+    pairs = _linear_pairs(model, torch_module)
+    for layer, lin in pairs:
+        layer.params[0].data[...] = lin.weight.detach().cpu().numpy().T
+        if layer.use_bias:
+            layer.params[1].data[...] = lin.bias.detach().cpu().numpy()
+    return model
+
+
+def copy_weights_to_torch(model: Sequential, torch_module):
+    """Copy model's Dense weights into torch_module's nn.Linear modules (weight := W.T); returns torch_module."""
+    torch = _torch()
+    pairs = _linear_pairs(model, torch_module)
+    with torch.no_grad():
+        for layer, lin in pairs:
+            lin.weight.copy_(torch.from_numpy(np.ascontiguousarray(layer.params[0].data.T)))
+            if layer.use_bias:
+                lin.bias.copy_(torch.from_numpy(layer.params[1].data.copy()))
+    return torch_module
