@@ -1,8 +1,11 @@
-"""Datasets shipped with fastnn.
+"""Datasets and data helpers.
 
-load_digits: the UCI handwritten digits (1,797 8x8 images, 10 classes), vendored as a
-compressed .npz (about 45 kB; CC BY 4.0, see LICENSE-digits.txt beside this file).
-Loading never unpickles: np.load(..., allow_pickle=False).
+Data: load_digits, the UCI handwritten digits (1,797 8x8 images, 10 classes), vendored as a
+compressed .npz (about 45 kB; CC BY 4.0, see LICENSE-digits.txt beside this file);
+make_moons and make_spirals, toy 2-D classification sets.
+Files: load_csv (header row, target column by name) and load_npz. Loading never unpickles.
+Helpers: train_test_split (scikit-learn's semantics), StandardScaler / standardize,
+one_hot / from_one_hot.
 """
 
 from __future__ import annotations
@@ -11,7 +14,17 @@ from pathlib import Path
 
 import numpy as np
 
+from ._files import load_csv, load_npz
+from ._generators import make_moons, make_spirals
+from ._preprocessing import StandardScaler, from_one_hot, one_hot, standardize
+from ._split import train_test_split
+
 _HERE = Path(__file__).parent
+
+__all__ = [
+    "load_digits", "load_csv", "load_npz", "make_moons", "make_spirals",
+    "train_test_split", "StandardScaler", "standardize", "one_hot", "from_one_hot",
+]
 
 
 def load_digits(dtype="float32", scale: bool = True):
