@@ -1,27 +1,24 @@
-"""pytest-benchmark: one training step, fastnn vs careful NumPy vs PyTorch (when installed).
+"""pytest-benchmark: one training step, fastnn vs careful NumPy vs PyTorch vs scikit-learn (when installed).
 
-    pytest bench/ --benchmark-only --benchmark-group-by=param:shape
+    pytest bench/test_bench_train_step.py --benchmark-only --benchmark-group-by=param:shape,param:dtype,param:threads
 """
 
 import numpy as np
 import pytest
-from shapes import IMPLS, SHAPES
 
-import fastnn
+from fastnn.benchmarks import shapes as S
 
 
-@pytest.mark.parametrize("threads", [1, 2])
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
-@pytest.mark.parametrize("impl", list(IMPLS))
-@pytest.mark.parametrize("shape", list(SHAPES))
-def test_train_step(benchmark, shape, impl, dtype, threads):
-    if impl == "torch":
-        torch = pytest.importorskip("torch")
-        torch.set_num_threads(threads)
-    fastnn.set_num_threads(threads)
-    sizes, n = SHAPES[shape]
-    step = IMPLS[impl](sizes, n, np.dtype(dtype))
-    step()   # warm-up: buffers, state
-    rounds = 5 if shape == "large" else 50
-    loss = benchmark.pedantic(step, rounds=rounds, iterations=1, warmup_rounds=1)
-    assert np.isfinite(loss)
+@pytest.mark.parametrize("impl", list(S.TRAIN_IMPLS))
+@pytest.mark.parametrize("shape", list(S.SHAPES))
+def test_train_step(benchmark, threads, shape, impl, dtype):
+    if impl in ("torch", "sklearn"):
+        pytest.importorskip(impl)
+    sizes, n = S.SHAPES[shape]
+    step = S.TRAIN_IMPLS[impl](sizes, n, np.dtype(dtype))
+    step()   # warm-up: buffers, optimizer state
+    benchmark.extra_info.update(batch=n, gemm_flops=S.gemm_flops(sizes, n), adam_bytes=S.adam_bytes(sizes, dtype),
+                                fastnn_path=S.fastnn_step_path() if impl == "fastnn" else None)
+    loss = benchmark(step)
+    assert np.isfinite(float(loss))

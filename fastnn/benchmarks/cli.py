@@ -1,0 +1,572 @@
+"""`fastnn bench`: training-step, optimizer-step and inference benchmarks against NumPy, PyTorch, scikit-learn.
+
+    fastnn bench                       # everything: 4 shapes x float32/float64 x 1,2 threads (minutes)
+    fastnn bench --quick               # smoke run: tiny and deep, few rounds (seconds)
+    fastnn bench --shapes tiny --dtypes float32 --threads 1 --json out.json --format markdown
+
+Implementations are timed alternately in one process (fastnn.benchmarks.harness.alternate),
+each thread count inside the same alternation, with every thread pool pinned (and reported).
+The GEMM peak and the memory bandwidth are measured in the same run; a step's floor is its
+GEMM FLOPs at that peak plus one Adam pass over the parameters at that bandwidth.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import warnings
+
+import numpy as np
+
+from . import harness as H
+from . import optim as O
+from . import shapes as S
+from .harness import OtherLoad, Pools, alternate, describe_pools, gemm_peak_for, measure_peaks, summary
+
+SECTIONS = ("train", "optim", "inference")
+OPT_TARGET = 1.5                   # optimizer step <= 1.5x a copy of its bytes (issue 3)
+FLOOR_TARGET = 1.3                 # every shape within 1.3x of its floor (issue 5)
+TRAIN_TARGETS = {                  # float32, 1 thread: (vs NumPy, vs PyTorch at equal threads) (issue 5)
+    "tiny": (1.4, 1.5), "medium": (1.1, 1.05), "large": (1.05, 1.05), "deep": (3.5, 3.0),
+}
+LARGE_2T_TARGET = 1.8              # large, 2 threads vs 1
+INFER_TARGETS = (3.0, 5.0)         # tiny (784-128-10) at batch 1: vs NumPy forward, vs torch no_grad
+FLOAT64_SLACK = 0.9                # float64: within 10% of the float32 ratios
+
+
+# ------------------------------------------------------------------------------------------ arguments
+
+def _csv(kind, choices=None):
+    def parse(text):
+        items = [t.strip() for t in str(text).split(",") if t.strip()]
+        if not items:
+            raise argparse.ArgumentTypeError(f"{kind} must be a comma-separated list, got {text!r}")
+        if choices is not None:
+            bad = [t for t in items if t not in choices]
+            if bad:
+                raise argparse.ArgumentTypeError(f"unknown {kind} {', '.join(bad)}; choose from {', '.join(choices)}")
+        return items
+    return parse
+
+
+def _ints(kind, low=1):
+    def parse(text):
+        try:
+            items = [_count(t) for t in _csv(kind)(text)]
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{kind} must be comma-separated integers, got {text!r}") from None
+        if any(i < low for i in items):
+            raise argparse.ArgumentTypeError(f"{kind} must be >= {low}, got {text!r}")
+        return items
+    return parse
+
+
+def _number(kind, cast, low):
+    def parse(text):
+        try:
+            value = cast(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{kind} must be a number, got {text!r}") from None
+        if not value >= low:
+            raise argparse.ArgumentTypeError(f"{kind} must be >= {low}, got {text!r}")
+        return value
+    return parse
+
+
+def _count(text: str) -> int:
+    """'1M' -> 1000000, '250k' -> 250000, '64' -> 64."""
+    t = text.strip().lower()
+    scale = {"k": 1_000, "m": 1_000_000}.get(t[-1:], 1)
+    return int(float(t[:-1] if scale > 1 else t) * scale)
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    """`fastnn bench`'s arguments."""
+    shapes, dtypes = list(S.SHAPES), ["float32", "float64"]
+    parser.add_argument("--quick", action="store_true",
+                        help="smoke run in seconds: shapes tiny,deep, optimizers on 1M parameters, few rounds")
+    parser.add_argument("--json", metavar="PATH", help="also write every row, the pools and the peaks as JSON")
+    parser.add_argument("--format", choices=("text", "markdown"), default="text", help="table format")
+    parser.add_argument("--sections", type=_csv("section", SECTIONS), default=list(SECTIONS),
+                        help="comma-separated: train, optim, inference (default: all)")
+    parser.add_argument("--shapes", type=_csv("shape", shapes), default=None,
+                        help=f"comma-separated DESIGN.md shapes (default: {','.join(shapes)}; --quick: tiny,deep)")
+    parser.add_argument("--dtypes", type=_csv("dtype", dtypes), default=None,
+                        help="comma-separated dtypes (default: float32,float64; --quick: float32)")
+    parser.add_argument("--threads", type=_ints("threads"), default=None,
+                        help="comma-separated thread counts (default: 1 and the usable cores)")
+    parser.add_argument("--optimizers", type=_csv("optimizer", list(O.OPTIMIZERS)), default=list(O.OPTIMIZERS),
+                        help="comma-separated optimizer rows (default: all that fastnn.optim has)")
+    parser.add_argument("--opt-sizes", type=_ints("opt-sizes"), default=None,
+                        help="comma-separated parameter counts, e.g. 1M,10M (default: 1M,10M; --quick: 1M)")
+    parser.add_argument("--batches", type=_ints("batches"), default=list(S.INFERENCE_BATCHES),
+                        help="comma-separated inference batch sizes (default: 1,32,1024)")
+    parser.add_argument("--no-torch", action="store_true", help="leave PyTorch out")
+    parser.add_argument("--no-sklearn", action="store_true", help="leave scikit-learn out")
+    parser.add_argument("--repeats", type=_number("repeats", int, 1), default=None,
+                        help="alternation rounds per group (default 40; --quick: 5); each round runs a short "
+                             "block of calls of every implementation")
+    parser.add_argument("--budget", type=_number("budget", float, 0.0), default=None,
+                        help="seconds per group after which rounds stop (at least 3 rounds; default 15; --quick: 0.5)")
+    parser.add_argument("--gemm-n", type=_number("gemm-n", int, 16), default=None,
+                        help="GEMM size for the peak (default 2048; --quick 1024)")
+    parser.add_argument("--copy-mib", type=_number("copy-mib", int, 1), default=None,
+                        help="MiB copied for the bandwidth (default 64; --quick 32)")
+    parser.add_argument("--noisy", type=_number("noisy", float, 0.0), default=0.2, metavar="CORES",
+                        help="flag groups during which other processes used more than this many cores (default 0.2)")
+    parser.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
+
+
+def _resolve(args) -> argparse.Namespace:
+    """Fill the defaults that depend on --quick and the machine."""
+    from .harness import usable_cores
+
+    a = argparse.Namespace(**vars(args))
+    q = a.quick
+    a.shapes = a.shapes or (["tiny", "deep"] if q else list(S.SHAPES))
+    a.dtypes = a.dtypes or (["float32"] if q else ["float32", "float64"])
+    cores = usable_cores()
+    a.threads = a.threads or ([1, cores] if cores > 1 else [1])
+    a.threads = sorted(set(a.threads))
+    a.opt_sizes = a.opt_sizes or ([1_000_000] if q else list(O.OPT_SIZES))
+    a.repeats = a.repeats if a.repeats is not None else (5 if q else 40)
+    a.budget = a.budget if a.budget is not None else (0.5 if q else 15.0)
+    a.gemm_n = a.gemm_n or (1024 if q else 2048)
+    a.copy_mib = a.copy_mib or (32 if q else 64)
+    a.min_rounds = min(3, max(1, a.repeats))
+    return a
+
+
+# ------------------------------------------------------------------------------------------ running
+
+def _import_optional(args) -> dict:
+    """Which optional libraries take part: {"torch": bool, "sklearn": bool}."""
+    have = {}
+    for name, off in (("torch", args.no_torch), ("sklearn", args.no_sklearn)):
+        have[name] = False
+        if not off:
+            try:
+                __import__("sklearn.neural_network" if name == "sklearn" else name)
+                have[name] = True
+            except ImportError:
+                pass
+    return have
+
+
+def _progress(args, text):
+    if not args.quiet:
+        print(text, file=sys.stderr, flush=True)
+
+
+def _time_group(args, pools, makers: dict, threads) -> dict:
+    """Build each implementation per thread count (pinned), time them alternately; {(impl, n): summary}."""
+    fns = {}
+    for impl, make in makers.items():
+        for n in threads:
+            pools.pin(n)
+            fns[impl, n] = (make(n), n)
+    with OtherLoad() as load:
+        samples = alternate(fns, pools, rounds=args.repeats, min_rounds=args.min_rounds, budget=args.budget)
+    return {key: {**summary(s), "other_load": load.cores} for key, s in samples.items()}
+
+
+def _shared(make):
+    """A maker that builds once and returns that callable for every thread count."""
+    built = []
+
+    def maker(n):
+        if not built:
+            built.append(make(n))
+        return built[0]
+
+    return maker
+
+
+def _per_thread(make):
+    """A maker that builds a fresh callable per thread count (a plan may depend on the pinned threads)."""
+    return make
+
+
+def _ratio(a, b):
+    return None if a is None or b is None or not b else a / b
+
+
+def _median(res, impl, n):
+    r = res.get((impl, n))
+    return r["median_s"] if r else None
+
+
+def run_train(args, pools, have) -> list[dict]:
+    """Training-step rows (times and ratios); derive_train adds the peak and floor columns."""
+    rows = []
+    impls = {k: f for k, f in S.TRAIN_IMPLS.items() if have.get(k, True)}
+    shared = {"numpy", "sklearn"}   # thread-independent objects: one instance for every thread count
+    for shape in args.shapes:
+        sizes, batch = S.SHAPES[shape]
+        for dtype in args.dtypes:
+            _progress(args, f"train step: {shape} {dtype} ...")
+            makers = {impl: (_shared if impl in shared else _per_thread)(
+                lambda n, f=factory, s=sizes, b=batch, d=dtype: f(s, b, d)) for impl, factory in impls.items()}
+            res = _time_group(args, pools, makers, args.threads)
+            for (impl, n), st in res.items():
+                med = st["median_s"]
+                rows.append({
+                    "shape": shape, "sizes": sizes, "batch": batch, "dtype": dtype, "threads": n, "impl": impl,
+                    **st, "samples_per_s": batch / med, "gemm_flops": S.gemm_flops(sizes, batch),
+                    "adam_bytes": S.adam_bytes(sizes, dtype),
+                    "vs_numpy": _ratio(_median(res, "numpy", n), med),
+                    "vs_torch": _ratio(_median(res, "torch", n), med),
+                    "vs_1_thread": _ratio(_median(res, impl, min(args.threads)), med),
+                })
+    return _sorted(rows, ("shape", "dtype", "threads"), list(impls))
+
+
+def derive_train(rows, peaks) -> None:
+    """Add % of the GEMM peak, the floor and the ratio to it to each training-step row (in place)."""
+    for r in rows:
+        n, med = r["threads"], r["median_s"]
+        peak = gemm_peak_for(peaks, n, r["dtype"])
+        floor = S.floor_seconds(r["sizes"], r["batch"], r["dtype"], peak, peaks[n]["copy_bytes_per_s"])
+        r.update(pct_peak=100.0 * r["gemm_flops"] / med / peak, floor_s=floor, x_floor=med / floor)
+
+
+def best_peaks(first: dict, second: dict) -> dict:
+    """Per thread count, the higher GEMM and copy rates of two measurements."""
+    out = {}
+    for n, p in first.items():
+        q = second[n]
+        fields = ("sgemm_flops", "dgemm_flops", "copy_bytes_per_s", "inplace_bytes_per_s")
+        out[n] = {**p, **{k: max(p[k], q[k]) for k in fields},
+                  "measured": "best of the run's start and end"}
+    return out
+
+
+def run_optim(args, pools, have) -> tuple[list[dict], list[str]]:
+    rows, notes = [], []
+    dtype = "float32"
+    for name in args.optimizers:
+        if not O.fastnn_has(name):
+            notes.append(f"{name}: fastnn.optim has no {O.OPTIMIZERS[name][0]} yet (row skipped)")
+            continue
+        fused = have["torch"] and O.torch_has_fused(name)
+        for size in args.opt_sizes:
+            _progress(args, f"optimizer step: {name} {size} ...")
+            nbytes = O.step_bytes(name, size, dtype)
+            makers = {"fastnn": lambda n, k=name, s=size: O.fastnn_opt_step(k, s, dtype),
+                      "numpy": lambda n, k=name, s=size: O.numpy_opt_step(k, s, dtype)}
+            if have["torch"]:
+                makers["torch"] = lambda n, k=name, s=size: O.torch_opt_step(k, s, dtype)
+                if fused:
+                    makers["torch-fused"] = lambda n, k=name, s=size: O.torch_opt_step(k, s, dtype, fused=True)
+            buffers = O.copy_buffers(nbytes)
+            makers["memcpy"] = lambda n, b=buffers, nb=nbytes: O.copy_step(nb, n, pools.executor(n), b)
+            makers["inplace"] = lambda n, b=buffers, nb=nbytes: O.inplace_step(nb, n, pools.executor(n), b[0])
+            # optimizer state is thread-independent: one instance per implementation for every thread count
+            makers = {impl: make if impl in ("memcpy", "inplace") else _shared(make) for impl, make in makers.items()}
+            res = _time_group(args, pools, makers, args.threads)
+            for (impl, n), st in res.items():
+                med = st["median_s"]
+                x_copy = _ratio(med, _median(res, "memcpy", n))
+                rows.append({
+                    "optimizer": name, "params": size, "dtype": dtype, "threads": n, "impl": impl, **st,
+                    "bytes": nbytes, "bytes_per_s": nbytes / med, "x_copy": x_copy,
+                    "x_inplace": _ratio(med, _median(res, "inplace", n)),
+                    "vs_numpy": _ratio(_median(res, "numpy", n), med),
+                    "vs_torch": _ratio(_median(res, "torch", n), med),
+                    "target_pass": (x_copy <= OPT_TARGET) if impl == "fastnn" else None,
+                })
+            del makers, buffers
+    order = ["fastnn", "numpy", "torch", "torch-fused", "memcpy", "inplace"]
+    return _sorted(rows, ("optimizer", "params", "threads"), order), notes
+
+
+def run_inference(args, pools, have) -> list[dict]:
+    rows = []
+    impls = {"fastnn": S.fastnn_forward}
+    if S.fastnn_has_predict():
+        impls["fastnn.predict"] = lambda s, n, d: S.fastnn_forward(s, n, d, method="predict")
+    impls["numpy"] = S.numpy_forward
+    if have["torch"]:
+        impls["torch"] = S.torch_forward
+    for shape in args.shapes:
+        sizes, _ = S.SHAPES[shape]
+        for dtype in args.dtypes:
+            for batch in args.batches:
+                _progress(args, f"inference: {shape} {dtype} batch {batch} ...")
+                makers = {impl: lambda n, f=f, s=sizes, b=batch, d=dtype: f(s, b, d) for impl, f in impls.items()}
+                res = _time_group(args, pools, makers, args.threads)
+                for (impl, n), st in res.items():
+                    med = st["median_s"]
+                    rows.append({
+                        "shape": shape, "sizes": sizes, "batch": batch, "dtype": dtype, "threads": n, "impl": impl,
+                        **st, "samples_per_s": batch / med,
+                        "vs_numpy": _ratio(_median(res, "numpy", n), med),
+                        "vs_torch": _ratio(_median(res, "torch", n), med),
+                        "vs_1_thread": _ratio(_median(res, impl, min(args.threads)), med),
+                    })
+    return _sorted(rows, ("shape", "dtype", "batch", "threads"), list(impls))
+
+
+def _sorted(rows, keys, impl_order):
+    order = {impl: i for i, impl in enumerate(impl_order)}
+    first = {}
+    for r in rows:   # keep the order groups were measured in
+        first.setdefault(tuple(r[k] for k in keys[:-1]), len(first))
+    return sorted(rows, key=lambda r: (first[tuple(r[k] for k in keys[:-1])], r[keys[-1]], order.get(r["impl"], 99)))
+
+
+# ------------------------------------------------------------------------------------------ targets
+
+def targets(train, infer, threads) -> list[dict]:
+    """The issue's benchmark targets, checked against this run's rows (float64 with 10% slack)."""
+    out = []
+    lo = min(threads)
+    for r in train:
+        shape, dtype, n = r["shape"], r["dtype"], r["threads"]
+        if r["impl"] != "fastnn":
+            continue
+        slack = 1.0 if dtype == "float32" else FLOAT64_SLACK
+        need_np, need_torch = TRAIN_TARGETS[shape]
+        if n == 1:
+            _target(out, f"train {shape} {dtype} 1 thr: vs NumPy", r["vs_numpy"], need_np * slack)
+            _target(out, f"train {shape} {dtype} 1 thr: floor", r["x_floor"], FLOOR_TARGET / slack, at_most=True)
+        _target(out, f"train {shape} {dtype} {n} thr: vs PyTorch", r["vs_torch"], need_torch * slack)
+        if n != lo:
+            _target(out, f"train {shape} {dtype} {n} thr: vs {lo} thr (never slower)", r["vs_1_thread"], 1.0)
+            if shape == "large" and n == 2 and lo == 1:
+                _target(out, f"train large {dtype} 2 thr: vs 1 thr", r["vs_1_thread"], LARGE_2T_TARGET * slack)
+    for r in infer:
+        if r["impl"] == "fastnn" and r["shape"] == "tiny" and r["batch"] == 1 and r["threads"] == 1:
+            slack = 1.0 if r["dtype"] == "float32" else FLOAT64_SLACK
+            _target(out, f"inference tiny batch 1 {r['dtype']} 1 thr: vs NumPy", r["vs_numpy"],
+                    INFER_TARGETS[0] * slack)
+            _target(out, f"inference tiny batch 1 {r['dtype']} 1 thr: vs PyTorch no_grad", r["vs_torch"],
+                    INFER_TARGETS[1] * slack)
+    return out
+
+
+def _target(out, name, measured, bound, at_most=False):
+    if measured is None:
+        return
+    ok = measured <= bound if at_most else measured >= bound
+    out.append({"target": name, "required": f"{'<=' if at_most else '>='} {bound:.2f}x", "measured": measured,
+                "pass": bool(ok)})
+
+
+# ------------------------------------------------------------------------------------------ tables
+
+def _t(s):
+    """Seconds as a short millisecond figure."""
+    ms = s * 1e3
+    return f"{ms:.0f}" if ms >= 100 else f"{ms:.1f}" if ms >= 10 else f"{ms:.2f}" if ms >= 1 else f"{ms:.3f}"
+
+
+def _us(s):
+    us = s * 1e6
+    return f"{us:.0f}" if us >= 100 else f"{us:.1f}"
+
+
+def _x(v):
+    return "-" if v is None else f"{v:.2f}x"
+
+
+def _si(v):
+    for unit, scale in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
+        if v >= scale:
+            return f"{v / scale:.3g}{unit}"
+    return f"{v:.3g}"
+
+
+def _col(header, fn, align=">"):
+    return header, fn, align
+
+
+TRAIN_COLUMNS = [
+    _col("shape", lambda r: r["shape"], "<"), _col("dtype", lambda r: r["dtype"], "<"),
+    _col("thr", lambda r: str(r["threads"])), _col("impl", lambda r: r["impl"], "<"),
+    _col("median ms", lambda r: _t(r["median_s"])), _col("min ms", lambda r: _t(r["min_s"])),
+    _col("samples/s", lambda r: _si(r["samples_per_s"])), _col("% peak", lambda r: f"{r['pct_peak']:.0f}%"),
+    _col("floor ms", lambda r: _t(r["floor_s"])), _col("x floor", lambda r: _x(r["x_floor"])),
+    _col("vs numpy", lambda r: _x(r["vs_numpy"])), _col("vs torch", lambda r: _x(r["vs_torch"])),
+    _col("vs 1 thr", lambda r: _x(r["vs_1_thread"])),
+]
+OPTIM_COLUMNS = [
+    _col("optimizer", lambda r: r["optimizer"], "<"), _col("params", lambda r: _si(r["params"])),
+    _col("thr", lambda r: str(r["threads"])), _col("impl", lambda r: r["impl"], "<"),
+    _col("median ms", lambda r: _t(r["median_s"])), _col("min ms", lambda r: _t(r["min_s"])),
+    _col("MB", lambda r: f"{r['bytes'] / 1e6:.0f}"), _col("GB/s", lambda r: f"{r['bytes_per_s'] / 1e9:.1f}"),
+    _col("x copy", lambda r: _x(r["x_copy"])), _col("x inplace", lambda r: _x(r["x_inplace"])),
+    _col("vs numpy", lambda r: _x(r["vs_numpy"])),
+    _col("vs torch", lambda r: _x(r["vs_torch"])),
+    _col(f"<= {OPT_TARGET}x copy", lambda r: "" if r["target_pass"] is None else "pass" if r["target_pass"] else "FAIL",
+         "<"),
+]
+INFER_COLUMNS = [
+    _col("shape", lambda r: r["shape"], "<"), _col("batch", lambda r: str(r["batch"])),
+    _col("dtype", lambda r: r["dtype"], "<"), _col("thr", lambda r: str(r["threads"])),
+    _col("impl", lambda r: r["impl"], "<"),
+    _col("median us", lambda r: _us(r["median_s"])), _col("min us", lambda r: _us(r["min_s"])),
+    _col("samples/s", lambda r: _si(r["samples_per_s"])), _col("vs numpy", lambda r: _x(r["vs_numpy"])),
+    _col("vs torch", lambda r: _x(r["vs_torch"])), _col("vs 1 thr", lambda r: _x(r["vs_1_thread"])),
+]
+TARGET_COLUMNS = [
+    _col("target", lambda r: r["target"], "<"), _col("required", lambda r: r["required"], "<"),
+    _col("measured", lambda r: _x(r["measured"])), _col("", lambda r: "pass" if r["pass"] else "MISS", "<"),
+]
+
+
+def format_table(rows, columns, fmt="text") -> str:
+    """rows as a fixed-width text table, or a Markdown table (fmt="markdown")."""
+    cells = [[h for h, _, _ in columns]] + [[f(r) for _, f, _ in columns] for r in rows]
+    if fmt == "markdown":
+        rule = "|" + "|".join("---:" if align == ">" else "---" for _, _, align in columns) + "|"
+        lines = ["| " + " | ".join(c) + " |" for c in cells]
+        return "\n".join(lines[:1] + [rule] + lines[1:])
+    widths = [max(len(c[i]) for c in cells) for i in range(len(columns))]
+
+    def line(c):
+        return "  ".join(f"{v:{align}{w}}" for v, w, (_, _, align) in zip(c, widths, columns)).rstrip()
+
+    return "\n".join([line(cells[0]), "  ".join("-" * w for w in widths)] + [line(c) for c in cells[1:]])
+
+
+def header_lines(result) -> list[str]:
+    v, m = result["meta"]["versions"], result["meta"]["machine"]
+    libs = ", ".join(f"{k} {val}" for k, val in v.items() if val and k not in ("python", "threadpoolctl"))
+    lines = [f"fastnn bench - {libs}; Python {v['python']}",
+             f"machine: {m['cpu']}, {m['usable_cores']} usable cores, {m['platform']}, {m['date']}"]
+    for n, rep in result["pools"].items():
+        lines.append(f"pools at {n} thread(s): {describe_pools(rep)}")
+    for n, p in result["peaks"].items():
+        lines.append(f"peaks at {n} thread(s): sgemm {p['sgemm_flops'] / 1e9:.0f} GFLOP/s, dgemm "
+                     f"{p['dgemm_flops'] / 1e9:.0f} GFLOP/s (SciPy BLAS, {p['gemm_n']}^3); copy "
+                     f"{p['copy_bytes_per_s'] / 1e9:.1f} GB/s, in place {p['inplace_bytes_per_s'] / 1e9:.1f} GB/s "
+                     f"({p['copy_mib']} MiB, read+write); best of "
+                     f"{p['repeats']} at the run's start and end")
+    meta = result["meta"]
+    lines.append(f"fastnn training step: {meta['fastnn_step']}")
+    lines.append(f"timing: {meta['timing']}")
+    load = meta.get("other_load") or {}
+    if load.get("cores") is not None:
+        avg = (f" (load average before {load['loadavg_before'][0]:.2f}, after {load['loadavg_after'][0]:.2f})"
+               if load.get("loadavg_before") and load.get("loadavg_after") else "")
+        lines.append(f"other processes kept {load['cores']:.2f} cores busy on average during the run{avg}")
+    return lines
+
+
+TITLES = {
+    "train_step": "Training step (ReLU MLP, softmax cross-entropy, Adam lr=1e-3, one step on a fixed batch). "
+                  "% peak: GEMM FLOPs / time / GEMM peak of the dtype; floor: GEMM FLOPs at peak + one Adam pass "
+                  "at copy bandwidth; vs X: X's time / this time (>1: faster than X)",
+    "optimizer_step": "Optimizer step on one flat float32 arena. MB: bytes streamed once (params, grads, state read; "
+                      "params, state written); x copy: time / time of np.copyto moving as many bytes (memcpy row); "
+                      "x inplace: time / time of an in-place pass (a *= 1) moving as many bytes (inplace row)",
+    "inference": "Inference (eval mode; fastnn model(x), NumPy forward, torch under no_grad)",
+    "targets": "Targets (issues 3 and 5; float64 with 10% slack)",
+}
+
+
+def print_result(result, fmt="text", file=None) -> None:
+    out = file or sys.stdout
+    print("\n".join(header_lines(result)), file=out)
+    for key, cols in (("train_step", TRAIN_COLUMNS), ("optimizer_step", OPTIM_COLUMNS),
+                      ("inference", INFER_COLUMNS), ("targets", TARGET_COLUMNS)):
+        if result.get(key):
+            print(f"\n{TITLES[key]}\n", file=out)
+            print(format_table(result[key], cols, fmt), file=out)
+    for note in result.get("notes", []):
+        print(f"note: {note}", file=out)
+
+
+# ------------------------------------------------------------------------------------------ entry points
+
+def run(args: argparse.Namespace) -> int:
+    """`fastnn bench`: measure, print the tables, write JSON if asked; returns the exit status."""
+    a = _resolve(args)
+    have = _import_optional(a)
+    pools = Pools()
+    pools.refresh()   # after torch/sklearn imports, so their pools are seen
+    result = {"schema": 1, "notes": []}
+    load_before = _loadavg()
+    try:
+        with warnings.catch_warnings(), OtherLoad() as run_load:
+            warnings.simplefilter("ignore")   # e.g. scikit-learn's per-call notices; timings only
+            result["pools"] = {}
+            for n in a.threads:
+                pools.pin(n)
+                result["pools"][str(n)] = pools.report()
+            _progress(a, "measuring GEMM peak and copy bandwidth ...")
+            peak_args = (pools, a.threads, a.gemm_n, a.copy_mib, 2 if a.quick else 3)
+            peaks = measure_peaks(*peak_args)
+            result["meta"] = {
+                "versions": H.versions(), "machine": H.machine(), "args": {k: v for k, v in vars(a).items()},
+                "fastnn_step": ("model.train_step(x, y) after model.compile(Adam, CrossEntropyLoss)"
+                                if S.fastnn_step_path() == "train_step" else
+                                "five-step loop: loss_fn(model(x), y), model.backward, opt.step, opt.zero_grad"),
+                "fastnn_step_path": S.fastnn_step_path(),
+                "timing": f"alternating round-robin, up to {a.repeats} rounds or {a.budget:g} s per group "
+                          f"(at least {a.min_rounds}), median and min per call",
+                "torch": have["torch"], "sklearn": have["sklearn"],
+            }
+            result["train_step"] = run_train(a, pools, have) if "train" in a.sections else []
+            if "optim" in a.sections:
+                result["optimizer_step"], notes = run_optim(a, pools, have)
+                result["notes"] += notes
+            else:
+                result["optimizer_step"] = []
+            result["inference"] = run_inference(a, pools, have) if "inference" in a.sections else []
+            _progress(a, "measuring GEMM peak and copy bandwidth again ...")
+            peaks = best_peaks(peaks, measure_peaks(*peak_args))   # the better of the run's start and end
+            result["peaks"] = {str(n): p for n, p in peaks.items()}
+            derive_train(result["train_step"], peaks)
+            result["targets"] = targets(result["train_step"], result["inference"], a.threads)
+        result["meta"]["other_load"] = {"cores": run_load.cores, "loadavg_before": load_before,
+                                        "loadavg_after": _loadavg()}
+        result["notes"] += _noisy(result, a.noisy)
+    finally:
+        pools.close()   # every pool back to its thread count before the run
+    print_result(result, a.format)
+    if a.json:
+        with open(a.json, "w") as f:
+            json.dump(result, f, indent=1, default=_json_default)
+    return 0
+
+
+def _loadavg():
+    try:
+        return list(os.getloadavg())
+    except (AttributeError, OSError):
+        return None
+
+
+def _noisy(result, threshold) -> list[str]:
+    """Notes naming the groups during which other processes kept more than `threshold` cores busy."""
+    notes, seen = [], set()
+    for key, fields in (("train_step", ("shape", "dtype")), ("optimizer_step", ("optimizer", "params")),
+                        ("inference", ("shape", "dtype", "batch"))):
+        for r in result.get(key) or []:
+            group = (key,) + tuple(r[f] for f in fields)
+            if group in seen or r.get("other_load") is None or r["other_load"] <= threshold:
+                continue
+            seen.add(group)
+            notes.append(f"{' '.join(map(str, group))}: other processes kept {r['other_load']:.2f} cores busy "
+                         "while it was timed (noisy)")
+    return notes
+
+
+def _json_default(obj):
+    if isinstance(obj, np.generic):
+        return obj.item()
+    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="fastnn bench", description=__doc__.split("\n")[0])
+    configure(parser)
+    return run(parser.parse_args(argv))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
