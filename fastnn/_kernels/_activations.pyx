@@ -13,9 +13,11 @@
 # blocks run on one thread. Waking the (passive) OpenMP pool costs ~15-20 us on the
 # project's 2-core machines, so memory-bound passes (relu, leaky_relu, linear, and
 # derivatives taken from the output) go parallel from PAR_MIN_CHEAP elements and passes
-# that evaluate exp/tanh/erf from PAR_MIN. float32 exp, expm1, tanh and erf come from
-# csrc/fnn_math.h (branch-free, so loops over them vectorise; within 1-3 ulp, tested); all
-# float64 math comes from libm.
+# that evaluate exp/tanh/erf from PAR_MIN. Below that a plain loop runs: a prange whose
+# use_threads_if is false still enters a one-thread OpenMP region, and Cython's
+# firstprivate+lastprivate loop index makes that cost a barrier (two futex syscalls, ~1.5 us).
+# float32 exp, expm1, tanh and erf come from csrc/fnn_math.h (branch-free, so loops over them
+# vectorise; within 1-3 ulp, tested); all float64 math comes from libm.
 
 from cython.parallel cimport prange
 from libc.math cimport exp, expm1, tanh, erf
@@ -248,7 +250,11 @@ cdef void bias_act_forward(real* z, const real* b, real* a, Py_ssize_t n, Py_ssi
     """z := z + b (per row), a := f(z)."""
     cdef Py_ssize_t i
     cdef real p = <real>param
-    for i in prange(n, schedule="static", use_threads_if=n * m >= _par_min(act, False)):
+    if n * m < _par_min(act, False):
+        for i in range(n):
+            _forward_row(z + i * m, b, a + i * m, m, act, p)
+        return
+    for i in prange(n, schedule="static"):
         _forward_row(z + i * m, b, a + i * m, m, act, p)
 
 
@@ -257,7 +263,11 @@ cdef void act_backward(const real* g, const real* z, const real* a, real* dz,
     """dz := g * f'(z, a)  (softmax: dz := a * (g - rowsum(g * a)))."""
     cdef Py_ssize_t i
     cdef real p = <real>param
-    for i in prange(n, schedule="static", use_threads_if=n * m >= _par_min(act, True)):
+    if n * m < _par_min(act, True):
+        for i in range(n):
+            _backward_row(g + i * m, z + i * m, a + i * m, dz + i * m, m, act, p)
+        return
+    for i in prange(n, schedule="static"):
         _backward_row(g + i * m, z + i * m, a + i * m, dz + i * m, m, act, p)
 
 

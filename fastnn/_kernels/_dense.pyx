@@ -38,7 +38,12 @@ cdef void colsum(const real* dz, real* db, Py_ssize_t n, Py_ssize_t m, bint accu
     """db := sum_rows dz (+ db)."""
     cdef Py_ssize_t nblocks = (m + COLBLOCK - 1) // COLBLOCK
     cdef Py_ssize_t blk, j0
-    for blk in prange(nblocks, schedule="static", use_threads_if=nblocks > 1 and n * m >= PAR_MIN):
+    if nblocks == 1 or n * m < PAR_MIN:   # a plain loop: a serial prange still costs an OpenMP barrier
+        for blk in range(nblocks):
+            j0 = blk * COLBLOCK
+            _colsum_block(dz, db, n, m, j0, min(<Py_ssize_t>COLBLOCK, m - j0), accumulate)
+        return
+    for blk in prange(nblocks, schedule="static"):
         j0 = blk * COLBLOCK
         _colsum_block(dz, db, n, m, j0, min(<Py_ssize_t>COLBLOCK, m - j0), accumulate)
 

@@ -44,7 +44,11 @@ cdef void dropout_forward(const real* x, real* y, uint8_t* mask, Py_ssize_t n, d
     cdef uint64_t thr = keep_threshold(p)
     cdef real scale = <real>(1.0 / (1.0 - p)) if p < 1.0 else 0
     cdef Py_ssize_t nblocks = (n + 3) // 4, blk
-    for blk in prange(nblocks, schedule="static", use_threads_if=n >= PAR_MIN):
+    if n < PAR_MIN:   # a plain loop: a serial prange still costs an OpenMP barrier (~1.5 us)
+        for blk in range(nblocks):
+            _forward_block(x, y, mask, n, blk, thr, scale, seed, stream, step)
+        return
+    for blk in prange(nblocks, schedule="static"):
         _forward_block(x, y, mask, n, blk, thr, scale, seed, stream, step)
 
 
@@ -52,7 +56,11 @@ cdef void dropout_backward(const real* g, const uint8_t* mask, real* dx, Py_ssiz
     """dx := g * mask / (1 - p)."""
     cdef real scale = <real>(1.0 / (1.0 - p)) if p < 1.0 else 0
     cdef Py_ssize_t i
-    for i in prange(n, schedule="static", use_threads_if=n >= PAR_MIN):
+    if n < PAR_MIN:
+        for i in range(n):
+            dx[i] = g[i] * scale if mask[i] else g[i] * 0
+        return
+    for i in prange(n, schedule="static"):
         dx[i] = g[i] * scale if mask[i] else g[i] * 0
 
 

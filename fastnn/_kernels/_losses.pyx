@@ -21,7 +21,10 @@
 #
 # Threading: the GIL is released around every kernel; elements (or rows) are split over
 # OpenMP threads with a static schedule once the work passes a threshold. The loss is a
-# prange reduction over double partial sums. Nothing is allocated.
+# prange reduction over double partial sums. Below the threshold a plain loop runs: a prange
+# whose use_threads_if is false still enters a one-thread OpenMP region, and Cython's
+# firstprivate+lastprivate loop index makes that cost a barrier (two futex syscalls, ~1.5 us).
+# Nothing is allocated.
 
 from cython.parallel cimport prange
 from libc.math cimport INFINITY, exp, fmax, log
@@ -29,10 +32,7 @@ from libc.stdint cimport int64_t
 
 from fastnn._kernels._types cimport real
 
-cdef enum Reduction:
-    NONE = 0
-    MEAN = 1
-    SUM = 2
+# Reduction (NONE, MEAN, SUM) is declared in _losses.pxd, shared with the compiled plan.
 
 # Work (elements) above which a pass runs on the OpenMP pool. Measured one thread, float32:
 # MSE/NLL ~1 ns per element, CE ~9, BCE ~19, BCE-with-logits ~23 (exp/log bound). The pool is
@@ -84,65 +84,90 @@ cdef inline double _log1p(double y) noexcept nogil:
 # element-wise losses
 # --------------------------------------------------------------------------------------
 
+cdef inline double _mse_at(const real* x, const real* y, Py_ssize_t i, double scale,
+                           real* grad_out, real* loss_out, const real* grad_up) noexcept nogil:
+    cdef double d = <double>x[i] - <double>y[i]
+    grad_out[i] = <real>(2.0 * d * _up(grad_up, i, scale))
+    if loss_out != NULL:
+        loss_out[i] = <real>(d * d)
+    return d * d
+
+
 cdef double _mse(const real* x, const real* y, Py_ssize_t n, int red,
                  real* grad_out, real* loss_out, const real* grad_up) noexcept nogil:
     """l := (x - y)^2; grad := 2 (x - y) * scale."""
     cdef Py_ssize_t i
-    cdef double d, total = 0.0
+    cdef double total = 0.0
     cdef double scale = 1.0 / n if red == MEAN else 1.0
-    for i in prange(n, schedule="static", use_threads_if=n > CHEAP_THRESHOLD):
-        d = <double>x[i] - <double>y[i]
-        total += d * d
-        grad_out[i] = <real>(2.0 * d * _up(grad_up, i, scale))
-        if loss_out != NULL:
-            loss_out[i] = <real>(d * d)
+    if n > CHEAP_THRESHOLD:
+        for i in prange(n, schedule="static"):
+            total += _mse_at(x, y, i, scale, grad_out, loss_out, grad_up)
+    else:
+        for i in range(n):
+            total += _mse_at(x, y, i, scale, grad_out, loss_out, grad_up)
     return total / n if red == MEAN else total
+
+
+cdef inline double _bce_at(const real* x, const real* y, const real* w, Py_ssize_t i, double scale,
+                           real* grad_out, real* loss_out, const real* grad_up) noexcept nogil:
+    cdef double xi = x[i], yi = y[i]
+    cdef double wi = 1.0 if w == NULL else w[i]
+    cdef double l = 0.0                             # a log with a zero factor adds 0: skip it
+    if yi != 0.0:
+        l -= yi * fmax(log(xi), -100.0)
+    if yi != 1.0:
+        l -= (1.0 - yi) * fmax(_log1p(-xi), -100.0)
+    l = wi * l
+    grad_out[i] = <real>(wi * (xi - yi) / fmax(xi * (1.0 - xi), 1e-12) * _up(grad_up, i, scale))
+    if loss_out != NULL:
+        loss_out[i] = <real>l
+    return l
 
 
 cdef double _bce(const real* x, const real* y, const real* w, Py_ssize_t n, int red,
                  real* grad_out, real* loss_out, const real* grad_up) noexcept nogil:
     """l := -w [y max(log x, -100) + (1-y) max(log(1-x), -100)]; grad := w (x-y) / max(x(1-x), 1e-12)."""
     cdef Py_ssize_t i
-    cdef double xi, yi, wi, l, total = 0.0
+    cdef double total = 0.0
     cdef double scale = 1.0 / n if red == MEAN else 1.0
-    for i in prange(n, schedule="static", use_threads_if=n > TRANSCENDENTAL_THRESHOLD):
-        xi = x[i]
-        yi = y[i]
-        wi = 1.0 if w == NULL else w[i]
-        l = 0.0                                      # a log with a zero factor adds 0: skip it
-        if yi != 0.0:
-            l -= yi * fmax(log(xi), -100.0)
-        if yi != 1.0:
-            l -= (1.0 - yi) * fmax(_log1p(-xi), -100.0)
-        l = wi * l
-        total += l
-        grad_out[i] = <real>(wi * (xi - yi) / fmax(xi * (1.0 - xi), 1e-12) * _up(grad_up, i, scale))
-        if loss_out != NULL:
-            loss_out[i] = <real>l
+    if n > TRANSCENDENTAL_THRESHOLD:
+        for i in prange(n, schedule="static"):
+            total += _bce_at(x, y, w, i, scale, grad_out, loss_out, grad_up)
+    else:
+        for i in range(n):
+            total += _bce_at(x, y, w, i, scale, grad_out, loss_out, grad_up)
     return total / n if red == MEAN else total
+
+
+cdef inline double _bce_logits_at(const real* z, const real* y, const real* w, const real* pw, Py_ssize_t i,
+                                  double scale, real* grad_out, real* loss_out, const real* grad_up) noexcept nogil:
+    cdef double zi = z[i], yi = y[i]
+    cdef double wi = 1.0 if w == NULL else w[i]
+    cdef double pi = 1.0 if pw == NULL else pw[i]
+    cdef double e = exp(-zi if zi >= 0 else zi)    # exp(-|z|) <= 1
+    cdef double tail = _log1p(e)
+    cdef double r = 1.0 / (1.0 + e)
+    cdef double sig = r if zi >= 0 else e * r       # sigmoid(z), sigmoid(-z) without overflow
+    cdef double sig_neg = e * r if zi >= 0 else r
+    cdef double l = wi * (pi * yi * (fmax(-zi, 0.0) + tail) + (1.0 - yi) * (fmax(zi, 0.0) + tail))
+    grad_out[i] = <real>(wi * ((1.0 - yi) * sig - pi * yi * sig_neg) * _up(grad_up, i, scale))
+    if loss_out != NULL:
+        loss_out[i] = <real>l
+    return l
 
 
 cdef double _bce_logits(const real* z, const real* y, const real* w, const real* pw, Py_ssize_t n,
                         int red, real* grad_out, real* loss_out, const real* grad_up) noexcept nogil:
     """l := w [p y softplus(-z) + (1-y) softplus(z)]; grad := w [(1-y) sigmoid(z) - p y sigmoid(-z)]."""
     cdef Py_ssize_t i
-    cdef double zi, yi, wi, pi, tail, e, r, sig, sig_neg, l, total = 0.0
+    cdef double total = 0.0
     cdef double scale = 1.0 / n if red == MEAN else 1.0
-    for i in prange(n, schedule="static", use_threads_if=n > TRANSCENDENTAL_THRESHOLD):
-        zi = z[i]
-        yi = y[i]
-        wi = 1.0 if w == NULL else w[i]
-        pi = 1.0 if pw == NULL else pw[i]
-        e = exp(-zi if zi >= 0 else zi)             # exp(-|z|) <= 1
-        tail = _log1p(e)
-        r = 1.0 / (1.0 + e)
-        sig = r if zi >= 0 else e * r                # sigmoid(z), sigmoid(-z) without overflow
-        sig_neg = e * r if zi >= 0 else r
-        l = wi * (pi * yi * (fmax(-zi, 0.0) + tail) + (1.0 - yi) * (fmax(zi, 0.0) + tail))
-        total += l
-        grad_out[i] = <real>(wi * ((1.0 - yi) * sig - pi * yi * sig_neg) * _up(grad_up, i, scale))
-        if loss_out != NULL:
-            loss_out[i] = <real>l
+    if n > TRANSCENDENTAL_THRESHOLD:
+        for i in prange(n, schedule="static"):
+            total += _bce_logits_at(z, y, w, pw, i, scale, grad_out, loss_out, grad_up)
+    else:
+        for i in range(n):
+            total += _bce_logits_at(z, y, w, pw, i, scale, grad_out, loss_out, grad_up)
     return total / n if red == MEAN else total
 
 
@@ -221,27 +246,46 @@ cdef double _class_weight_total(const int64_t* y, Py_ssize_t N, const real* w,
     return D
 
 
+cdef inline double _ce_index_at(const real* z, const int64_t* y, Py_ssize_t i, Py_ssize_t C, const real* w,
+                                int64_t ignore_index, double wsum, double eps, double scale,
+                                real* grad_out, real* loss_out, const real* grad_up) noexcept nogil:
+    cdef double l = 0.0
+    if y[i] == ignore_index:
+        _zero_row(grad_out + i * C, C)
+    else:
+        l = _ce_index_row(z + i * C, C, y[i], w, wsum, eps, _up(grad_up, i, scale), grad_out + i * C)
+    if loss_out != NULL:
+        loss_out[i] = <real>l
+    return l
+
+
 cdef double _cross_entropy(const real* z, const int64_t* y, Py_ssize_t N, Py_ssize_t C,
                            const real* w, int64_t ignore_index, double eps, int red,
                            real* grad_out, real* loss_out, const real* grad_up) noexcept nogil:
     """Row i: see _ce_index_row; ignored rows give l_i = 0, g_i = 0; mean divides by D."""
     cdef Py_ssize_t i, c
-    cdef double l, wsum = 0.0, total = 0.0, D = 1.0
+    cdef double wsum = 0.0, total = 0.0, D = 1.0
     if red == MEAN:
         D = _class_weight_total(y, N, w, ignore_index)
     for c in range(C):
         wsum += 1.0 if w == NULL else w[c]
     cdef double scale = _div(1.0, D)                # inf if D == 0: ignored rows stay 0, kept ones NaN
-    for i in prange(N, schedule="static", use_threads_if=N * C > TRANSCENDENTAL_THRESHOLD):
-        if y[i] == ignore_index:
-            _zero_row(grad_out + i * C, C)
-            l = 0.0
-        else:
-            l = _ce_index_row(z + i * C, C, y[i], w, wsum, eps, _up(grad_up, i, scale), grad_out + i * C)
-        total += l
-        if loss_out != NULL:
-            loss_out[i] = <real>l
+    if N * C > TRANSCENDENTAL_THRESHOLD:
+        for i in prange(N, schedule="static"):
+            total += _ce_index_at(z, y, i, C, w, ignore_index, wsum, eps, scale, grad_out, loss_out, grad_up)
+    else:
+        for i in range(N):
+            total += _ce_index_at(z, y, i, C, w, ignore_index, wsum, eps, scale, grad_out, loss_out, grad_up)
     return _div(total, D)                            # all ignored with mean: 0/0 = NaN, as torch
+
+
+cdef inline double _ce_prob_at(const real* z, const real* t, Py_ssize_t i, Py_ssize_t C, const real* w,
+                               double eps, double scale, real* grad_out, real* loss_out,
+                               const real* grad_up) noexcept nogil:
+    cdef double l = _ce_prob_row(z + i * C, t + i * C, C, w, eps, _up(grad_up, i, scale), grad_out + i * C)
+    if loss_out != NULL:
+        loss_out[i] = <real>l
+    return l
 
 
 cdef double _cross_entropy_prob(const real* z, const real* t, Py_ssize_t N, Py_ssize_t C,
@@ -249,14 +293,29 @@ cdef double _cross_entropy_prob(const real* z, const real* t, Py_ssize_t N, Py_s
                                 real* grad_out, real* loss_out, const real* grad_up) noexcept nogil:
     """Row i: see _ce_prob_row; mean divides by N whatever the weights."""
     cdef Py_ssize_t i
-    cdef double l, total = 0.0
+    cdef double total = 0.0
     cdef double scale = 1.0 / N if red == MEAN else 1.0
-    for i in prange(N, schedule="static", use_threads_if=N * C > TRANSCENDENTAL_THRESHOLD):
-        l = _ce_prob_row(z + i * C, t + i * C, C, w, eps, _up(grad_up, i, scale), grad_out + i * C)
-        total += l
-        if loss_out != NULL:
-            loss_out[i] = <real>l
+    if N * C > TRANSCENDENTAL_THRESHOLD:
+        for i in prange(N, schedule="static"):
+            total += _ce_prob_at(z, t, i, C, w, eps, scale, grad_out, loss_out, grad_up)
+    else:
+        for i in range(N):
+            total += _ce_prob_at(z, t, i, C, w, eps, scale, grad_out, loss_out, grad_up)
     return total / N if red == MEAN else total
+
+
+cdef inline double _nll_at(const real* x, const int64_t* y, Py_ssize_t i, Py_ssize_t C, const real* w,
+                           int64_t ignore_index, double scale, real* grad_out, real* loss_out,
+                           const real* grad_up) noexcept nogil:
+    cdef double wy, l = 0.0
+    _zero_row(grad_out + i * C, C)
+    if y[i] != ignore_index:
+        wy = 1.0 if w == NULL else w[y[i]]
+        l = -wy * x[i * C + y[i]]
+        grad_out[i * C + y[i]] = <real>(-wy * _up(grad_up, i, scale))
+    if loss_out != NULL:
+        loss_out[i] = <real>l
+    return l
 
 
 cdef double _nll(const real* x, const int64_t* y, Py_ssize_t N, Py_ssize_t C, const real* w,
@@ -264,20 +323,16 @@ cdef double _nll(const real* x, const int64_t* y, Py_ssize_t N, Py_ssize_t C, co
                  const real* grad_up) noexcept nogil:
     """l_i := -w_{y_i} x[i, y_i]; g_i := -w_{y_i} e_{y_i} * scale; ignored rows 0; mean divides by D."""
     cdef Py_ssize_t i
-    cdef double l, wy, total = 0.0, D = 1.0
+    cdef double total = 0.0, D = 1.0
     if red == MEAN:
         D = _class_weight_total(y, N, w, ignore_index)
     cdef double scale = _div(1.0, D)
-    for i in prange(N, schedule="static", use_threads_if=N * C > CHEAP_THRESHOLD):
-        _zero_row(grad_out + i * C, C)
-        l = 0.0
-        if y[i] != ignore_index:
-            wy = 1.0 if w == NULL else w[y[i]]
-            l = -wy * x[i * C + y[i]]
-            grad_out[i * C + y[i]] = <real>(-wy * _up(grad_up, i, scale))
-        total += l
-        if loss_out != NULL:
-            loss_out[i] = <real>l
+    if N * C > CHEAP_THRESHOLD:
+        for i in prange(N, schedule="static"):
+            total += _nll_at(x, y, i, C, w, ignore_index, scale, grad_out, loss_out, grad_up)
+    else:
+        for i in range(N):
+            total += _nll_at(x, y, i, C, w, ignore_index, scale, grad_out, loss_out, grad_up)
     return _div(total, D)
 
 

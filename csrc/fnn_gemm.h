@@ -1,0 +1,342 @@
+/* fnn_gemm.h - row-major GEMMs for small operands, AVX2 + FMA, chosen at run time.
+ *
+ *     C[M, N] := op(A)[M, K] @ op(B)[K, N]        (row-major; beta = 0: C is overwritten)
+ *
+ * op(A) = A (stored M x K, leading dimension lda) or A^T (stored K x M); op(B) = B (stored K x N)
+ * or B^T (stored N x K, then `work` must hold N * K elements); not both transposed. Why: for the operand sizes of small MLPs (a few
+ * hundred thousand multiply-adds per GEMM, or a few rows) an OpenBLAS call spends most of its time
+ * packing and dispatching (SciPy's OpenBLAS 0.3.30, 1 thread, Zen: 32x64x64 takes 5.4 us, 48
+ * GFLOP/s; 4x784x128 takes 67 us). These kernels read the operands in place (no packing) and run
+ * at 80-90 GFLOP/s there (2.9 us; 11 us). From ~10^7 multiply-adds on, OpenBLAS's cache blocking
+ * wins; the caller (fastnn._kernels._plan) decides which to call.
+ *
+ * Kernels (float: 8 lanes, double: 4):
+ *   NN, TN  - MR x (2 vectors) register blocks, MR <= 6: per k, two vector loads of B's row and MR
+ *             broadcasts of op(A)'s column, 2*MR FMAs. A's element (i, p) is A[i*ras + p*cas], so the
+ *             same kernel serves A (ras = lda, cas = 1) and A^T (ras = 1, cas = lda). Columns past the
+ *             last full block use masked loads and stores.
+ *   NT      - B^T is transposed into a work buffer (N * K elements; 8 x 8 / 4 x 4 register tiles), then NN.
+ *   1 row   - 8 vector accumulators side by side (64 floats / 32 doubles), to overlap the FMA chains.
+ * Every kernel accumulates each C element over k in order with FMAs, starting from 0, so results differ
+ * from BLAS only by rounding - and a row of C does not depend on M or on the row's position: the
+ * kernels give the same bits for a sample alone or within a batch.
+ *
+ * fnn_gemm_available() is 1 when the CPU (and OS) support AVX2 and FMA; otherwise, or on other
+ * architectures/compilers, it is 0 and the fnn_*gemm_small functions must not be called.
+ */
+#ifndef FNN_GEMM_H
+#define FNN_GEMM_H
+
+#if (defined(__GNUC__) || defined(__clang__)) && defined(__x86_64__)
+#define FNN_GEMM_X86 1
+#include <immintrin.h>
+#define FNN_AVX2 __attribute__((target("avx2,fma")))
+#define FNN_UNROLL _Pragma("GCC unroll 8")
+
+static int fnn_gemm_available(void) {
+    static int cached = -1;
+    if (cached < 0) {
+        __builtin_cpu_init();
+        cached = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+    }
+    return cached;
+}
+
+/* ------------------------------------------------------------------ float */
+
+/* lanes [0, n) of an 8-lane mask, n in [0, 8] */
+FNN_AVX2 static inline __m256i fnn_mask8(int n) {
+    const __m256i idx = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    return _mm256_cmpgt_epi32(_mm256_set1_epi32(n), idx);
+}
+
+#define FNN_S_NN(MR)                                                                                       \
+FNN_AVX2 static inline void fnn_s_nn_##MR(int K, const float* A, long ras, long cas, const float* B, long ldb,\
+                                          float* C, long ldc) {                                            \
+    __m256 c0[MR], c1[MR];                                                                                 \
+    FNN_UNROLL for (int r = 0; r < MR; r++) { c0[r] = _mm256_setzero_ps(); c1[r] = _mm256_setzero_ps(); }  \
+    for (int p = 0; p < K; p++) {                                                                          \
+        const __m256 b0 = _mm256_loadu_ps(B + p * ldb), b1 = _mm256_loadu_ps(B + p * ldb + 8);            \
+        FNN_UNROLL for (int r = 0; r < MR; r++) {                                                          \
+            const __m256 a = _mm256_broadcast_ss(A + r * ras + p * cas);                                  \
+            c0[r] = _mm256_fmadd_ps(a, b0, c0[r]);                                                         \
+            c1[r] = _mm256_fmadd_ps(a, b1, c1[r]);                                                         \
+        }                                                                                                  \
+    }                                                                                                      \
+    FNN_UNROLL for (int r = 0; r < MR; r++) {                                                              \
+        _mm256_storeu_ps(C + r * ldc, c0[r]);                                                              \
+        _mm256_storeu_ps(C + r * ldc + 8, c1[r]);                                                          \
+    }                                                                                                      \
+}                                                                                                          \
+FNN_AVX2 static inline void fnn_s_nn_tail_##MR(int K, const float* A, long ras, long cas, const float* B,   \
+                                               long ldb, float* C, long ldc, int nc) {                     \
+    const __m256i m0 = fnn_mask8(nc < 8 ? nc : 8), m1 = fnn_mask8(nc > 8 ? nc - 8 : 0);                   \
+    __m256 c0[MR], c1[MR];                                                                                 \
+    FNN_UNROLL for (int r = 0; r < MR; r++) { c0[r] = _mm256_setzero_ps(); c1[r] = _mm256_setzero_ps(); }  \
+    for (int p = 0; p < K; p++) {                                                                          \
+        const __m256 b0 = _mm256_maskload_ps(B + p * ldb, m0), b1 = _mm256_maskload_ps(B + p * ldb + 8, m1); \
+        FNN_UNROLL for (int r = 0; r < MR; r++) {                                                          \
+            const __m256 a = _mm256_broadcast_ss(A + r * ras + p * cas);                                  \
+            c0[r] = _mm256_fmadd_ps(a, b0, c0[r]);                                                         \
+            c1[r] = _mm256_fmadd_ps(a, b1, c1[r]);                                                         \
+        }                                                                                                  \
+    }                                                                                                      \
+    FNN_UNROLL for (int r = 0; r < MR; r++) {                                                              \
+        _mm256_maskstore_ps(C + r * ldc, m0, c0[r]);                                                       \
+        _mm256_maskstore_ps(C + r * ldc + 8, m1, c1[r]);                                                   \
+    }                                                                                                      \
+}
+FNN_S_NN(1) FNN_S_NN(2) FNN_S_NN(3) FNN_S_NN(4) FNN_S_NN(5) FNN_S_NN(6)
+
+#define FNN_S_NN_CALL(MR) do {                                                                             \
+        if (nc == 16) fnn_s_nn_##MR(K, a, ras, cas, b, ldb, c, ldc);                                      \
+        else fnn_s_nn_tail_##MR(K, a, ras, cas, b, ldb, c, ldc, nc);                                      \
+    } while (0)
+
+/* columns [j, j + nc) of C, nc <= 16, all rows */
+FNN_AVX2 static void fnn_s_nn_cols(int M, int K, const float* A, long ras, long cas, const float* B, long ldb,
+                                   float* C, long ldc, int j, int nc) {
+    const float* b = B + j;
+    int i = 0;
+    for (; i + 6 <= M; i += 6) {
+        const float* a = A + i * ras;
+        float* c = C + (long)i * ldc + j;
+        FNN_S_NN_CALL(6);
+    }
+    if (i < M) {
+        const float* a = A + i * ras;
+        float* c = C + (long)i * ldc + j;
+        switch (M - i) {
+            case 5: FNN_S_NN_CALL(5); break;
+            case 4: FNN_S_NN_CALL(4); break;
+            case 3: FNN_S_NN_CALL(3); break;
+            case 2: FNN_S_NN_CALL(2); break;
+            default: FNN_S_NN_CALL(1); break;
+        }
+    }
+}
+
+/* One row: 8 vector accumulators (64 columns) per pass, so the FMA chains (still one per C element,
+   over k in order: the same numbers as the MR-row kernels) overlap instead of waiting on each other;
+   as fast as BLAS's GEMV (~5 us for 784x128, L2-bandwidth bound). */
+FNN_AVX2 static void fnn_s_row(int N, int K, const float* a, long cas, const float* B, long ldb, float* c) {
+    int j = 0;
+    for (; j + 64 <= N; j += 64) {
+        __m256 acc[8];
+        FNN_UNROLL for (int v = 0; v < 8; v++) acc[v] = _mm256_setzero_ps();
+        const float* b = B + j;
+        for (int p = 0; p < K; p++, b += ldb) {
+            const __m256 x = _mm256_broadcast_ss(a + p * cas);
+            FNN_UNROLL for (int v = 0; v < 8; v++) acc[v] = _mm256_fmadd_ps(x, _mm256_loadu_ps(b + 8 * v), acc[v]);
+        }
+        FNN_UNROLL for (int v = 0; v < 8; v++) _mm256_storeu_ps(c + j + 8 * v, acc[v]);
+    }
+    for (; j < N; j += 16) {
+        const int nc = N - j < 16 ? N - j : 16;
+        const float* b = B + j;
+        float* cj = c + j;
+        const float* aa = a;
+        if (nc == 16) fnn_s_nn_1(K, aa, 0, cas, b, ldb, cj, 0);
+        else fnn_s_nn_tail_1(K, aa, 0, cas, b, ldb, cj, 0, nc);
+    }
+}
+
+/* Column blocks of 16 from the left; rows of B 64-byte aligned run fastest (784x128 weights 32 bytes
+   past a line: 180 us instead of 158 for 64 rows - each block then reads two lines per row; starting
+   the blocks at the line with a masked head block costs as much as it saves). */
+FNN_AVX2 static void fnn_s_nn(int M, int N, int K, const float* A, long ras, long cas, const float* B, long ldb,
+                              float* C, long ldc) {
+    if (M == 1) {
+        fnn_s_row(N, K, A, cas, B, ldb, C);
+        return;
+    }
+    for (int j = 0; j < N; j += 16) fnn_s_nn_cols(M, K, A, ras, cas, B, ldb, C, ldc, j, N - j < 16 ? N - j : 16);
+}
+
+/* ------------------------------------------------------------------ double */
+
+FNN_AVX2 static inline __m256i fnn_mask4(int n) {
+    const __m256i idx = _mm256_setr_epi64x(0, 1, 2, 3);
+    return _mm256_cmpgt_epi64(_mm256_set1_epi64x(n), idx);
+}
+
+#define FNN_D_NN(MR)                                                                                       \
+FNN_AVX2 static inline void fnn_d_nn_##MR(int K, const double* A, long ras, long cas, const double* B,       \
+                                          long ldb, double* C, long ldc, int nc) {                         \
+    const __m256i m0 = fnn_mask4(nc < 4 ? nc : 4), m1 = fnn_mask4(nc > 4 ? nc - 4 : 0);                   \
+    const int full = nc == 8;                                                                              \
+    __m256d c0[MR], c1[MR];                                                                                \
+    FNN_UNROLL for (int r = 0; r < MR; r++) { c0[r] = _mm256_setzero_pd(); c1[r] = _mm256_setzero_pd(); }  \
+    if (full) {                                                                                            \
+        for (int p = 0; p < K; p++) {                                                                      \
+            const __m256d b0 = _mm256_loadu_pd(B + p * ldb), b1 = _mm256_loadu_pd(B + p * ldb + 4);       \
+            FNN_UNROLL for (int r = 0; r < MR; r++) {                                                      \
+                const __m256d a = _mm256_broadcast_sd(A + r * ras + p * cas);                             \
+                c0[r] = _mm256_fmadd_pd(a, b0, c0[r]);                                                     \
+                c1[r] = _mm256_fmadd_pd(a, b1, c1[r]);                                                     \
+            }                                                                                              \
+        }                                                                                                  \
+        FNN_UNROLL for (int r = 0; r < MR; r++) {                                                          \
+            _mm256_storeu_pd(C + r * ldc, c0[r]);                                                          \
+            _mm256_storeu_pd(C + r * ldc + 4, c1[r]);                                                      \
+        }                                                                                                  \
+        return;                                                                                            \
+    }                                                                                                      \
+    for (int p = 0; p < K; p++) {                                                                          \
+        const __m256d b0 = _mm256_maskload_pd(B + p * ldb, m0), b1 = _mm256_maskload_pd(B + p * ldb + 4, m1); \
+        FNN_UNROLL for (int r = 0; r < MR; r++) {                                                          \
+            const __m256d a = _mm256_broadcast_sd(A + r * ras + p * cas);                                 \
+            c0[r] = _mm256_fmadd_pd(a, b0, c0[r]);                                                         \
+            c1[r] = _mm256_fmadd_pd(a, b1, c1[r]);                                                         \
+        }                                                                                                  \
+    }                                                                                                      \
+    FNN_UNROLL for (int r = 0; r < MR; r++) {                                                              \
+        _mm256_maskstore_pd(C + r * ldc, m0, c0[r]);                                                       \
+        _mm256_maskstore_pd(C + r * ldc + 4, m1, c1[r]);                                                   \
+    }                                                                                                      \
+}
+FNN_D_NN(1) FNN_D_NN(2) FNN_D_NN(3) FNN_D_NN(4) FNN_D_NN(5) FNN_D_NN(6)
+
+FNN_AVX2 static void fnn_d_nn_cols(int M, int K, const double* A, long ras, long cas, const double* B, long ldb,
+                                   double* C, long ldc, int j, int nc) {
+    const double* b = B + j;
+    int i = 0;
+    for (; i + 6 <= M; i += 6) fnn_d_nn_6(K, A + i * ras, ras, cas, b, ldb, C + (long)i * ldc + j, ldc, nc);
+    if (i < M) {
+        const double* a = A + i * ras;
+        double* c = C + (long)i * ldc + j;
+        switch (M - i) {
+            case 5: fnn_d_nn_5(K, a, ras, cas, b, ldb, c, ldc, nc); break;
+            case 4: fnn_d_nn_4(K, a, ras, cas, b, ldb, c, ldc, nc); break;
+            case 3: fnn_d_nn_3(K, a, ras, cas, b, ldb, c, ldc, nc); break;
+            case 2: fnn_d_nn_2(K, a, ras, cas, b, ldb, c, ldc, nc); break;
+            default: fnn_d_nn_1(K, a, ras, cas, b, ldb, c, ldc, nc); break;
+        }
+    }
+}
+
+FNN_AVX2 static void fnn_d_row(int N, int K, const double* a, long cas, const double* B, long ldb, double* c) {
+    int j = 0;   /* as fnn_s_row: 8 accumulators, 32 columns per pass */
+    for (; j + 32 <= N; j += 32) {
+        __m256d acc[8];
+        FNN_UNROLL for (int v = 0; v < 8; v++) acc[v] = _mm256_setzero_pd();
+        const double* b = B + j;
+        for (int p = 0; p < K; p++, b += ldb) {
+            const __m256d x = _mm256_broadcast_sd(a + p * cas);
+            FNN_UNROLL for (int v = 0; v < 8; v++) acc[v] = _mm256_fmadd_pd(x, _mm256_loadu_pd(b + 4 * v), acc[v]);
+        }
+        FNN_UNROLL for (int v = 0; v < 8; v++) _mm256_storeu_pd(c + j + 4 * v, acc[v]);
+    }
+    for (; j < N; j += 8) fnn_d_nn_1(K, a, 0, cas, B + j, ldb, c + j, 0, N - j < 8 ? N - j : 8);
+}
+
+FNN_AVX2 static void fnn_d_nn(int M, int N, int K, const double* A, long ras, long cas, const double* B, long ldb,
+                              double* C, long ldc) {
+    if (M == 1) {
+        fnn_d_row(N, K, A, cas, B, ldb, C);
+        return;
+    }
+    for (int j = 0; j < N; j += 8) fnn_d_nn_cols(M, K, A, ras, cas, B, ldb, C, ldc, j, N - j < 8 ? N - j : 8);
+}
+
+/* ------------------------------------------------------------------ entry points */
+
+/* T (cols x rows, leading dimension rows) := B^T for B (rows x cols, leading dimension ldb): full 8 x 8
+   (float) / 4 x 4 (double) tiles in registers, the edges element by element. */
+FNN_AVX2 static void fnn_s_transpose(int rows, int cols, const float* B, long ldb, float* T) {
+    int i0 = 0;
+    for (; i0 + 8 <= rows; i0 += 8) {
+        int j0 = 0;
+        for (; j0 + 8 <= cols; j0 += 8) {
+            const float* b = B + (long)i0 * ldb + j0;
+            __m256 r0 = _mm256_loadu_ps(b), r1 = _mm256_loadu_ps(b + ldb), r2 = _mm256_loadu_ps(b + 2 * ldb),
+                   r3 = _mm256_loadu_ps(b + 3 * ldb), r4 = _mm256_loadu_ps(b + 4 * ldb),
+                   r5 = _mm256_loadu_ps(b + 5 * ldb), r6 = _mm256_loadu_ps(b + 6 * ldb),
+                   r7 = _mm256_loadu_ps(b + 7 * ldb);
+            __m256 t0 = _mm256_unpacklo_ps(r0, r1), t1 = _mm256_unpackhi_ps(r0, r1), t2 = _mm256_unpacklo_ps(r2, r3),
+                   t3 = _mm256_unpackhi_ps(r2, r3), t4 = _mm256_unpacklo_ps(r4, r5), t5 = _mm256_unpackhi_ps(r4, r5),
+                   t6 = _mm256_unpacklo_ps(r6, r7), t7 = _mm256_unpackhi_ps(r6, r7);
+            r0 = _mm256_shuffle_ps(t0, t2, 0x44); r1 = _mm256_shuffle_ps(t0, t2, 0xEE);
+            r2 = _mm256_shuffle_ps(t1, t3, 0x44); r3 = _mm256_shuffle_ps(t1, t3, 0xEE);
+            r4 = _mm256_shuffle_ps(t4, t6, 0x44); r5 = _mm256_shuffle_ps(t4, t6, 0xEE);
+            r6 = _mm256_shuffle_ps(t5, t7, 0x44); r7 = _mm256_shuffle_ps(t5, t7, 0xEE);
+            float* t = T + (long)j0 * rows + i0;
+            _mm256_storeu_ps(t, _mm256_permute2f128_ps(r0, r4, 0x20));
+            _mm256_storeu_ps(t + rows, _mm256_permute2f128_ps(r1, r5, 0x20));
+            _mm256_storeu_ps(t + 2 * (long)rows, _mm256_permute2f128_ps(r2, r6, 0x20));
+            _mm256_storeu_ps(t + 3 * (long)rows, _mm256_permute2f128_ps(r3, r7, 0x20));
+            _mm256_storeu_ps(t + 4 * (long)rows, _mm256_permute2f128_ps(r0, r4, 0x31));
+            _mm256_storeu_ps(t + 5 * (long)rows, _mm256_permute2f128_ps(r1, r5, 0x31));
+            _mm256_storeu_ps(t + 6 * (long)rows, _mm256_permute2f128_ps(r2, r6, 0x31));
+            _mm256_storeu_ps(t + 7 * (long)rows, _mm256_permute2f128_ps(r3, r7, 0x31));
+        }
+        for (int i = i0; i < i0 + 8; i++)
+            for (int j = j0; j < cols; j++) T[(long)j * rows + i] = B[(long)i * ldb + j];
+    }
+    for (int i = i0; i < rows; i++)
+        for (int j = 0; j < cols; j++) T[(long)j * rows + i] = B[(long)i * ldb + j];
+}
+
+FNN_AVX2 static void fnn_d_transpose(int rows, int cols, const double* B, long ldb, double* T) {
+    int i0 = 0;
+    for (; i0 + 4 <= rows; i0 += 4) {
+        int j0 = 0;
+        for (; j0 + 4 <= cols; j0 += 4) {
+            const double* b = B + (long)i0 * ldb + j0;
+            const __m256d r0 = _mm256_loadu_pd(b), r1 = _mm256_loadu_pd(b + ldb), r2 = _mm256_loadu_pd(b + 2 * ldb),
+                          r3 = _mm256_loadu_pd(b + 3 * ldb);
+            const __m256d t0 = _mm256_unpacklo_pd(r0, r1), t1 = _mm256_unpackhi_pd(r0, r1),
+                          t2 = _mm256_unpacklo_pd(r2, r3), t3 = _mm256_unpackhi_pd(r2, r3);
+            double* t = T + (long)j0 * rows + i0;
+            _mm256_storeu_pd(t, _mm256_permute2f128_pd(t0, t2, 0x20));
+            _mm256_storeu_pd(t + rows, _mm256_permute2f128_pd(t1, t3, 0x20));
+            _mm256_storeu_pd(t + 2 * (long)rows, _mm256_permute2f128_pd(t0, t2, 0x31));
+            _mm256_storeu_pd(t + 3 * (long)rows, _mm256_permute2f128_pd(t1, t3, 0x31));
+        }
+        for (int i = i0; i < i0 + 4; i++)
+            for (int j = j0; j < cols; j++) T[(long)j * rows + i] = B[(long)i * ldb + j];
+    }
+    for (int i = i0; i < rows; i++)
+        for (int j = 0; j < cols; j++) T[(long)j * rows + i] = B[(long)i * ldb + j];
+}
+
+/* op(B) = B^T (trans_b) is first transposed into work (N * K elements), then multiplied as NN: a dot
+   product kernel along k loses to OpenBLAS when k is small (the last layer's 10 outputs). */
+static void fnn_sgemm_small(int trans_a, int trans_b, int M, int N, int K, const float* A, int lda,
+                            const float* B, int ldb, float* C, int ldc, float* work) {
+    if (trans_b) {
+        fnn_s_transpose(N, K, B, ldb, work);
+        B = work;
+        ldb = N;
+    }
+    if (trans_a) fnn_s_nn(M, N, K, A, 1, lda, B, ldb, C, ldc);
+    else fnn_s_nn(M, N, K, A, lda, 1, B, ldb, C, ldc);
+}
+
+static void fnn_dgemm_small(int trans_a, int trans_b, int M, int N, int K, const double* A, int lda,
+                            const double* B, int ldb, double* C, int ldc, double* work) {
+    if (trans_b) {
+        fnn_d_transpose(N, K, B, ldb, work);
+        B = work;
+        ldb = N;
+    }
+    if (trans_a) fnn_d_nn(M, N, K, A, 1, lda, B, ldb, C, ldc);
+    else fnn_d_nn(M, N, K, A, lda, 1, B, ldb, C, ldc);
+}
+
+#else   /* not x86-64 with GCC/Clang: never available */
+
+static int fnn_gemm_available(void) { return 0; }
+static void fnn_sgemm_small(int trans_a, int trans_b, int M, int N, int K, const float* A, int lda,
+                            const float* B, int ldb, float* C, int ldc, float* work) {
+    (void)trans_a; (void)trans_b; (void)M; (void)N; (void)K; (void)A; (void)lda; (void)B; (void)ldb; (void)C;
+    (void)ldc; (void)work;
+}
+static void fnn_dgemm_small(int trans_a, int trans_b, int M, int N, int K, const double* A, int lda,
+                            const double* B, int ldb, double* C, int ldc, double* work) {
+    (void)trans_a; (void)trans_b; (void)M; (void)N; (void)K; (void)A; (void)lda; (void)B; (void)ldb; (void)C;
+    (void)ldc; (void)work;
+}
+
+#endif
+#endif

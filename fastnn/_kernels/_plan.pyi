@@ -1,0 +1,58 @@
+"""Compiled execution plans (see _plan.pyx): a whole training step, or an inference forward, in one call."""
+
+from enum import IntEnum
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+_Float = npt.NDArray[np.float32] | npt.NDArray[np.float64]
+
+class StageKind(IntEnum):
+    DENSE = 0
+    ACT = 1
+    DROPOUT = 2
+
+class LossKind(IntEnum):
+    MSE = 0
+    BCE = 1
+    BCE_LOGITS = 2
+    CROSS_ENTROPY = 3
+    CROSS_ENTROPY_PROB = 4
+    NLL = 5
+
+REDUCTIONS: dict[str, int]
+SMALL_GEMM_LIMITS: dict[str, int]
+
+class PlanMismatch(ValueError): ...
+
+def small_gemm_available() -> bool: ...
+def set_small_gemm(enabled: bool) -> None: ...
+def fused_optimizer_available() -> bool: ...
+def gemm_small(a: _Float, b: _Float, c: _Float, trans_a: bool = False, trans_b: bool = False) -> None: ...
+
+class TrainPlan:
+    n: int
+    in_features: int
+    out_features: int
+    threads: int
+    dtype: np.dtype
+    output: _Float
+    output_grad: _Float
+    loss_out: _Float | None
+    def __init__(self, dtype: Any, n: int, in_features: int, stages: list[tuple], loss: tuple,
+                 threads: int = 1) -> None: ...
+    def check(self, x: _Float, t: np.ndarray) -> None: ...
+    def step(self, x: _Float, t: np.ndarray, seed: int, step: int, optimizer: Any = None) -> float: ...
+    def forward(self, x: _Float, seed: int, step: int) -> _Float: ...
+    def backward(self, optimizer: Any = None) -> None: ...
+    def gemm_choice(self) -> list[tuple[bool, bool, bool]]: ...
+
+class InferPlan:
+    capacity: int
+    in_features: int
+    out_features: int
+    threads: int
+    dtype: np.dtype
+    def __init__(self, dtype: Any, capacity: int, in_features: int, stages: list[tuple], threads: int = 1) -> None: ...
+    def run(self, x: np.ndarray) -> _Float | None: ...

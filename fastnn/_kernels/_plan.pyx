@@ -1,0 +1,755 @@
+# Design note: _plan - compiled execution plans: a whole training step, or an inference forward, in one call.
+#
+# What. A TrainPlan holds, for one model, batch size, loss and dtype, a C array of stage descriptors
+# (Dense = GEMM + fused bias/activation, element-wise activation, dropout), a loss descriptor and the
+# buffers they use; `step` runs forward (training mode), the fused loss + gradient, backward into the
+# gradient arena (beta = 0: gradients are overwritten) and, when the optimizer hands over its runs,
+# the optimizer update - as ONE call that holds no GIL. The element-wise, dropout, loss and optimizer
+# kernels are the `noexcept nogil` functions the per-layer (phase 1) path calls through its def
+# wrappers (_activations, _dense's colsum, _dropout, _losses, _optim), called in the same order.
+# An InferPlan runs the eval-mode forward only (no dropout, nothing kept for backward): each Dense
+# writes its GEMM into one of two ping-pong buffers and applies bias + activation in place.
+#
+# GEMMs. Each GEMM goes either to BLAS (scipy.linalg.cython_blas; threaded by BLAS itself) or, for
+# small operands, to fnn_gemm.h's AVX2/FMA kernels, which skip BLAS's packing and dispatch and are
+# 1.2-2x faster there at one thread (4-6x for a few rows: SciPy's OpenBLAS 0.3.30 spends ~65 us
+# on any 784x128 GEMM of under 8 rows). _small_gemm() holds the rule (measured, see below); a single
+# row takes the own kernels too where they apply (5.1-5.5 us for 784x128 vs 4.9 for BLAS's GEMV, but
+# the same bits as the row within any batch), else BLAS's GEMV. Own kernels change the rounding, not
+# the math: results agree with the per-layer path to float tolerance, no longer bit for bit.
+#
+# Layout/dtype. Row-major C-contiguous (n, features) blocks of one dtype (float32 or float64, the
+# fused `real`); parameters and gradients are views into the model's flat arenas; labels are int64.
+# Descriptors hold untyped pointers; a call dispatches once on the dtype.
+#
+# Memory. Everything is allocated when the plan is built (numpy buffers owned by the plan, the
+# descriptor arrays with PyMem_Malloc; the optimizer's run array grows once, at the first step); a
+# step allocates nothing. The input x is read in place (forward and backward happen in one call).
+#
+# Threads (DESIGN "Threads"). Measured on the project's 2-core machine at 2 threads, float32, Adam,
+# cross-entropy, ms per step, alternating in one process (BLAS GEMMs only): BLAS-threaded GEMMs from
+# serial code beat running the whole step on one thread (BLAS and OpenMP switched to 1 for the call)
+# on tiny (0.37 vs 0.49) and medium (6.0 vs 10.5) and tie on deep (0.197 vs 0.198: its GEMMs are below
+# OpenBLAS's threading threshold). OpenMP row partitions with single-threaded BLAS lost everywhere
+# (forward only: tiny 0.24-0.28 vs 0.112, medium 4.4 vs 2.1): each thread packs the whole weight
+# matrix again, and the passive OpenMP pool costs a wake-up per parallel region. So a plan runs serial
+# control flow; GEMMs are threaded by BLAS, or run on one thread in the own kernels where those beat
+# (threaded) BLAS (_small_gemm, which depends on the thread count the plan is built for); element-wise
+# passes go parallel above their modules' measured thresholds. BLAS is never called inside a prange.
+# With the own kernels: 2 threads vs 1 - tiny 0.36 vs 0.45-0.50, medium 6.0 vs 10.6, large 260 vs
+# 486, deep 0.16 vs 0.16.
+
+from cpython.mem cimport PyMem_Malloc, PyMem_Realloc, PyMem_Free
+from cpython.pycapsule cimport PyCapsule_CheckExact, PyCapsule_GetName, PyCapsule_GetPointer
+from libc.stdint cimport int64_t, uint8_t, uint32_t, uint64_t
+from libc.string cimport memset
+cimport numpy as cnp
+
+from scipy.linalg.cython_blas cimport sgemv, dgemv
+from fastnn._kernels._types cimport real
+from fastnn._kernels._blas cimport gemm
+from fastnn._kernels._activations cimport Act, bias_act_forward, act_backward
+from fastnn._kernels._dense cimport colsum
+from fastnn._kernels._dropout cimport dropout_forward, dropout_backward
+from fastnn._kernels._optim cimport OptRun
+from fastnn._kernels._losses cimport (Reduction, _mse, _bce, _bce_logits, _cross_entropy, _cross_entropy_prob,
+                                      _nll)
+
+import numpy as np
+
+cnp.import_array()
+
+cdef extern from "fnn_gemm.h" nogil:
+    int fnn_gemm_available()
+    void fnn_sgemm_small(int trans_a, int trans_b, int M, int N, int K, const float* A, int lda,
+                         const float* B, int ldb, float* C, int ldc, float* work)
+    void fnn_dgemm_small(int trans_a, int trans_b, int M, int N, int K, const double* A, int lda,
+                         const double* B, int ldb, double* C, int ldc, double* work)
+
+# ------------------------------------------------------------------------------------------ constants
+
+cpdef enum StageKind:
+    DENSE = 0
+    ACT = 1
+    DROPOUT = 2
+
+cpdef enum LossKind:
+    MSE = 0
+    BCE = 1
+    BCE_LOGITS = 2
+    CROSS_ENTROPY = 3
+    CROSS_ENTROPY_PROB = 4
+    NLL = 5
+
+REDUCTIONS = {"none": Reduction.NONE, "mean": Reduction.MEAN, "sum": Reduction.SUM}
+
+# _small_gemm's limits, in multiply-adds (M*N*K). At one thread own kernels win up to ~1e7 (float32;
+# 64x784x128: 1.0-1.2x, 128x784x128: 1.03x, 256x784x128: 0.9x) and ~1e6 (float64: 32x64x64 1.2-1.4x,
+# 64x784x128 0.8x). With more threads BLAS threads GEMMs above 2^18 multiply-adds (OpenBLAS's own
+# threshold), so own kernels keep only what BLAS would run on one thread anyway, plus GEMMs of a few
+# rows (<= 16), where BLAS's fixed cost dominates (4x784x128: 11 us vs 67 us, 8x784x128: 21 vs 44
+# threaded).
+cdef Py_ssize_t _MAX_F32 = 1 << 23
+cdef Py_ssize_t _MAX_F64 = 1 << 20
+cdef Py_ssize_t _MAX_THREADED = 1 << 18
+cdef Py_ssize_t _FEW_ROWS = 16
+SMALL_GEMM_LIMITS = {"float32": _MAX_F32, "float64": _MAX_F64, "threaded": _MAX_THREADED, "few_rows": _FEW_ROWS}
+
+cdef bint _small_enabled = fnn_gemm_available() != 0
+
+
+def small_gemm_available():
+    """True if fnn_gemm.h's kernels run on this CPU (x86-64 with AVX2 and FMA) and are enabled."""
+    return _small_enabled
+
+
+def set_small_gemm(bint enabled):
+    """Enable or disable the own small-GEMM kernels for plans built from now on (False: BLAS only)."""
+    global _small_enabled
+    _small_enabled = enabled and fnn_gemm_available() != 0
+
+
+cdef inline bint _small_gemm(Py_ssize_t M, Py_ssize_t N, Py_ssize_t K, bint f64, int threads) noexcept nogil:
+    """Whether C[M, N] = op(A)[M, K] @ op(B)[K, N] goes to the own kernels (the measured rule above)."""
+    cdef Py_ssize_t mnk = M * N * K
+    if not _small_enabled or mnk > (_MAX_F64 if f64 else _MAX_F32):
+        return False
+    return threads <= 1 or mnk <= _MAX_THREADED or M <= _FEW_ROWS
+
+
+class PlanMismatch(ValueError):
+    """The arrays handed to a plan do not fit it (shape, dtype, layout): rebuild or validate."""
+
+
+# ------------------------------------------------------------------------------------------ optimizer updates
+
+# The optimizer's fused update (fastnn._kernels._optim, run_update_f32 / _f64 over OptRun descriptors)
+# is looked up at run time in _optim's C-API table, so that this module also loads against an _optim
+# built without it; the engine then steps the optimizer from Python after the plan's call.
+ctypedef void (*update_fn)(const OptRun*) noexcept nogil
+
+cdef update_fn _update_f32 = NULL
+cdef update_fn _update_f64 = NULL
+cdef bytes _UPDATE_SIGNATURE = b"void (__pyx_t_6fastnn_8_kernels_6_optim_OptRun const *)"
+
+
+cdef update_fn _capi_function(dict capi, str name):
+    """The exported C function `name`, if its signature is the one this module was compiled against."""
+    capsule = capi.get(name)
+    if capsule is None or not PyCapsule_CheckExact(capsule):
+        return NULL
+    cdef const char* signature = PyCapsule_GetName(capsule)
+    if signature == NULL or <bytes>signature != _UPDATE_SIGNATURE:
+        return NULL
+    return <update_fn>PyCapsule_GetPointer(capsule, signature)
+
+
+def fused_optimizer_available():
+    """True if _optim exports run_update_f32/_f64: the plan can run the optimizer update itself."""
+    global _update_f32, _update_f64
+    if _update_f32 == NULL or _update_f64 == NULL:
+        from fastnn._kernels import _optim
+        capi = getattr(_optim, "__pyx_capi__", None) or {}
+        _update_f32 = _capi_function(capi, "run_update_f32")
+        _update_f64 = _capi_function(capi, "run_update_f64")
+    return _update_f32 != NULL and _update_f64 != NULL
+
+
+# ------------------------------------------------------------------------------------------ descriptors
+
+ctypedef struct Stage:
+    int kind            # StageKind
+    int act             # Act code (DENSE, ACT)
+    double param        # activation parameter
+    int k, m            # input and output features
+    void* w             # (k, m) weight, (m,) bias or NULL, and their gradients (DENSE)
+    void* b
+    void* dw
+    void* db
+    void* z             # (n, m) pre-activation (DENSE; == a for the linear activation)
+    void* a             # (n, m) output
+    void* g             # (n, m) gradient w.r.t. a (a DENSE backward turns it into dZ in place)
+    bint need_dx        # some earlier stage has parameters: compute the gradient w.r.t. the input
+    bint own_fwd        # the forward GEMM, dW and dX go to the own kernels (_small_gemm)
+    bint own_dw
+    bint own_dx
+    uint8_t* mask       # (n * m) dropout mask
+    double p            # dropout probability
+    uint32_t stream     # dropout stream (the layer's index in the model)
+
+
+ctypedef struct Loss:
+    int kind            # LossKind
+    int red             # Reduction
+    Py_ssize_t C        # classes / output features
+    void* w             # weight: (C,) for CE/NLL, (n, C) broadcast for BCE*; or NULL
+    void* pw            # pos_weight (n, C) or NULL
+    void* loss_out      # reduction "none": (n * C) element-wise or (n,) row losses; else NULL
+    int64_t ignore_index
+    double eps          # label smoothing
+
+
+cdef inline void* _ptr(object a):
+    """Data pointer of a C-contiguous ndarray (None -> NULL)."""
+    if a is None:
+        return NULL
+    return cnp.PyArray_DATA(<cnp.ndarray>a)
+
+
+cdef inline bint _fits(object a, int typenum, int ndim, Py_ssize_t d0, Py_ssize_t d1) noexcept:
+    """a is an aligned C-contiguous ndarray of this type and shape (d1 ignored for ndim 1)."""
+    if not cnp.PyArray_Check(a):
+        return False
+    cdef cnp.ndarray arr = <cnp.ndarray>a
+    if cnp.PyArray_TYPE(arr) != typenum or cnp.PyArray_NDIM(arr) != ndim:
+        return False
+    if not (cnp.PyArray_IS_C_CONTIGUOUS(arr) and cnp.PyArray_ISALIGNED(arr)):
+        return False
+    cdef cnp.npy_intp* dims = cnp.PyArray_DIMS(arr)
+    return dims[0] == d0 and (ndim == 1 or dims[1] == d1)
+
+
+cdef inline bint _state_fits(object a, int typenum, Py_ssize_t size) noexcept:
+    """An optimizer state buffer: the run's length, or length 0 (unused)."""
+    return _fits(a, typenum, 1, size, 0) or _fits(a, typenum, 1, 0, 0)
+
+
+cdef object _ensure(object a, object dtype, tuple shape, str name):
+    """Build-time check of a parameter view handed in by the engine."""
+    if not (isinstance(a, np.ndarray) and a.dtype == dtype and a.shape == shape and a.flags.c_contiguous):
+        raise ValueError(f"plan: {name} must be a C-contiguous {dtype} array of shape {shape}")
+    return a
+
+
+cdef int _build_stages(Stage* st, list stages, object dtype, int n, int in_features, bint training,
+                       list keep, int threads) except -1:
+    """Fill the descriptors from the engine's stage tuples (buffers only for a training plan)."""
+    cdef Stage* s
+    cdef int i
+    cdef bint f64 = dtype == np.float64
+    width = in_features
+    has_params = False
+    for i, spec in enumerate(stages):
+        s = &st[i]
+        kind = spec[0]
+        if kind == "dense":
+            _, act, param, k, m, w, b = spec[:7]
+            s.kind, s.act, s.param, s.k, s.m = StageKind.DENSE, act, param, k, m
+            s.w = _ptr(_ensure(w, dtype, (k, m), "w"))
+            s.b = _ptr(_ensure(b, dtype, (m,), "b") if b is not None else None)
+            keep += [w, b]
+            s.own_fwd = _small_gemm(n, m, k, f64, threads)
+            s.own_dw = _small_gemm(k, m, n, f64, threads)
+            s.own_dx = _small_gemm(n, k, m, f64, threads)
+            if training:
+                dw, db = spec[7:9]
+                if (b is None) != (db is None):
+                    raise ValueError("plan: b and db must both be given or both be None")
+                s.dw = _ptr(_ensure(dw, dtype, (k, m), "dw"))
+                s.db = _ptr(_ensure(db, dtype, (m,), "db") if db is not None else None)
+                z = np.empty((n, m), dtype)
+                a = z if act == Act.LINEAR else np.empty((n, m), dtype)
+                s.z, s.a = _ptr(z), _ptr(a)
+                keep += [dw, db, z, a]
+        elif kind == "act":
+            _, act, param, m = spec
+            s.kind, s.act, s.param, s.k, s.m = StageKind.ACT, act, param, m, m
+            if training:
+                a = np.empty((n, m), dtype)
+                s.a = _ptr(a)
+                keep.append(a)
+        elif kind == "dropout":
+            _, p, stream, m = spec
+            if training and not 0.0 < p <= 1.0:
+                raise ValueError(f"plan: an active dropout stage needs p in (0, 1], got {p}")
+            s.kind, s.p, s.stream, s.k, s.m = StageKind.DROPOUT, p, stream, m, m
+            if training:
+                a = np.empty((n, m), dtype)
+                mask = np.empty(n * m, np.uint8)
+                s.a, s.mask = _ptr(a), <uint8_t*>_ptr(mask)
+                keep += [a, mask]
+        else:
+            raise ValueError(f"plan: unknown stage kind {kind!r}")
+        if s.k != width:
+            raise ValueError(f"plan: stage {i} expects {s.k} features, gets {width}")
+        if training:
+            g = np.empty((n, s.m), dtype)
+            s.g = _ptr(g)
+            keep.append(g)
+        s.need_dx = has_params and i > 0
+        has_params = has_params or s.kind == StageKind.DENSE
+        width = s.m
+    return width
+
+
+# ------------------------------------------------------------------------------------------ GEMM dispatch
+
+cdef inline void _mm(bint own, bint trans_a, bint trans_b, int M, int N, int K, const real* A, int lda,
+                     const real* B, int ldb, real* C, int ldc, real* work) noexcept nogil:
+    """C := op(A) @ op(B) (beta = 0), through the own kernels or BLAS."""
+    if own:
+        if real is float:
+            fnn_sgemm_small(trans_a, trans_b, M, N, K, A, lda, B, ldb, C, ldc, work)
+        else:
+            fnn_dgemm_small(trans_a, trans_b, M, N, K, A, lda, B, ldb, C, ldc, work)
+    else:
+        gemm(trans_a, trans_b, M, N, K, <real>1, A, lda, B, ldb, <real>0, C, ldc)
+
+
+cdef inline void _gemv_row(const real* x, const real* w, real* z, int k, int m) noexcept nogil:
+    """z := x @ w for one row: row-major w (k, m) is column-major (m, k), z = w_cm @ x."""
+    cdef char tr = b'N'
+    cdef int inc = 1
+    cdef real one = 1, zero = 0
+    if real is float:
+        sgemv(&tr, &m, &k, &one, <float*>w, &m, <float*>x, &inc, &zero, z, &inc)
+    else:
+        dgemv(&tr, &m, &k, &one, <double*>w, &m, <double*>x, &inc, &zero, z, &inc)
+
+
+# ------------------------------------------------------------------------------------------ the step (nogil)
+
+cdef void _forward_train(Stage* st, int ns, const real* x, int n, uint64_t seed, uint64_t step) noexcept nogil:
+    """Training forward through every stage; stage i reads stage i-1's output (stage 0 reads x)."""
+    cdef int i
+    cdef Stage* s
+    cdef const real* h = x
+    for i in range(ns):
+        s = &st[i]
+        if s.kind == StageKind.DENSE:   # z := h @ w ; z += b, a := f(z)
+            _mm(s.own_fwd, False, False, n, s.m, s.k, h, s.k, <real*>s.w, s.m, <real*>s.z, s.m, NULL)
+            bias_act_forward(<real*>s.z, <real*>s.b, <real*>s.a, n, s.m, s.act, s.param)
+        elif s.kind == StageKind.ACT:   # b == NULL: the input is only read
+            bias_act_forward(<real*>h, <real*>NULL, <real*>s.a, n, s.m, s.act, s.param)
+        else:
+            dropout_forward(h, <real*>s.a, s.mask, <Py_ssize_t>n * s.m, s.p, seed, s.stream, step)
+        h = <real*>s.a
+
+
+cdef double _loss(Loss* L, const real* y, real* g, const void* t, int n) noexcept nogil:
+    """The fused loss + gradient of the output y against t, gradient into g."""
+    cdef Py_ssize_t N = n
+    cdef Py_ssize_t C = L.C
+    if L.kind == LossKind.MSE:
+        return _mse(y, <real*>t, N * C, L.red, g, <real*>L.loss_out, <real*>NULL)
+    elif L.kind == LossKind.BCE:
+        return _bce(y, <real*>t, <real*>L.w, N * C, L.red, g, <real*>L.loss_out, <real*>NULL)
+    elif L.kind == LossKind.BCE_LOGITS:
+        return _bce_logits(y, <real*>t, <real*>L.w, <real*>L.pw, N * C, L.red, g,
+                           <real*>L.loss_out, <real*>NULL)
+    elif L.kind == LossKind.CROSS_ENTROPY:
+        return _cross_entropy(y, <const int64_t*>t, N, C, <real*>L.w, L.ignore_index, L.eps, L.red, g,
+                              <real*>L.loss_out, <real*>NULL)
+    elif L.kind == LossKind.CROSS_ENTROPY_PROB:
+        return _cross_entropy_prob(y, <real*>t, N, C, <real*>L.w, L.eps, L.red, g,
+                                   <real*>L.loss_out, <real*>NULL)
+    return _nll(y, <const int64_t*>t, N, C, <real*>L.w, L.ignore_index, L.red, g,
+                <real*>L.loss_out, <real*>NULL)
+
+
+cdef void _backward(Stage* st, int ns, const real* x, int n, real* work) noexcept nogil:
+    """Backward from the last stage's g; parameter gradients written (beta = 0), g's reused as dZ.
+
+    Dense (as _dense.dense_backward): dZ := G * f'(Z, A) in place; dW := X^T dZ; db := colsum(dZ);
+    dX := dZ W^T when an earlier stage needs it.
+    """
+    cdef int i
+    cdef Stage* s
+    cdef const real* xin
+    cdef real* dx
+    cdef real* gz
+    for i in range(ns - 1, -1, -1):
+        s = &st[i]
+        xin = x if i == 0 else <real*>st[i - 1].a
+        dx = <real*>st[i - 1].g if s.need_dx else NULL
+        if s.kind == StageKind.DENSE:
+            gz = <real*>s.g
+            act_backward(gz, <real*>s.z, <real*>s.a, gz, n, s.m, s.act, s.param)
+            _mm(s.own_dw, True, False, s.k, s.m, n, xin, s.k, gz, s.m, <real*>s.dw, s.m, NULL)
+            if s.db != NULL:
+                colsum(gz, <real*>s.db, n, s.m, False)
+            if dx != NULL:
+                _mm(s.own_dx, False, True, n, s.k, s.m, gz, s.m, <real*>s.w, s.m, dx, s.k, work)
+        elif dx != NULL:
+            if s.kind == StageKind.ACT:
+                act_backward(<real*>s.g, xin, <real*>s.a, dx, n, s.m, s.act, s.param)
+            else:
+                dropout_backward(<real*>s.g, s.mask, dx, <Py_ssize_t>n * s.m, s.p)
+
+
+cdef double _train_step(Stage* st, int ns, Loss* L, const real* x, const void* t, int n, uint64_t seed,
+                        uint64_t step, int phases, real* work) noexcept nogil:
+    """phases: 1 forward, 2 loss, 4 backward (7 = the whole step)."""
+    cdef double value = 0.0
+    if phases & 1:
+        _forward_train(st, ns, x, n, seed, step)
+    if phases & 2:
+        value = _loss(L, <real*>st[ns - 1].a, <real*>st[ns - 1].g, t, n)
+    if phases & 4:
+        _backward(st, ns, x, n, work)
+    return value
+
+
+# ------------------------------------------------------------------------------------------ TrainPlan
+
+cdef class TrainPlan:
+    """Buffers and descriptors of one (model, batch size, loss, dtype, thread count); `step` is one nogil call.
+
+    TrainPlan(dtype, n, in_features, stages, loss, threads). stages: tuples
+    ("dense", act_code, param, k, m, w, b, dw, db) (b, db may be None), ("act", act_code, param, width),
+    ("dropout", p, stream, width) - inactive (p == 0) dropout stages are left out by the caller.
+    loss: (kind, reduction, C, weight, pos_weight, ignore_index, label_smoothing), arrays already in
+    the plan's dtype and broadcast shape (or None). threads: the thread count the GEMM choice is for.
+    """
+
+    cdef Stage* st
+    cdef int ns
+    cdef Loss L
+    cdef readonly int n, in_features, out_features, threads
+    cdef readonly object dtype
+    cdef int typenum
+    cdef readonly object output          # (n, out) view of the last stage's output
+    cdef readonly object output_grad     # (n, out) gradient buffer of the last stage (the loss writes it)
+    cdef readonly object loss_out        # reduction "none": the unreduced loss of the last step; else None
+    cdef list _keep                      # every array a descriptor points into
+    cdef object _work                    # scratch of the own NT kernel (W^T)
+    cdef void* _workp
+    cdef object _x                       # the input of a split (fallback) step, kept between its phases
+    cdef int _t_ndim, _t_type
+    cdef Py_ssize_t _t_d1
+    cdef OptRun* runs                    # the optimizer's runs of this step (packed in place)
+    cdef int nruns, cap_runs
+
+    def __cinit__(self):
+        self.st = NULL
+        self.ns = 0
+        self.runs = NULL
+        self.nruns = self.cap_runs = 0
+
+    def __dealloc__(self):
+        PyMem_Free(self.st)
+        PyMem_Free(self.runs)
+
+    def __init__(self, dtype, int n, int in_features, list stages, tuple loss, int threads=1):
+        dtype = np.dtype(dtype)
+        if dtype not in (np.dtype(np.float32), np.dtype(np.float64)):
+            raise TypeError(f"plan: dtype must be float32 or float64, got {dtype}")
+        if n < 1 or not stages:
+            raise ValueError("plan: needs a batch of at least one row and at least one stage")
+        self.dtype = dtype
+        self.typenum = cnp.NPY_FLOAT32 if dtype == np.float32 else cnp.NPY_FLOAT64
+        self.n, self.in_features, self.threads = n, in_features, threads
+        self._keep = []
+        self.ns = len(stages)
+        self.st = <Stage*>PyMem_Malloc(self.ns * sizeof(Stage))
+        if self.st == NULL:
+            raise MemoryError()
+        memset(self.st, 0, self.ns * sizeof(Stage))
+        self.out_features = _build_stages(self.st, stages, dtype, n, in_features, True, self._keep, threads)
+        cdef Stage* last = &self.st[self.ns - 1]
+        self.output = self._view(last.a, n, last.m)
+        self.output_grad = self._view(last.g, n, last.m)
+        work = max([self.st[i].k * self.st[i].m for i in range(self.ns) if self.st[i].own_dx] or [0])
+        self._work = np.empty(work, dtype)
+        self._workp = _ptr(self._work)
+        self._set_loss(loss)
+
+    cdef object _view(self, void* p, int rows, int cols):
+        """The kept buffer whose data starts at p, as (rows, cols)."""
+        for arr in self._keep:
+            if arr is not None and cnp.PyArray_DATA(<cnp.ndarray>arr) == p:
+                return arr.reshape(rows, cols)
+        raise RuntimeError("plan: buffer not found")
+
+    cdef _set_loss(self, tuple loss):
+        kind, reduction, C, weight, pos_weight, ignore_index, eps = loss
+        if C != self.out_features:
+            raise ValueError(f"plan: the loss expects {C} features, the model gives {self.out_features}")
+        self.L.kind, self.L.red, self.L.C = kind, REDUCTIONS[reduction], C
+        self.L.ignore_index, self.L.eps = ignore_index, eps
+        row_loss = kind in (LossKind.CROSS_ENTROPY, LossKind.CROSS_ENTROPY_PROB, LossKind.NLL)
+        if weight is not None:
+            _ensure(weight, self.dtype, (C,) if row_loss else (self.n, C), "loss weight")
+        if pos_weight is not None:
+            _ensure(pos_weight, self.dtype, (self.n, C), "loss pos_weight")
+        self.L.w, self.L.pw = _ptr(weight), _ptr(pos_weight)
+        self.loss_out = None
+        if self.L.red == Reduction.NONE:
+            self.loss_out = np.empty((self.n,) if row_loss else (self.n, C), self.dtype)
+        self.L.loss_out = _ptr(self.loss_out)
+        self._keep += [weight, pos_weight]
+        if kind in (LossKind.CROSS_ENTROPY, LossKind.NLL):
+            self._t_type, self._t_ndim, self._t_d1 = cnp.NPY_INT64, 1, 0
+        else:
+            self._t_type, self._t_ndim, self._t_d1 = self.typenum, 2, C
+
+    cdef int _check(self, object x, object t) except -1:
+        if not _fits(x, self.typenum, 2, self.n, self.in_features):
+            raise PlanMismatch(f"x must be a C-contiguous {self.dtype} array of shape ({self.n}, {self.in_features})")
+        if t is not None and not _fits(t, self._t_type, self._t_ndim, self.n, self._t_d1):
+            raise PlanMismatch("the targets do not fit the plan's loss (shape, dtype or layout)")
+        return 0
+
+    cdef int _pack(self, list runs) except -1:
+        """Fill the OptRun array from Optimizer._fused_runs() tuples (kind, flags, param, grad, s0, s1, s2, sc)."""
+        cdef int i, j, nr = len(runs)
+        cdef OptRun* r
+        cdef Py_ssize_t size
+        if nr > self.cap_runs:   # grows once, at warm-up
+            r = <OptRun*>PyMem_Realloc(self.runs, nr * sizeof(OptRun))
+            if r == NULL:
+                raise MemoryError()
+            self.runs, self.cap_runs = r, nr
+        self.nruns = 0
+        for i in range(nr):
+            kind, flags, param, grad, s0, s1, s2, sc = runs[i]
+            size = cnp.PyArray_SIZE(<cnp.ndarray>param) if cnp.PyArray_Check(param) else -1
+            if not (_fits(param, self.typenum, 1, size, 0) and _fits(grad, self.typenum, 1, size, 0)
+                    and _state_fits(s0, self.typenum, size) and _state_fits(s1, self.typenum, size)
+                    and _state_fits(s2, self.typenum, size) and len(sc) <= 8):
+                raise ValueError(f"plan: optimizer run {i} is malformed (lengths, dtype {self.dtype} or layout)")
+            r = &self.runs[i]
+            r.kind, r.flags, r.n = kind, flags, size
+            r.param, r.grad = _ptr(param), _ptr(grad)
+            r.s0 = _ptr(s0) if cnp.PyArray_SIZE(<cnp.ndarray>s0) else NULL
+            r.s1 = _ptr(s1) if cnp.PyArray_SIZE(<cnp.ndarray>s1) else NULL
+            r.s2 = _ptr(s2) if cnp.PyArray_SIZE(<cnp.ndarray>s2) else NULL
+            for j in range(8):
+                r.sc[j] = sc[j] if j < len(sc) else 0.0
+        self.nruns = nr
+        return 0
+
+    cdef int _pack_from(self, optimizer) except -1:
+        if _update_f32 == NULL and not fused_optimizer_available():
+            raise RuntimeError("plan: this build of fastnn._kernels._optim has no fused run update")
+        return self._pack(optimizer._fused_runs())
+
+    cdef double _run(self, const void* xp, const void* tp, uint64_t seed, uint64_t step, int phases) noexcept nogil:
+        cdef double value
+        cdef int i
+        if self.typenum == cnp.NPY_FLOAT32:
+            value = _train_step(self.st, self.ns, &self.L, <const float*>xp, tp, self.n, seed, step, phases,
+                                <float*>self._workp)
+            if phases & 8:
+                for i in range(self.nruns):
+                    _update_f32(&self.runs[i])
+        else:
+            value = _train_step(self.st, self.ns, &self.L, <const double*>xp, tp, self.n, seed, step, phases,
+                                <double*>self._workp)
+            if phases & 8:
+                for i in range(self.nruns):
+                    _update_f64(&self.runs[i])
+        return value
+
+    def check(self, x, t):
+        """Raise PlanMismatch unless x and t fit the plan."""
+        self._check(x, t)
+
+    def step(self, x, t, uint64_t seed, uint64_t step, optimizer=None):
+        """forward (training; dropout from (seed, stream, step)) + loss + backward - and, given an optimizer,
+        its update from optimizer._fused_runs() (called after x and t are checked) - in one nogil call.
+
+        Returns the loss ('none': the sum of loss_out). Gradients are overwritten (beta = 0).
+        """
+        self._check(x, t)
+        cdef int phases = 7
+        if optimizer is not None:
+            self._pack_from(optimizer)
+            phases = 15
+        cdef const void* xp = _ptr(x)
+        cdef const void* tp = _ptr(t)
+        cdef double value
+        with nogil:
+            value = self._run(xp, tp, seed, step, phases)
+        return value
+
+    def forward(self, x, uint64_t seed, uint64_t step):
+        """Training forward only (for a loss the plan cannot run); x is kept for backward(). Returns output."""
+        self._check(x, None)
+        self._x = x
+        cdef const void* xp = _ptr(x)
+        with nogil:
+            self._run(xp, NULL, seed, step, 1)
+        return self.output
+
+    def backward(self, optimizer=None):
+        """Backward from output_grad (filled by the caller's loss) through the last forward() - and, given an
+        optimizer, its update from optimizer._fused_runs() - in one nogil call."""
+        if self._x is None:
+            raise RuntimeError("plan: backward() needs forward() first")
+        cdef int phases = 4
+        if optimizer is not None:
+            self._pack_from(optimizer)
+            phases = 12
+        cdef const void* xp = _ptr(self._x)
+        with nogil:
+            self._run(xp, NULL, 0, 0, phases)
+        self._x = None
+
+    def gemm_choice(self):
+        """For each Dense stage, whether (forward, dW, dX) use the own small-GEMM kernels."""
+        return [(bool(self.st[i].own_fwd), bool(self.st[i].own_dw), bool(self.st[i].own_dx))
+                for i in range(self.ns) if self.st[i].kind == StageKind.DENSE]
+
+
+# ------------------------------------------------------------------------------------------ InferPlan
+
+cdef void _forward_eval(Stage* st, int ns, const real* x, real* buf0, real* buf1, int n, int threads,
+                        bint small) noexcept nogil:
+    """Eval forward: Dense -> GEMM into the other ping-pong buffer, bias + activation in place; dropout skipped."""
+    cdef int i
+    cdef Stage* s
+    cdef const real* h = x
+    cdef real* dst
+    cdef bint own
+    for i in range(ns):
+        s = &st[i]
+        if s.kind == StageKind.DROPOUT:
+            continue
+        if s.kind == StageKind.DENSE:
+            dst = buf1 if h == buf0 else buf0
+            own = small and _small_gemm(n, s.m, s.k, real is double, threads)
+            if n == 1 and not own:
+                _gemv_row(h, <real*>s.w, dst, s.k, s.m)
+            else:   # the own kernels give a row the same bits whatever the batch size
+                _mm(own, False, False, n, s.m, s.k, h, s.k, <real*>s.w, s.m, dst, s.m, NULL)
+            bias_act_forward(dst, <real*>s.b, dst, n, s.m, s.act, s.param)
+        else:
+            dst = buf0 if h == x else <real*>h   # in place once the data is ours
+            bias_act_forward(<real*>h, <real*>NULL, dst, n, s.m, s.act, s.param)
+        h = dst
+
+
+cdef class InferPlan:
+    """The eval-mode forward of a model for up to `capacity` rows; `run(x)` returns a view of the output.
+
+    InferPlan(dtype, capacity, in_features, stages, threads): stages as for TrainPlan (without the
+    gradient views; dropout stages are skipped). The returned view is overwritten by the next run.
+    """
+
+    cdef Stage* st
+    cdef int ns
+    cdef readonly int capacity, in_features, out_features, threads
+    cdef readonly object dtype
+    cdef int typenum
+    cdef list _keep
+    cdef object _buf0, _buf1, _out
+    cdef void* _p0
+    cdef void* _p1
+    cdef object _view
+    cdef Py_ssize_t _view_n
+    cdef bint _small                     # own small-GEMM kernels enabled when the plan was built
+
+    def __cinit__(self):
+        self.st = NULL
+
+    def __dealloc__(self):
+        PyMem_Free(self.st)
+
+    def __init__(self, dtype, int capacity, int in_features, list stages, int threads=1):
+        cdef int i
+        dtype = np.dtype(dtype)
+        if dtype not in (np.dtype(np.float32), np.dtype(np.float64)):
+            raise TypeError(f"plan: dtype must be float32 or float64, got {dtype}")
+        if capacity < 1 or not stages:
+            raise ValueError("plan: needs a capacity of at least one row and at least one stage")
+        self.dtype = dtype
+        self.typenum = cnp.NPY_FLOAT32 if dtype == np.float32 else cnp.NPY_FLOAT64
+        self.capacity, self.in_features, self.threads = capacity, in_features, threads
+        self._keep = []
+        self.ns = len(stages)
+        self.st = <Stage*>PyMem_Malloc(self.ns * sizeof(Stage))
+        if self.st == NULL:
+            raise MemoryError()
+        memset(self.st, 0, self.ns * sizeof(Stage))
+        self.out_features = _build_stages(self.st, stages, dtype, capacity, in_features, False, self._keep,
+                                          threads)
+        maxw = 1
+        which = -1   # which ping-pong buffer holds the current activation (-1: the input x)
+        for i in range(self.ns):
+            if self.st[i].kind == StageKind.DENSE:
+                which = 1 if which == 0 else 0
+            elif self.st[i].kind == StageKind.ACT:
+                which = 0 if which == -1 else which
+            if self.st[i].kind != StageKind.DROPOUT:
+                maxw = max(maxw, self.st[i].m)
+        if which == -1:
+            raise ValueError("plan: an inference plan needs at least one Dense or activation stage")
+        self._buf0 = np.empty(capacity * maxw, dtype)
+        self._buf1 = np.empty(capacity * maxw, dtype)
+        self._p0, self._p1 = _ptr(self._buf0), _ptr(self._buf1)
+        self._out = self._buf0 if which == 0 else self._buf1
+        self._view = None
+        self._view_n = -1
+        self._small = _small_enabled
+
+    def run(self, x):
+        """The output for x (C-contiguous (n, in_features) or (in_features,), the plan's dtype, n <= capacity);
+        a view of the plan's buffer ((n, out) or (out,)), or None if x does not fit the plan (or overlaps its
+        buffers, e.g. is an earlier output)."""
+        cdef cnp.ndarray arr
+        cdef Py_ssize_t n
+        cdef int nd
+        if not cnp.PyArray_Check(x):
+            return None
+        arr = <cnp.ndarray>x
+        nd = cnp.PyArray_NDIM(arr)
+        if cnp.PyArray_TYPE(arr) != self.typenum or not (cnp.PyArray_IS_C_CONTIGUOUS(arr)
+                                                         and cnp.PyArray_ISALIGNED(arr)):
+            return None
+        if nd == 2:
+            n = cnp.PyArray_DIMS(arr)[0]
+            if cnp.PyArray_DIMS(arr)[1] != self.in_features or n < 1 or n > self.capacity:
+                return None
+        elif nd == 1:
+            if cnp.PyArray_DIMS(arr)[0] != self.in_features:
+                return None
+            n = 0   # one sample, returned as (out,)
+        else:
+            return None
+        cdef const char* xp = <const char*>cnp.PyArray_DATA(arr)
+        cdef int rows = n if n > 0 else 1
+        cdef Py_ssize_t nbytes = cnp.PyArray_NBYTES(<cnp.ndarray>self._buf0)
+        cdef const char* b0 = <const char*>self._p0
+        cdef const char* b1 = <const char*>self._p1
+        cdef Py_ssize_t xbytes = cnp.PyArray_NBYTES(arr)
+        if (xp < b0 + nbytes and b0 < xp + xbytes) or (xp < b1 + nbytes and b1 < xp + xbytes):
+            return None   # x is (a view of) an earlier output: the caller copies it first
+        with nogil:
+            if self.typenum == cnp.NPY_FLOAT32:
+                _forward_eval(self.st, self.ns, <const float*>xp, <float*>self._p0, <float*>self._p1, rows,
+                              self.threads, self._small)
+            else:
+                _forward_eval(self.st, self.ns, <const double*>xp, <double*>self._p0, <double*>self._p1, rows,
+                              self.threads, self._small)
+        if n != self._view_n:
+            self._view = (self._out[:self.out_features] if n == 0
+                          else self._out[:n * self.out_features].reshape(n, self.out_features))
+            self._view_n = n
+        return self._view
+
+
+# ------------------------------------------------------------------------------------------ testing hook
+
+def gemm_small(a, b, c, bint trans_a=False, bint trans_b=False):
+    """c := op(a) @ op(b) with the own small-GEMM kernels (C-contiguous 2-D arrays of one float dtype; for tests)."""
+    if not fnn_gemm_available():
+        raise RuntimeError("the small-GEMM kernels need an x86-64 CPU with AVX2 and FMA")
+    a, b, c = np.asarray(a), np.asarray(b), np.asarray(c)
+    if not (a.dtype == b.dtype == c.dtype and a.dtype in (np.float32, np.float64) and a.ndim == b.ndim == c.ndim == 2
+            and a.flags.c_contiguous and b.flags.c_contiguous and c.flags.c_contiguous and c.flags.writeable):
+        raise ValueError("gemm_small: a, b, c must be C-contiguous 2-D arrays of one float dtype (c writeable)")
+    if trans_a and trans_b:
+        raise ValueError("gemm_small: op(a) and op(b) cannot both be transposed")
+    cdef int M = a.shape[1] if trans_a else a.shape[0]
+    cdef int K = a.shape[0] if trans_a else a.shape[1]
+    cdef int N = b.shape[0] if trans_b else b.shape[1]
+    if (b.shape[1] if trans_b else b.shape[0]) != K or c.shape[0] != M or c.shape[1] != N or min(M, N, K) < 1:
+        raise ValueError(f"gemm_small: shapes do not agree: op(a) {M}x{K}, op(b) from {b.shape}, c {c.shape}")
+    work = np.empty(N * K, a.dtype)
+    if a.dtype == np.float32:
+        fnn_sgemm_small(trans_a, trans_b, M, N, K, <float*>_ptr(a), a.shape[1], <float*>_ptr(b), b.shape[1],
+                        <float*>_ptr(c), N, <float*>_ptr(work))
+    else:
+        fnn_dgemm_small(trans_a, trans_b, M, N, K, <double*>_ptr(a), a.shape[1], <double*>_ptr(b), b.shape[1],
+                        <double*>_ptr(c), N, <double*>_ptr(work))

@@ -1,0 +1,305 @@
+"""Engine: a model's compiled fast paths (phase 2) - the whole training step in one call, and inference.
+
+    engine = Engine(model)
+    loss = engine.train_step(x, t, loss_fn, optimizer)   # forward + loss + backward + update
+    engine.last_output                                    # the step's (training-mode) output, a view
+    out = engine.forward(x)                               # eval-mode output, a view of the plan's buffer
+
+``train_step`` takes x already validated: a C-contiguous (n, in_features) array of the model's dtype
+(not a view of ``last_output``), and t in the loss's prepared format (``loss._prepare(y_pred, y)[1]``).
+It runs, as ONE call that holds no GIL over a compiled plan (fastnn._kernels._plan.TrainPlan):
+the training-mode forward (dropout masks from the model's seed, the layer's stream and
+``model._step``, which it increments exactly like ``model._forward``), the loss's fused loss +
+gradient (its reduction, weights, ignore_index, label_smoothing, pos_weight), backward into the
+gradient arena with beta = 0 (every gradient is overwritten; afterwards every parameter has
+``has_grad = True``) and the optimizer update, whose bookkeeping ``optimizer._fused_runs()`` does in
+Python just before. It returns the loss (reduction 'none': the sum of the per-sample losses, whose
+gradient it backpropagates).
+
+A plan is built once per (model stages, parameter arena, batch size, target format, loss object and
+its settings, optimizer object, dropout rates, thread count) and rebuilt only when one of them
+changes; a step allocates nothing after warm-up. The optimizer's runs are re-read every step, so
+param-group changes (add_param_group, a new lr) need no rebuild. Activation parameters
+(LeakyReLU's slope, ELU's alpha) are read when the plan is built.
+
+Fallbacks (each gives the same numbers as the compiled step):
+
+* a loss the plan has no kernel for (any class other than fastnn's MSELoss, BCELoss, BCEWithLogitsLoss,
+  CrossEntropyLoss, NLLLoss, or a subclass overriding ``_forward_backward``): the plan's forward, then
+  ``loss._forward_backward`` from Python, then the plan's backward - two nogil calls;
+* an optimizer that is not a fastnn Optimizer stepping through ``_fused_runs`` (a subclass overriding
+  ``step()``, a ``step`` wrapped on the instance, or an ``_optim`` build without the fused run update):
+  its ``step()`` from Python after the plan's call;
+* a model stage the plan does not know: the per-layer Python path (``model._forward``,
+  ``loss._forward_backward``, ``model._backward``, ``optimizer.step()``); ``forward`` then runs
+  ``model._forward`` in eval mode.
+
+``forward`` runs an eval-mode plan (fastnn._kernels._plan.InferPlan: no dropout, two ping-pong
+buffers; a row gets the same bits alone or in a batch wherever the own small-GEMM kernels apply).
+Its fast entry checks only the array's type, dtype, shape, contiguity and alignment flags; any other
+input is validated and converted once (fastnn._validation). It returns a view of the plan's output
+buffer ((n, out), or (out,) for a 1-D sample) that the next call overwrites.
+
+What the engine reads of a Sequential: ``_stages`` (the planner's stages and, per stage, ``layer``,
+``act.kind``/``act.param``, ``stream``, ``out_features``), ``_arena`` (the flat parameter and
+gradient buffers, ``_arena.params``), ``dtype``, ``in_features``, ``out_features``, ``seed``,
+``_step`` (which it increments), and, for the Python fallback, ``_forward``/``_backward``.
+
+Threads (DESIGN "Threads"): a plan is built for the current ``fastnn.get_num_threads()`` (and rebuilt
+when it changes). It runs serial control flow: GEMMs are threaded by BLAS, except the small ones,
+which run on one thread in fastnn's own AVX2 kernels where those are faster than (threaded) BLAS;
+element-wise passes go parallel above their measured thresholds. The measurements behind this rule
+(OpenMP row partitions with single-threaded BLAS, or one thread for the whole step, never won at 2
+threads) are in fastnn/_kernels/_plan.pyx.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from . import _config
+from . import _validation as V
+from . import losses as _losses
+from ._kernels import _activations, _plan
+from .model import _ActStage, _DenseStage, _DropoutStage
+
+__all__ = ["Engine"]
+
+_LOSS_KINDS = {
+    _losses.MSELoss: _plan.LossKind.MSE,
+    _losses.BCELoss: _plan.LossKind.BCE,
+    _losses.BCEWithLogitsLoss: _plan.LossKind.BCE_LOGITS,
+    _losses.CrossEntropyLoss: _plan.LossKind.CROSS_ENTROPY,
+    _losses.NLLLoss: _plan.LossKind.NLL,
+}
+
+
+def _stage_specs(model, with_grads: bool, training: bool) -> list | None:
+    """The plan's stage tuples for model._stages (None if a stage is of an unknown kind)."""
+    specs = []
+    for s in model._stages:
+        if type(s) is _DenseStage:
+            layer = s.layer
+            w, *rest = layer.params
+            b = rest[0] if rest else None
+            spec = ["dense", _activations.CODES[s.act.kind], float(s.act.param), layer.in_features,
+                    layer.out_features, w.data, b.data if b is not None else None]
+            if with_grads:
+                spec += [w._grad, b._grad if b is not None else None]
+            specs.append(tuple(spec))
+        elif type(s) is _ActStage:
+            specs.append(("act", _activations.CODES[s.act.kind], float(s.act.param), s.out_features))
+        elif type(s) is _DropoutStage:
+            if training and s.layer.p > 0.0:
+                specs.append(("dropout", float(s.layer.p), s.stream, s.out_features))
+        else:
+            return None
+    return specs
+
+
+_LOSS_SETTINGS = ("reduction", "ignore_index", "label_smoothing", "_weight", "_pos_weight")
+
+
+def _loss_settings(loss) -> list:
+    """What the plan bakes in of a loss (compared by identity or value every step)."""
+    return [getattr(loss, name, None) for name in _LOSS_SETTINGS]
+
+
+def _fusable(optimizer) -> bool:
+    """Whether the plan can run this optimizer's update: its step() is the base class's (nothing else to
+    do than apply ``_fused_runs()``), not wrapped on the instance, and _optim has the C update."""
+    from .optim.optimizer import Optimizer
+
+    cls = type(optimizer)
+    return (isinstance(optimizer, Optimizer) and cls.step is Optimizer.step and "step" not in vars(optimizer)
+            and callable(getattr(cls, "_fused_runs", None)) and _plan.fused_optimizer_available())
+
+
+def _loss_kind(loss, t) -> int | None:
+    """The plan's LossKind for this loss and target format, or None (the loss runs from Python)."""
+    cls = type(loss)
+    base = next((k for k in cls.__mro__ if k in _LOSS_KINDS), None)
+    if base is None or cls._forward_backward is not base._forward_backward:
+        return None
+    kind = _LOSS_KINDS[base]
+    if kind == _plan.LossKind.CROSS_ENTROPY and not (isinstance(t, np.ndarray) and t.dtype.kind == "i"):
+        return _plan.LossKind.CROSS_ENTROPY_PROB
+    return kind
+
+
+class Engine:
+    """The compiled fast paths of one Sequential model (see the module docstring)."""
+
+    def __init__(self, model):
+        self.model = model
+        self._plan = None          # TrainPlan
+        self._key = None           # what the TrainPlan was built for
+        self._fused = False        # the plan runs the optimizer update
+        self._split = False        # the loss runs from Python between two plan calls
+        self._python = False       # the per-layer Python path (a stage the plan does not know)
+        self._params = ()
+        self._drops = ()           # dropout layers, whose p is checked every step
+        self._grad_buf = self._loss_buf = None
+        self._infer = None         # InferPlan
+        self._infer_key = None
+        self.last_output = None
+
+    # ------------------------------------------------------------------ training
+    def _stale(self, loss, optimizer) -> bool:
+        """Whether the plan was built for another model state, loss, optimizer or thread count.
+
+        Runs every step, so it compares attributes in place and creates no objects.
+        """
+        m = self.model
+        key = self._key
+        if (key is None or key[0] is not m._stages or key[1] is not m._arena or key[2] is not loss
+                or key[3] is not optimizer or key[4] != _config.get_num_threads()):
+            return True
+        settings = key[5]
+        for i in range(len(_LOSS_SETTINGS)):
+            old = settings[i]
+            new = getattr(loss, _LOSS_SETTINGS[i], None)
+            if new is not old and (isinstance(new, np.ndarray) or isinstance(old, np.ndarray) or new != old):
+                return True
+        for layer, p in self._drops:
+            if layer.p != p:
+                return True
+        return False
+
+    def _build(self, x, t, loss, optimizer) -> None:
+        m = self.model
+        n = x.shape[0]
+        self._drops = [(s.layer, s.layer.p) for s in m._stages if type(s) is _DropoutStage]
+        self._key = (m._stages, m._arena, loss, optimizer, _config.get_num_threads(), _loss_settings(loss))
+        self._params = tuple(m._arena.params)
+        specs = _stage_specs(m, with_grads=True, training=True)
+        self._plan = None
+        self._python = specs is None
+        if self._python:
+            self._grad_buf = np.empty((n, m.out_features), m.dtype)
+            self._loss_buf = self._loss_out_buffer(loss, self._grad_buf)
+            self._n = n
+            return
+        kind = _loss_kind(loss, t)
+        self._split = kind is None
+        dtype = m.dtype
+        if self._split:   # the plan needs a loss descriptor: MSE's is a placeholder never run
+            spec = (_plan.LossKind.MSE, "sum", m.out_features, None, None, 0, 0.0)
+        else:
+            row = kind in (_plan.LossKind.CROSS_ENTROPY, _plan.LossKind.CROSS_ENTROPY_PROB, _plan.LossKind.NLL)
+            shape = None if row else (n, m.out_features)
+            weight = loss._converted("weight", dtype, shape) if getattr(loss, "_weight", None) is not None else None
+            pos = loss._converted("pos_weight", dtype, shape) if getattr(loss, "_pos_weight", None) is not None \
+                else None
+            spec = (kind, loss.reduction, m.out_features, weight, pos, getattr(loss, "ignore_index", -100),
+                    float(getattr(loss, "label_smoothing", 0.0)))
+        self._plan = _plan.TrainPlan(dtype, n, m.in_features, specs, spec, _config.get_num_threads())
+        self._fused = _fusable(optimizer)
+        if self._split:
+            self._loss_buf = self._loss_out_buffer(loss, self._plan.output_grad)
+        self.last_output = self._plan.output
+
+    @staticmethod
+    def _loss_out_buffer(loss, grad):
+        if loss.reduction != "none":
+            return None
+        return np.empty(loss._loss_shape(grad), grad.dtype)
+
+    def train_step(self, x, t, loss, optimizer) -> float:
+        """One training step on a validated batch (x, t); returns the loss. See the module docstring."""
+        plan = self._plan
+        if (plan is None and not self._python) or self._stale(loss, optimizer):
+            self._build(x, t, loss, optimizer)
+            plan = self._plan
+        if self._python:
+            return self._python_step(x, t, loss, optimizer)
+        model = self.model
+        step = model._step + 1
+        try:
+            plan.check(x, t)
+        except _plan.PlanMismatch:   # another batch size or target format: rebuild once
+            self._build(x, t, loss, optimizer)
+            plan = self._plan
+            plan.check(x, t)
+        fused = optimizer if self._fused else None
+        if self._split:   # a loss without a plan kernel: plan forward, the loss from Python, plan backward
+            out = plan.forward(x, model.seed, step)
+            value = loss._forward_backward(out, t, plan.output_grad, self._loss_buf)
+            self._mark_grads()
+            plan.backward(fused)
+        else:
+            self._mark_grads()   # before plan.step calls optimizer._fused_runs(), which skips grad-less ones
+            value = plan.step(x, t, model.seed, step, fused)
+        model._step = step
+        if fused is None:
+            optimizer.step()
+        return value
+
+    def _mark_grads(self):
+        for p in self._params:
+            p.has_grad = True
+
+    def _python_step(self, x, t, loss, optimizer):
+        """Fallback for a model the plan cannot run: the per-layer Python path."""
+        m = self.model
+        if x.shape[0] != self._n:
+            self._build(x, t, loss, optimizer)
+        training = m.training
+        m.training = True
+        try:
+            out = m._forward(x)
+        finally:
+            m.training = training
+        value = loss._forward_backward(out, t, self._grad_buf, self._loss_buf)
+        for p in self._params:
+            p.has_grad = False   # backward writes (beta = 0)
+        m._backward(self._grad_buf)
+        optimizer.step()
+        self.last_output = out
+        return value
+
+    # ------------------------------------------------------------------ inference
+    def forward(self, x):
+        """Eval-mode output for x ((n, in_features) or (in_features,)): a view the next call overwrites."""
+        plan = self._infer
+        m = self.model
+        if plan is not None and self._infer_key[0] is m._stages and self._infer_key[1] is m._arena \
+                and self._infer_key[2] == _config._num_threads:
+            out = plan.run(x)
+            if out is not None:
+                return out
+        return self._forward_slow(x)
+
+    def _forward_slow(self, x):
+        m = self.model
+        single = isinstance(x, np.ndarray) and x.ndim == 1
+        x = V.as_float_array(x, "x", m.dtype, ndim=(1, 2) if single else 2)
+        n = 1 if single else x.shape[0]
+        if x.shape[-1] != m.in_features:
+            raise ValueError(f"x must have {m.in_features} features (columns), got shape {x.shape}")
+        if n == 0:
+            raise ValueError("x must have at least one row, got shape (0, ...)")
+        threads = _config.get_num_threads()
+        plan, key = self._infer, self._infer_key
+        same_model = plan is not None and key[0] is m._stages and key[1] is m._arena
+        if not same_model or key[2] != threads or n > plan.capacity:
+            specs = _stage_specs(m, with_grads=False, training=False)
+            if specs is None:   # a stage the plan does not know: the per-layer path, in eval mode
+                return self._python_forward(x, single)
+            capacity = max(n, plan.capacity if same_model else 0)
+            self._infer = plan = _plan.InferPlan(m.dtype, capacity, m.in_features, specs, threads)
+            self._infer_key = (m._stages, m._arena, threads)
+        out = plan.run(x)
+        if out is None:   # x misaligned (a view into a byte buffer) or an earlier output of this plan: copy it
+            out = plan.run(np.array(x, dtype=m.dtype, order="C"))
+        return out
+
+    def _python_forward(self, x, single):
+        m = self.model
+        training = m.training
+        m.training = False
+        try:
+            out = m._forward(x.reshape(1, -1) if single else x)
+        finally:
+            m.training = training
+        return out[0] if single else out
