@@ -318,19 +318,23 @@ class TrainingMixin:
         x: (n, in_features) in the model's dtype, t: targets as _prepare_y makes them. Leaves the
         training-mode output of the batch (computed before the update) in ``self._train_out``.
         """
-        out = self._forward(x)
-        g = self._grad_buffer(x.shape[0])
-        loss = self.loss._forward_backward(out, t, g)
-        for p in self._arena.params:
-            p.has_grad = False   # the backward pass writes the gradients instead of adding to them
-        self._backward(g)
-        self.optimizer.step()
-        self._train_out = out
+        engine = self._engine()
+        loss = engine.train_step(x, t, self.loss, self.optimizer)
+        self._train_out = engine.last_output
         return loss
 
     def _predict_batch(self, x) -> np.ndarray:
-        """The forward output of one prepared batch (the model's buffer: valid until the next forward)."""
-        return self._forward(x)
+        """The eval-mode output of one prepared batch (the engine's buffer: valid until the next call)."""
+        return self._engine().forward(x)
+
+    def _engine(self):
+        """The model's compiled fast paths (fastnn.engine.Engine), made on first use."""
+        engine = self.__dict__.get("_compiled_engine")
+        if engine is None:
+            from .engine import Engine
+
+            engine = self._compiled_engine = Engine(self)
+        return engine
 
     # ------------------------------------------------------------------------------ evaluate / predict
     def predict(self, X, batch_size=None, verbose=0) -> np.ndarray:
