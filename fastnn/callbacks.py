@@ -99,6 +99,11 @@ class CallbackList:
         """Whether some callback overrides a batch hook (fit builds batch logs only then)."""
         return bool(self._batch)
 
+    @property
+    def batch_callbacks(self) -> tuple:
+        """The callbacks whose batch hooks run (those that override one)."""
+        return tuple(self._batch)
+
     def append(self, callback: Callback) -> None:
         self.callbacks.append(callback)
         if callback._uses_batch_hooks():
@@ -552,6 +557,15 @@ class ProgressBar(Callback):
             self._last = now
             bar.set_postfix_str(_format_logs(logs or {}), refresh=False)
         bar.update(1)
+
+    def on_train_batches_end(self, batch, count, logs=None):
+        """`count` batches ending with `batch` are done (fit's compiled epoch loop reports them in chunks)."""
+        bar = self._bar
+        if bar is None:
+            return
+        self._last = time.perf_counter()
+        bar.set_postfix_str(_format_logs(logs or {}), refresh=False)
+        bar.update(count)
 
     def on_epoch_end(self, epoch, logs=None):
         if self.verbose == 2:

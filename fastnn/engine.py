@@ -3,6 +3,7 @@
     engine = Engine(model)
     loss = engine.train_step(x, t, loss_fn, optimizer)   # forward + loss + backward + update
     engine.last_output                                    # the step's (training-mode) output, a view
+    done = engine.train_batches(x, t, order, batch_size, first, count, loss_fn, optimizer, losses, outputs)
     out = engine.forward(x)                               # eval-mode output, a view of the plan's buffer
 
 ``train_step`` takes x already validated: a C-contiguous (n, in_features) array of the model's dtype
@@ -18,9 +19,22 @@ gradient it backpropagates).
 
 A plan is built once per (model stages, parameter arena, batch size, target format, loss object and
 its settings, optimizer object, dropout rates, thread count) and rebuilt only when one of them
-changes; a step allocates nothing after warm-up. The optimizer's runs are re-read every step, so
-param-group changes (add_param_group, a new lr) need no rebuild. Activation parameters
-(LeakyReLU's slope, ELU's alpha) are read when the plan is built.
+changes; plans for up to four (batch size, target format) pairs are cached (fit alternates between
+the full batch and the last, partial one); a step allocates nothing after warm-up.
+
+``train_batches`` runs `count` consecutive full batches of an epoch (rows ``order[b*bs:(b+1)*bs]``
+of the whole x and t, or in order) in ONE nogil call (TrainPlan.run_batches): per batch the gather,
+the whole step, its loss into ``losses`` and its output rows into ``outputs``. The optimizer's
+bookkeeping runs in Python for the first batch (``_fused_runs``) and is repeated in C for the rest
+(step counts, Adam's bias corrections, Adagrad's decayed lr, SGD's first momentum step); afterwards
+the Python state (``state[p]["step"]``, ``model._step``) is what as many train_step calls leave, and
+weights, state and losses are the same bits. Only fastnn's own SGD, Adam, AdamW, RMSprop, Adagrad
+and Adadelta (not subclasses), a loss with a plan kernel and a model the plan runs qualify
+(``supports_batches``); anything else steps per batch. It stops after a non-finite loss.
+
+The optimizer's runs are re-read every step (every train_batches call), so param-group changes
+(add_param_group, a new lr) need no rebuild. Activation parameters (LeakyReLU's slope, ELU's alpha)
+are read when the plan is built.
 
 Fallbacks (each gives the same numbers as the compiled step):
 
@@ -97,6 +111,38 @@ def _stage_specs(model, with_grads: bool, training: bool) -> list | None:
     return specs
 
 
+_MAX_PLANS = 4   # TrainPlans kept per engine (one per batch size and target format)
+_STEP_EXACT = float(1 << 24)   # float32 counts every integer up to here
+
+
+def _schedule(optimizer):
+    """(RunSched mode, counts steps) if run_batches can redo this optimizer's per-step bookkeeping in C, else None.
+
+    Only fastnn's own optimizer classes (not subclasses, nothing replaced on the instance): their
+    ``_prepare_run`` is known, so the plan repeats it exactly (see _plan.pyx, RunSched).
+    """
+    from . import optim
+
+    table = {optim.SGD: (_plan.SchedMode.SCHED_CONST, False), optim.Adam: (_plan.SchedMode.SCHED_ADAM, True),
+             optim.AdamW: (_plan.SchedMode.SCHED_ADAM, True), optim.RMSprop: (_plan.SchedMode.SCHED_CONST, True),
+             optim.Adagrad: (_plan.SchedMode.SCHED_ADAGRAD, True),
+             optim.Adadelta: (_plan.SchedMode.SCHED_CONST, True)}
+    entry = table.get(type(optimizer))
+    hooks = ("step", "_fused_runs", "_runs", "_run_key", "_prepare_run", "_with_state")
+    if entry is None or any(name in vars(optimizer) for name in hooks) or not _fusable(optimizer):
+        return None
+    return entry
+
+
+def _advance_step(value: float, k: int) -> float:
+    """A float32 step count after k more ``step = float32(step + 1)`` (as Optimizer._with_state counts)."""
+    if 0.0 <= value and value + k <= _STEP_EXACT and value == int(value):
+        return value + k
+    for _ in range(k):
+        value = float(np.float32(value + 1.0))
+    return value
+
+
 _LOSS_SETTINGS = ("reduction", "ignore_index", "label_smoothing", "_weight", "_pos_weight")
 
 
@@ -140,6 +186,8 @@ class Engine:
         self._params = ()
         self._drops = ()           # dropout layers, whose p is checked every step
         self._grad_buf = self._loss_buf = None
+        self._specs = None
+        self._plans = {}           # (batch size, LossKind or None) -> (TrainPlan, loss_out buffer of a split step)
         self._infer = None         # InferPlan
         self._infer_key = None
         self.last_output = None
@@ -167,36 +215,48 @@ class Engine:
         return False
 
     def _build(self, x, t, loss, optimizer) -> None:
+        """A new key (model state, loss, optimizer, threads): drop every cached plan, then take x's."""
         m = self.model
-        n = x.shape[0]
         self._drops = [(s.layer, s.layer.p) for s in m._stages if type(s) is _DropoutStage]
         self._key = (m._stages, m._arena, loss, optimizer, _config.get_num_threads(), _loss_settings(loss))
         self._params = tuple(m._arena.params)
-        specs = _stage_specs(m, with_grads=True, training=True)
+        self._specs = _stage_specs(m, with_grads=True, training=True)
+        self._plans = {}
         self._plan = None
-        self._python = specs is None
+        self._python = self._specs is None
         if self._python:
-            self._grad_buf = np.empty((n, m.out_features), m.dtype)
+            self._grad_buf = np.empty((x.shape[0], m.out_features), m.dtype)
             self._loss_buf = self._loss_out_buffer(loss, self._grad_buf)
-            self._n = n
+            self._n = x.shape[0]
             return
-        kind = _loss_kind(loss, t)
-        self._split = kind is None
-        dtype = m.dtype
-        if self._split:   # the plan needs a loss descriptor: MSE's is a placeholder never run
-            spec = (_plan.LossKind.MSE, "sum", m.out_features, None, None, 0, 0.0)
-        else:
-            row = kind in (_plan.LossKind.CROSS_ENTROPY, _plan.LossKind.CROSS_ENTROPY_PROB, _plan.LossKind.NLL)
-            shape = None if row else (n, m.out_features)
-            weight = loss._converted("weight", dtype, shape) if getattr(loss, "_weight", None) is not None else None
-            pos = loss._converted("pos_weight", dtype, shape) if getattr(loss, "_pos_weight", None) is not None \
-                else None
-            spec = (kind, loss.reduction, m.out_features, weight, pos, getattr(loss, "ignore_index", -100),
-                    float(getattr(loss, "label_smoothing", 0.0)))
-        self._plan = _plan.TrainPlan(dtype, n, m.in_features, specs, spec, _config.get_num_threads())
+        self._split = _loss_kind(loss, t) is None
         self._fused = _fusable(optimizer)
-        if self._split:
-            self._loss_buf = self._loss_out_buffer(loss, self._plan.output_grad)
+        self._select(x.shape[0], t, loss)
+
+    def _select(self, n, t, loss) -> None:
+        """Make the plan for n rows and t's target format current: from the cache, else built (and cached)."""
+        m = self.model
+        kind = _loss_kind(loss, t)
+        entry = self._plans.get((n, kind))
+        if entry is None:
+            dtype = m.dtype
+            if kind is None:   # the plan needs a loss descriptor: MSE's is a placeholder never run
+                spec = (_plan.LossKind.MSE, "sum", m.out_features, None, None, 0, 0.0)
+            else:
+                row = kind in (_plan.LossKind.CROSS_ENTROPY, _plan.LossKind.CROSS_ENTROPY_PROB, _plan.LossKind.NLL)
+                shape = None if row else (n, m.out_features)
+                weight = (loss._converted("weight", dtype, shape) if getattr(loss, "_weight", None) is not None
+                          else None)
+                pos = (loss._converted("pos_weight", dtype, shape) if getattr(loss, "_pos_weight", None) is not None
+                       else None)
+                spec = (kind, loss.reduction, m.out_features, weight, pos, getattr(loss, "ignore_index", -100),
+                        float(getattr(loss, "label_smoothing", 0.0)))
+            plan = _plan.TrainPlan(dtype, n, m.in_features, self._specs, spec, _config.get_num_threads())
+            entry = (plan, self._loss_out_buffer(loss, plan.output_grad) if kind is None else None)
+            if len(self._plans) >= _MAX_PLANS:   # drop the oldest (fit uses two: full and last batch)
+                del self._plans[next(iter(self._plans))]
+            self._plans[n, kind] = entry
+        self._plan, self._loss_buf = entry
         self.last_output = self._plan.output
 
     @staticmethod
@@ -217,8 +277,8 @@ class Engine:
         step = model._step + 1
         try:
             plan.check(x, t)
-        except _plan.PlanMismatch:   # another batch size or target format: rebuild once
-            self._build(x, t, loss, optimizer)
+        except _plan.PlanMismatch:   # another batch size or target format: the cached plan for it, or a new one
+            self._select(x.shape[0], t, loss)
             plan = self._plan
             plan.check(x, t)
         fused = optimizer if self._fused else None
@@ -234,6 +294,67 @@ class Engine:
         if fused is None:
             optimizer.step()
         return value
+
+    def supports_batches(self, t, loss, optimizer) -> bool:
+        """Whether train_batches can run this model, loss (for targets like t) and optimizer."""
+        return (_schedule(optimizer) is not None and _loss_kind(loss, t) is not None
+                and _stage_specs(self.model, with_grads=False, training=True) is not None)
+
+    def train_batches(self, x, t, order, batch_size, first, count, loss, optimizer, losses, outputs=None) -> int:
+        """Full batches first .. first+count-1 of an epoch, as `count` train_step calls, in ONE nogil call.
+
+        Batch b holds rows order[b*batch_size:(b+1)*batch_size] of x and t (rows b*batch_size ... if order
+        is None); x and t are validated as for train_step, all N rows (order: int64 indices < N). Writes
+        batch first+k's loss to losses[k] (float64) and, given outputs ((count*batch_size, out), the
+        model's dtype), its training-mode output rows to outputs[k*batch_size:(k+1)*batch_size]. Stops
+        after a non-finite loss; returns the number of batches run. Weights, optimizer state
+        (``state[p]["step"]``, SGD's momentum buffers) and ``model._step`` end exactly as after that
+        many train_step calls. Needs supports_batches(t, loss, optimizer).
+        """
+        sched_entry = _schedule(optimizer)
+        if sched_entry is None:
+            raise ValueError(f"train_batches cannot step a {type(optimizer).__name__}: use train_step per batch")
+        plan = self._plan
+        if (plan is None and not self._python) or self._stale(loss, optimizer):
+            self._build(x[:batch_size], t[:batch_size], loss, optimizer)
+            plan = self._plan
+        if self._python or self._split or not self._fused:
+            raise ValueError("train_batches needs a model, loss and optimizer the plan runs whole: use train_step")
+        if plan.n != batch_size or _loss_kind(loss, t) != self._plans_kind(plan):
+            self._select(batch_size, t, loss)
+            plan = self._plan
+        model = self.model
+        self._mark_grads()
+        mode, counts = sched_entry
+        groups = [optimizer._runs(group) for group in optimizer.param_groups]   # the runs _fused_runs makes
+        runs = optimizer._fused_runs()   # the first batch's bookkeeping
+        state = optimizer.state
+        sched = []
+        for group, pairs in zip(optimizer.param_groups, groups):
+            for run, _ in pairs:
+                if mode == _plan.SchedMode.SCHED_ADAM:
+                    sched.append((mode, float(state[run[0]]["step"]), group["lr"], *group["betas"]))
+                elif mode == _plan.SchedMode.SCHED_ADAGRAD:
+                    sched.append((mode, float(state[run[0]]["step"]), group["lr"], group["lr_decay"], 0.0))
+                else:
+                    sched.append((mode, 0.0, 0.0, 0.0, 0.0))
+        if len(sched) != len(runs):
+            raise RuntimeError(f"train_batches: {len(runs)} optimizer runs, {len(sched)} expected")
+        done = plan.run_batches(x, t, order, first, count, model.seed, model._step + 1, losses, outputs, runs,
+                                sched)
+        model._step += done
+        if counts and done > 1:   # the later batches' step += 1, done in C, in the Python state
+            for pairs in groups:
+                for run, _ in pairs:
+                    for p in run:
+                        step = state[p]["step"]
+                        step[()] = _advance_step(float(step), done - 1)
+        self.last_output = plan.output
+        return done
+
+    def _plans_kind(self, plan):
+        """The LossKind the cached plan was built for."""
+        return next(k[1] for k, (p, _) in self._plans.items() if p is plan)
 
     def _mark_grads(self):
         for p in self._params:

@@ -15,7 +15,9 @@ mse it is binary accuracy for one output column and the argmax comparison otherw
 A metric is a running, sample-weighted mean, as Keras's stateful metrics: ``update_state(y_pred,
 y)`` adds one batch, ``result()`` is total / count, ``reset_state()`` starts over. Per-sample values
 are means over the output columns, so a batch adds (sum of per-sample values, number of samples).
-Inputs are trusted (fit validates them once); scratch buffers are reused between batches.
+``update_batches(y_pred, y, size)`` adds consecutive batches of `size` rows at once (fit's compiled
+epoch loop), with the same per-batch sums in the same order: the result is bit for bit that of
+update_state per batch. Inputs are trusted (fit validates them once); scratch buffers are reused.
 """
 
 from __future__ import annotations
@@ -84,9 +86,21 @@ class Metric:
         self.total += total
         self.count += count
 
+    def update_batches(self, y_pred: np.ndarray, y: np.ndarray, size: int) -> None:
+        """update_state for each consecutive `size` rows of (y_pred, y) in turn (len(y_pred) a multiple of size)."""
+        totals, counts = self._batches(y_pred, y, size)
+        for total, count in zip(totals, counts):
+            self.total += total
+            self.count += count
+
     def _batch(self, y_pred, y) -> tuple[float, int]:
         """(sum of the per-sample values, number of samples counted) of one batch."""
         raise NotImplementedError
+
+    def _batches(self, y_pred, y, size) -> tuple[list, list]:
+        """(per-batch sums, per-batch counts) of consecutive batches of `size` rows (as _batch gives them)."""
+        pairs = [self._batch(y_pred[s:s + size], y[s:s + size]) for s in range(0, len(y_pred), size)]
+        return [p[0] for p in pairs], [p[1] for p in pairs]
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(name={self.name!r})"
@@ -108,17 +122,22 @@ class Accuracy(Metric):
             self._ignore_index = None
 
     def _batch(self, y_pred, y):
+        totals, counts = self._batches(y_pred, y, len(y_pred))
+        return totals[0], counts[0]
+
+    def _batches(self, y_pred, y, size):
+        # integer hit counts add up exactly in any grouping: one (total, count) for all the batches
         n, c = y_pred.shape
         if y.ndim == 1:   # class indices
             hit = y_pred.argmax(1) == y
             ignore = self._ignore_index
             if ignore is None:
-                return int(np.count_nonzero(hit)), n
+                return [int(np.count_nonzero(hit))], [n]
             kept = y != ignore
-            return int(np.count_nonzero(hit & kept)), int(np.count_nonzero(kept))
+            return [int(np.count_nonzero(hit & kept))], [int(np.count_nonzero(kept))]
         if self._threshold is not None or (self._mse and c == 1):
-            return _binary(self._scratch, y_pred, y, 0.5 if self._threshold is None else self._threshold), n
-        return int(np.count_nonzero(y_pred.argmax(1) == y.argmax(1))), n
+            return _binary(self._scratch, y_pred, y, 0.5 if self._threshold is None else self._threshold, size)
+        return [int(np.count_nonzero(y_pred.argmax(1) == y.argmax(1)))], [n]
 
 
 class BinaryAccuracy(Metric):
@@ -129,7 +148,11 @@ class BinaryAccuracy(Metric):
         self.threshold = float(threshold)
 
     def _batch(self, y_pred, y):
-        return _binary(self._scratch, y_pred, y, self.threshold), y_pred.shape[0]
+        totals, counts = self._batches(y_pred, y, len(y_pred))
+        return totals[0], counts[0]
+
+    def _batches(self, y_pred, y, size):
+        return _binary(self._scratch, y_pred, y, self.threshold, size)
 
 
 class MeanAbsoluteError(Metric):
@@ -139,10 +162,14 @@ class MeanAbsoluteError(Metric):
         super().__init__(name)
 
     def _batch(self, y_pred, y):
+        totals, counts = self._batches(y_pred, y, len(y_pred))
+        return totals[0], counts[0]
+
+    def _batches(self, y_pred, y, size):
         d = self._scratch.get("d", y_pred.shape, y_pred.dtype)
         np.subtract(y_pred, y, out=d)
         np.abs(d, out=d)
-        return float(d.sum(dtype=np.float64)) / y_pred.shape[1], y_pred.shape[0]
+        return _row_sums(d, size), [size] * (len(d) // size)
 
 
 class MeanSquaredError(Metric):
@@ -152,10 +179,14 @@ class MeanSquaredError(Metric):
         super().__init__(name)
 
     def _batch(self, y_pred, y):
+        totals, counts = self._batches(y_pred, y, len(y_pred))
+        return totals[0], counts[0]
+
+    def _batches(self, y_pred, y, size):
         d = self._scratch.get("d", y_pred.shape, y_pred.dtype)
         np.subtract(y_pred, y, out=d)
         np.square(d, out=d)
-        return float(d.sum(dtype=np.float64)) / y_pred.shape[1], y_pred.shape[0]
+        return _row_sums(d, size), [size] * (len(d) // size)
 
 
 def get(name: str, loss=None, y=None) -> Metric:
@@ -176,9 +207,18 @@ def get(name: str, loss=None, y=None) -> Metric:
 
 # ----------------------------------------------------------------------------------------- helpers
 
-def _binary(scratch, y_pred, y, threshold) -> float:
-    """Sum over samples of the fraction of columns where (y_pred > threshold) == y."""
+def _binary(scratch, y_pred, y, threshold, size) -> tuple[list, list]:
+    """Per batch of `size` rows: (sum over samples of the fraction of columns where (y_pred > threshold) == y,
+    samples)."""
     above = scratch.get("above", y_pred.shape, np.bool_)
     np.greater(y_pred, threshold, out=above)
     np.equal(above, y, out=above)
-    return np.count_nonzero(above) / y_pred.shape[1]
+    hits = np.count_nonzero(above.reshape(-1, size * y_pred.shape[1]), axis=1)
+    return [int(h) / y_pred.shape[1] for h in hits.tolist()], [size] * len(hits)
+
+
+def _row_sums(d, size) -> list:
+    """Per batch of `size` rows of d: the float64 sum of its elements over d's columns (one code path for
+    one batch and many, so the sums are the same bits)."""
+    sums = d.reshape(-1, size * d.shape[1]).sum(axis=1, dtype=np.float64)
+    return (sums / d.shape[1]).tolist()

@@ -11,12 +11,21 @@ dropout masks are drawn from (model.seed, layer, model._step), so the same seed 
 History and weights, and resuming at ``initial_epoch=model.epoch`` (same model and optimizer)
 reproduces the uninterrupted run.
 
-Data path. X and y are validated and converted to the model's dtype once per call; each shuffled
-batch is gathered with ``np.take(..., out=)`` into buffers allocated once (unshuffled batches are
-views). Per batch, fit calls ``_train_step(x, t) -> loss``: forward, the fused loss + gradient
-into a preallocated buffer, backward (gradients overwritten, not accumulated), optimizer step.
-It leaves the batch's training-mode output (before the update) in ``self._train_out``, which the
-metrics read. evaluate/predict run ``_predict_batch(x)`` per batch in eval mode.
+Data path. X and y are validated and converted to the model's dtype once per call. The epoch's
+full batches run on the compiled epoch loop (``Engine.train_batches``): chunks of consecutive
+batches, each chunk ONE nogil call that gathers every batch's rows, runs its whole step and redoes
+the optimizer's per-step bookkeeping in C; the chunk's losses and training-mode outputs then update
+the loss and metrics with NumPy (the same per-batch sums in the same order, so History is the same
+bits). A chunk is the whole epoch, or about a twentieth of it when the progress bar shows, which is
+then updated per chunk. The last, partial batch goes through ``_train_step(x, t) -> loss``
+(forward, the fused loss + gradient, backward with gradients overwritten, optimizer step; the batch
+gathered by ``np.take(..., out=)`` into buffers allocated once, unshuffled batches are views),
+which leaves the batch's training-mode output in ``self._train_out`` for the metrics. So does every
+batch when a callback other than the progress bar overrides a batch hook, ``_train_step`` is
+replaced on the model, or the engine cannot run the step whole (a loss without a plan kernel, an
+optimizer other than fastnn's six classes). Both paths give the same weights, optimizer state,
+dropout counter and History bit for bit. evaluate/predict run ``_predict_batch(x)`` per batch in
+eval mode.
 
 Divergence. A NaN/inf batch loss (or NaN/inf weights after an epoch) stops training with the
 weights and optimizer state from before the step that went bad. fit keeps one snapshot per epoch
@@ -45,6 +54,8 @@ _OPTIMIZERS = {"sgd": "SGD", "adam": "Adam", "adamw": "AdamW", "rmsprop": "RMSpr
 _LOSSES = {"mse": "MSELoss", "bce": "BCELoss", "bce_with_logits": "BCEWithLogitsLoss",
            "cross_entropy": "CrossEntropyLoss", "nll": "NLLLoss"}
 _PREDICT_BATCH = 1024   # rows per forward call in predict/evaluate when batch_size is None
+_CHUNK_OUTPUTS = 1 << 20   # output elements a compiled chunk keeps for the metrics (bounds its batches)
+_BAR_UPDATES = 20          # progress-bar updates per epoch on the compiled epoch loop
 
 
 def _finite(a: np.ndarray) -> bool:
@@ -106,6 +117,22 @@ class _Batches:
         np.take(self.x, idx, axis=0, out=xb, mode="clip")   # mode != 'raise': no hidden buffering
         np.take(self.t, idx, axis=0, out=tb, mode="clip")
         return xb, tb
+
+
+class _Chunks:
+    """fit's compiled epoch loop: batches per chunk and the buffers a chunk fills (allocated once per fit)."""
+
+    def __init__(self, model, batches, bar: bool, metrics: bool):
+        self.full = batches.n // batches.size   # full batches per epoch
+        k = max(1, batches.steps // _BAR_UPDATES) if bar else self.full
+        if metrics:
+            k = min(k, max(1, _CHUNK_OUTPUTS // (batches.size * model.out_features)))
+        self.batches = k = max(1, min(k, self.full))
+        rows = k * batches.size
+        self.losses = np.empty(k)
+        self.outputs = np.empty((rows, model.out_features), model.dtype) if metrics else None
+        t = batches.t
+        self.targets = np.empty((rows,) + t.shape[1:], t.dtype) if metrics and batches.shuffled else None
 
 
 class TrainingMixin:
@@ -472,8 +499,12 @@ class TrainingMixin:
         train_metrics = [_metrics.get(n, self.loss, batches.t) for n, _ in self._metric_names]
         val_metrics = [_metrics.get(n, self.loss, tv) for n, _ in self._metric_names]
         want_batch_logs = cbs.wants_batch_logs
+        bars = cbs.batch_callbacks
+        # a callback with batch hooks other than the bar, or a _train_step replaced on the model: per batch
+        per_batch_hooks = any(type(cb) is not _cb.ProgressBar for cb in bars) or "_train_step" in vars(self)
         snapshot = _Snapshot(self)
         arena = self._arena.data
+        chunks = None if per_batch_hooks else _Chunks(self, batches, bool(bars), bool(train_metrics))
         logs = {}
         cbs.on_train_begin()
         for epoch in range(initial_epoch, epochs):
@@ -485,7 +516,9 @@ class TrainingMixin:
             for m in train_metrics:
                 m.reset_state()
             loss_sum, count, done, failed = 0.0, 0, 0, None
-            for b in range(batches.steps):
+            if chunks is not None and self._engine().supports_batches(batches.t, self.loss, self.optimizer):
+                loss_sum, count, done, failed = self._fit_compiled(chunks, batches, train_metrics, bars)
+            for b in range(done, batches.steps if failed is None else done):
                 xb, tb = batches(b)
                 if want_batch_logs:
                     cbs.on_train_batch_begin(b, {})
@@ -517,6 +550,43 @@ class TrainingMixin:
             if self.stop_training:
                 break
         cbs.on_train_end(logs)
+
+    def _fit_compiled(self, chunks, batches, train_metrics, bars):
+        """The epoch's full batches on the compiled epoch loop, chunk by chunk (see the module docstring).
+
+        Returns (loss sum, samples, batches done, failed) as the per-batch loop keeps them; failed is
+        (batch, loss) for a non-finite loss (that batch's step ran; fit undoes it), else None.
+        """
+        engine = self._engine()
+        size, order, t = batches.size, batches.order, batches.t
+        loss_sum, count = 0.0, 0
+        for first in range(0, chunks.full, chunks.batches):
+            k = min(chunks.batches, chunks.full - first)
+            done = engine.train_batches(batches.x, t, order, size, first, k, self.loss, self.optimizer,
+                                        chunks.losses, chunks.outputs)
+            values = chunks.losses[:done].tolist()
+            ok = done if math.isfinite(values[-1]) else done - 1
+            for value in values[:ok]:
+                loss_sum += value * size
+                count += size
+            if train_metrics and ok:
+                s, rows = first * size, ok * size
+                if order is None:
+                    tb = t[s:s + rows]
+                else:
+                    tb = chunks.targets[:rows]
+                    np.take(t, order[s:s + rows], axis=0, out=tb, mode="clip")
+                for metric in train_metrics:
+                    metric.update_batches(chunks.outputs[:rows], tb, size)
+            if ok < done:
+                self._train_out = engine.last_output
+                return loss_sum, count, first + ok, (first + ok, values[-1])
+            if bars:
+                logs = _running_logs(loss_sum, count, train_metrics)
+                for bar in bars:
+                    bar.on_train_batches_end(first + done - 1, done, logs)
+        self._train_out = engine.last_output
+        return loss_sum, count, chunks.full, None
 
     def _diverged(self, failed, snapshot, batches, epoch, cbs, train_metrics) -> bool:
         """Undo the bad step(s) of this epoch; stop cleanly if a callback asks for it, else raise."""

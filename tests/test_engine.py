@@ -675,3 +675,151 @@ def test_forward_of_its_own_output():
     once = engine.forward(x)
     _close(engine.forward(once), model(model(x)), 1e-12)
     _close(engine.forward(engine.forward(x[0])), model(model(x[0])), 1e-12)
+
+
+# ---------------------------------------------------------------------------------------------- batch loop
+
+BATCH_OPTIMIZERS = ALL_OPTIMIZERS + [("SGD", {"lr": 0.05, "momentum": 0.9, "nesterov": True})]
+
+
+def _batch_problem(opt_name, opt_kw, dtype, target="labels", loss_kw=None):
+    r = np.random.default_rng(_seed("batches", opt_name, opt_kw, np.dtype(dtype).name, target))
+    models, opts = [], []
+    for _ in range(2):
+        m = fnn.Sequential([fnn.Dense(7, 9, "relu"), fnn.Dropout(0.25), fnn.Dense(9, 5, "gelu"), fnn.Dense(5, 4)],
+                           dtype=dtype, seed=11)
+        models.append(m)
+        opts.append(getattr(fnn.optim, opt_name)(m.parameters(), **opt_kw))
+    n = 53
+    x = r.standard_normal((n, 7)).astype(dtype)
+    if target == "labels":
+        losses = [fnn.losses.CrossEntropyLoss(**(loss_kw or {})) for _ in range(2)]
+        t = r.integers(0, 4, n)
+    else:
+        losses = [fnn.losses.BCEWithLogitsLoss(**(loss_kw or {})) for _ in range(2)]
+        t = (r.random((n, 4)) < 0.5).astype(dtype)
+    return models, opts, losses, x, t, r.permutation(n)
+
+
+@pytest.mark.parametrize("opt_name,opt_kw", BATCH_OPTIMIZERS, ids=lambda v: str(v))
+@pytest.mark.parametrize("dtype", [np.float64, np.float32], ids=["f64", "f32"])
+@pytest.mark.parametrize("shuffled", [True, False], ids=["order", "in_order"])
+def test_train_batches_equals_train_step_per_batch(opt_name, opt_kw, dtype, shuffled):
+    (ma, mb), (oa, ob), (la, lb), x, t, order = _batch_problem(opt_name, opt_kw, dtype)
+    order = order if shuffled else None
+    bs, steps = 6, 8
+    ea, eb = Engine(ma), Engine(mb)
+    losses, outs = [], []
+    for b in range(steps):
+        idx = order[b * bs:(b + 1) * bs] if shuffled else np.arange(b * bs, (b + 1) * bs)
+        losses.append(ea.train_step(np.ascontiguousarray(x[idx]), t[idx], la, oa))
+        outs.append(ea.last_output.copy())
+    assert eb.supports_batches(t, lb, ob)
+    got = np.full(steps, -1.0)
+    out = np.empty((steps * bs, 4), dtype)
+    assert eb.train_batches(x, t, order, bs, 0, 3, lb, ob, got, out) == 3
+    assert eb.train_batches(x, t, order, bs, 3, 5, lb, ob, got[3:], out[3 * bs:]) == 5
+    np.testing.assert_array_equal(got, losses)
+    np.testing.assert_array_equal(out, np.concatenate(outs))
+    np.testing.assert_array_equal(eb.last_output, ea.last_output)
+    for pa, pb in zip(ma.parameters(), mb.parameters()):
+        np.testing.assert_array_equal(pb.data, pa.data)
+        np.testing.assert_array_equal(pb.grad, pa.grad)
+    sa, sb = oa.state_dict(), ob.state_dict()
+    assert sa["state"].keys() == sb["state"].keys()
+    for i, st in sa["state"].items():
+        assert st.keys() == sb["state"][i].keys()
+        for kind, value in st.items():
+            np.testing.assert_array_equal(sb["state"][i][kind], value)
+            assert sb["state"][i][kind].dtype == value.dtype
+    assert ma._step == mb._step == steps
+
+
+def test_train_batches_param_groups_and_float_targets():
+    """Two param groups (other lr and betas), a frozen parameter, probability-free BCE targets (float rows)."""
+    (ma, mb), _, (la, lb), x, t, order = _batch_problem("Adam", {}, np.float32, target="binary")
+    opts = []
+    for m in (ma, mb):
+        p = m.parameters()
+        opts.append(fnn.optim.Adam([{"params": p[:2], "lr": 0.02, "betas": (0.8, 0.99)}, {"params": p[3:]}]))
+    (oa, ob), bs = opts, 5
+    ea, eb = Engine(ma), Engine(mb)
+    for b in range(10):
+        idx = order[b * bs:(b + 1) * bs]
+        ea.train_step(np.ascontiguousarray(x[idx]), np.ascontiguousarray(t[idx]), la, oa)
+    got = np.empty(10)
+    assert eb.train_batches(x, t, order, bs, 0, 10, lb, ob, got) == 10
+    for pa, pb in zip(ma.parameters(), mb.parameters()):
+        np.testing.assert_array_equal(pb.data, pa.data)
+    for i, st in oa.state_dict()["state"].items():
+        for kind, value in st.items():
+            np.testing.assert_array_equal(ob.state_dict()["state"][i][kind], value)
+
+
+def test_train_batches_stops_after_a_non_finite_loss():
+    r = np.random.default_rng(0)
+    x, t = r.standard_normal((96, 5)) * 10, r.standard_normal((96, 1)) * 100
+    runs = []
+    for _ in range(2):
+        m = fnn.Sequential([fnn.Dense(5, 8, "relu"), fnn.Dense(8, 1)], dtype="float64", seed=0)
+        runs.append((m, fnn.optim.SGD(m.parameters(), lr=2.0, momentum=0.9), fnn.losses.MSELoss()))
+    (ma, oa, la), (mb, ob, lb) = runs
+    ea, eb = Engine(ma), Engine(mb)
+    expected = []
+    for b in range(24):
+        expected.append(ea.train_step(x[4 * b:4 * b + 4], t[4 * b:4 * b + 4], la, oa))
+        if not np.isfinite(expected[-1]):
+            break
+    k = len(expected)
+    assert 1 < k < 24   # diverges mid-way
+    got = np.full(24, 7.0)
+    assert eb.train_batches(x, t, None, 4, 0, 24, lb, ob, got) == k
+    np.testing.assert_array_equal(got[:k], expected)
+    assert (got[k:] == 7.0).all() and mb._step == k
+    np.testing.assert_array_equal(mb._arena.data, ma._arena.data)
+
+
+def test_plans_are_cached_per_batch_size():
+    (_, m), (_, opt), (_, loss), x, t, _ = _batch_problem("Adam", {}, np.float32)
+    engine = Engine(m)
+    engine.train_step(x[:8], t[:8], loss, opt)
+    full = engine._plan
+    engine.train_step(x[:5], t[:5], loss, opt)
+    last = engine._plan
+    assert last is not full and last.n == 5
+    for _ in range(2):   # epochs: full batches, then the last one, with no rebuild
+        engine.train_batches(x, t, None, 8, 0, 6, loss, opt, np.empty(6))
+        assert engine._plan is full
+        engine.train_step(x[48:], t[48:], loss, opt)
+        assert engine._plan is last and engine.last_output.shape == (5, 4)
+    opt2 = fnn.optim.Adam(m.parameters())
+    engine.train_step(x[:8], t[:8], loss, opt2)   # another optimizer: every cached plan is dropped
+    assert engine._plan is not full and list(engine._plans) == [(8, _plan.LossKind.CROSS_ENTROPY)]
+
+
+def test_train_batches_refuses_what_it_cannot_run():
+    (_, m), (_, opt), (_, loss), x, t, order = _batch_problem("SGD", {"lr": 0.1}, np.float64)
+    engine = Engine(m)
+    sub = _PlainSGD(m.parameters(), lr=0.1)
+    assert not engine.supports_batches(t, loss, sub)
+    assert not engine.supports_batches(t, _ScaledMSE(), opt)
+    with pytest.raises(ValueError, match="train_batches cannot step a _PlainSGD"):
+        engine.train_batches(x, t, None, 4, 0, 2, loss, sub, np.empty(2))
+    bad = order.copy()
+    bad[5] = 53
+    with pytest.raises(ValueError, match=r"order\[5\] = 53 is not a row of x"):
+        engine.train_batches(x, t, bad, 4, 0, 2, loss, opt, np.empty(2))
+    with pytest.raises(ValueError, match="batches up to 14 of 4 rows need 56 rows, x has 53"):
+        engine.train_batches(x, t, None, 4, 0, 14, loss, opt, np.empty(14))
+    with pytest.raises(ValueError, match="losses must be a writeable C-contiguous float64 array of at least 3"):
+        engine.train_batches(x, t, None, 4, 0, 3, loss, opt, np.empty(2))
+
+
+def test_advance_step_counts_in_float32():
+    from fastnn.engine import _advance_step
+
+    for start, k in [(0.0, 5), (16777210.0, 9), (16777216.0, 3), (2.5, 4), (3e9, 2)]:
+        v = np.float32(start)
+        for _ in range(k):
+            v = np.float32(float(v) + 1.0)
+        assert _advance_step(float(np.float32(start)), k) == float(v)

@@ -601,3 +601,165 @@ def test_lists_and_column_labels_are_accepted():
     h2 = twin.fit(X4, Y3.reshape(-1, 1), epochs=1, shuffle=False, verbose=0)   # Keras-style (n, 1) labels
     assert h1.history == h2.history
     np.testing.assert_array_equal(model._arena.data, twin._arena.data)
+
+
+# ------------------------------------------------------------------------------ the compiled epoch loop
+
+OPTIMIZERS = [
+    ("SGD", {"lr": 0.05, "momentum": 0.9, "nesterov": True}),
+    ("SGD", {"lr": 0.05, "momentum": 0.5, "dampening": 0.1, "weight_decay": 1e-3}),
+    ("Adam", {"lr": 1e-2}),
+    ("AdamW", {"lr": 1e-2, "amsgrad": True}),
+    ("RMSprop", {"lr": 1e-2, "centered": True, "momentum": 0.5}),
+    ("Adagrad", {"lr": 0.1, "lr_decay": 0.01}),
+    ("Adadelta", {}),
+]
+
+
+def _net(dtype, out=3, seed=5):
+    return fnn.Sequential([fnn.Dense(6, 16, "relu"), fnn.Dropout(0.3), fnn.Dense(16, 16, "tanh"),
+                           fnn.Dense(16, out)], dtype=dtype, seed=seed)
+
+
+def _fit_both(monkeypatch, make, fit_kw, compiled_expected=True):
+    """fit on the compiled epoch loop and forced per batch; returns (model, History, chunk sizes) per path."""
+    from fastnn.engine import Engine
+
+    results = []
+    for compiled in (True, False):
+        model = make()
+        chunks = []
+        with monkeypatch.context() as mp:
+            if compiled:
+                real = Engine.train_batches
+
+                def spy(self, x, t, order, batch_size, first, count, *args, _seen=chunks, _real=real, **kw):
+                    _seen.append(count)
+                    return _real(self, x, t, order, batch_size, first, count, *args, **kw)
+
+                mp.setattr(Engine, "train_batches", spy)
+            else:
+                mp.setattr(Engine, "supports_batches", lambda *a: False)
+            hist = model.fit(**fit_kw)
+        results.append((model, hist, chunks))
+    (ma, ha, chunks), (mb, hb, none) = results
+    assert bool(chunks) == compiled_expected and none == []
+    np.testing.assert_array_equal(ma._arena.data, mb._arena.data)
+    _same_state(ma.optimizer.state_dict(), mb.optimizer.state_dict())
+    assert ha.history == hb.history and ha.epoch == hb.epoch
+    assert ma._step == mb._step and ma.epoch == mb.epoch
+    return results
+
+
+@pytest.mark.parametrize("opt_name,opt_kw", OPTIMIZERS, ids=lambda v: str(v))
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("shuffle", [True, False], ids=["shuffled", "in_order"])
+def test_compiled_epoch_loop_is_bit_identical_to_per_batch_steps(monkeypatch, opt_name, opt_kw, dtype, shuffle):
+    r = np.random.default_rng(3)
+    x, y = r.standard_normal((110, 6)), r.integers(0, 3, 110)   # 99 training rows: 12 batches of 8 and one of 3
+
+    def make():
+        model = _net(dtype)
+        model.compile(getattr(fnn.optim, opt_name)(model.parameters(), **opt_kw), "cross_entropy", ["accuracy"])
+        return model
+
+    (model, hist, chunks), _ = _fit_both(monkeypatch, make, dict(X=x, y=y, epochs=3, batch_size=8, shuffle=shuffle,
+                                                                 validation_split=0.1, verbose=0))
+    assert chunks == [12] * 3   # one call per epoch for the 12 full batches
+    assert model._step == 3 * 13 and len(hist.history["accuracy"]) == 3
+
+
+@pytest.mark.parametrize("loss,metrics", [("mse", ["mae", "mse", "accuracy"]),
+                                          ("bce_with_logits", ["binary_accuracy", "mae", "acc"])])
+def test_compiled_epoch_loop_metrics_on_float_targets(monkeypatch, loss, metrics):
+    r = np.random.default_rng(4)
+    x = r.standard_normal((61, 6))
+    y = r.standard_normal((61, 2)) if loss == "mse" else (r.random((61, 2)) < 0.5).astype(float)
+
+    def make():
+        model = _net("float32", out=2)
+        model.compile("adam", loss, metrics)
+        return model
+
+    (_, hist, chunks), _ = _fit_both(monkeypatch, make, dict(X=x, y=y, epochs=2, batch_size=5, verbose=0))
+    assert chunks == [12, 12] and set(hist.history) == {"loss", *metrics}
+
+
+def test_compiled_epoch_loop_chunks_follow_the_progress_bar(monkeypatch, capsys):
+    r = np.random.default_rng(5)
+    x, y = r.standard_normal((203, 6)), r.integers(0, 3, 203)
+
+    def make():
+        model = _net("float32")
+        model.compile("sgd", "cross_entropy", ["accuracy"])
+        return model
+
+    (_, _, chunks), _ = _fit_both(monkeypatch, make, dict(X=x, y=y, epochs=1, batch_size=4, verbose=1))
+    assert chunks == [2] * 25   # 51 steps: 50 full batches in chunks of 51 // 20, the last batch on its own
+    assert "51/51" in capsys.readouterr().out
+
+
+def test_callbacks_with_batch_hooks_or_a_replaced_train_step_force_per_batch_steps(monkeypatch):
+    r = np.random.default_rng(6)
+    x, y = r.standard_normal((40, 6)), r.integers(0, 3, 40)
+    seen = []
+
+    class Batches(Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            seen.append(batch)
+
+    def make():
+        model = _net("float64")
+        model.compile("adam", "cross_entropy")
+        return model
+
+    _fit_both(monkeypatch, make, dict(X=x, y=y, epochs=1, batch_size=8, verbose=0, callbacks=[Batches()]),
+              compiled_expected=False)
+    assert seen == [0, 1, 2, 3, 4] * 2
+    a, b = make(), make()
+    spied = _spy_batches(a)
+    a.fit(x, y, epochs=1, batch_size=8, verbose=0)
+    b.fit(x, y, epochs=1, batch_size=8, verbose=0)
+    assert len(spied) == 5
+    np.testing.assert_array_equal(a._arena.data, b._arena.data)
+
+
+def test_compiled_epoch_loop_resumes_like_the_uninterrupted_run(monkeypatch):
+    X, y = fnn.datasets.load_digits()
+    X, y = X[:300], y[:300]
+
+    def run(compiled):
+        with monkeypatch.context() as mp:
+            if not compiled:
+                mp.setattr(fnn.engine.Engine, "supports_batches", lambda *a: False)
+            model = _digits_model(9)
+            first = model.fit(X, y, epochs=2, batch_size=32, validation_split=0.2, verbose=0)
+            second = model.fit(X, y, epochs=4, initial_epoch=model.epoch, batch_size=32, validation_split=0.2,
+                               verbose=0)
+        return model, {k: first.history[k] + second.history[k] for k in first.history}
+
+    (ma, ha), (mb, hb) = run(True), run(False)
+    straight = _digits_model(9)
+    full = straight.fit(X, y, epochs=4, batch_size=32, validation_split=0.2, verbose=0)
+    assert ha == hb == full.history
+    np.testing.assert_array_equal(ma._arena.data, mb._arena.data)
+    np.testing.assert_array_equal(ma._arena.data, straight._arena.data)
+    _same_state(ma.optimizer.state_dict(), mb.optimizer.state_dict())
+
+
+@pytest.mark.parametrize("shuffle", [False, True])
+def test_compiled_epoch_loop_nan_loss_restores_as_per_batch_steps(monkeypatch, shuffle):
+    errors = []
+    for compiled in (True, False):
+        model, x, y = _exploding()
+        with monkeypatch.context() as mp:
+            if not compiled:
+                mp.setattr(fnn.engine.Engine, "supports_batches", lambda *a: False)
+            with pytest.raises(FloatingPointError, match="training diverged") as info:
+                model.fit(x, y, epochs=1000, batch_size=7, shuffle=shuffle, verbose=0)
+        errors.append((str(info.value), model._arena.data.copy(), model.optimizer.state_dict(), model._step,
+                       model.epoch, model.history.history))
+    (ea, wa, sa, ka, pa, ha), (eb, wb, sb, kb, pb, hb) = errors
+    assert ea == eb and (ka, pa) == (kb, pb) and ha == hb
+    np.testing.assert_array_equal(wa, wb)
+    _same_state(sa, sb)

@@ -21,6 +21,11 @@ class LossKind(IntEnum):
     CROSS_ENTROPY_PROB = 4
     NLL = 5
 
+class SchedMode(IntEnum):
+    SCHED_CONST = 0
+    SCHED_ADAM = 1
+    SCHED_ADAGRAD = 2
+
 REDUCTIONS: dict[str, int]
 SMALL_GEMM_LIMITS: dict[str, int]
 
@@ -46,6 +51,9 @@ class TrainPlan:
     def step(self, x: _Float, t: np.ndarray, seed: int, step: int, optimizer: Any = None) -> float: ...
     def forward(self, x: _Float, seed: int, step: int) -> _Float: ...
     def backward(self, optimizer: Any = None) -> None: ...
+    def run_batches(self, x: _Float, t: np.ndarray, order: npt.NDArray[np.int64] | None, first: int, count: int,
+                    seed: int, step: int, losses: npt.NDArray[np.float64], outputs: _Float | None = None,
+                    runs: list[tuple] | None = None, sched: list[tuple] | None = None) -> int: ...
     def gemm_choice(self) -> list[tuple[bool, bool, bool]]: ...
 
 class InferPlan:

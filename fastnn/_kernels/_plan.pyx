@@ -18,6 +18,15 @@
 # the same bits as the row within any batch), else BLAS's GEMV. Own kernels change the rounding, not
 # the math: results agree with the per-layer path to float tolerance, no longer bit for bit.
 #
+# Batch loop. `run_batches` runs `count` consecutive full batches of an epoch in the same one nogil
+# call: per batch it gathers the rows x[order[i]], t[order[i]] into the plan's own buffers (or reads
+# them in place when unshuffled), runs the step, stores the batch loss and (optionally) the output
+# rows, and redoes the optimizer's per-step bookkeeping in C (RunSched: a run's float32 step count t
+# += 1 as torch counts; Adam's lr/(1 - beta1^t) and pow(1 - beta2^t, 0.5), Adagrad's
+# lr/(1 + (t-1)*lr_decay), with libm's pow as Python's ** calls it; SGD's FIRST_STEP only on the first
+# step), so that the weights and optimizer state equal `count` separate steps bit for bit. It stops
+# after the first batch whose loss is not finite.
+#
 # Layout/dtype. Row-major C-contiguous (n, features) blocks of one dtype (float32 or float64, the
 # fused `real`); parameters and gradients are views into the model's flat arenas; labels are int64.
 # Descriptors hold untyped pointers; a call dispatches once on the dtype.
@@ -41,8 +50,9 @@
 
 from cpython.mem cimport PyMem_Malloc, PyMem_Realloc, PyMem_Free
 from cpython.pycapsule cimport PyCapsule_CheckExact, PyCapsule_GetName, PyCapsule_GetPointer
+from libc.math cimport isfinite, pow
 from libc.stdint cimport int64_t, uint8_t, uint32_t, uint64_t
-from libc.string cimport memset
+from libc.string cimport memcpy, memset
 cimport numpy as cnp
 
 from scipy.linalg.cython_blas cimport sgemv, dgemv
@@ -51,7 +61,7 @@ from fastnn._kernels._blas cimport gemm
 from fastnn._kernels._activations cimport Act, bias_act_forward, act_backward
 from fastnn._kernels._dense cimport colsum
 from fastnn._kernels._dropout cimport dropout_forward, dropout_backward
-from fastnn._kernels._optim cimport OptRun
+from fastnn._kernels._optim cimport OptRun, OPT_FIRST_STEP
 from fastnn._kernels._losses cimport (Reduction, _mse, _bce, _bce_logits, _cross_entropy, _cross_entropy_prob,
                                       _nll)
 
@@ -178,6 +188,18 @@ ctypedef struct Stage:
     uint32_t stream     # dropout stream (the layer's index in the model)
 
 
+ctypedef struct RunSched:  # how an OptRun's per-step scalars change from one step to the next (run_batches)
+    int mode            # SCHED_CONST, SCHED_ADAM (sc[6], sc[7]) or SCHED_ADAGRAD (sc[0])
+    float t             # the run's step count (torch's float32 tensor) at the step the run was packed for
+    double lr, a, b     # lr and (beta1, beta2) for Adam; lr and lr_decay for Adagrad
+
+
+cpdef enum SchedMode:
+    SCHED_CONST = 0
+    SCHED_ADAM = 1
+    SCHED_ADAGRAD = 2
+
+
 ctypedef struct Loss:
     int kind            # LossKind
     int red             # Reduction
@@ -207,6 +229,20 @@ cdef inline bint _fits(object a, int typenum, int ndim, Py_ssize_t d0, Py_ssize_
         return False
     cdef cnp.npy_intp* dims = cnp.PyArray_DIMS(arr)
     return dims[0] == d0 and (ndim == 1 or dims[1] == d1)
+
+
+cdef inline Py_ssize_t _rows(object a, int typenum, int ndim, Py_ssize_t d1) noexcept:
+    """The rows of a if it is an aligned C-contiguous ndarray of this type, ndim and (ndim 2) columns, else -1."""
+    if not cnp.PyArray_Check(a):
+        return -1
+    cdef cnp.ndarray arr = <cnp.ndarray>a
+    if cnp.PyArray_TYPE(arr) != typenum or cnp.PyArray_NDIM(arr) != ndim:
+        return -1
+    if not (cnp.PyArray_IS_C_CONTIGUOUS(arr) and cnp.PyArray_ISALIGNED(arr)):
+        return -1
+    if ndim == 2 and cnp.PyArray_DIMS(arr)[1] != d1:
+        return -1
+    return cnp.PyArray_DIMS(arr)[0]
 
 
 cdef inline bint _state_fits(object a, int typenum, Py_ssize_t size) noexcept:
@@ -418,17 +454,24 @@ cdef class TrainPlan:
     cdef int _t_ndim, _t_type
     cdef Py_ssize_t _t_d1
     cdef OptRun* runs                    # the optimizer's runs of this step (packed in place)
+    cdef RunSched* sched                 # run_batches: how each run's scalars change per step (cap_runs long)
     cdef int nruns, cap_runs
+    cdef object _xg, _tg                 # run_batches: the gathered batch (made at the first shuffled call)
+    cdef char* _xgp
+    cdef char* _tgp
 
     def __cinit__(self):
         self.st = NULL
         self.ns = 0
         self.runs = NULL
+        self.sched = NULL
         self.nruns = self.cap_runs = 0
+        self._xgp = self._tgp = NULL
 
     def __dealloc__(self):
         PyMem_Free(self.st)
         PyMem_Free(self.runs)
+        PyMem_Free(self.sched)
 
     def __init__(self, dtype, int n, int in_features, list stages, tuple loss, int threads=1):
         dtype = np.dtype(dtype)
@@ -495,11 +538,16 @@ cdef class TrainPlan:
         cdef int i, j, nr = len(runs)
         cdef OptRun* r
         cdef Py_ssize_t size
+        cdef RunSched* rs
         if nr > self.cap_runs:   # grows once, at warm-up
             r = <OptRun*>PyMem_Realloc(self.runs, nr * sizeof(OptRun))
             if r == NULL:
                 raise MemoryError()
-            self.runs, self.cap_runs = r, nr
+            self.runs = r
+            rs = <RunSched*>PyMem_Realloc(self.sched, nr * sizeof(RunSched))
+            if rs == NULL:
+                raise MemoryError()
+            self.sched, self.cap_runs = rs, nr
         self.nruns = 0
         for i in range(nr):
             kind, flags, param, grad, s0, s1, s2, sc = runs[i]
@@ -540,6 +588,127 @@ cdef class TrainPlan:
                 for i in range(self.nruns):
                     _update_f64(&self.runs[i])
         return value
+
+    cdef int _fill_sched(self, list sched) except -1:
+        """The RunSched of each packed run from (mode, t, lr, a, b) tuples (see RunSched)."""
+        cdef int i
+        cdef RunSched* s
+        if len(sched) != self.nruns:
+            raise ValueError(f"plan: {len(sched)} run schedules for {self.nruns} optimizer runs")
+        for i in range(self.nruns):
+            mode, t, lr, a, b = sched[i]
+            if mode not in (SchedMode.SCHED_CONST, SchedMode.SCHED_ADAM, SchedMode.SCHED_ADAGRAD):
+                raise ValueError(f"plan: run schedule {i} has an unknown mode {mode!r}")
+            s = &self.sched[i]
+            s.mode, s.t, s.lr, s.a, s.b = mode, t, lr, a, b
+        return 0
+
+    cdef void _advance(self) noexcept nogil:
+        """Each run's bookkeeping for the next step, as the Python optimizers do it (see RunSched)."""
+        cdef int i
+        cdef RunSched* s
+        cdef double t
+        for i in range(self.nruns):
+            s = &self.sched[i]
+            self.runs[i].flags &= ~OPT_FIRST_STEP        # SGD: the momentum buffers exist now
+            s.t = <float>(<double>s.t + 1.0)              # torch's float32 step += 1
+            t = s.t
+            if s.mode == SchedMode.SCHED_ADAM:            # lr / (1 - beta1**t), (1 - beta2**t) ** 0.5
+                self.runs[i].sc[6] = s.lr / (1.0 - pow(s.a, t))
+                self.runs[i].sc[7] = pow(1.0 - pow(s.b, t), 0.5)
+            elif s.mode == SchedMode.SCHED_ADAGRAD:       # lr / (1 + (t - 1) * lr_decay)
+                self.runs[i].sc[0] = s.lr / (1.0 + (t - 1.0) * s.a)
+
+    cdef Py_ssize_t _batches(self, const char* x, const char* t, const int64_t* order, Py_ssize_t first,
+                             Py_ssize_t count, uint64_t seed, uint64_t step, int phases, double* losses,
+                             char* outs, Py_ssize_t xrow, Py_ssize_t trow) noexcept nogil:
+        """run_batches' loop: gather, step, loss, output rows; stops after a non-finite loss."""
+        cdef Py_ssize_t b, r, base, row
+        cdef Py_ssize_t n = self.n
+        cdef Py_ssize_t orow = <Py_ssize_t>self.out_features * (4 if self.typenum == cnp.NPY_FLOAT32 else 8)
+        cdef const char* xp
+        cdef const char* tp
+        cdef double value
+        for b in range(count):
+            if b > 0 and phases & 8:
+                self._advance()
+            base = (first + b) * n
+            if order == NULL:
+                xp, tp = x + base * xrow, t + base * trow
+            else:
+                for r in range(n):
+                    row = order[base + r]
+                    memcpy(self._xgp + r * xrow, x + row * xrow, xrow)
+                    memcpy(self._tgp + r * trow, t + row * trow, trow)
+                xp, tp = self._xgp, self._tgp
+            value = self._run(xp, tp, seed, step + b, phases)
+            losses[b] = value
+            if outs != NULL:
+                memcpy(outs + b * n * orow, self.st[self.ns - 1].a, n * orow)
+            if not isfinite(value):
+                return b + 1
+        return count
+
+    def run_batches(self, x, t, order, Py_ssize_t first, Py_ssize_t count, uint64_t seed, uint64_t step,
+                    losses, outputs=None, list runs=None, list sched=None):
+        """Full batches first .. first+count-1 of an epoch (rows order[b*n:(b+1)*n] of x and t, or rows
+        b*n .. (b+1)*n - 1 if order is None), each a whole step as `step` runs it, in one nogil call.
+
+        Batch k uses dropout step `step + k`, writes its loss to losses[k] (float64) and, given outputs
+        ((>= count*n, out) of the plan's dtype), its training-mode output rows to outputs[k*n:(k+1)*n].
+        runs: the optimizer's _fused_runs() for the first batch (its bookkeeping already done), with one
+        (mode, t, lr, a, b) schedule per run (RunSched): later batches redo that bookkeeping in C. Stops
+        after a batch whose loss is not finite; returns the number of batches run.
+        """
+        cdef Py_ssize_t n = self.n, N, need, i, hi
+        cdef Py_ssize_t item = 4 if self.typenum == cnp.NPY_FLOAT32 else 8
+        cdef Py_ssize_t xrow = self.in_features * item
+        cdef Py_ssize_t trow = 8 if self._t_ndim == 1 else self._t_d1 * item
+        cdef const int64_t* op = NULL
+        cdef int phases = 7
+        if count < 1 or first < 0:
+            raise ValueError(f"plan: needs first >= 0 and count >= 1, got first={first}, count={count}")
+        N = _rows(x, self.typenum, 2, self.in_features)
+        if N < 0:
+            raise PlanMismatch(f"x must be a C-contiguous {self.dtype} array with {self.in_features} columns")
+        if _rows(t, self._t_type, self._t_ndim, self._t_d1) != N:
+            raise PlanMismatch("the targets do not fit the plan's loss (shape, dtype, layout or rows of x)")
+        need = (first + count) * n
+        if order is None:
+            if need > N:
+                raise ValueError(f"plan: batches up to {first + count} of {n} rows need {need} rows, x has {N}")
+        else:
+            if _rows(order, cnp.NPY_INT64, 1, 0) < need:
+                raise ValueError(f"order must be a C-contiguous int64 array of at least {need} entries")
+            op = <const int64_t*>_ptr(order)
+            for i in range(first * n, need):
+                if op[i] < 0 or op[i] >= N:
+                    raise ValueError(f"order[{i}] = {op[i]} is not a row of x (0 .. {N - 1})")
+            if self._xg is None:
+                self._xg = np.empty((n, self.in_features), self.dtype)
+                self._tg = np.empty(n * trow, np.uint8)
+                self._xgp, self._tgp = <char*>_ptr(self._xg), <char*>_ptr(self._tg)
+        if _rows(losses, cnp.NPY_FLOAT64, 1, 0) < count or not (<cnp.ndarray>losses).flags.writeable:
+            raise ValueError(f"losses must be a writeable C-contiguous float64 array of at least {count} entries")
+        if outputs is not None:
+            hi = _rows(outputs, self.typenum, 2, self.out_features)
+            if hi < count * n or not (<cnp.ndarray>outputs).flags.writeable:
+                raise ValueError(f"outputs must be a writeable C-contiguous {self.dtype} array of shape "
+                                 f"(>= {count * n}, {self.out_features})")
+        if runs is not None:
+            if sched is None:
+                raise ValueError("plan: optimizer runs need their schedules")
+            self._pack(runs)
+            self._fill_sched(sched)
+            phases = 15
+        cdef const char* xp = <const char*>_ptr(x)
+        cdef const char* tp = <const char*>_ptr(t)
+        cdef double* lp = <double*>_ptr(losses)
+        cdef char* outp = <char*>_ptr(outputs)
+        cdef Py_ssize_t done
+        with nogil:
+            done = self._batches(xp, tp, op, first, count, seed, step, phases, lp, outp, xrow, trow)
+        return done
 
     def check(self, x, t):
         """Raise PlanMismatch unless x and t fit the plan."""
