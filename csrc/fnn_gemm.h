@@ -2,13 +2,16 @@
  *
  *     C[M, N] := op(A)[M, K] @ op(B)[K, N]        (row-major; beta = 0: C is overwritten)
  *
+ *     C[M, N] := C + op(A)[M, K] @ op(B)[K, N]    (the *_acc entry points with accumulate = 1: BLAS's beta = 1)
+ *
  * op(A) = A (stored M x K, leading dimension lda) or A^T (stored K x M); op(B) = B (stored K x N)
  * or B^T (stored N x K, then `work` must hold N * K elements); not both transposed. Why: for the operand sizes of small MLPs (a few
  * hundred thousand multiply-adds per GEMM, or a few rows) an OpenBLAS call spends most of its time
  * packing and dispatching (SciPy's OpenBLAS 0.3.30, 1 thread, Zen: 32x64x64 takes 5.4 us, 48
  * GFLOP/s; 4x784x128 takes 67 us). These kernels read the operands in place (no packing) and run
  * at 80-90 GFLOP/s there (2.9 us; 11 us). From ~10^7 multiply-adds on, OpenBLAS's cache blocking
- * wins; the caller (fastnn._kernels._plan) decides which to call.
+ * wins; fnn_gemm_small_rule() below is the measured rule its callers (fastnn._kernels._plan, and the
+ * per-layer path through _blas.pxd's gemm_auto) use to decide.
  *
  * Kernels (float: 8 lanes, double: 4):
  *   NN, TN  - MR x (2 vectors) register blocks, MR <= 6: per k, two vector loads of B's row and MR
@@ -26,6 +29,26 @@
  */
 #ifndef FNN_GEMM_H
 #define FNN_GEMM_H
+
+/* The dispatch rule, shared by the compiled plan (fastnn._kernels._plan) and the per-layer path
+ * (_blas.pxd's gemm_auto, used by _dense): whether C[M, N] = op(A)[M, K] @ op(B)[K, N] goes to these
+ * kernels rather than to BLAS, for a run with `threads` threads (it does not check availability).
+ * Limits in multiply-adds (M*N*K), measured: at one thread the own kernels win up to ~1e7 (float32;
+ * 64x784x128: 1.0-1.2x, 128x784x128: 1.03x, 256x784x128: 0.9x) and ~1e6 (float64: 32x64x64 1.2-1.4x,
+ * 64x784x128 0.8x). With more threads BLAS threads GEMMs above 2^18 multiply-adds (OpenBLAS's own
+ * threshold), so own kernels keep only what BLAS would run on one thread anyway, plus GEMMs of a few
+ * rows (<= 16), where BLAS's fixed cost dominates (4x784x128: 11 us vs 67 us, 8x784x128: 21 vs 44
+ * threaded). */
+#define FNN_GEMM_MAX_F32 (1L << 23)
+#define FNN_GEMM_MAX_F64 (1L << 20)
+#define FNN_GEMM_MAX_THREADED (1L << 18)
+#define FNN_GEMM_FEW_ROWS 16
+
+static inline int fnn_gemm_small_rule(long M, long N, long K, int f64, int threads) {
+    const long mnk = M * N * K;
+    if (mnk > (f64 ? FNN_GEMM_MAX_F64 : FNN_GEMM_MAX_F32)) return 0;
+    return threads <= 1 || mnk <= FNN_GEMM_MAX_THREADED || M <= FNN_GEMM_FEW_ROWS;
+}
 
 #if (defined(__GNUC__) || defined(__clang__)) && defined(__x86_64__)
 #define FNN_GEMM_X86 1
@@ -50,9 +73,17 @@ FNN_AVX2 static inline __m256i fnn_mask8(int n) {
     return _mm256_cmpgt_epi32(_mm256_set1_epi32(n), idx);
 }
 
+/* C := v, or C := C + v when acc (beta = 1: the sum over k is rounded first, then added, as BLAS does) */
+FNN_AVX2 static inline void fnn_s_st(float* c, __m256 v, int acc) {
+    _mm256_storeu_ps(c, acc ? _mm256_add_ps(_mm256_loadu_ps(c), v) : v);
+}
+FNN_AVX2 static inline void fnn_s_mst(float* c, __m256i m, __m256 v, int acc) {
+    _mm256_maskstore_ps(c, m, acc ? _mm256_add_ps(_mm256_maskload_ps(c, m), v) : v);
+}
+
 #define FNN_S_NN(MR)                                                                                       \
 FNN_AVX2 static inline void fnn_s_nn_##MR(int K, const float* A, long ras, long cas, const float* B, long ldb,\
-                                          float* C, long ldc) {                                            \
+                                          float* C, long ldc, int acc) {                                   \
     __m256 c0[MR], c1[MR];                                                                                 \
     FNN_UNROLL for (int r = 0; r < MR; r++) { c0[r] = _mm256_setzero_ps(); c1[r] = _mm256_setzero_ps(); }  \
     for (int p = 0; p < K; p++) {                                                                          \
@@ -64,12 +95,12 @@ FNN_AVX2 static inline void fnn_s_nn_##MR(int K, const float* A, long ras, long 
         }                                                                                                  \
     }                                                                                                      \
     FNN_UNROLL for (int r = 0; r < MR; r++) {                                                              \
-        _mm256_storeu_ps(C + r * ldc, c0[r]);                                                              \
-        _mm256_storeu_ps(C + r * ldc + 8, c1[r]);                                                          \
+        fnn_s_st(C + r * ldc, c0[r], acc);                                                                 \
+        fnn_s_st(C + r * ldc + 8, c1[r], acc);                                                             \
     }                                                                                                      \
 }                                                                                                          \
 FNN_AVX2 static inline void fnn_s_nn_tail_##MR(int K, const float* A, long ras, long cas, const float* B,   \
-                                               long ldb, float* C, long ldc, int nc) {                     \
+                                               long ldb, float* C, long ldc, int nc, int acc) {            \
     const __m256i m0 = fnn_mask8(nc < 8 ? nc : 8), m1 = fnn_mask8(nc > 8 ? nc - 8 : 0);                   \
     __m256 c0[MR], c1[MR];                                                                                 \
     FNN_UNROLL for (int r = 0; r < MR; r++) { c0[r] = _mm256_setzero_ps(); c1[r] = _mm256_setzero_ps(); }  \
@@ -82,20 +113,20 @@ FNN_AVX2 static inline void fnn_s_nn_tail_##MR(int K, const float* A, long ras, 
         }                                                                                                  \
     }                                                                                                      \
     FNN_UNROLL for (int r = 0; r < MR; r++) {                                                              \
-        _mm256_maskstore_ps(C + r * ldc, m0, c0[r]);                                                       \
-        _mm256_maskstore_ps(C + r * ldc + 8, m1, c1[r]);                                                   \
+        fnn_s_mst(C + r * ldc, m0, c0[r], acc);                                                            \
+        fnn_s_mst(C + r * ldc + 8, m1, c1[r], acc);                                                        \
     }                                                                                                      \
 }
 FNN_S_NN(1) FNN_S_NN(2) FNN_S_NN(3) FNN_S_NN(4) FNN_S_NN(5) FNN_S_NN(6)
 
 #define FNN_S_NN_CALL(MR) do {                                                                             \
-        if (nc == 16) fnn_s_nn_##MR(K, a, ras, cas, b, ldb, c, ldc);                                      \
-        else fnn_s_nn_tail_##MR(K, a, ras, cas, b, ldb, c, ldc, nc);                                      \
+        if (nc == 16) fnn_s_nn_##MR(K, a, ras, cas, b, ldb, c, ldc, acc);                                 \
+        else fnn_s_nn_tail_##MR(K, a, ras, cas, b, ldb, c, ldc, nc, acc);                                 \
     } while (0)
 
 /* columns [j, j + nc) of C, nc <= 16, all rows */
 FNN_AVX2 static void fnn_s_nn_cols(int M, int K, const float* A, long ras, long cas, const float* B, long ldb,
-                                   float* C, long ldc, int j, int nc) {
+                                   float* C, long ldc, int j, int nc, int acc) {
     const float* b = B + j;
     int i = 0;
     for (; i + 6 <= M; i += 6) {
@@ -119,25 +150,26 @@ FNN_AVX2 static void fnn_s_nn_cols(int M, int K, const float* A, long ras, long 
 /* One row: 8 vector accumulators (64 columns) per pass, so the FMA chains (still one per C element,
    over k in order: the same numbers as the MR-row kernels) overlap instead of waiting on each other;
    as fast as BLAS's GEMV (~5 us for 784x128, L2-bandwidth bound). */
-FNN_AVX2 static void fnn_s_row(int N, int K, const float* a, long cas, const float* B, long ldb, float* c) {
+FNN_AVX2 static void fnn_s_row(int N, int K, const float* a, long cas, const float* B, long ldb, float* c,
+                               int acc) {
     int j = 0;
     for (; j + 64 <= N; j += 64) {
-        __m256 acc[8];
-        FNN_UNROLL for (int v = 0; v < 8; v++) acc[v] = _mm256_setzero_ps();
+        __m256 sum[8];
+        FNN_UNROLL for (int v = 0; v < 8; v++) sum[v] = _mm256_setzero_ps();
         const float* b = B + j;
         for (int p = 0; p < K; p++, b += ldb) {
             const __m256 x = _mm256_broadcast_ss(a + p * cas);
-            FNN_UNROLL for (int v = 0; v < 8; v++) acc[v] = _mm256_fmadd_ps(x, _mm256_loadu_ps(b + 8 * v), acc[v]);
+            FNN_UNROLL for (int v = 0; v < 8; v++) sum[v] = _mm256_fmadd_ps(x, _mm256_loadu_ps(b + 8 * v), sum[v]);
         }
-        FNN_UNROLL for (int v = 0; v < 8; v++) _mm256_storeu_ps(c + j + 8 * v, acc[v]);
+        FNN_UNROLL for (int v = 0; v < 8; v++) fnn_s_st(c + j + 8 * v, sum[v], acc);
     }
     for (; j < N; j += 16) {
         const int nc = N - j < 16 ? N - j : 16;
         const float* b = B + j;
         float* cj = c + j;
         const float* aa = a;
-        if (nc == 16) fnn_s_nn_1(K, aa, 0, cas, b, ldb, cj, 0);
-        else fnn_s_nn_tail_1(K, aa, 0, cas, b, ldb, cj, 0, nc);
+        if (nc == 16) fnn_s_nn_1(K, aa, 0, cas, b, ldb, cj, 0, acc);
+        else fnn_s_nn_tail_1(K, aa, 0, cas, b, ldb, cj, 0, nc, acc);
     }
 }
 
@@ -145,12 +177,13 @@ FNN_AVX2 static void fnn_s_row(int N, int K, const float* a, long cas, const flo
    past a line: 180 us instead of 158 for 64 rows - each block then reads two lines per row; starting
    the blocks at the line with a masked head block costs as much as it saves). */
 FNN_AVX2 static void fnn_s_nn(int M, int N, int K, const float* A, long ras, long cas, const float* B, long ldb,
-                              float* C, long ldc) {
+                              float* C, long ldc, int acc) {
     if (M == 1) {
-        fnn_s_row(N, K, A, cas, B, ldb, C);
+        fnn_s_row(N, K, A, cas, B, ldb, C, acc);
         return;
     }
-    for (int j = 0; j < N; j += 16) fnn_s_nn_cols(M, K, A, ras, cas, B, ldb, C, ldc, j, N - j < 16 ? N - j : 16);
+    for (int j = 0; j < N; j += 16)
+        fnn_s_nn_cols(M, K, A, ras, cas, B, ldb, C, ldc, j, N - j < 16 ? N - j : 16, acc);
 }
 
 /* ------------------------------------------------------------------ double */
@@ -160,9 +193,16 @@ FNN_AVX2 static inline __m256i fnn_mask4(int n) {
     return _mm256_cmpgt_epi64(_mm256_set1_epi64x(n), idx);
 }
 
+FNN_AVX2 static inline void fnn_d_st(double* c, __m256d v, int acc) {
+    _mm256_storeu_pd(c, acc ? _mm256_add_pd(_mm256_loadu_pd(c), v) : v);
+}
+FNN_AVX2 static inline void fnn_d_mst(double* c, __m256i m, __m256d v, int acc) {
+    _mm256_maskstore_pd(c, m, acc ? _mm256_add_pd(_mm256_maskload_pd(c, m), v) : v);
+}
+
 #define FNN_D_NN(MR)                                                                                       \
 FNN_AVX2 static inline void fnn_d_nn_##MR(int K, const double* A, long ras, long cas, const double* B,       \
-                                          long ldb, double* C, long ldc, int nc) {                         \
+                                          long ldb, double* C, long ldc, int nc, int acc) {                \
     const __m256i m0 = fnn_mask4(nc < 4 ? nc : 4), m1 = fnn_mask4(nc > 4 ? nc - 4 : 0);                   \
     const int full = nc == 8;                                                                              \
     __m256d c0[MR], c1[MR];                                                                                \
@@ -177,8 +217,8 @@ FNN_AVX2 static inline void fnn_d_nn_##MR(int K, const double* A, long ras, long
             }                                                                                              \
         }                                                                                                  \
         FNN_UNROLL for (int r = 0; r < MR; r++) {                                                          \
-            _mm256_storeu_pd(C + r * ldc, c0[r]);                                                          \
-            _mm256_storeu_pd(C + r * ldc + 4, c1[r]);                                                      \
+            fnn_d_st(C + r * ldc, c0[r], acc);                                                             \
+            fnn_d_st(C + r * ldc + 4, c1[r], acc);                                                         \
         }                                                                                                  \
         return;                                                                                            \
     }                                                                                                      \
@@ -191,52 +231,53 @@ FNN_AVX2 static inline void fnn_d_nn_##MR(int K, const double* A, long ras, long
         }                                                                                                  \
     }                                                                                                      \
     FNN_UNROLL for (int r = 0; r < MR; r++) {                                                              \
-        _mm256_maskstore_pd(C + r * ldc, m0, c0[r]);                                                       \
-        _mm256_maskstore_pd(C + r * ldc + 4, m1, c1[r]);                                                   \
+        fnn_d_mst(C + r * ldc, m0, c0[r], acc);                                                            \
+        fnn_d_mst(C + r * ldc + 4, m1, c1[r], acc);                                                        \
     }                                                                                                      \
 }
 FNN_D_NN(1) FNN_D_NN(2) FNN_D_NN(3) FNN_D_NN(4) FNN_D_NN(5) FNN_D_NN(6)
 
 FNN_AVX2 static void fnn_d_nn_cols(int M, int K, const double* A, long ras, long cas, const double* B, long ldb,
-                                   double* C, long ldc, int j, int nc) {
+                                   double* C, long ldc, int j, int nc, int acc) {
     const double* b = B + j;
     int i = 0;
-    for (; i + 6 <= M; i += 6) fnn_d_nn_6(K, A + i * ras, ras, cas, b, ldb, C + (long)i * ldc + j, ldc, nc);
+    for (; i + 6 <= M; i += 6) fnn_d_nn_6(K, A + i * ras, ras, cas, b, ldb, C + (long)i * ldc + j, ldc, nc, acc);
     if (i < M) {
         const double* a = A + i * ras;
         double* c = C + (long)i * ldc + j;
         switch (M - i) {
-            case 5: fnn_d_nn_5(K, a, ras, cas, b, ldb, c, ldc, nc); break;
-            case 4: fnn_d_nn_4(K, a, ras, cas, b, ldb, c, ldc, nc); break;
-            case 3: fnn_d_nn_3(K, a, ras, cas, b, ldb, c, ldc, nc); break;
-            case 2: fnn_d_nn_2(K, a, ras, cas, b, ldb, c, ldc, nc); break;
-            default: fnn_d_nn_1(K, a, ras, cas, b, ldb, c, ldc, nc); break;
+            case 5: fnn_d_nn_5(K, a, ras, cas, b, ldb, c, ldc, nc, acc); break;
+            case 4: fnn_d_nn_4(K, a, ras, cas, b, ldb, c, ldc, nc, acc); break;
+            case 3: fnn_d_nn_3(K, a, ras, cas, b, ldb, c, ldc, nc, acc); break;
+            case 2: fnn_d_nn_2(K, a, ras, cas, b, ldb, c, ldc, nc, acc); break;
+            default: fnn_d_nn_1(K, a, ras, cas, b, ldb, c, ldc, nc, acc); break;
         }
     }
 }
 
-FNN_AVX2 static void fnn_d_row(int N, int K, const double* a, long cas, const double* B, long ldb, double* c) {
+FNN_AVX2 static void fnn_d_row(int N, int K, const double* a, long cas, const double* B, long ldb, double* c,
+                               int acc) {
     int j = 0;   /* as fnn_s_row: 8 accumulators, 32 columns per pass */
     for (; j + 32 <= N; j += 32) {
-        __m256d acc[8];
-        FNN_UNROLL for (int v = 0; v < 8; v++) acc[v] = _mm256_setzero_pd();
+        __m256d sum[8];
+        FNN_UNROLL for (int v = 0; v < 8; v++) sum[v] = _mm256_setzero_pd();
         const double* b = B + j;
         for (int p = 0; p < K; p++, b += ldb) {
             const __m256d x = _mm256_broadcast_sd(a + p * cas);
-            FNN_UNROLL for (int v = 0; v < 8; v++) acc[v] = _mm256_fmadd_pd(x, _mm256_loadu_pd(b + 4 * v), acc[v]);
+            FNN_UNROLL for (int v = 0; v < 8; v++) sum[v] = _mm256_fmadd_pd(x, _mm256_loadu_pd(b + 4 * v), sum[v]);
         }
-        FNN_UNROLL for (int v = 0; v < 8; v++) _mm256_storeu_pd(c + j + 4 * v, acc[v]);
+        FNN_UNROLL for (int v = 0; v < 8; v++) fnn_d_st(c + j + 4 * v, sum[v], acc);
     }
-    for (; j < N; j += 8) fnn_d_nn_1(K, a, 0, cas, B + j, ldb, c + j, 0, N - j < 8 ? N - j : 8);
+    for (; j < N; j += 8) fnn_d_nn_1(K, a, 0, cas, B + j, ldb, c + j, 0, N - j < 8 ? N - j : 8, acc);
 }
 
 FNN_AVX2 static void fnn_d_nn(int M, int N, int K, const double* A, long ras, long cas, const double* B, long ldb,
-                              double* C, long ldc) {
+                              double* C, long ldc, int acc) {
     if (M == 1) {
-        fnn_d_row(N, K, A, cas, B, ldb, C);
+        fnn_d_row(N, K, A, cas, B, ldb, C, acc);
         return;
     }
-    for (int j = 0; j < N; j += 8) fnn_d_nn_cols(M, K, A, ras, cas, B, ldb, C, ldc, j, N - j < 8 ? N - j : 8);
+    for (int j = 0; j < N; j += 8) fnn_d_nn_cols(M, K, A, ras, cas, B, ldb, C, ldc, j, N - j < 8 ? N - j : 8, acc);
 }
 
 /* ------------------------------------------------------------------ entry points */
@@ -301,32 +342,54 @@ FNN_AVX2 static void fnn_d_transpose(int rows, int cols, const double* B, long l
 }
 
 /* op(B) = B^T (trans_b) is first transposed into work (N * K elements), then multiplied as NN: a dot
-   product kernel along k loses to OpenBLAS when k is small (the last layer's 10 outputs). */
-static void fnn_sgemm_small(int trans_a, int trans_b, int M, int N, int K, const float* A, int lda,
-                            const float* B, int ldb, float* C, int ldc, float* work) {
+   product kernel along k loses to OpenBLAS when k is small (the last layer's 10 outputs).
+   accumulate: C := C + op(A) @ op(B) (BLAS's beta = 1; the sum over k is rounded, then added to C). */
+static void fnn_sgemm_small_acc(int trans_a, int trans_b, int accumulate, int M, int N, int K, const float* A,
+                                int lda, const float* B, int ldb, float* C, int ldc, float* work) {
     if (trans_b) {
         fnn_s_transpose(N, K, B, ldb, work);
         B = work;
         ldb = N;
     }
-    if (trans_a) fnn_s_nn(M, N, K, A, 1, lda, B, ldb, C, ldc);
-    else fnn_s_nn(M, N, K, A, lda, 1, B, ldb, C, ldc);
+    if (trans_a) fnn_s_nn(M, N, K, A, 1, lda, B, ldb, C, ldc, accumulate != 0);
+    else fnn_s_nn(M, N, K, A, lda, 1, B, ldb, C, ldc, accumulate != 0);
 }
 
-static void fnn_dgemm_small(int trans_a, int trans_b, int M, int N, int K, const double* A, int lda,
-                            const double* B, int ldb, double* C, int ldc, double* work) {
+static void fnn_dgemm_small_acc(int trans_a, int trans_b, int accumulate, int M, int N, int K, const double* A,
+                                int lda, const double* B, int ldb, double* C, int ldc, double* work) {
     if (trans_b) {
         fnn_d_transpose(N, K, B, ldb, work);
         B = work;
         ldb = N;
     }
-    if (trans_a) fnn_d_nn(M, N, K, A, 1, lda, B, ldb, C, ldc);
-    else fnn_d_nn(M, N, K, A, lda, 1, B, ldb, C, ldc);
+    if (trans_a) fnn_d_nn(M, N, K, A, 1, lda, B, ldb, C, ldc, accumulate != 0);
+    else fnn_d_nn(M, N, K, A, lda, 1, B, ldb, C, ldc, accumulate != 0);
+}
+
+/* beta = 0 (C is overwritten) */
+static void fnn_sgemm_small(int trans_a, int trans_b, int M, int N, int K, const float* A, int lda,
+                            const float* B, int ldb, float* C, int ldc, float* work) {
+    fnn_sgemm_small_acc(trans_a, trans_b, 0, M, N, K, A, lda, B, ldb, C, ldc, work);
+}
+
+static void fnn_dgemm_small(int trans_a, int trans_b, int M, int N, int K, const double* A, int lda,
+                            const double* B, int ldb, double* C, int ldc, double* work) {
+    fnn_dgemm_small_acc(trans_a, trans_b, 0, M, N, K, A, lda, B, ldb, C, ldc, work);
 }
 
 #else   /* not x86-64 with GCC/Clang: never available */
 
 static int fnn_gemm_available(void) { return 0; }
+static void fnn_sgemm_small_acc(int trans_a, int trans_b, int accumulate, int M, int N, int K, const float* A,
+                                int lda, const float* B, int ldb, float* C, int ldc, float* work) {
+    (void)trans_a; (void)trans_b; (void)accumulate; (void)M; (void)N; (void)K; (void)A; (void)lda; (void)B;
+    (void)ldb; (void)C; (void)ldc; (void)work;
+}
+static void fnn_dgemm_small_acc(int trans_a, int trans_b, int accumulate, int M, int N, int K, const double* A,
+                                int lda, const double* B, int ldb, double* C, int ldc, double* work) {
+    (void)trans_a; (void)trans_b; (void)accumulate; (void)M; (void)N; (void)K; (void)A; (void)lda; (void)B;
+    (void)ldb; (void)C; (void)ldc; (void)work;
+}
 static void fnn_sgemm_small(int trans_a, int trans_b, int M, int N, int K, const float* A, int lda,
                             const float* B, int ldb, float* C, int ldc, float* work) {
     (void)trans_a; (void)trans_b; (void)M; (void)N; (void)K; (void)A; (void)lda; (void)B; (void)ldb; (void)C;

@@ -11,6 +11,14 @@ later backward passes accumulate into it, and ``zero_grad()`` (set_to_none=True)
 makes it ``None`` again. Internally the view always exists; ``has_grad`` says
 whether it holds a gradient, so kernels write the first gradient with beta=0
 (no zeroing pass) and accumulate the next ones with beta=1.
+
+Alignment: both arenas start on a 64-byte (cache-line) boundary (``aligned_zeros``), so a
+weight at an offset that is a multiple of 16 floats has every row of 16 floats in one line
+(fastnn's small-GEMM kernels on tiny's 784x128 weight: 141 us aligned vs 186 us 32 bytes off).
+Parameters are packed without padding, so that neighbours stay contiguous for the fused
+optimizer and clipping runs: a weight that follows an odd-sized bias starts off a line (10-40%
+slower forward GEMM on the own kernels, measured 64x100x256), but the standard shapes put every
+weight at a multiple of 16 elements anyway, and padding would split one optimizer run per gap.
 """
 
 from __future__ import annotations
@@ -18,6 +26,22 @@ from __future__ import annotations
 from math import prod
 
 import numpy as np
+
+ALIGNMENT = 64  # bytes: one cache line, and two AVX2 vectors
+
+
+def aligned_zeros(size: int, dtype, align: int = ALIGNMENT) -> np.ndarray:
+    """A 1-D zeroed array of `size` elements whose first element lies on an `align`-byte boundary.
+
+    An ordinary writeable, C-contiguous ndarray over a slightly larger zeroed block. It is built
+    through a memoryview, so that it is the ``.base`` of every view taken from it (NumPy stops
+    collapsing view chains at a non-array base): views of one buffer share it as their base, and
+    its size is `size`, exactly as if it came from ``np.zeros(size, dtype)``.
+    """
+    dtype = np.dtype(dtype)
+    raw = np.zeros(size * dtype.itemsize + align, np.uint8)
+    start = -raw.ctypes.data % align
+    return np.frombuffer(memoryview(raw)[start:start + size * dtype.itemsize], dtype)
 
 
 class Arena:
@@ -29,8 +53,8 @@ class Arena:
         self.dtype = np.dtype(dtype)
         sizes = [prod(s) for s in shapes]
         total = sum(sizes)
-        self.data = np.zeros(total, dtype=self.dtype)
-        self.grad = np.zeros(total, dtype=self.dtype)
+        self.data = aligned_zeros(total, self.dtype)
+        self.grad = aligned_zeros(total, self.dtype)
         names = names or [f"param{i}" for i in range(len(shapes))]
         self.params = []
         offset = 0

@@ -1,4 +1,4 @@
-# Design note: _dense - a Dense layer's forward and backward, GEMMs through BLAS.
+# Design note: _dense - a Dense layer's forward and backward, GEMMs through BLAS or own small-GEMM kernels.
 #
 # Layout: X (n, k), W (k, m) row-major (fastnn stores W as (in, out), z = x @ W + b),
 # b (m,), Z and A (n, m). Forward: one GEMM, then one fused pass for bias + activation
@@ -7,13 +7,22 @@
 #     dW := X^T @ dZ (+ dW)         (GEMM; beta = 1 accumulates into an existing gradient)
 #     db := colsum(dZ) (+ db)       (double accumulators, blocks of columns)
 #     dX := dZ @ W^T                (GEMM; skipped when the input needs no gradient)
-# Threads: GEMMs run from serial code and BLAS threads them; element-wise passes and
-# the column sums split across OpenMP threads above PAR_MIN elements. BLAS is never
+# GEMMs: _blas.pxd's gemm_auto, i.e. the compiled plan's rule (use_small_gemm, fnn_gemm.h): small
+# operands and few rows go to csrc/fnn_gemm.h's unpacked AVX2/FMA kernels, the rest to BLAS. At batch 1
+# (784-128-10) that is what takes model(x) from ~80 us (OpenBLAS packs the whole 784x128 weight for one
+# row) to the plan's order; a layer gives the same bits here as in the plan. dX := dZ @ W^T on the own
+# kernels needs W^T in a work buffer of in*out elements, which the def wrapper allocates for that call
+# only. The switch is the plan's (fastnn._kernels._plan.set_small_gemm), read by each def wrapper.
+# Threads: GEMMs run from serial code; BLAS threads its own, the small kernels run on the calling
+# thread (the rule keeps for them only GEMMs BLAS would not thread, or of few rows); element-wise
+# passes and the column sums split across OpenMP threads above PAR_MIN elements. BLAS is never
 # called inside a prange body.
 
 from cython.parallel cimport prange
+import numpy as np
+
 from fastnn._kernels._types cimport real
-from fastnn._kernels._blas cimport gemm
+from fastnn._kernels._blas cimport gemm_auto, use_small_gemm, fnn_omp_get_max_threads
 from fastnn._kernels._activations cimport Act, bias_act_forward, act_backward
 
 cdef Py_ssize_t PAR_MIN = 262144   # column sums are memory-bound: see _activations' design note
@@ -49,22 +58,38 @@ cdef void colsum(const real* dz, real* db, Py_ssize_t n, Py_ssize_t m, bint accu
 
 
 cdef void dense_forward(const real* x, const real* w, const real* b, real* z, real* a,
-                        int n, int k, int m, int act, double param) noexcept nogil:
-    """z := x @ w + b ; a := f(z)."""
-    gemm(False, False, n, m, k, <real>1, x, k, w, m, <real>0, z, m)
+                        int n, int k, int m, int act, double param, bint small) noexcept nogil:
+    """z := x @ w + b ; a := f(z). small: GEMMs may use the own kernels (gemm_auto)."""
+    gemm_auto(small, False, False, n, m, k, <real>1, x, k, w, m, <real>0, z, m, <real*>NULL)
     bias_act_forward(z, b, a, n, m, act, param)
 
 
 cdef void dense_backward(const real* x, const real* w, const real* z, const real* a, real* g,
                          real* dw, real* db, real* dx, int n, int k, int m, int act, double param,
-                         bint accumulate_w, bint accumulate_b) noexcept nogil:
-    """dz := g * f'(z, a) (in place in g); dw (+)= x^T dz; db (+)= colsum(dz); dx := dz @ w^T if dx."""
+                         bint accumulate_w, bint accumulate_b, bint small, real* work) noexcept nogil:
+    """dz := g * f'(z, a) (in place in g); dw (+)= x^T dz; db (+)= colsum(dz); dx := dz @ w^T if dx.
+
+    small: GEMMs may use the own kernels (gemm_auto); dx's then needs work (in*out elements, else BLAS).
+    """
     act_backward(g, z, a, g, n, m, act, param)
-    gemm(True, False, k, m, n, <real>1, x, k, g, m, <real>(1 if accumulate_w else 0), dw, m)
+    gemm_auto(small, True, False, k, m, n, <real>1, x, k, g, m, <real>(1 if accumulate_w else 0), dw, m,
+              <real*>NULL)
     if db != NULL:
         colsum(g, db, n, m, accumulate_b)
     if dx != NULL:
-        gemm(False, True, n, k, m, <real>1, g, m, w, m, <real>0, dx, k)
+        gemm_auto(small, False, True, n, k, m, <real>1, g, m, w, m, <real>0, dx, k, work)
+
+
+cdef object _switch = None   # fastnn._kernels._plan.small_gemm_available, looked up on first use
+
+
+cdef bint _small_allowed() except -1:
+    """The per-layer path follows the plan's switch (_plan.set_small_gemm; True by default where available)."""
+    global _switch
+    if _switch is None:
+        from fastnn._kernels._plan import small_gemm_available   # imported late: _plan cimports this module
+        _switch = small_gemm_available
+    return _switch()
 
 
 cdef int _check(bint ok, str what) except -1:
@@ -89,9 +114,10 @@ def forward(const real[:, ::1] x, const real[:, ::1] w, const real[::1] b, real[
     _check_dense(x.shape[0], x.shape[1], w.shape[1], x, w, z_out, a_out, act)
     _check(b.shape[0] in (0, w.shape[1]), "b is empty or (out,)")
     cdef const real* bp = &b[0] if b.shape[0] > 0 else NULL
+    cdef bint small = _small_allowed()
     with nogil:
         dense_forward(&x[0, 0], &w[0, 0], bp, &z_out[0, 0], &a_out[0, 0],
-                      x.shape[0], x.shape[1], w.shape[1], act, param)
+                      x.shape[0], x.shape[1], w.shape[1], act, param, small)
 
 
 def backward(const real[:, ::1] x, const real[:, ::1] w, const real[:, ::1] z, const real[:, ::1] a,
@@ -111,20 +137,32 @@ def backward(const real[:, ::1] x, const real[:, ::1] w, const real[:, ::1] z, c
     _check(dx_out.shape[0] == 0 or (dx_out.shape[0] == n and dx_out.shape[1] == k), "dx_out is empty or (n, in)")
     cdef real* dbp = &db_out[0] if db_out.shape[0] > 0 else NULL
     cdef real* dxp = &dx_out[0, 0] if dx_out.shape[0] > 0 else NULL
+    cdef bint small = _small_allowed()
+    cdef real[::1] work
+    cdef real* workp = NULL
+    if small and dxp != NULL and use_small_gemm(n, k, m, real is double, fnn_omp_get_max_threads()):
+        work = np.empty(k * m, np.float32 if real is float else np.float64)   # W^T for the own NT kernel
+        workp = &work[0]
     with nogil:
         dense_backward(&x[0, 0], &w[0, 0], &z[0, 0], &a[0, 0], &g[0, 0], &dw_out[0, 0], dbp, dxp,
-                       x.shape[0], x.shape[1], w.shape[1], act, param, accumulate, acc_b)
+                       x.shape[0], x.shape[1], w.shape[1], act, param, accumulate, acc_b, small, workp)
 
 
 def matmul(const real[:, ::1] a, const real[:, ::1] b, real[:, ::1] c_out, bint trans_a=False,
            bint trans_b=False, double alpha=1.0, double beta=0.0):
-    """c_out := alpha * op(a) @ op(b) + beta * c_out (row-major GEMM through cython_blas)."""
+    """c_out := alpha * op(a) @ op(b) + beta * c_out (row-major; BLAS, or the own kernels as gemm_auto decides)."""
     cdef int m = c_out.shape[0], n = c_out.shape[1]
     cdef int k = a.shape[0] if trans_a else a.shape[1]
     _check((a.shape[1] if trans_a else a.shape[0]) == m, "op(a) has c_out's rows")
     _check((b.shape[1] if trans_b else b.shape[0]) == k and (b.shape[0] if trans_b else b.shape[1]) == n,
            "op(b) is (k, n)")
     _check(m > 0 and n > 0 and k > 0, "empty operands")
+    cdef bint small = _small_allowed()
+    cdef real[::1] work
+    cdef real* workp = NULL
+    if small and trans_b and not trans_a:
+        work = np.empty(n * k, np.float32 if real is float else np.float64)
+        workp = &work[0]
     with nogil:
-        gemm(trans_a, trans_b, m, n, k, <real>alpha, &a[0, 0], a.shape[1], &b[0, 0], b.shape[1],
-             <real>beta, &c_out[0, 0], n)
+        gemm_auto(small, trans_a, trans_b, m, n, k, <real>alpha, &a[0, 0], a.shape[1], &b[0, 0], b.shape[1],
+                  <real>beta, &c_out[0, 0], n, workp)

@@ -3,6 +3,7 @@ from collections.abc import Sequence
 import numpy as np
 
 THRESHOLD: int
+AVX2_THRESHOLD: int
 SGD_THRESHOLD: int
 RMSPROP_THRESHOLD: int
 ADADELTA_THRESHOLD: int
@@ -98,3 +99,6 @@ def adadelta_step(
     weight_decay: float,
     maximize: bool,
 ) -> None: ...
+
+def avx2_available() -> bool: ...
+def set_avx2(enabled: bool) -> None: ...

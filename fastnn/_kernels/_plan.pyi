@@ -27,7 +27,6 @@ class SchedMode(IntEnum):
     SCHED_ADAGRAD = 2
 
 REDUCTIONS: dict[str, int]
-SMALL_GEMM_LIMITS: dict[str, int]
 
 class PlanMismatch(ValueError): ...
 

@@ -57,7 +57,7 @@ cimport numpy as cnp
 
 from scipy.linalg.cython_blas cimport sgemv, dgemv
 from fastnn._kernels._types cimport real
-from fastnn._kernels._blas cimport gemm
+from fastnn._kernels._blas cimport gemm, use_small_gemm
 from fastnn._kernels._activations cimport Act, bias_act_forward, act_backward
 from fastnn._kernels._dense cimport colsum
 from fastnn._kernels._dropout cimport dropout_forward, dropout_backward
@@ -93,18 +93,8 @@ cpdef enum LossKind:
 
 REDUCTIONS = {"none": Reduction.NONE, "mean": Reduction.MEAN, "sum": Reduction.SUM}
 
-# _small_gemm's limits, in multiply-adds (M*N*K). At one thread own kernels win up to ~1e7 (float32;
-# 64x784x128: 1.0-1.2x, 128x784x128: 1.03x, 256x784x128: 0.9x) and ~1e6 (float64: 32x64x64 1.2-1.4x,
-# 64x784x128 0.8x). With more threads BLAS threads GEMMs above 2^18 multiply-adds (OpenBLAS's own
-# threshold), so own kernels keep only what BLAS would run on one thread anyway, plus GEMMs of a few
-# rows (<= 16), where BLAS's fixed cost dominates (4x784x128: 11 us vs 67 us, 8x784x128: 21 vs 44
-# threaded).
-cdef Py_ssize_t _MAX_F32 = 1 << 23
-cdef Py_ssize_t _MAX_F64 = 1 << 20
-cdef Py_ssize_t _MAX_THREADED = 1 << 18
-cdef Py_ssize_t _FEW_ROWS = 16
-SMALL_GEMM_LIMITS = {"float32": _MAX_F32, "float64": _MAX_F64, "threaded": _MAX_THREADED, "few_rows": _FEW_ROWS}
-
+# _small_gemm's limits live in csrc/fnn_gemm.h (fnn_gemm_small_rule, with their measurements), shared with
+# the per-layer path through _blas.pxd's use_small_gemm, so a layer gives the same bits on either path.
 cdef bint _small_enabled = fnn_gemm_available() != 0
 
 
@@ -120,11 +110,8 @@ def set_small_gemm(bint enabled):
 
 
 cdef inline bint _small_gemm(Py_ssize_t M, Py_ssize_t N, Py_ssize_t K, bint f64, int threads) noexcept nogil:
-    """Whether C[M, N] = op(A)[M, K] @ op(B)[K, N] goes to the own kernels (the measured rule above)."""
-    cdef Py_ssize_t mnk = M * N * K
-    if not _small_enabled or mnk > (_MAX_F64 if f64 else _MAX_F32):
-        return False
-    return threads <= 1 or mnk <= _MAX_THREADED or M <= _FEW_ROWS
+    """Whether C[M, N] = op(A)[M, K] @ op(B)[K, N] goes to the own kernels (fnn_gemm.h's measured rule)."""
+    return _small_enabled and use_small_gemm(M, N, K, f64, threads)
 
 
 class PlanMismatch(ValueError):

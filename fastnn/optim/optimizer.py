@@ -4,7 +4,8 @@ State layout. Each per-element state kind an optimizer keeps (Adam: exp_avg, exp
 max_exp_avg_sq) lives in one flat buffer per (kind, dtype), laid out parallel to the optimizer's
 parameters in the order they were added. ``state[p][kind]`` is a view of p's slice. A buffer is
 allocated the first time any parameter needs that kind. If ``add_param_group`` adds parameters
-later, the buffer grows: its contents are copied and the existing views are re-pointed.
+later, the buffer grows: its contents are copied and the existing views are re-pointed. Buffers
+start on a 64-byte boundary (``parameter.aligned_zeros``), as the arenas do.
 
 Stepping. ``_fused_runs()`` splits each group's parameters into maximal *runs*. A run is a
 sequence of neighbours in the group that all have a gradient, are contiguous in the same parameter
@@ -31,7 +32,7 @@ import numpy as np
 
 from .._kernels._optim import FLAG_MAXIMIZE, FLAG_WEIGHT_DECAY, apply_run
 from .._validation import FLOAT_DTYPES
-from ..parameter import Parameter
+from ..parameter import Parameter, aligned_zeros
 
 _DUMMY = {dt: np.empty(0, dt) for dt in FLOAT_DTYPES}
 
@@ -208,7 +209,7 @@ class Optimizer:
         size = self._sizes[dtype]
         buf = self._buffers.get((kind, dtype))
         if buf is None or buf.size != size:
-            new = np.zeros(size, dtype)
+            new = aligned_zeros(size, dtype)  # 64-byte aligned, like the arenas
             if buf is not None:  # parameters were added since: grow and re-point the views
                 self._views.clear()
                 new[:buf.size] = buf
