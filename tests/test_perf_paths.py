@@ -182,8 +182,8 @@ def test_small_gemms_take_the_plans_kernels_and_the_switch_restores_blas(dtype):
     np.testing.assert_array_equal(own, ref)                 # the plan's kernel, bit for bit
     _plan.set_small_gemm(False)
     _dense.matmul(x, w, blas)
-    gemm = sblas.sgemm if dtype == np.float32 else sblas.dgemm
-    np.testing.assert_array_equal(blas, gemm(1.0, w.T, x.T).T)   # switched off: the same BLAS call, bit for bit
+    gemv = sblas.sgemv if dtype == np.float32 else sblas.dgemv   # one row: BLAS's GEMV (gemm would pack w)
+    np.testing.assert_array_equal(blas[0], gemv(1.0, w.T, x[0]))   # switched off: the same BLAS call, bit for bit
     np.testing.assert_allclose(own, blas, rtol=1e-4 if dtype == np.float32 else 1e-12, atol=1e-4)
 
 
@@ -234,3 +234,52 @@ def test_second_backward_accumulates_on_the_small_path(dtype):
     tol = 1e-12 if dtype == np.float64 else 1e-5
     for p, first in zip(model.parameters(), once):
         np.testing.assert_allclose(p.grad, 2 * first, rtol=tol, atol=tol)
+
+
+# ------------------------------------------------------------------------------------------ one row: GEMV
+
+@pytest.mark.parametrize("own", [False, True])
+@pytest.mark.parametrize("ta", [False, True])
+@pytest.mark.parametrize("tb", [False, True])
+@pytest.mark.parametrize("n,k", [(1, 1), (5, 7), (128, 784), (700, 800)])
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_one_row_matmul_goes_through_gemv_correctly(own, ta, tb, n, k, dtype):
+    """m == 1 runs BLAS ?gemv (or the own one-row kernel): every transpose, alpha and beta, any stride."""
+    _plan.set_small_gemm(own)
+    rng = np.random.default_rng(n * 1000 + k)
+    a = rng.standard_normal((k, 1) if ta else (1, k)).astype(dtype)
+    b = rng.standard_normal((n, k) if tb else (k, n)).astype(dtype)
+    c = rng.standard_normal((1, n)).astype(dtype)
+    want = 0.5 * (a.T if ta else a).astype(np.float64) @ (b.T if tb else b).astype(np.float64) + 2.0 * c
+    _dense.matmul(a, b, c, ta, tb, 0.5, 2.0)
+    tol = 1e-12 if dtype == np.float64 else 2e-5
+    np.testing.assert_allclose(c, want, rtol=tol, atol=tol * k)
+
+
+def test_one_row_forward_over_a_big_weight_matches_numpy():
+    """A one-row GEMM over a weight larger than L2 goes to BLAS's GEMV, in the plan and the per-layer path."""
+    model = fnn.Sequential([fnn.Dense(1024, 1024, activation="relu"), fnn.Dense(1024, 3)], seed=0).eval()
+    x = np.random.default_rng(0).standard_normal((1, 1024)).astype(np.float32)
+    w1, b1, w2, b2 = (p.data.astype(np.float64) for p in model.parameters())
+    want = np.maximum(x @ w1 + b1, 0) @ w2 + b2
+    np.testing.assert_allclose(model(x), want, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(model.predict(x), want, rtol=1e-4, atol=1e-4)
+
+
+# ------------------------------------------------------------------------------------------ all_finite
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_all_finite_agrees_with_numpy(dtype):
+    from fastnn._kernels._checks import all_finite
+
+    info = np.finfo(dtype)
+    specials = [0.0, -0.0, info.max, -info.max, info.tiny, info.tiny / 4, np.nan, -np.nan, np.inf, -np.inf]
+    assert all_finite(np.empty(0, dtype))
+    for n in (1, 7, 33, 1000):
+        x = np.random.default_rng(n).standard_normal(n).astype(dtype)
+        assert all_finite(x)
+        for v in specials:
+            for pos in {0, n // 2, n - 1}:
+                y = x.copy()
+                y[pos] = v
+                assert all_finite(y) == bool(np.isfinite(y).all()), (n, v, pos)

@@ -1,0 +1,3 @@
+import numpy as np
+
+def all_finite(x: np.ndarray) -> bool: ...
