@@ -148,7 +148,7 @@ class Sequential(TrainingMixin):
         self.training = True
         self._step = 0
         self._n = None
-        self._ready = self._single = False
+        self._ready = self._single = self._eval_pending = False
         self._stages = self._plan()
         self.in_features = next(layer for layer in layers if isinstance(layer, Dense)).in_features
         self.out_features = self._stages[-1].out_features
@@ -243,7 +243,13 @@ class Sequential(TrainingMixin):
             raise ValueError(f"x must have {self.in_features} features (columns), got shape {x.shape}")
         if x.shape[0] == 0:
             raise ValueError("x must have at least one row, got shape (0, ...)")
-        out = self._forward(x)
+        if self.training:
+            out = self._forward(x)
+        else:   # eval mode: the compiled forward plan; the stages' buffers are filled only if backward() asks
+            self._allocate(x.shape[0])
+            np.copyto(self._x, x)
+            out = self._engine().forward(self._x)
+            self._ready, self._eval_pending = True, True
         self._single = single
         return out[0].copy() if single else out.copy()
 
@@ -256,7 +262,7 @@ class Sequential(TrainingMixin):
         h = self._x
         for stage in self._stages:
             h = stage.forward(h, self.training, self)
-        self._ready = True
+        self._ready, self._eval_pending = True, False
         return h
 
     def backward(self, grad):
@@ -269,6 +275,12 @@ class Sequential(TrainingMixin):
         n = self._n
         want = (self.out_features,) if self._single else (n, self.out_features)
         g = V.as_float_array(grad, "grad", self.dtype, shape=want)
+        if self._eval_pending:   # the eval-mode forward ran on the plan: rerun it through the stages (eval mode)
+            training, self.training = self.training, False
+            try:
+                self._forward(self._x)
+            finally:
+                self.training = training
         self._backward(g.reshape(n, self.out_features))
 
     def _backward(self, g, input_grad_out=None):

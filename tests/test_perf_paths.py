@@ -283,3 +283,27 @@ def test_all_finite_agrees_with_numpy(dtype):
                 y = x.copy()
                 y[pos] = v
                 assert all_finite(y) == bool(np.isfinite(y).all()), (n, v, pos)
+
+
+# ------------------------------------------------------------------------------------------ eval forward on the plan
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("n", [1, 6])
+def test_eval_forward_runs_the_plan_and_backward_still_works(dtype, n):
+    """model(x) in eval mode runs the compiled forward; a backward() after it reruns the stages in eval mode,
+    on the input as it was at forward time, and gives the per-layer path's gradients bit for bit."""
+    layers = lambda: [fnn.Dense(9, 11, activation="tanh"), fnn.Dropout(0.5), fnn.Dense(11, 4)]  # noqa: E731
+    a, b = fnn.Sequential(layers(), dtype=dtype, seed=3).eval(), fnn.Sequential(layers(), dtype=dtype, seed=3).eval()
+    r = np.random.default_rng(n)
+    x, g = r.standard_normal((n, 9)).astype(dtype), r.standard_normal((n, 4)).astype(dtype)
+    out_a = a(x)
+    want = b._forward(x).copy()
+    np.testing.assert_allclose(out_a, want, rtol=1e-5 if dtype == np.float32 else 1e-12, atol=1e-6)
+    x_saved = x.copy()
+    x += 100.0                       # the caller's array changes after the forward: backward must not see it
+    a.train()                        # and a mode switch before backward does not change what backward differentiates
+    a.backward(g)
+    b.backward(g)
+    for pa, pb in zip(a.parameters(), b.parameters()):
+        np.testing.assert_array_equal(pa.grad, pb.grad)
+    np.testing.assert_array_equal(a._x, x_saved)
