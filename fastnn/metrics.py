@@ -95,12 +95,13 @@ class Metric:
 
     def _batch(self, y_pred, y) -> tuple[float, int]:
         """(sum of the per-sample values, number of samples counted) of one batch."""
-        raise NotImplementedError
+        totals, counts = self._batches(y_pred, y, len(y_pred))
+        return totals[0], counts[0]
 
     def _batches(self, y_pred, y, size) -> tuple[list, list]:
-        """(per-batch sums, per-batch counts) of consecutive batches of `size` rows (as _batch gives them)."""
-        pairs = [self._batch(y_pred[s:s + size], y[s:s + size]) for s in range(0, len(y_pred), size)]
-        return [p[0] for p in pairs], [p[1] for p in pairs]
+        """(per-batch sums, per-batch counts) of consecutive batches of `size` rows; one pair may stand for
+        all of them when the sums are exact integers (the subclasses' one implementation of the metric)."""
+        raise NotImplementedError
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(name={self.name!r})"
@@ -120,10 +121,6 @@ class Accuracy(Metric):
         """Targets to come are rows of y: skip the ignore_index bookkeeping if no label is ignored."""
         if self._ignore_index is not None and y.ndim == 1 and not np.any(y == self._ignore_index):
             self._ignore_index = None
-
-    def _batch(self, y_pred, y):
-        totals, counts = self._batches(y_pred, y, len(y_pred))
-        return totals[0], counts[0]
 
     def _batches(self, y_pred, y, size):
         # integer hit counts add up exactly in any grouping: one (total, count) for all the batches
@@ -147,46 +144,38 @@ class BinaryAccuracy(Metric):
         super().__init__(name)
         self.threshold = float(threshold)
 
-    def _batch(self, y_pred, y):
-        totals, counts = self._batches(y_pred, y, len(y_pred))
-        return totals[0], counts[0]
-
     def _batches(self, y_pred, y, size):
         return _binary(self._scratch, y_pred, y, self.threshold, size)
 
 
-class MeanAbsoluteError(Metric):
+class _MeanError(Metric):
+    """mean f(y_pred - y) per sample over the columns, then over samples; f is the class's in-place ufunc."""
+
+    _f = None
+
+    def _batches(self, y_pred, y, size):
+        d = self._scratch.get("d", y_pred.shape, y_pred.dtype)
+        np.subtract(y_pred, y, out=d)
+        self._f(d, out=d)
+        return _row_sums(d, size), [size] * (len(d) // size)
+
+
+class MeanAbsoluteError(_MeanError):
     """mean |y_pred - y| (per sample over the columns, then over samples)."""
+
+    _f = np.abs
 
     def __init__(self, name: str = "mae"):
         super().__init__(name)
 
-    def _batch(self, y_pred, y):
-        totals, counts = self._batches(y_pred, y, len(y_pred))
-        return totals[0], counts[0]
 
-    def _batches(self, y_pred, y, size):
-        d = self._scratch.get("d", y_pred.shape, y_pred.dtype)
-        np.subtract(y_pred, y, out=d)
-        np.abs(d, out=d)
-        return _row_sums(d, size), [size] * (len(d) // size)
-
-
-class MeanSquaredError(Metric):
+class MeanSquaredError(_MeanError):
     """mean (y_pred - y)^2 (per sample over the columns, then over samples)."""
+
+    _f = np.square
 
     def __init__(self, name: str = "mse"):
         super().__init__(name)
-
-    def _batch(self, y_pred, y):
-        totals, counts = self._batches(y_pred, y, len(y_pred))
-        return totals[0], counts[0]
-
-    def _batches(self, y_pred, y, size):
-        d = self._scratch.get("d", y_pred.shape, y_pred.dtype)
-        np.subtract(y_pred, y, out=d)
-        np.square(d, out=d)
-        return _row_sums(d, size), [size] * (len(d) // size)
 
 
 def get(name: str, loss=None, y=None) -> Metric:
