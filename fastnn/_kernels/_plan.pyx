@@ -597,7 +597,7 @@ cdef class TrainPlan:
         cdef double t
         for i in range(self.nruns):
             s = &self.sched[i]
-            self.runs[i].flags &= ~OPT_FIRST_STEP        # SGD: the momentum buffers exist now
+            self.runs[i].flags = self.runs[i].flags & ~(<int>OPT_FIRST_STEP)   # SGD: the momentum buffers exist now
             s.t = <float>(<double>s.t + 1.0)              # torch's float32 step += 1
             t = s.t
             if s.mode == SchedMode.SCHED_ADAM:            # lr / (1 - beta1**t), (1 - beta2**t) ** 0.5
