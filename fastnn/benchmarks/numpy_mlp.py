@@ -97,16 +97,24 @@ class NumpyMLP:
         bc1, bc2 = 1 - b1**self.t, 1 - b2**self.t
         inv_sqrt_bc2, step_size = 1 / math.sqrt(bc2), self.lr / bc1   # Python floats keep float32 loops
         for p, g, m, v, tmp in zip(self.params, self.grads, self.m, self.v, self.tmp):
-            m *= b1
-            np.multiply(g, 1 - b1, out=tmp)
-            m += tmp
-            v *= b2
-            np.multiply(g, g, out=tmp)
-            tmp *= 1 - b2
-            v += tmp
-            np.sqrt(v, out=tmp)
-            tmp *= inv_sqrt_bc2
-            tmp += self.eps
-            np.divide(m, tmp, out=tmp)
-            tmp *= step_size
-            p -= tmp
+            adam_update(p, g, m, v, tmp, b1, b2, self.eps, inv_sqrt_bc2, step_size)
+
+
+def adam_update(p, g, m, v, tmp, b1, b2, eps, inv_sqrt_bc2, step_size) -> None:
+    """One array's torch Adam update in place, 11 passes: m, v moments; p -= step_size * m / (sqrt(v)*inv + eps).
+
+    The scalars are Python floats (computed once per step by the caller), so float32 arrays stay float32.
+    """
+    m *= b1
+    np.multiply(g, 1 - b1, out=tmp)
+    m += tmp
+    v *= b2
+    np.multiply(g, g, out=tmp)
+    tmp *= 1 - b2
+    v += tmp
+    np.sqrt(v, out=tmp)
+    tmp *= inv_sqrt_bc2
+    tmp += eps
+    np.divide(m, tmp, out=tmp)
+    tmp *= step_size
+    p -= tmp

@@ -16,6 +16,8 @@ import math
 
 import numpy as np
 
+from .numpy_mlp import adam_update
+
 # row name -> (class name in fastnn.optim and torch.optim, keyword arguments, state arrays per parameter)
 OPTIMIZERS = {
     "sgd": ("SGD", {"lr": 1e-3}, 0),
@@ -97,19 +99,7 @@ class NumpyAdam:
                 np.multiply(p, self.wd, out=self.gd)
                 self.gd += g
                 g = self.gd
-        m *= b1
-        np.multiply(g, 1 - b1, out=tmp)
-        m += tmp
-        v *= b2
-        np.multiply(g, g, out=tmp)
-        tmp *= 1 - b2
-        v += tmp
-        np.sqrt(v, out=tmp)
-        tmp *= 1 / math.sqrt(1 - b2**self.t)
-        tmp += self.eps
-        np.divide(m, tmp, out=tmp)
-        tmp *= self.lr / (1 - b1**self.t)
-        p -= tmp
+        adam_update(p, g, m, v, tmp, b1, b2, self.eps, 1 / math.sqrt(1 - b2**self.t), self.lr / (1 - b1**self.t))
 
 
 class NumpyAdamW(NumpyAdam):
