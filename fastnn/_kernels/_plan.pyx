@@ -244,6 +244,25 @@ cdef object _ensure(object a, object dtype, tuple shape, str name):
     return a
 
 
+cdef object _plan_dtype(object dtype, int rows, list stages, str rows_name):
+    """Build-time check shared by the plans: a float dtype, at least one row and one stage."""
+    dtype = np.dtype(dtype)
+    if dtype not in (np.dtype(np.float32), np.dtype(np.float64)):
+        raise TypeError(f"plan: dtype must be float32 or float64, got {dtype}")
+    if rows < 1 or not stages:
+        raise ValueError(f"plan: needs {rows_name} of at least one row and at least one stage")
+    return dtype
+
+
+cdef Stage* _new_stages(int ns) except NULL:
+    """ns zeroed stage descriptors (the plan frees them in __dealloc__)."""
+    cdef Stage* st = <Stage*>PyMem_Malloc(ns * sizeof(Stage))
+    if st == NULL:
+        raise MemoryError()
+    memset(st, 0, ns * sizeof(Stage))
+    return st
+
+
 cdef int _build_stages(Stage* st, list stages, object dtype, int n, int in_features, bint training,
                        list keep, int threads) except -1:
     """Fill the descriptors from the engine's stage tuples (buffers only for a training plan)."""
@@ -461,20 +480,13 @@ cdef class TrainPlan:
         PyMem_Free(self.sched)
 
     def __init__(self, dtype, int n, int in_features, list stages, tuple loss, int threads=1):
-        dtype = np.dtype(dtype)
-        if dtype not in (np.dtype(np.float32), np.dtype(np.float64)):
-            raise TypeError(f"plan: dtype must be float32 or float64, got {dtype}")
-        if n < 1 or not stages:
-            raise ValueError("plan: needs a batch of at least one row and at least one stage")
+        dtype = _plan_dtype(dtype, n, stages, "a batch")
         self.dtype = dtype
         self.typenum = cnp.NPY_FLOAT32 if dtype == np.float32 else cnp.NPY_FLOAT64
         self.n, self.in_features, self.threads = n, in_features, threads
         self._keep = []
         self.ns = len(stages)
-        self.st = <Stage*>PyMem_Malloc(self.ns * sizeof(Stage))
-        if self.st == NULL:
-            raise MemoryError()
-        memset(self.st, 0, self.ns * sizeof(Stage))
+        self.st = _new_stages(self.ns)
         self.out_features = _build_stages(self.st, stages, dtype, n, in_features, True, self._keep, threads)
         cdef Stage* last = &self.st[self.ns - 1]
         self.output = self._view(last.a, n, last.m)
@@ -804,20 +816,13 @@ cdef class InferPlan:
 
     def __init__(self, dtype, int capacity, int in_features, list stages, int threads=1):
         cdef int i
-        dtype = np.dtype(dtype)
-        if dtype not in (np.dtype(np.float32), np.dtype(np.float64)):
-            raise TypeError(f"plan: dtype must be float32 or float64, got {dtype}")
-        if capacity < 1 or not stages:
-            raise ValueError("plan: needs a capacity of at least one row and at least one stage")
+        dtype = _plan_dtype(dtype, capacity, stages, "a capacity")
         self.dtype = dtype
         self.typenum = cnp.NPY_FLOAT32 if dtype == np.float32 else cnp.NPY_FLOAT64
         self.capacity, self.in_features, self.threads = capacity, in_features, threads
         self._keep = []
         self.ns = len(stages)
-        self.st = <Stage*>PyMem_Malloc(self.ns * sizeof(Stage))
-        if self.st == NULL:
-            raise MemoryError()
-        memset(self.st, 0, self.ns * sizeof(Stage))
+        self.st = _new_stages(self.ns)
         self.out_features = _build_stages(self.st, stages, dtype, capacity, in_features, False, self._keep,
                                           threads)
         maxw = 1
