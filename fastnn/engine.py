@@ -69,12 +69,14 @@ threads) are in fastnn/_kernels/_plan.pyx.
 
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 
 from . import _config
 from . import _validation as V
 from . import losses as _losses
-from ._kernels import _activations, _plan
+from ._kernels import _activations, _plan, _runtime
 from .model import _ActStage, _DenseStage, _DropoutStage
 
 __all__ = ["Engine"]
@@ -188,8 +190,8 @@ class Engine:
         self._grad_buf = self._loss_buf = None
         self._specs = None
         self._plans = {}           # (batch size, LossKind or None) -> (TrainPlan, loss_out buffer of a split step)
-        self._infer = None         # InferPlan
-        self._infer_key = None
+        self._infer_pool = []      # (InferPlan, stages, arena, threads) entries not in use by a call
+        self._python_lock = threading.Lock()
         self.last_output = None
 
     # ------------------------------------------------------------------ training
@@ -380,18 +382,47 @@ class Engine:
         return value
 
     # ------------------------------------------------------------------ inference
-    def forward(self, x):
-        """Eval-mode output for x ((n, in_features) or (in_features,)): a view the next call overwrites."""
-        plan = self._infer
-        m = self.model
-        if plan is not None and self._infer_key[0] is m._stages and self._infer_key[1] is m._arena \
-                and self._infer_key[2] == _config._num_threads:
-            out = plan.run(x)
-            if out is not None:
-                return out
-        return self._forward_slow(x)
+    def forward(self, x, out=None):
+        """Eval-mode output for x ((n, in_features) or (in_features,)), written to `out` (or a new array).
 
-    def _forward_slow(self, x):
+        Thread-safe: each call runs on an InferPlan of its own, taken from a pool (a plan is never
+        used by two calls at once; a call that finds the pool empty builds one), so any number of
+        threads may run inference on one model at once and each gets the bits it would get alone.
+        Raises RuntimeError if another thread is training the model.
+        """
+        guard = self.model._arena.guard
+        counted = guard.enter_infer("inference")
+        try:
+            _runtime.sync_omp_threads(_config.get_num_threads())
+            pool = self._infer_pool
+            try:
+                entry = pool.pop()   # atomic under the GIL: no two calls get the same plan
+            except IndexError:
+                entry = None
+            try:
+                if entry is not None and self._current(entry):
+                    res = entry[0].run(x)
+                    if res is None:
+                        entry, res = self._forward_slow(x, entry)
+                else:
+                    entry, res = self._forward_slow(x, entry)
+                if out is None:
+                    return res.copy()
+                np.copyto(out, res)
+                return out
+            finally:
+                if entry is not None and self._current(entry):
+                    pool.append(entry)
+        finally:
+            guard.exit_infer(counted)
+
+    def _current(self, entry) -> bool:
+        """Whether a pooled (plan, stages, arena, threads) entry was built for the model as it is now."""
+        m = self.model
+        return entry[1] is m._stages and entry[2] is m._arena and entry[3] == _config._num_threads
+
+    def _forward_slow(self, x, entry):
+        """Validate and convert x once, then run it on `entry`'s plan or on a new one; (entry, output view)."""
         m = self.model
         single = isinstance(x, np.ndarray) and x.ndim == 1
         x = V.as_float_array(x, "x", m.dtype, ndim=(1, 2) if single else 2)
@@ -400,27 +431,28 @@ class Engine:
             raise ValueError(f"x must have {m.in_features} features (columns), got shape {x.shape}")
         if n == 0:
             raise ValueError("x must have at least one row, got shape (0, ...)")
-        threads = _config.get_num_threads()
-        plan, key = self._infer, self._infer_key
-        same_model = plan is not None and key[0] is m._stages and key[1] is m._arena
-        if not same_model or key[2] != threads or n > plan.capacity:
+        if entry is None or not self._current(entry) or n > entry[0].capacity:
             specs = _stage_specs(m, with_grads=False, training=False)
             if specs is None:   # a stage the plan does not know: the per-layer path, in eval mode
-                return self._python_forward(x, single)
-            capacity = max(n, plan.capacity if same_model else 0)
-            self._infer = plan = _plan.InferPlan(m.dtype, capacity, m.in_features, specs, threads)
-            self._infer_key = (m._stages, m._arena, threads)
-        out = plan.run(x)
+                return None, self._python_forward(x, single)
+            threads = _config.get_num_threads()
+            capacity = max(n, entry[0].capacity if entry is not None and self._current(entry) else 0)
+            entry = (_plan.InferPlan(m.dtype, capacity, m.in_features, specs, threads), m._stages, m._arena,
+                     threads)
+        out = entry[0].run(x)
         if out is None:   # x misaligned (a view into a byte buffer) or an earlier output of this plan: copy it
-            out = plan.run(np.array(x, dtype=m.dtype, order="C"))
-        return out
+            out = entry[0].run(np.array(x, dtype=m.dtype, order="C"))
+        return entry, out
 
     def _python_forward(self, x, single):
+        """The per-layer path in eval mode (for a stage the plan does not know); serialised by a lock,
+        since it runs on the model's own stage buffers."""
         m = self.model
-        training = m.training
-        m.training = False
-        try:
-            out = m._forward(x.reshape(1, -1) if single else x)
-        finally:
-            m.training = training
-        return out[0] if single else out
+        with self._python_lock:
+            training = m.training
+            m.training = False
+            try:
+                out = m._forward(x.reshape(1, -1) if single else x)
+            finally:
+                m.training = training
+            return (out[0] if single else out).copy()

@@ -17,6 +17,8 @@ ones add with beta = 1.
 
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 
 from . import _validation as V
@@ -148,7 +150,7 @@ class Sequential(TrainingMixin):
         self.training = True
         self._step = 0
         self._n = None
-        self._ready = self._single = self._eval_pending = False
+        self._last_forward = None   # (thread, eval-mode input or None, single sample) of the last forward
         self._stages = self._plan()
         self.in_features = next(layer for layer in layers if isinstance(layer, Dense)).in_features
         self.out_features = self._stages[-1].out_features
@@ -234,9 +236,14 @@ class Sequential(TrainingMixin):
         return self.forward(x)
 
     def forward(self, x):
-        """The model's output for x of shape (n, in_features) (or one sample (in_features,))."""
+        """The model's output for x of shape (n, in_features) (or one sample (in_features,)).
+
+        Training mode runs the per-layer path on the model's buffers (training is exclusive to one
+        thread: a second thread gets a RuntimeError). Eval mode runs the compiled inference plan,
+        which any number of threads may call at once.
+        """
         single = isinstance(x, np.ndarray) and x.ndim == 1
-        x = V.as_float_array(x, "x", None, ndim=(1, 2) if single else 2)   # _forward converts while copying
+        x = V.as_float_array(x, "x", None, ndim=(1, 2) if single else 2)   # converted once, below
         if single:
             x = x.reshape(1, -1)
         if x.shape[1] != self.in_features:
@@ -244,17 +251,22 @@ class Sequential(TrainingMixin):
         if x.shape[0] == 0:
             raise ValueError("x must have at least one row, got shape (0, ...)")
         if self.training:
-            out = self._forward(x)
-        else:   # eval mode: the compiled forward plan; the stages' buffers are filled only if backward() asks
-            self._allocate(x.shape[0])
-            np.copyto(self._x, x)
-            out = self._engine().forward(self._x)
-            self._ready, self._eval_pending = True, True
-        self._single = single
-        return out[0].copy() if single else out.copy()
+            guard = self._arena.guard
+            guard.enter_train("model(x) in training mode")
+            try:
+                out = self._forward(x, single).copy()
+            finally:
+                guard.exit_train()
+        else:   # eval mode: the compiled forward plan, on a private copy kept for a later backward()
+            xc = np.array(x, dtype=self.dtype, order="C")
+            out = self._engine().forward(xc)
+            self._last_forward = (threading.get_ident(), xc, single)   # one assignment: never torn
+        return out[0] if single else out
 
-    def _forward(self, x):
-        """Run the stages on a validated x (any layout, any real dtype); returns the output buffer."""
+    def _forward(self, x, single=False):
+        """Run the stages on a validated x (any layout, any real dtype); returns the output buffer.
+
+        The stages keep what backward needs; the pass is recorded as this thread's last forward."""
         self._allocate(x.shape[0])
         np.copyto(self._x, x)
         if self.training:
@@ -262,26 +274,39 @@ class Sequential(TrainingMixin):
         h = self._x
         for stage in self._stages:
             h = stage.forward(h, self.training, self)
-        self._ready, self._eval_pending = True, False
+        self._last_forward = (threading.get_ident(), None, single)
         return h
 
     def backward(self, grad):
         """Backpropagate grad = d loss / d output through the last forward pass.
 
-        Parameter gradients accumulate into p.grad until zero_grad(). Returns None.
+        Parameter gradients accumulate into p.grad until zero_grad(). Returns None. The forward
+        pass must have run in this thread (another thread's forward raises RuntimeError).
         """
-        if not self._ready:
+        last = self._last_forward
+        if last is None:
             raise RuntimeError("backward() needs a forward pass first: call model(x) before model.backward(grad)")
-        n = self._n
-        want = (self.out_features,) if self._single else (n, self.out_features)
-        g = V.as_float_array(grad, "grad", self.dtype, shape=want)
-        if self._eval_pending:   # the eval-mode forward ran on the plan: rerun it through the stages (eval mode)
-            training, self.training = self.training, False
-            try:
-                self._forward(self._x)
-            finally:
-                self.training = training
-        self._backward(g.reshape(n, self.out_features))
+        thread, x_eval, single = last
+        if thread != threading.get_ident():
+            raise RuntimeError("backward(): the last forward pass of this model ran in another thread; call "
+                               "model(x) and model.backward(grad) in the same thread (train from one thread)")
+        guard = self._arena.guard
+        guard.enter_train("model.backward()")
+        try:
+            if self._last_forward is not last:
+                raise RuntimeError("backward(): another forward pass of this model ran meanwhile")
+            n = 1 if single else (len(x_eval) if x_eval is not None else self._n)
+            want = (self.out_features,) if single else (n, self.out_features)
+            g = V.as_float_array(grad, "grad", self.dtype, shape=want)
+            if x_eval is not None:   # the eval-mode forward ran on the plan: rerun it through the stages (eval mode)
+                training, self.training = self.training, False
+                try:
+                    self._forward(x_eval, single)
+                finally:
+                    self.training = training
+            self._backward(g.reshape(n, self.out_features))
+        finally:
+            guard.exit_train()
 
     def _backward(self, g, input_grad_out=None):
         """Backward through every stage from g (n, out); d loss / d x goes to input_grad_out if given."""
@@ -289,6 +314,21 @@ class Sequential(TrainingMixin):
         np.copyto(stages[-1].gout, g)
         for k in range(len(stages) - 1, -1, -1):
             stages[k].backward(stages[k - 1].gout if k > 0 else input_grad_out)
+
+    # ---------------------------------------------------------------- copies and pickles
+    # Buffers, compiled plans and the use guard are rebuilt lazily by the copy; the parameter arena
+    # (weights, gradients) and everything else is copied. Pickle is for in-process and trusted use
+    # (multiprocessing, joblib, copies); model.save / fastnn.load_model is the safe file format.
+    _TRANSIENT = ("_stages", "_compiled_engine", "_x", "_n", "_last_forward", "_train_out")
+
+    def __getstate__(self):
+        return {k: v for k, v in self.__dict__.items() if k not in self._TRANSIENT}
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        self._n = None
+        self._last_forward = None
+        self._stages = self._plan()
 
     def save(self, path, include_optimizer: bool = True) -> None:
         """Write the model to one file (atomically; no pickle); fastnn.load_model(path) reads it back.

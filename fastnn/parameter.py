@@ -27,6 +27,8 @@ from math import prod
 
 import numpy as np
 
+from ._kernels._runtime import UseGuard
+
 ALIGNMENT = 64  # bytes: one cache line, and two AVX2 vectors
 
 
@@ -45,11 +47,22 @@ def aligned_zeros(size: int, dtype, align: int = ALIGNMENT) -> np.ndarray:
 
 
 class Arena:
-    """Two flat buffers (parameters, gradients) of one dtype, carved into Parameters."""
+    """Two flat buffers (parameters, gradients) of one dtype, carved into Parameters.
 
-    __slots__ = ("dtype", "data", "grad", "params")
+    ``guard`` (a UseGuard) records who is using the buffers: training (forward/backward in
+    training mode, train_step, fit, an optimizer step) is exclusive to one thread; inference may
+    run in any number of threads, but not while another thread trains.
+
+    Copies and pickles (copy.deepcopy, pickle) rebuild the arena from its two flat buffers, so
+    the Parameters of the copy are views into the copy's buffers, exactly as in the original,
+    and every object that refers to a Parameter (an optimizer's groups and state) refers to the
+    copy's Parameter in a copy made together with it.
+    """
+
+    __slots__ = ("dtype", "data", "grad", "params", "guard", "__weakref__")
 
     def __init__(self, shapes, dtype, names=None):
+        self.guard = UseGuard("model")
         self.dtype = np.dtype(dtype)
         sizes = [prod(s) for s in shapes]
         total = sum(sizes)
@@ -65,6 +78,19 @@ class Arena:
     @property
     def size(self) -> int:
         return self.data.size
+
+    def __reduce__(self):
+        return (_rebuild_arena, (self.dtype, [p.shape for p in self.params], [p.name for p in self.params],
+                                 self.data, self.grad, [p.has_grad for p in self.params]))
+
+
+def _rebuild_arena(dtype, shapes, names, data, grad, has_grad) -> Arena:
+    arena = Arena(shapes, dtype, names)
+    arena.data[...] = data
+    arena.grad[...] = grad
+    for p, flag in zip(arena.params, has_grad):
+        p.has_grad = bool(flag)
+    return arena
 
 
 class Parameter:
@@ -113,8 +139,15 @@ class Parameter:
             self._grad.fill(0)
             self.has_grad = True
 
+    def __reduce__(self):
+        return (_parameter_of, (self.arena, self.arena.params.index(self)))
+
     def __repr__(self) -> str:
         return f"Parameter(name={self.name!r}, shape={self.shape}, dtype={self.dtype})"
+
+
+def _parameter_of(arena: Arena, index: int) -> Parameter:
+    return arena.params[index]
 
 
 def parameters_from_arrays(arrays, names=None, dtype=None) -> list[Parameter]:

@@ -16,8 +16,8 @@ full batches run on the compiled epoch loop (``Engine.train_batches``): chunks o
 batches, each chunk ONE nogil call that gathers every batch's rows, runs its whole step and redoes
 the optimizer's per-step bookkeeping in C; the chunk's losses and training-mode outputs then update
 the loss and metrics with NumPy (the same per-batch sums in the same order, so History is the same
-bits). A chunk is the whole epoch, or about a twentieth of it when the progress bar shows, which is
-then updated per chunk. The last, partial batch goes through ``_train_step(x, t) -> loss``
+bits). A chunk lasts about 0.1 s (its length adapts to the measured time per batch); between
+chunks the progress bar is updated and a pending Ctrl-C is delivered. The last, partial batch goes through ``_train_step(x, t) -> loss``
 (forward, the fused loss + gradient, backward with gradients overwritten, optimizer step; the batch
 gathered by ``np.take(..., out=)`` into buffers allocated once, unshuffled batches are views),
 which leaves the batch's training-mode output in ``self._train_out`` for the metrics. So does every
@@ -26,6 +26,12 @@ replaced on the model, or the engine cannot run the step whole (a loss without a
 optimizer other than fastnn's six classes). Both paths give the same weights, optimizer state,
 dropout counter and History bit for bit. evaluate/predict run ``_predict_batch(x)`` per batch in
 eval mode.
+
+Interrupts and threads. fit holds the model for training (another thread that trains it or runs
+inference on it gets a RuntimeError) and defers Ctrl-C to the next batch or chunk boundary
+(fastnn._interrupt), so an interrupted fit leaves weights, optimizer state and counters exactly as
+after its last completed batch and re-raises KeyboardInterrupt within about a chunk's time.
+predict and evaluate change nothing on the model: any number of threads may call them at once.
 
 Divergence. A NaN/inf batch loss (or NaN/inf weights after an epoch) stops training with the
 weights and optimizer state from before the step that went bad. fit keeps one snapshot per epoch
@@ -38,6 +44,7 @@ the NaN batch (TerminateOnNaN), fit then raises FloatingPointError; with one it 
 from __future__ import annotations
 
 import math
+import time
 
 import numpy as np
 
@@ -45,6 +52,7 @@ from . import _validation as V
 from . import callbacks as _cb
 from . import losses as _losses
 from . import metrics as _metrics
+from ._interrupt import deferred
 from ._kernels._checks import all_finite
 from .layers import Dense
 
@@ -56,7 +64,7 @@ _LOSSES = {"mse": "MSELoss", "bce": "BCELoss", "bce_with_logits": "BCEWithLogits
            "cross_entropy": "CrossEntropyLoss", "nll": "NLLLoss"}
 _PREDICT_BATCH = 1024   # rows per forward call in predict/evaluate when batch_size is None
 _CHUNK_OUTPUTS = 1 << 20   # output elements a compiled chunk keeps for the metrics (bounds its batches)
-_BAR_UPDATES = 20          # progress-bar updates per epoch on the compiled epoch loop
+_CHUNK_SECONDS = 0.1       # target length of one compiled chunk of batches (Ctrl-C and bar latency)
 
 
 def _finite(a: np.ndarray) -> bool:
@@ -123,19 +131,32 @@ class _Batches:
 
 
 class _Chunks:
-    """fit's compiled epoch loop: batches per chunk and the buffers a chunk fills (allocated once per fit)."""
+    """fit's compiled epoch loop: batches per chunk and the buffers a chunk fills (allocated once per fit).
 
-    def __init__(self, model, batches, bar: bool, metrics: bool):
+    A chunk is one nogil call. Its length adapts to the measured time per batch so that a chunk takes
+    about _CHUNK_SECONDS: fit delivers Ctrl-C and updates the progress bar between chunks, so a
+    chunk's length bounds how late both come. It starts at one batch and is capped by the
+    memory the chunk's outputs take for the metrics.
+    """
+
+    def __init__(self, model, batches, metrics: bool):
         self.full = batches.n // batches.size   # full batches per epoch
-        k = max(1, batches.steps // _BAR_UPDATES) if bar else self.full
+        k = self.full
         if metrics:
             k = min(k, max(1, _CHUNK_OUTPUTS // (batches.size * model.out_features)))
-        self.batches = k = max(1, min(k, self.full))
+        self.limit = k = max(1, min(k, self.full))
+        self.batches = 1
         rows = k * batches.size
         self.losses = np.empty(k)
         self.outputs = np.empty((rows, model.out_features), model.dtype) if metrics else None
         t = batches.t
         self.targets = np.empty((rows,) + t.shape[1:], t.dtype) if metrics and batches.shuffled else None
+
+    def adapt(self, k: int, seconds: float) -> None:
+        """The next chunk's length, from a chunk of k batches that took `seconds`."""
+        per_batch = seconds / k
+        want = int(_CHUNK_SECONDS / per_batch) if per_batch > 0 else self.limit
+        self.batches = max(1, min(self.limit, want, 4 * k))   # grow at most 4x a chunk (noisy first timings)
 
 
 class TrainingMixin:
@@ -148,7 +169,6 @@ class TrainingMixin:
     stop_training = False       #: set True (by a callback) to stop fit after the current batch/epoch
     epoch = 0                   #: number of epochs completed by fit (resume with initial_epoch=model.epoch)
     _metric_names = ()          # (log name, canonical name) per compiled metric
-    _gbuf = None                # d loss / d output buffer, reused between batches
     _train_out = None           # training-mode output of the last _train_step's batch
 
     # ------------------------------------------------------------------------------ compile
@@ -320,12 +340,6 @@ class TrainingMixin:
         x = self._prepare_x(X, xname)
         return x, self._prepare_y(y, len(x), yname, xname)
 
-    def _grad_buffer(self, n: int) -> np.ndarray:
-        buf = self._gbuf
-        if buf is None or buf.shape[0] < n or buf.shape[1] != self.out_features or buf.dtype != self.dtype:
-            buf = self._gbuf = np.empty((n, self.out_features), self.dtype)
-        return buf[:n]
-
     # ------------------------------------------------------------------------------ steps
     def train_step(self, xb, yb) -> float:
         """One optimizer step on the batch (xb, yb) in training mode; returns the batch loss.
@@ -335,12 +349,16 @@ class TrainingMixin:
         """
         self._check_compiled("train_step")
         x, t = self._prepare_data(xb, yb, "xb", "yb")
+        guard = self._arena.guard
+        guard.enter_train("train_step()")
         was = self.training
         self.training = True
         try:
-            return self._train_step(x, t)
+            with deferred():   # Ctrl-C lands before or after the whole step, never inside it
+                return self._train_step(x, t)
         finally:
             self.training = was
+            guard.exit_train()
 
     def _train_step(self, x, t) -> float:
         """Forward, fused loss + gradient, backward, optimizer step on a prepared batch; returns the loss.
@@ -353,9 +371,9 @@ class TrainingMixin:
         self._train_out = engine.last_output
         return loss
 
-    def _predict_batch(self, x) -> np.ndarray:
-        """The eval-mode output of one prepared batch (the engine's buffer: valid until the next call)."""
-        return self._engine().forward(x)
+    def _predict_batch(self, x, out=None) -> np.ndarray:
+        """The eval-mode output of one prepared batch, written to `out` (or a new array)."""
+        return self._engine().forward(x, out)
 
     def _engine(self):
         """The model's compiled fast paths (fastnn.engine.Engine), made on first use."""
@@ -377,16 +395,11 @@ class TrainingMixin:
         bs = _PREDICT_BATCH if batch_size is None else V.check_int(batch_size, "batch_size", low=1)
         x = self._prepare_x(X, "X")
         n = len(x)
-        if n <= bs:   # one forward call (batch-1 latency matters): copy the engine's buffer once
-            return self._predict_batch(x).copy()
+        if n <= bs:   # one forward call (batch-1 latency matters)
+            return self._predict_batch(x)
         out = np.empty((n, self.out_features), self.dtype)
-        was = self.training
-        self.training = False
-        try:
-            for s in range(0, n, bs):
-                out[s:s + bs] = self._predict_batch(x[s:s + bs])
-        finally:
-            self.training = was
+        for s in range(0, n, bs):
+            self._predict_batch(x[s:s + bs], out[s:s + bs])
         return out
 
     def evaluate(self, X, y, batch_size=None, verbose=0) -> dict:
@@ -401,21 +414,20 @@ class TrainingMixin:
         return self._evaluate_prepared(x, t, bs, [_metrics.get(n, self.loss, t) for n, _ in self._metric_names])
 
     def _evaluate_prepared(self, x, t, batch_size, metrics) -> dict:
+        """Loss and metrics over prepared (x, t) in eval mode; thread-safe (buffers of its own, no mode change)."""
         n = len(x)
         total = 0.0
         for m in metrics:
             m.reset_state()
-        was = self.training
-        self.training = False
-        try:
-            for s in range(0, n, batch_size):
-                xb, tb = x[s:s + batch_size], t[s:s + batch_size]
-                out = self._predict_batch(xb)
-                total += self.loss._forward_backward(out, tb, self._grad_buffer(len(xb))) * len(xb)
-                for m in metrics:
-                    m.update_state(out, tb)
-        finally:
-            self.training = was
+        rows = min(batch_size, n)
+        out_buf = np.empty((rows, self.out_features), self.dtype)
+        grad_buf = np.empty_like(out_buf)
+        for s in range(0, n, batch_size):
+            xb, tb = x[s:s + batch_size], t[s:s + batch_size]
+            out = self._predict_batch(xb, out_buf[:len(xb)])
+            total += self.loss._forward_backward(out, tb, grad_buf[:len(xb)]) * len(xb)
+            for m in metrics:
+                m.update_state(out, tb)
         logs = {"loss": total / n}
         for m in metrics:
             logs[m.name] = m.result()
@@ -465,15 +477,19 @@ class TrainingMixin:
         cbs.set_params({"verbose": verbose, "epochs": epochs, "steps": batches.steps})
         self.history = history
         self.stop_training = False
+        guard = self._arena.guard
+        guard.enter_train("fit()")
         was = self.training
         try:
-            self._fit_loop(batches, xv, tv, batch_size, cbs, initial_epoch, epochs)
+            with deferred() as interrupt:   # Ctrl-C is honoured between batches (see fastnn._interrupt)
+                self._fit_loop(batches, xv, tv, batch_size, cbs, initial_epoch, epochs, interrupt)
         except BaseException:
             for bar in bars:
                 bar.close()
             raise
         finally:
             self.training = was
+            guard.exit_train()
         return history
 
     def _callback_list(self, callbacks, verbose):
@@ -500,7 +516,7 @@ class TrainingMixin:
             out.append(bars[-1])
         return _cb.CallbackList(out), history, bars
 
-    def _fit_loop(self, batches, xv, tv, batch_size, cbs, initial_epoch, epochs):
+    def _fit_loop(self, batches, xv, tv, batch_size, cbs, initial_epoch, epochs, interrupt):
         train_metrics = [_metrics.get(n, self.loss, batches.t) for n, _ in self._metric_names]
         val_metrics = [_metrics.get(n, self.loss, tv) for n, _ in self._metric_names]
         want_batch_logs = cbs.wants_batch_logs
@@ -509,7 +525,7 @@ class TrainingMixin:
         per_batch_hooks = any(type(cb) is not _cb.ProgressBar for cb in bars) or "_train_step" in vars(self)
         snapshot = _Snapshot(self)
         arena = self._arena.data
-        chunks = None if per_batch_hooks else _Chunks(self, batches, bool(bars), bool(train_metrics))
+        chunks = None if per_batch_hooks else _Chunks(self, batches, bool(train_metrics))
         logs = {}
         cbs.on_train_begin()
         for epoch in range(initial_epoch, epochs):
@@ -522,8 +538,9 @@ class TrainingMixin:
                 m.reset_state()
             loss_sum, count, done, failed = 0.0, 0, 0, None
             if chunks is not None and self._engine().supports_batches(batches.t, self.loss, self.optimizer):
-                loss_sum, count, done, failed = self._fit_compiled(chunks, batches, train_metrics, bars)
+                loss_sum, count, done, failed = self._fit_compiled(chunks, batches, train_metrics, bars, interrupt)
             for b in range(done, batches.steps if failed is None else done):
+                interrupt.check()
                 xb, tb = batches(b)
                 if want_batch_logs:
                     cbs.on_train_batch_begin(b, {})
@@ -547,6 +564,7 @@ class TrainingMixin:
             if failed is not None:
                 failed = self._diverged(failed, snapshot, batches, epoch, cbs, train_metrics)
             logs = _running_logs(math.nan if failed else loss_sum, count, train_metrics)
+            interrupt.check()
             if xv is not None:
                 for key, value in self._evaluate_prepared(xv, tv, batch_size, val_metrics).items():
                     logs["val_" + key] = value
@@ -556,19 +574,24 @@ class TrainingMixin:
                 break
         cbs.on_train_end(logs)
 
-    def _fit_compiled(self, chunks, batches, train_metrics, bars):
+    def _fit_compiled(self, chunks, batches, train_metrics, bars, interrupt):
         """The epoch's full batches on the compiled epoch loop, chunk by chunk (see the module docstring).
 
         Returns (loss sum, samples, batches done, failed) as the per-batch loop keeps them; failed is
-        (batch, loss) for a non-finite loss (that batch's step ran; fit undoes it), else None.
+        (batch, loss) for a non-finite loss (that batch's step ran; fit undoes it), else None. Between
+        chunks (each about _CHUNK_SECONDS long) a pending Ctrl-C is delivered and the bar is updated.
         """
         engine = self._engine()
         size, order, t = batches.size, batches.order, batches.t
         loss_sum, count = 0.0, 0
-        for first in range(0, chunks.full, chunks.batches):
+        first = 0
+        while first < chunks.full:
+            interrupt.check()
             k = min(chunks.batches, chunks.full - first)
+            start = time.perf_counter()
             done = engine.train_batches(batches.x, t, order, size, first, k, self.loss, self.optimizer,
                                         chunks.losses, chunks.outputs)
+            chunks.adapt(k, time.perf_counter() - start)
             values = chunks.losses[:done].tolist()
             ok = done if math.isfinite(values[-1]) else done - 1
             for value in values[:ok]:
@@ -586,10 +609,11 @@ class TrainingMixin:
             if ok < done:
                 self._train_out = engine.last_output
                 return loss_sum, count, first + ok, (first + ok, values[-1])
+            first += done
             if bars:
                 logs = _running_logs(loss_sum, count, train_metrics)
                 for bar in bars:
-                    bar.on_train_batches_end(first + done - 1, done, logs)
+                    bar.on_train_batches_end(first - 1, done, logs)
         self._train_out = engine.last_output
         return loss_sum, count, chunks.full, None
 

@@ -587,23 +587,26 @@ def test_forward_equals_model_in_eval_mode(n, dtype):
         assert engine.forward(x[0]).shape == (model.out_features,)
 
 
-def test_forward_returns_a_view_and_follows_weight_changes():
+def test_forward_returns_its_own_array_and_follows_weight_changes():
     model = fnn.Sequential([fnn.Dense(6, 4, activation="relu"), fnn.Dense(4, 2)], seed=0)
     engine = Engine(model)
     x = np.random.default_rng(0).standard_normal((3, 6)).astype(np.float32)
     out = engine.forward(x)
-    assert out.base is not None and not out.flags.owndata
-    assert engine.forward(x) is out                              # same batch size: the same view object
+    again = engine.forward(x)
+    assert out.flags.owndata and again is not out and np.array_equal(out, again)   # never a shared buffer
+    buf = np.empty((3, 2), np.float32)
+    assert engine.forward(x, buf) is buf and np.array_equal(buf, out)              # or written to out=
     for p in model.parameters():
         p.data[...] = 0.5
     model.eval()
     np.testing.assert_allclose(engine.forward(x), model(x), rtol=1e-6)
-    assert engine._infer.capacity == 3
+    (plan, *_), = engine._infer_pool
+    assert plan.capacity == 3
     big = np.random.default_rng(1).standard_normal((10, 6)).astype(np.float32)
     np.testing.assert_allclose(engine.forward(big), model(big), rtol=1e-6)   # grows
-    cap = engine._infer
+    (cap, *_), = engine._infer_pool
     np.testing.assert_allclose(engine.forward(x), model(x), rtol=1e-6)       # smaller: same plan
-    assert engine._infer is cap and cap.capacity == 10
+    assert engine._infer_pool[0][0] is cap and cap.capacity == 10
 
 
 def test_forward_converts_and_validates():
@@ -646,7 +649,7 @@ def test_forward_of_misaligned_input_and_of_a_stage_the_plan_does_not_know():
     engine = Engine(model)
     _close(engine.forward(x), model(x), 1e-6)
     _close(engine.forward(x[1]), model(x[1]), 1e-6)
-    assert engine._infer is None and model.training is False
+    assert engine._infer_pool == [] and model.training is False
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32], ids=["f64", "f32"])

@@ -665,7 +665,8 @@ def test_compiled_epoch_loop_is_bit_identical_to_per_batch_steps(monkeypatch, op
 
     (model, hist, chunks), _ = _fit_both(monkeypatch, make, dict(X=x, y=y, epochs=3, batch_size=8, shuffle=shuffle,
                                                                  validation_split=0.1, verbose=0))
-    assert chunks == [12] * 3   # one call per epoch for the 12 full batches
+    # 12 full batches per epoch in chunks that start at one batch and grow to about 0.1 s (here: the epoch)
+    assert sum(chunks) == 3 * 12 and chunks[0] == 1 and max(chunks) <= 12
     assert model._step == 3 * 13 and len(hist.history["accuracy"]) == 3
 
 
@@ -682,7 +683,7 @@ def test_compiled_epoch_loop_metrics_on_float_targets(monkeypatch, loss, metrics
         return model
 
     (_, hist, chunks), _ = _fit_both(monkeypatch, make, dict(X=x, y=y, epochs=2, batch_size=5, verbose=0))
-    assert chunks == [12, 12] and set(hist.history) == {"loss", *metrics}
+    assert sum(chunks) == 2 * 12 and max(chunks) <= 12 and set(hist.history) == {"loss", *metrics}
 
 
 def test_compiled_epoch_loop_chunks_follow_the_progress_bar(monkeypatch, capsys):
@@ -695,7 +696,7 @@ def test_compiled_epoch_loop_chunks_follow_the_progress_bar(monkeypatch, capsys)
         return model
 
     (_, _, chunks), _ = _fit_both(monkeypatch, make, dict(X=x, y=y, epochs=1, batch_size=4, verbose=1))
-    assert chunks == [2] * 25   # 51 steps: 50 full batches in chunks of 51 // 20, the last batch on its own
+    assert sum(chunks) == 50   # 51 steps: 50 full batches in timed chunks, the last batch on its own
     assert "51/51" in capsys.readouterr().out
 
 
