@@ -52,12 +52,42 @@ def set_default_dtype(dtype) -> None:
 
 
 def set_num_threads(n: int) -> None:
-    """Use `n` threads in both fastnn's OpenMP kernels and the BLAS they call."""
+    """Use `n` threads in both fastnn's OpenMP kernels and the BLAS they call.
+
+    In a child made by fork() (see _after_fork_in_child) the OpenMP kernels stay on one thread.
+    """
     n = V.check_int(n, "n", low=1)
     global _num_threads
     _num_threads = n
-    _runtime.set_omp_threads(n)
+    _runtime.set_omp_threads(omp_threads())
     _blas_controller().limit(limits=n, user_api="blas")
+
+
+def omp_threads() -> int:
+    """The OpenMP thread count fastnn's kernels use: get_num_threads(), or 1 in a forked child."""
+    return 1 if _forked else get_num_threads()
+
+
+# --------------------------------------------------------------------------------------------- fork
+# GNU OpenMP's thread pool does not survive fork(): in the child, the forking thread's next parallel
+# region with more than one thread waits forever for pool threads that were not copied. Python's
+# fork start method (multiprocessing's default on Linux before 3.14), gunicorn --preload and joblib
+# fork. So a forked child runs fastnn's OpenMP kernels on one thread (BLAS keeps its threads: OpenBLAS
+# re-creates its pool after fork) and forgets the parent's other threads' uses of its models
+# (_runtime.UseGuard). Plans are rebuilt for the new count. For parallel children use the spawn or
+# forkserver start method, where fastnn starts fresh.
+_forked = False
+
+
+def _after_fork_in_child() -> None:
+    global _forked
+    _forked = True
+    _runtime.after_fork_in_child()
+    _runtime.set_omp_threads(1)
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def get_num_threads() -> int:

@@ -4,7 +4,7 @@
     loss = engine.train_step(x, t, loss_fn, optimizer)   # forward + loss + backward + update
     engine.last_output                                    # the step's (training-mode) output, a view
     done = engine.train_batches(x, t, order, batch_size, first, count, loss_fn, optimizer, losses, outputs)
-    out = engine.forward(x)                               # eval-mode output, a view of the plan's buffer
+    out = engine.forward(x)                               # eval-mode output, an array of its own
 
 ``train_step`` takes x already validated: a C-contiguous (n, in_features) array of the model's dtype
 (not a view of ``last_output``), and t in the loss's prepared format (``loss._prepare(y_pred, y)[1]``).
@@ -48,23 +48,24 @@ Fallbacks (each gives the same numbers as the compiled step):
   ``loss._forward_backward``, ``model._backward``, ``optimizer.step()``); ``forward`` then runs
   ``model._forward`` in eval mode.
 
-``forward`` runs an eval-mode plan (fastnn._kernels._plan.InferPlan: no dropout, two ping-pong
-buffers; a row gets the same bits alone or in a batch wherever the own small-GEMM kernels apply).
-Its fast entry checks only the array's type, dtype, shape, contiguity and alignment flags; any other
-input is validated and converted once (fastnn._validation). It returns a view of the plan's output
-buffer ((n, out), or (out,) for a 1-D sample) that the next call overwrites.
+``forward`` (thread-safe: each call takes a plan of its own from a pool) runs an eval-mode plan
+(fastnn._kernels._plan.InferPlan: no dropout, two ping-pong buffers; a row gets the same bits alone
+or in a batch wherever the own small-GEMM kernels apply). Its fast entry checks only the array's
+type, dtype, shape, contiguity and alignment flags; any other input is validated and converted once
+(fastnn._validation). It returns a copy of the plan's output ((n, out), or (out,) for a 1-D sample),
+or writes it into ``out``.
 
 What the engine reads of a Sequential: ``_stages`` (the planner's stages and, per stage, ``layer``,
 ``act.kind``/``act.param``, ``stream``, ``out_features``), ``_arena`` (the flat parameter and
 gradient buffers, ``_arena.params``), ``dtype``, ``in_features``, ``out_features``, ``seed``,
 ``_step`` (which it increments), and, for the Python fallback, ``_forward``/``_backward``.
 
-Threads (DESIGN "Threads"): a plan is built for the current ``fastnn.get_num_threads()`` (and rebuilt
-when it changes). It runs serial control flow: GEMMs are threaded by BLAS, except the small ones,
-which run on one thread in fastnn's own AVX2 kernels where those are faster than (threaded) BLAS;
-element-wise passes go parallel above their measured thresholds. The measurements behind this rule
-(OpenMP row partitions with single-threaded BLAS, or one thread for the whole step, never won at 2
-threads) are in fastnn/_kernels/_plan.pyx.
+Threads (DESIGN "Threads"): a plan is built for the current ``fastnn.get_num_threads()`` (1 in a
+forked child, see fastnn._config) and rebuilt when it changes. It runs serial control flow: GEMMs
+are threaded by BLAS, except the small ones, which run on one thread in fastnn's own AVX2 kernels
+where those are faster than (threaded) BLAS; element-wise passes go parallel above their measured
+thresholds. The measurements behind this rule (OpenMP row partitions with single-threaded BLAS, or
+one thread for the whole step, never won at 2 threads) are in fastnn/_kernels/_plan.pyx.
 """
 
 from __future__ import annotations
@@ -203,7 +204,7 @@ class Engine:
         m = self.model
         key = self._key
         if (key is None or key[0] is not m._stages or key[1] is not m._arena or key[2] is not loss
-                or key[3] is not optimizer or key[4] != _config.get_num_threads()):
+                or key[3] is not optimizer or key[4] != _config.omp_threads()):
             return True
         settings = key[5]
         for i in range(len(_LOSS_SETTINGS)):
@@ -220,7 +221,7 @@ class Engine:
         """A new key (model state, loss, optimizer, threads): drop every cached plan, then take x's."""
         m = self.model
         self._drops = [(s.layer, s.layer.p) for s in m._stages if type(s) is _DropoutStage]
-        self._key = (m._stages, m._arena, loss, optimizer, _config.get_num_threads(), _loss_settings(loss))
+        self._key = (m._stages, m._arena, loss, optimizer, _config.omp_threads(), _loss_settings(loss))
         self._params = tuple(m._arena.params)
         self._specs = _stage_specs(m, with_grads=True, training=True)
         self._plans = {}
@@ -253,7 +254,7 @@ class Engine:
                        else None)
                 spec = (kind, loss.reduction, m.out_features, weight, pos, getattr(loss, "ignore_index", -100),
                         float(getattr(loss, "label_smoothing", 0.0)))
-            plan = _plan.TrainPlan(dtype, n, m.in_features, self._specs, spec, _config.get_num_threads())
+            plan = _plan.TrainPlan(dtype, n, m.in_features, self._specs, spec, _config.omp_threads())
             entry = (plan, self._loss_out_buffer(loss, plan.output_grad) if kind is None else None)
             if len(self._plans) >= _MAX_PLANS:   # drop the oldest (fit uses two: full and last batch)
                 del self._plans[next(iter(self._plans))]
@@ -393,7 +394,7 @@ class Engine:
         guard = self.model._arena.guard
         counted = guard.enter_infer("inference")
         try:
-            _runtime.sync_omp_threads(_config.get_num_threads())
+            _runtime.sync_omp_threads(_config.omp_threads())
             pool = self._infer_pool
             try:
                 entry = pool.pop()   # atomic under the GIL: no two calls get the same plan
@@ -419,7 +420,7 @@ class Engine:
     def _current(self, entry) -> bool:
         """Whether a pooled (plan, stages, arena, threads) entry was built for the model as it is now."""
         m = self.model
-        return entry[1] is m._stages and entry[2] is m._arena and entry[3] == _config._num_threads
+        return entry[1] is m._stages and entry[2] is m._arena and entry[3] == _config.omp_threads()
 
     def _forward_slow(self, x, entry):
         """Validate and convert x once, then run it on `entry`'s plan or on a new one; (entry, output view)."""
@@ -435,7 +436,7 @@ class Engine:
             specs = _stage_specs(m, with_grads=False, training=False)
             if specs is None:   # a stage the plan does not know: the per-layer path, in eval mode
                 return None, self._python_forward(x, single)
-            threads = _config.get_num_threads()
+            threads = _config.omp_threads()
             capacity = max(n, entry[0].capacity if entry is not None and self._current(entry) else 0)
             entry = (_plan.InferPlan(m.dtype, capacity, m.in_features, specs, threads), m._stages, m._arena,
                      threads)

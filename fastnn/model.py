@@ -125,18 +125,26 @@ class _DropoutStage(_Stage):
 class Sequential(TrainingMixin):
     """A stack of layers trained as one model.
 
-    Sequential(layers, dtype="float32", seed=None). `seed` seeds everything random in
-    the model: initial weights and dropout masks (same seed -> bit-identical results).
-    A new model is in training mode; model.eval() turns dropout off.
+    Sequential([layer, ...], dtype="float32", seed=None), or PyTorch's Sequential(layer, layer, ...).
+    `seed` seeds everything random in the model: initial weights and dropout masks (same seed ->
+    bit-identical results). A new model is in training mode; model.eval() turns dropout off.
     """
 
-    def __init__(self, layers, dtype=None, seed=None):
+    def __init__(self, *layers, dtype=None, seed=None):
+        if len(layers) == 1 and not isinstance(layers[0], Layer):
+            layers = layers[0]   # one list (or other iterable) of layers
+            if isinstance(layers, (str, bytes, dict, np.ndarray)) or not hasattr(layers, "__iter__"):
+                raise TypeError(f"layers must be a list of fastnn layers (or the layers as arguments), got "
+                                f"{type(layers).__name__}")
         layers = list(layers)
         if not layers or not all(isinstance(layer, Layer) for layer in layers):
             bad = next((layer for layer in layers if not isinstance(layer, Layer)), None)
+            hint = ""
+            if isinstance(bad, (str, np.dtype, type, int, list, tuple)) and not isinstance(bad, bool):
+                hint = "; pass dtype and seed as keywords: Sequential([...], dtype='float32', seed=0)"
             raise TypeError(
                 "layers must be a non-empty list of fastnn layers"
-                + (f", got an element of type {type(bad).__name__}" if layers else ", got an empty list")
+                + (f", got an element of type {type(bad).__name__}" if layers else ", got an empty list") + hint
             )
         if not any(isinstance(layer, Dense) for layer in layers):
             raise ValueError("layers must contain at least one Dense layer (it fixes the input width)")

@@ -11,21 +11,21 @@ dropout masks are drawn from (model.seed, layer, model._step), so the same seed 
 History and weights, and resuming at ``initial_epoch=model.epoch`` (same model and optimizer)
 reproduces the uninterrupted run.
 
-Data path. X and y are validated and converted to the model's dtype once per call. The epoch's
-full batches run on the compiled epoch loop (``Engine.train_batches``): chunks of consecutive
-batches, each chunk ONE nogil call that gathers every batch's rows, runs its whole step and redoes
-the optimizer's per-step bookkeeping in C; the chunk's losses and training-mode outputs then update
-the loss and metrics with NumPy (the same per-batch sums in the same order, so History is the same
-bits). A chunk lasts about 0.1 s (its length adapts to the measured time per batch); between
-chunks the progress bar is updated and a pending Ctrl-C is delivered. The last, partial batch goes through ``_train_step(x, t) -> loss``
-(forward, the fused loss + gradient, backward with gradients overwritten, optimizer step; the batch
-gathered by ``np.take(..., out=)`` into buffers allocated once, unshuffled batches are views),
-which leaves the batch's training-mode output in ``self._train_out`` for the metrics. So does every
-batch when a callback other than the progress bar overrides a batch hook, ``_train_step`` is
-replaced on the model, or the engine cannot run the step whole (a loss without a plan kernel, an
-optimizer other than fastnn's six classes). Both paths give the same weights, optimizer state,
-dropout counter and History bit for bit. evaluate/predict run ``_predict_batch(x)`` per batch in
-eval mode.
+Data path. X and y are validated and converted to the model's dtype once per call. The epoch's full
+batches run on the compiled epoch loop (``Engine.train_batches``): chunks of consecutive batches,
+each chunk ONE nogil call that gathers every batch's rows, runs its whole step and redoes the
+optimizer's per-step bookkeeping in C; the chunk's losses and training-mode outputs then update the
+loss and metrics with NumPy (the same per-batch sums in the same order, so History is the same
+bits). A chunk lasts about 0.1 s (its length adapts to the measured time per batch); between chunks
+the progress bar is updated and a pending Ctrl-C is delivered. The last, partial batch goes through
+``_train_step(x, t) -> loss`` (forward, the fused loss + gradient, backward with gradients
+overwritten, optimizer step; the batch gathered by ``np.take(..., out=)`` into buffers allocated
+once, unshuffled batches are views), which leaves the batch's training-mode output in
+``self._train_out`` for the metrics. So does every batch when a callback other than the progress bar
+overrides a batch hook, ``_train_step`` is replaced on the model, or the engine cannot run the step
+whole (a loss without a plan kernel, an optimizer other than fastnn's six classes). Both paths give
+the same weights, optimizer state, dropout counter and History bit for bit. evaluate/predict run
+``_predict_batch(x)`` per batch in eval mode.
 
 Interrupts and threads. fit holds the model for training (another thread that trains it or runs
 inference on it gets a RuntimeError) and defers Ctrl-C to the next batch or chunk boundary
@@ -48,11 +48,13 @@ import time
 
 import numpy as np
 
+from . import _config
 from . import _validation as V
 from . import callbacks as _cb
 from . import losses as _losses
 from . import metrics as _metrics
 from ._interrupt import deferred
+from ._kernels import _runtime
 from ._kernels._checks import all_finite
 from .layers import Dense
 
@@ -351,6 +353,7 @@ class TrainingMixin:
         x, t = self._prepare_data(xb, yb, "xb", "yb")
         guard = self._arena.guard
         guard.enter_train("train_step()")
+        _runtime.sync_omp_threads(_config.omp_threads())
         was = self.training
         self.training = True
         try:
@@ -479,6 +482,7 @@ class TrainingMixin:
         self.stop_training = False
         guard = self._arena.guard
         guard.enter_train("fit()")
+        _runtime.sync_omp_threads(_config.omp_threads())
         was = self.training
         try:
             with deferred() as interrupt:   # Ctrl-C is honoured between batches (see fastnn._interrupt)

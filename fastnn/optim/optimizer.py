@@ -181,6 +181,23 @@ class Optimizer:
                 else:
                     st[kind] = value.copy()
 
+    def __getstate__(self):
+        """Copies and pickles: per-element state is stored once, in the flat buffers (each
+        ``state[p][kind]`` is a view into them, re-pointed by __setstate__); cached run views are dropped."""
+        state = self.__dict__.copy()
+        kinds = self._state_kinds
+        state["state"] = {p: {k: (None if k in kinds else v) for k, v in st.items()} for p, st in self.state.items()}
+        state["_views"] = {}
+        return state
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        self.state = defaultdict(dict, self.state)
+        for p, st in self.state.items():
+            for kind in st:
+                if kind in self._state_kinds:
+                    st[kind] = self._slice(self._buffers[kind, p.dtype], p).reshape(p.shape)
+
     def __repr__(self) -> str:
         lines = [f"{type(self).__name__} ("]
         for i, group in enumerate(self.param_groups):
