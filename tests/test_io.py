@@ -533,7 +533,7 @@ def _widen_layer_2(header, arrays):
     (lambda h, a: h["training"]["optimizer"].update({"class": "builtins.eval"}), r"optimizer class 'builtins.eval'"),
     (lambda h, a: h["training"]["optimizer"].update({"class": "Optimizer"}), r"optimizer class 'Optimizer'"),
     (lambda h, a: h["training"]["optimizer"]["param_groups"][0].update({"lr": -1.0}),
-     r"optimizer cannot be restored: lr must be"),
+     r"optimizer cannot be restored: header field training\.optimizer\.param_groups\[0\]: lr must be"),
     (lambda h, a: h["training"]["optimizer"]["param_groups"][0].update({"lr": {"$eval": "1"}}),
      r"must be a number, string, boolean"),
     (lambda h, a: h["training"]["optimizer"]["param_groups"][0].update({"params": [0, 0]}), r"distinct parameter"),
