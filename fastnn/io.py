@@ -21,8 +21,9 @@ architecture implies, before any of its data is read: it must be stored uncompre
 members are refused, so a small file cannot inflate into a large allocation), its zip-declared size
 must lie within the file and equal its ``.npy`` header plus the data its shape and dtype need, and
 its name, shape and dtype must be those the architecture implies. The data are then read in
-chunks straight into the model's parameters (loading needs about the weights' size beyond the
-model itself), and the zip's CRC-32 of every member is verified. Any problem raises ``ValueError``
+chunks (1 MiB) straight into the model's parameters, so loading needs little memory beyond the
+model itself (optimizer state arrays pass through one temporary copy each), and the zip's CRC-32
+of every member is verified. Any problem raises ``ValueError``
 naming the file and the problem.
 
 Writes are atomic: a temporary file ``.<name>.<host>.<pid>.<random>.tmp`` in the target's directory
@@ -382,7 +383,8 @@ def save_model(model: Sequential, path, include_optimizer: bool = True) -> None:
     (bit-exact); with include_optimizer=True and a compiled model (``model.optimizer`` set) also the
     optimizer (class, param groups, state), ``model.loss`` and ``model.compiled_metrics``, so that
     training resumes on the identical trajectory. Raises ValueError for something that cannot be
-    stored (a custom layer, optimizer or loss class) before any file is touched.
+    stored (a custom layer, optimizer or loss class) before any file is touched, TypeError/ValueError
+    for an invalid path (see the module docstring).
     """
     p = _fspath(path)
     arrays = _model_arrays(model, include_optimizer)
@@ -747,7 +749,8 @@ def load_model(path) -> Sequential:
     and the model is compiled with it, the loss and the metrics (``model.optimizer`` etc.), so
     training continues exactly as it would have. The model comes back in training mode.
     Raises ValueError (naming the file and the problem) for a file that is not a valid fastnn model
-    file, FileNotFoundError/OSError if it cannot be read, TypeError for a path of the wrong type.
+    file, FileNotFoundError/OSError if it cannot be read, TypeError for a path of the wrong type and
+    ValueError for an empty path, one holding a NUL character or naming a directory.
     """
     p = _fspath(path)
     with open(p, "rb") as f:

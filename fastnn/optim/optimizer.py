@@ -17,7 +17,10 @@ returns one ``(kind, flags, param, grad, s0, s1, s2, scalars)`` tuple per run, i
 fastnn/_kernels/_optim.pxd. ``step()`` hands each to ``_optim.apply_run`` (one kernel call per run);
 a compiled training plan may instead run them inside its own nogil call, but must then apply every
 run it was given, since the bookkeeping is already done. A model whose parameters form one group
-takes one call. As in torch, a parameter whose grad is None is skipped entirely.
+takes one call. As in torch, a parameter whose grad is None is skipped entirely. Before any
+bookkeeping, ``_fused_runs()`` re-checks the hyper-parameters of every group that changed since its
+last check (``param_groups[i]["lr"] = nan`` is refused by the next step, on every path); unchanged
+groups cost one comparison per key.
 
 Subclasses define ``_state_kinds``, ``_torch_flags`` (torch's implementation flags, reported in
 state_dict() groups and ignored on load), ``_check_group`` (validate and normalise the
