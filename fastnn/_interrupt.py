@@ -35,10 +35,11 @@ class deferred:
         self._old = None
         self._pending = False
         if threading.get_ident() == _MAIN:
-            old = _signal.getsignal(_SIGINT)
+            old = _signal.signal(_SIGINT, self._record)
             if callable(old):
-                _signal.signal(_SIGINT, self._record)
                 self._old = old
+            else:   # SIG_DFL, SIG_IGN or a handler installed outside Python: leave it in place
+                _signal.signal(_SIGINT, old)
         return self
 
     def _record(self, signum, frame):

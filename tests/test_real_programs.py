@@ -359,7 +359,7 @@ def test_ctrl_c_stops_fit_promptly_with_a_consistent_state(verbose, per_batch):
     assert out["steps"] > 0
     assert out["same_w"] and out["same_opt"], out   # weights and optimizer state = exactly `steps` batches
     assert out["step_count"] == out["steps"], out   # Adam's step count agrees with the dropout counter
-    assert out["latency"] < 1.0, out                # about a chunk (0.1 s) or one batch; generous for shared CI
+    assert out["latency"] < 2.0, out   # about a chunk (0.1 s) or one batch; generous for a loaded shared machine
 
 
 def test_ctrl_c_outside_fastnn_still_raises_at_once():

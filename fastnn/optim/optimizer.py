@@ -35,6 +35,7 @@ from collections import defaultdict
 
 import numpy as np
 
+from .._interrupt import deferred
 from .._kernels._optim import FLAG_MAXIMIZE, FLAG_WEIGHT_DECAY, apply_run
 from .._validation import FLOAT_DTYPES
 from ..parameter import Parameter, aligned_zeros
@@ -108,6 +109,7 @@ class Optimizer:
             self._sizes[p.dtype] = self._offsets[p] + p.size
             self._joins[p] = q is not None and p.arena is q.arena and p.offset == q.offset + q.size
         self.param_groups.append(group)
+        self._arenas = list({id(p.arena): p.arena for g in self.param_groups for p in g["params"]}.values())
         for kind, dtype in list(self._buffers):  # grow now, so that no buffer moves in the middle of a step
             self._buffer(kind, dtype)
 
@@ -120,8 +122,17 @@ class Optimizer:
             raise TypeError(f"closure must be a callable (re-evaluating the model and returning the loss) or None, "
                             f"got {_short(closure)}")
         loss = closure() if closure is not None else None
-        for run in self._fused_runs():
-            apply_run(*run)
+        entered = []
+        try:
+            for arena in self._arenas:   # an update is training: exclusive to one thread (parameter.Arena.guard)
+                arena.guard.enter_train("optimizer.step()")
+                entered.append(arena)
+            with deferred():   # Ctrl-C lands before or after the whole update, never inside it
+                for run in self._fused_runs():
+                    apply_run(*run)
+        finally:
+            for arena in entered:
+                arena.guard.exit_train()
         return loss
 
     def _fused_runs(self) -> list[tuple]:
