@@ -19,6 +19,13 @@
 # Kernels trust their inputs (fastnn.losses validates); the wrappers only check that
 # buffer sizes agree, so a misuse raises instead of writing out of bounds.
 #
+# NaN/inf: a NaN or inf prediction gives torch's loss and gradient (NaN where torch's formulas
+# give NaN; tests/test_nan_propagation.py). Clamps are std::max-style selects (_max), as in
+# torch's kernels, never fmax (which returns the other operand for a NaN); BCE-with-logits at
+# z = -inf takes torch's form of the loss, NaN (inf - inf) where the softplus form gives inf.
+# Torch's BCELoss raises for a NaN input; fastnn.losses.BCELoss does too (ValueError), and the
+# kernel (reached with NaN from a compiled plan) returns a NaN loss and gradient.
+#
 # Threading: the GIL is released around every kernel; elements (or rows) are split over
 # OpenMP threads with a static schedule once the work passes a threshold. The loss is a
 # prange reduction over double partial sums. Below the threshold a plain loop runs: a prange
@@ -27,7 +34,7 @@
 # Nothing is allocated.
 
 from cython.parallel cimport prange
-from libc.math cimport INFINITY, exp, fmax, log
+from libc.math cimport INFINITY, exp, log
 from libc.stdint cimport int64_t
 
 from fastnn._kernels._types cimport real
@@ -69,6 +76,11 @@ cdef inline double _up(const real* grad_up, Py_ssize_t i, double scale) noexcept
 cdef inline double _div(double a, double b) noexcept nogil:
     """a / b, and a * inf for b == 0 (+-inf, or NaN for 0/0) also when cdivision is off (debug)."""
     return a / b if b != 0.0 else a * INFINITY
+
+
+cdef inline double _max(double a, double b) noexcept nogil:
+    """std::max(a, b) = a < b ? b : a, as torch's kernels clamp: a NaN `a` stays NaN (libm's fmax returns b)."""
+    return b if a < b else a
 
 
 cdef inline double _log1p(double y) noexcept nogil:
@@ -114,11 +126,11 @@ cdef inline double _bce_at(const real* x, const real* y, const real* w, Py_ssize
     cdef double wi = 1.0 if w == NULL else w[i]
     cdef double l = 0.0                             # a log with a zero factor adds 0: skip it
     if yi != 0.0:
-        l -= yi * fmax(log(xi), -100.0)
+        l -= yi * _max(log(xi), -100.0)
     if yi != 1.0:
-        l -= (1.0 - yi) * fmax(_log1p(-xi), -100.0)
+        l -= (1.0 - yi) * _max(_log1p(-xi), -100.0)
     l = wi * l
-    grad_out[i] = <real>(wi * (xi - yi) / fmax(xi * (1.0 - xi), 1e-12) * _up(grad_up, i, scale))
+    grad_out[i] = <real>(wi * (xi - yi) / _max(xi * (1.0 - xi), 1e-12) * _up(grad_up, i, scale))
     if loss_out != NULL:
         loss_out[i] = <real>l
     return l
@@ -149,7 +161,11 @@ cdef inline double _bce_logits_at(const real* z, const real* y, const real* w, c
     cdef double r = 1.0 / (1.0 + e)
     cdef double sig = r if zi >= 0 else e * r       # sigmoid(z), sigmoid(-z) without overflow
     cdef double sig_neg = e * r if zi >= 0 else r
-    cdef double l = wi * (pi * yi * (fmax(-zi, 0.0) + tail) + (1.0 - yi) * (fmax(zi, 0.0) + tail))
+    cdef double sp_neg = _max(-zi, 0.0) + tail      # softplus(-z)
+    cdef double l = pi * yi * sp_neg + (1.0 - yi) * (_max(zi, 0.0) + tail)
+    if zi == -INFINITY:   # torch's form (1-y) z + (1 + (p-1) y) softplus(-z): inf - inf = NaN there, as torch
+        l = (1.0 - yi) * zi + (1.0 + (pi - 1.0) * yi) * sp_neg
+    l = wi * l
     grad_out[i] = <real>(wi * ((1.0 - yi) * sig - pi * yi * sig_neg) * _up(grad_up, i, scale))
     if loss_out != NULL:
         loss_out[i] = <real>l

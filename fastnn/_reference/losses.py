@@ -77,7 +77,10 @@ def bce_with_logits_loss(z, y, grad_out, weight=None, pos_weight=None, reduction
     z, y = _f64(z), _f64(y)
     w = 1.0 if weight is None else _f64(weight)
     p = 1.0 if pos_weight is None else _f64(pos_weight)
-    loss = w * (p * y * _softplus(-z) + (1.0 - y) * _softplus(z))
+    sp_neg = _softplus(-z)
+    loss = np.where(z == -np.inf, (1.0 - y) * z + (1.0 + (p - 1.0) * y) * sp_neg,   # torch's form: NaN at -inf
+                    p * y * sp_neg + (1.0 - y) * _softplus(z))
+    loss = w * loss
     grad = w * ((1.0 - y) * _sigmoid(z) - p * y * _sigmoid(-z))
     return _finish(loss, grad, grad_out, reduction, z.size, loss_out, grad_up)
 
@@ -103,7 +106,9 @@ def cross_entropy_loss(z, labels, grad_out, weight=None, ignore_index=-100, labe
     logp = _log_softmax(z) if N else np.zeros((0, C))
     p = np.exp(logp)
     rows = np.arange(N)
-    loss = (1 - eps) * w_y * -logp[rows, y] + np.where(keep, eps / C * (w * -logp).sum(axis=1), 0.0)
+    loss = (1 - eps) * w_y * -logp[rows, y]
+    if eps:  # no 0 * inf = NaN from a -inf logit when there is no smoothing (as the kernel and torch)
+        loss = loss + np.where(keep, eps / C * (w * -logp).sum(axis=1), 0.0)
     onehot = np.zeros((N, C))
     onehot[rows, y] = 1.0
     grad = (1 - eps) * w_y[:, None] * (p - onehot) + eps / C * (w.sum() * p - w)
