@@ -34,7 +34,7 @@
 # Nothing is allocated.
 
 from cython.parallel cimport prange
-from libc.math cimport INFINITY, exp, log
+from libc.math cimport INFINITY, NAN, exp, log
 from libc.stdint cimport int64_t
 
 from fastnn._kernels._types cimport real
@@ -212,6 +212,21 @@ cdef inline void _zero_row(real* g, Py_ssize_t C) noexcept nogil:
         g[c] = 0
 
 
+cdef inline void _ignored_row(const real* z, Py_ssize_t C, real* g) noexcept nogil:
+    """The gradient of a row whose label is ignored: torch's log_softmax backward of a zero gradient,
+    -p * 0, so 0, or NaN in every entry when p is NaN (the row holds a NaN or a +inf, or is all -inf)."""
+    cdef Py_ssize_t c
+    cdef double m = z[0]
+    cdef bint nan = False
+    for c in range(C):
+        nan = nan | (z[c] != z[c])
+        if z[c] > m:
+            m = z[c]
+    cdef real v = <real>NAN if (nan or m == INFINITY or m == -INFINITY) else 0
+    for c in range(C):
+        g[c] = v
+
+
 cdef double _ce_index_row(const real* z, Py_ssize_t C, Py_ssize_t y, const real* w, double wsum,
                           double eps, double scale, real* g) noexcept nogil:
     """l := (1-eps) w_y (-log p_y) + (eps/C) sum_c w_c (-log p_c);
@@ -267,7 +282,7 @@ cdef inline double _ce_index_at(const real* z, const int64_t* y, Py_ssize_t i, P
                                 real* grad_out, real* loss_out, const real* grad_up) noexcept nogil:
     cdef double l = 0.0
     if y[i] == ignore_index:
-        _zero_row(grad_out + i * C, C)
+        _ignored_row(z + i * C, C, grad_out + i * C)
     else:
         l = _ce_index_row(z + i * C, C, y[i], w, wsum, eps, _up(grad_up, i, scale), grad_out + i * C)
     if loss_out != NULL:
@@ -278,7 +293,7 @@ cdef inline double _ce_index_at(const real* z, const int64_t* y, Py_ssize_t i, P
 cdef double _cross_entropy(const real* z, const int64_t* y, Py_ssize_t N, Py_ssize_t C,
                            const real* w, int64_t ignore_index, double eps, int red,
                            real* grad_out, real* loss_out, const real* grad_up) noexcept nogil:
-    """Row i: see _ce_index_row; ignored rows give l_i = 0, g_i = 0; mean divides by D."""
+    """Row i: see _ce_index_row; ignored rows give l_i = 0, g_i = 0 (see _ignored_row); mean divides by D."""
     cdef Py_ssize_t i, c
     cdef double wsum = 0.0, total = 0.0, D = 1.0
     if red == MEAN:
@@ -451,7 +466,8 @@ def cross_entropy_loss(const real[:, ::1] z, const int64_t[::1] labels, real[:, 
     """Cross-entropy from logits z (N, C) and class indices: fused log_softmax + NLL + gradient.
     l_i := (1-eps) w_y (-log p_y) + (eps/C) sum_c w_c (-log p_c) (0 if y_i == ignore_index);
     grad_out := [(1-eps) w_y (p - e_y) + (eps/C) (W p - w)] / D, D = sum of w_{y_i} over kept rows
-    (mean; all rows ignored -> loss NaN, grad 0) | 1 (sum); times grad_up[i] (none)."""
+    (mean; all rows ignored -> loss NaN, grad 0) | 1 (sum); times grad_up[i] (none). An ignored row's gradient
+    is 0, or NaN if its softmax is NaN (a NaN or +inf logit, or all -inf), as torch's."""
     cdef int red = _reduction(reduction)
     cdef Py_ssize_t N = z.shape[0], C = z.shape[1]
     _check_rows(red, N, C, labels.shape[0], N, "labels", grad_out.shape[0] * grad_out.shape[1], weight,

@@ -14,11 +14,11 @@ import numpy as np
 _REDUCTIONS = ("mean", "sum", "none")
 
 
-def _finish(loss, grad, grad_out, reduction, denominator, loss_out, grad_up, keep=None):
+def _finish(loss, grad, grad_out, reduction, denominator, loss_out, grad_up, keep=None, ignored=0.0):
     """Store the scaled gradient (and the 'none' loss); return the reduced loss.
 
     mean scales by 1/denominator (inf when it is 0: the loss is then NaN, as in torch);
-    rows with keep == False (ignored labels) keep a zero gradient.
+    rows with keep == False (ignored labels) get the unscaled gradient `ignored` (zero by default).
     """
     if reduction not in _REDUCTIONS:
         raise ValueError(f"reduction must be one of 'mean', 'sum', 'none'; got {reduction!r}")
@@ -28,13 +28,15 @@ def _finish(loss, grad, grad_out, reduction, denominator, loss_out, grad_up, kee
         loss_out[...] = loss
         if grad_up is not None:  # per element, or per row of a 2-D gradient
             grad = grad * _f64(grad_up).reshape(loss.shape + (1,) * (grad.ndim - loss.ndim))
+            if keep is not None:  # an ignored row does not see its upstream gradient (torch's nll backward)
+                grad[~keep] = ignored
         grad_out[...] = grad
         return float(loss.sum())
     with np.errstate(divide="ignore", invalid="ignore"):
         scale = np.float64(1.0) / denominator if reduction == "mean" else 1.0
         grad = grad * scale
         if keep is not None:
-            grad[~keep] = 0.0
+            grad[~keep] = ignored
         grad_out[...] = grad
         return float(loss.sum() * scale)
 
@@ -112,8 +114,9 @@ def cross_entropy_loss(z, labels, grad_out, weight=None, ignore_index=-100, labe
     onehot = np.zeros((N, C))
     onehot[rows, y] = 1.0
     grad = (1 - eps) * w_y[:, None] * (p - onehot) + eps / C * (w.sum() * p - w)
-    grad[~keep] = 0.0
-    return _finish(loss, grad, grad_out, reduction, w_y.sum(), loss_out, grad_up, keep)
+    ignored = 0.0 * p[~keep]   # torch: log_softmax's backward of a zero gradient, -p * 0 (NaN if p is)
+    grad[~keep] = ignored
+    return _finish(loss, grad, grad_out, reduction, w_y.sum(), loss_out, grad_up, keep, ignored)
 
 
 def cross_entropy_prob_loss(z, target, grad_out, weight=None, label_smoothing=0.0, reduction="mean",
