@@ -108,7 +108,7 @@ def cross_entropy_loss(z, labels, grad_out, weight=None, ignore_index=-100, labe
     logp = _log_softmax(z) if N else np.zeros((0, C))
     p = np.exp(logp)
     rows = np.arange(N)
-    loss = (1 - eps) * w_y * -logp[rows, y]
+    loss = np.where(keep, (1 - eps) * w_y * -logp[rows, y], 0.0)   # an ignored row adds 0, even with NaN logits
     if eps:  # no 0 * inf = NaN from a -inf logit when there is no smoothing (as the kernel and torch)
         loss = loss + np.where(keep, eps / C * (w * -logp).sum(axis=1), 0.0)
     onehot = np.zeros((N, C))
@@ -145,7 +145,7 @@ def nll_loss(x, labels, grad_out, weight=None, ignore_index=-100, reduction="mea
     y = np.where(keep, labels, 0)
     w_y = np.where(keep, w[y], 0.0)
     rows = np.arange(N)
-    loss = -w_y * x[rows, y]
+    loss = np.where(keep, -w_y * x[rows, y], 0.0)   # an ignored row adds 0, even with a NaN input
     grad = np.zeros((N, C))
     grad[rows, y] = -w_y
     return _finish(loss, grad, grad_out, reduction, w_y.sum(), loss_out, grad_up, keep)
