@@ -155,6 +155,21 @@ def test_activation_twin_agrees_with_kernel_on_nan_inf(name, dtype):
         _assert_same(_twin(z, g, name), _kernel_backward(g, z, name), dtype, f"{name} twin backward ({case})")
 
 
+@pytest.mark.parametrize("name", ACTS)
+def test_activation_nan_inf_in_the_threaded_path(name, dtype):
+    """A block large enough to be split across OpenMP threads keeps every NaN/inf where the twin has it."""
+    rng = np.random.default_rng(8)
+    z = (rng.standard_normal((256, 1024)) * 3).astype(dtype)   # 262144 elements: at every PAR_MIN
+    idx = rng.integers(0, z.size, 2000)
+    z.flat[idx] = np.array(SPECIALS, dtype)[rng.integers(0, len(SPECIALS), idx.size)]
+    g = np.ones_like(z)
+    g.flat[rng.integers(0, z.size, 500)] = np.nan
+    a = _kernel_forward(z, name)
+    assert np.isnan(a).any()
+    _assert_same(a, _twin(z, None, name), dtype, f"{name} threaded forward")
+    _assert_same(_kernel_backward(g, z, name), _twin(z, g, name), dtype, f"{name} threaded backward")
+
+
 # ------------------------------------------------------------------------------ csrc/fnn_math.h
 
 @pytest.mark.parametrize("fn", ["exp", "expm1", "tanh", "erf"])
@@ -336,9 +351,13 @@ def _model(act, dtype, split):
     return fnn.Sequential(layers, dtype=dtype, seed=3), layers
 
 
-def _x_with_specials(dtype):
-    x = np.random.default_rng(4).standard_normal((6, 5)).astype(dtype)
-    x[1, 0], x[3, 2], x[4, 4] = np.nan, np.inf, -np.inf
+def _x_with_specials(dtype, n=6):
+    """n rows of 5 features; NaN, +inf and -inf in rows 1, 3, 4 (n == 1: a NaN in the only row)."""
+    x = np.random.default_rng(4).standard_normal((n, 5)).astype(dtype)
+    if n == 1:
+        x[0, 2] = np.nan
+    else:
+        x[1, 0], x[3, 2], x[4, 4] = np.nan, np.inf, -np.inf
     return x
 
 
@@ -366,17 +385,18 @@ def test_per_layer_path_propagates_nan_as_torch(act, split, dtype, torch):
         _assert_same(p.grad, leaf.grad.numpy(), dtype, f"{act} per-layer gradient")
 
 
+@pytest.mark.parametrize("n", [1, 6, 300])
 @pytest.mark.parametrize("act", ACTS)
-def test_eval_plan_propagates_nan_as_torch(act, dtype, torch):
-    """model.eval(); model(x) runs the compiled InferPlan: NaN/inf rows as torch's."""
+def test_eval_plan_propagates_nan_as_torch(act, n, dtype, torch):
+    """model.eval(); model(x) runs the compiled InferPlan (one row: its GEMV): NaN/inf rows as torch's."""
     model, layers = _model(act, dtype, split=False)
-    x = _x_with_specials(dtype)
+    x = _x_with_specials(dtype, n)
     model.eval()
     out = model(x)
     assert model._engine()._infer is not None   # the compiled plan ran, not the per-layer stages
     _assert_same(out, _torch_model(torch, layers, x)[0].detach().numpy(), dtype, f"{act} eval output")
     if act == "relu":
-        assert np.isnan(out[1]).all()
+        assert np.isnan(out[0 if n == 1 else 1]).all()
 
 
 @pytest.mark.parametrize("loss", ["mse", "cross_entropy", "bce_with_logits", "bce", "nll"])
