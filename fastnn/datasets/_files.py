@@ -50,7 +50,9 @@ def load_csv(path, target, delimiter=",", dtype="float32"):
     path = V.check_path(path, "path")
     if not isinstance(target, str):
         raise TypeError(f"target must be the name of a column (a str), got {target!r}")
-    if not isinstance(delimiter, str) or len(delimiter) != 1:
+    if not isinstance(delimiter, str):
+        raise TypeError(f"delimiter must be a single character (a str), got {type(delimiter).__name__} {delimiter!r}")
+    if len(delimiter) != 1:
         raise ValueError(f"delimiter must be a single character, got {delimiter!r}")
     dtype = V.resolve_dtype(dtype)
     with open(path, newline="", encoding="utf-8-sig") as f:

@@ -101,7 +101,7 @@ def one_hot(labels, num_classes=None, dtype="float32"):
     """Rows of zeros with a 1 at each label: shape (n, num_classes) (torch.nn.functional.one_hot, as floats).
 
     labels: integer class indices in [0, num_classes). num_classes=None -> max(labels) + 1.
-    dtype: 'float32' or 'float64'.
+    dtype: a real numeric dtype (float32 by default; ints and bool too, as torch's int64 one_hot).
     """
     arr = np.asarray(labels)
     if arr.dtype.kind not in "iu":
@@ -110,7 +110,13 @@ def one_hot(labels, num_classes=None, dtype="float32"):
         raise TypeError(f"labels must be integer class indices, got {V._describe(arr)}")
     if arr.ndim != 1:
         raise ValueError(f"labels must be 1-D (one class index per row), got shape {arr.shape}")
-    dtype = V.resolve_dtype(dtype)
+    try:
+        dt = np.dtype(dtype)
+    except TypeError:
+        dt = None
+    if dt is None or dt.kind not in "biuf":
+        raise TypeError(f"dtype must be a real numeric dtype such as 'float32', 'float64' or 'int64', got {dtype!r}")
+    dtype = dt
     if num_classes is None:
         if arr.size == 0:
             raise ValueError("num_classes must be given when labels is empty")
