@@ -49,10 +49,13 @@ def check_nbytes(name: str, shape, dtype, what: str | None = None, arrays: int =
     (no overflow) and compared with the machine's physical memory. name: the caller's
     argument the size comes from; what: what would be allocated (default: a copy of `name`).
     """
-    shape = (operator.index(shape),) if not isinstance(shape, tuple) else tuple(operator.index(s) for s in shape)
+    if not isinstance(shape, tuple):
+        shape = (operator.index(shape),)
+    elif not all(type(s) is int for s in shape):   # NumPy ints would wrap around in the product
+        shape = tuple(operator.index(s) for s in shape)
     dtype = np.dtype(dtype)
     nbytes = math.prod(shape) * dtype.itemsize * arrays
-    limit = physical_memory()
+    limit = _physical_memory or physical_memory()
     if nbytes > limit:
         subject = f"{name} of shape {shape}" if what is None else f"{name}: {what} of shape {shape}"
         times = f"{arrays} arrays of " if arrays > 1 else ""

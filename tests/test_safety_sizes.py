@@ -141,6 +141,16 @@ def test_losses_count_every_array_of_the_call(small_memory):
             loss(y, y)
 
 
+@pytest.mark.parametrize("name", ["glorot_uniform", "glorot_normal", "he_uniform", "he_normal", "lecun_uniform",
+                                  "torch_linear"])
+def test_initializers_refuse_a_huge_shape(name):
+    init = getattr(fnn.init, name)
+    with pytest.raises(ValueError, match=r"shape: the initial values of shape "
+                                         r"\(1000000, 1000000\) would need 7\.3 TiB"):
+        init(np.random.default_rng(0), (10**6, 10**6))
+    assert init(np.random.default_rng(0), (3, 2)).shape == (3, 2)
+
+
 @pytest.mark.parametrize("call,match", [
     (lambda: D.one_hot([1, 2], num_classes=HUGE),
      r"num_classes=1000000000000: the one-hot rows of shape \(2, 1000000000000\) would need 7\.3 TiB"),
@@ -340,6 +350,22 @@ def test_losses_any_layout(layout, dtype):
         _same_bits(v1, v2)
         _same_bits(f1.backward(), f2.backward())
         assert f1.backward().dtype == np.dtype(dtype)   # '>f4' computes in float32, like its native copy
+
+
+@pytest.mark.parametrize("layout", list(LAYOUTS))
+def test_loss_backward_grad_output_any_layout(layout):
+    r = np.random.default_rng(8)
+    pred, target, up = (r.standard_normal((6, 3)).astype(np.float32) for _ in range(3))
+    g, gref = _pair(up, layout)
+    f1, f2 = L.BCEWithLogitsLoss(reduction="none"), L.BCEWithLogitsLoss(reduction="none")
+    f1(pred, target)
+    f2(pred, target)
+    _same_bits(f1.backward(g), f2.backward(gref))
+    c1, c2 = L.CrossEntropyLoss(reduction="none"), L.CrossEntropyLoss(reduction="none")
+    labels = np.arange(6) % 3
+    c1(pred, labels)
+    c2(pred, labels)
+    _same_bits(c1.backward(_pair(up[:, 0], layout)[0]), c2.backward(_pair(up[:, 0], layout)[1]))
 
 
 # ------------------------------------------------------------------------------------------
