@@ -15,6 +15,7 @@ import numpy as np
 
 FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 _FLOAT32 = np.dtype(np.float32)
+_INT64 = np.dtype(np.int64)
 _FALLBACK_MEMORY = 2**40   # 1 TiB when the OS does not say (no false refusal of anything that could fit)
 _physical_memory: int | None = None
 
@@ -125,14 +126,19 @@ def as_float_array(x, name: str, dtype: np.dtype, ndim=None, shape=None, finite:
     if dtype is None:
         check_nbytes(name, arr.shape, _FLOAT32)
         out = arr
-    elif arr.dtype == dtype and arr.flags.c_contiguous and arr.flags.aligned:   # == is False for '>f4'
-        out = arr
     else:
-        check_nbytes(name, arr.shape, dtype)
-        out = np.array(arr, dtype=dtype, order="C", copy=True)   # a fresh array: aligned, native order
+        out = _kernel_layout(arr, name, dtype)
     if finite and not np.isfinite(out).all():
         raise ValueError(f"{name} must be finite, got NaN or inf in {_describe(arr)}")
     return out
+
+
+def _kernel_layout(arr: np.ndarray, name: str, dtype) -> np.ndarray:
+    """`arr` itself if it is already an aligned, C-contiguous, native `dtype` array, else a checked copy."""
+    if arr.dtype == dtype and arr.flags.c_contiguous and arr.flags.aligned:   # == is False for '>f4'
+        return arr
+    check_nbytes(name, arr.shape, dtype)
+    return np.array(arr, dtype=dtype, order="C", copy=True)   # a fresh array: aligned, native order
 
 
 def as_labels(y, name: str, n: int, n_classes: int, ignore_index: int | None = None) -> np.ndarray:
@@ -146,8 +152,9 @@ def as_labels(y, name: str, n: int, n_classes: int, ignore_index: int | None = N
         raise TypeError(f"{name} must be integer class indices, got {_describe(arr)}")
     if arr.ndim != 1 or arr.shape[0] != n:
         raise ValueError(f"{name} must have shape ({n},) to match the input's {n} rows, got {arr.shape}")
+    check_nbytes(name, arr.shape, _INT64)   # the int64 copy (and the range check's masks) must fit
     check_labels_range(arr, name, n_classes, ignore_index)   # in the labels' own dtype: no wrap-around
-    return np.ascontiguousarray(arr, dtype=np.int64)
+    return _kernel_layout(arr, name, _INT64)
 
 
 def check_labels_range(arr: np.ndarray, name: str, n_classes: int, ignore_index: int | None = None,

@@ -265,6 +265,13 @@ def test_as_float_array_returns_what_the_kernels_need():
         assert out.flags.c_contiguous and out.flags.aligned and out.dtype.isnative and out.dtype == np.float32
         _same_bits(out, ref)
     assert V.as_float_array(X, "X", np.float32) is X   # already right: no copy
+    labels = np.arange(12, dtype=np.int64) % 3
+    for layout in LAYOUTS:
+        arr, ref = _pair(labels, layout)
+        out = V.as_labels(arr, "y", 12, 3)
+        assert out.flags.c_contiguous and out.flags.aligned and out.dtype.isnative and out.dtype == np.int64
+        _same_bits(out, ref)
+    assert V.as_labels(labels, "y", 12, 3) is labels
 
 
 @pytest.mark.parametrize("layout", list(LAYOUTS))
@@ -292,14 +299,14 @@ def test_fit_train_step_predict_evaluate_any_layout(layout, model_dtype, data_dt
 @pytest.mark.parametrize("layout", list(LAYOUTS))
 def test_classifier_fit_any_layout(layout):
     X, _ = _data(np.float32)
-    labels = np.arange(12) % 3
     x, xref = _pair(X, layout)
+    y, yref = _pair(np.arange(12, dtype=np.int64) % 3, layout)   # labels in the same layout
     outs = []
-    for xs in (x, xref):
+    for xs, ys in ((x, y), (xref, yref)):
         m = _model("float32", out=3)
         m.compile(optimizer="sgd", loss="cross_entropy", metrics=["accuracy"])
-        m.fit(xs, labels, epochs=1, batch_size=4, verbose=0)
-        outs.append((m.train_step(xs, labels), m.evaluate(xs, labels), m.predict(xs)))
+        m.fit(xs, ys, epochs=1, batch_size=4, verbose=0)
+        outs.append((m.train_step(xs, ys), m.evaluate(xs, ys), m.predict(xs)))
     assert outs[0][:2] == outs[1][:2]
     _same_bits(outs[0][2], outs[1][2])
 
@@ -333,7 +340,7 @@ def test_losses_any_layout(layout, dtype):
     logits = r.standard_normal((9, 4)).astype(dtype)
     probs = r.uniform(0.05, 0.95, (9, 4)).astype(dtype)
     targets = r.uniform(0, 1, (9, 4)).astype(dtype)
-    labels = np.arange(9) % 4
+    labels = np.arange(9, dtype=np.int64) % 4
     cases = [
         (lambda: L.MSELoss(), logits, targets), (lambda: L.MSELoss(reduction="none"), logits, targets),
         (lambda: L.BCELoss(), probs, targets), (lambda: L.BCEWithLogitsLoss(pos_weight=np.arange(1.0, 5.0)),
@@ -344,7 +351,7 @@ def test_losses_any_layout(layout, dtype):
     ]
     for make, pred, target in cases:
         p, pref = _pair(pred, layout)
-        t, tref = _pair(target, layout) if target.dtype.kind == "f" else (target, target)
+        t, tref = _pair(target, layout)   # class indices in the layout too
         f1, f2 = make(), make()
         v1, v2 = f1(p, t), f2(pref, tref)
         _same_bits(v1, v2)
