@@ -73,8 +73,8 @@ def make_spirals(n_samples=300, n_classes=3, noise=None, random_state=None, shuf
 
     Class k has n_samples // n_classes points (the first n_samples % n_classes classes one more)
     at radius r in [0, 1] (evenly spaced) and angle 4 r + 2 pi k / n_classes radians: the
-    classic spiral set that a linear model cannot separate. noise: standard deviation of
-    Gaussian noise added to the points (0.1-0.2 makes the arms touch).
+    classic spiral set that a linear model cannot separate. noise: None or the standard deviation
+    (>= 0; -0.0 is 0.0) of Gaussian noise added to the points (0.1-0.2 makes the arms touch).
     """
     n_samples = V.check_int(n_samples, "n_samples", low=1)
     n_classes = V.check_int(n_classes, "n_classes", low=1)
