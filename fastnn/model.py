@@ -204,6 +204,8 @@ class Sequential(TrainingMixin):
             for shape, kind in zip(layer._shapes(), ("weight", "bias")):
                 shapes.append(shape)
                 names.append(f"{i}.{kind}")
+        total = sum(int(np.prod(shape, dtype=object)) for shape in shapes)
+        V.check_nbytes("layers", total, self.dtype, what="the parameters and their gradients", arrays=2)
         self._arena = Arena(shapes, self.dtype, names)
         rng = np.random.default_rng(self.seed)
         params = iter(self._arena.params)
@@ -216,6 +218,8 @@ class Sequential(TrainingMixin):
     def _allocate(self, n: int) -> None:
         if self._n == n:
             return
+        width = self.in_features + 3 * sum(stage.out_features for stage in self._stages)   # x, then gout/z/out
+        V.check_nbytes("x", (n, width), self.dtype, what="the input copy and every layer's buffers")
         self._x = np.empty((n, self.in_features), self.dtype)
         for stage in self._stages:
             stage.allocate(n, self.dtype)

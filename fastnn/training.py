@@ -396,6 +396,10 @@ class TrainingMixin:
         """
         _check_verbose(verbose)
         bs = _PREDICT_BATCH if batch_size is None else V.check_int(batch_size, "batch_size", low=1)
+        shape = getattr(X, "shape", None)
+        if shape is not None and len(shape) == 2:   # X's copy and the predictions, before copying X
+            V.check_nbytes("X", (shape[0], shape[1] + self.out_features), self.dtype,
+                           what="X in the model's dtype and the predictions")
         x = self._prepare_x(X, "X")
         n = len(x)
         if n <= bs:   # one forward call (batch-1 latency matters)
