@@ -193,6 +193,12 @@ def _(model: Sequential, onnx):
     if nbytes > _MAX_BYTES:
         raise ValueError(f"model is too large for an ONNX file: its weights take {nbytes} bytes, and one ONNX "
                          "file holds less than 2 GiB")
+    for i, layer in enumerate(model.layers):   # exact classes only: a subclass may compute something else
+        if type(layer) not in (L.Dense, L.Dropout, *_EXPORTED_ACTIVATIONS):
+            raise ValueError(f"model.layers[{i}] ({type(layer).__name__}) has no ONNX export in fastnn")
+        if type(layer) is L.Dense and type(layer.activation) not in _EXPORTED_ACTIVATIONS:
+            raise ValueError(f"model.layers[{i}] (Dense) has activation {type(layer.activation).__name__}, which "
+                             "has no ONNX export in fastnn")
     g = _Graph(onnx, model.dtype)
     h = "x"
     lines = []
@@ -206,10 +212,8 @@ def _(model: Sequential, onnx):
         elif type(layer) is L.Dropout:
             lines.append(f"  ({i}): {layer!r}: left out (the identity in eval mode)")
             continue
-        elif type(layer) in _EXPORTED_ACTIVATIONS:
-            h = _activation(g, layer, h)
         else:
-            raise ValueError(f"layer {i} ({type(layer).__name__}) has no ONNX export in fastnn")
+            h = _activation(g, layer, h)
         lines.append(f"  ({i}): {layer!r}")
     doc = (f"fastnn {__version__} Sequential, {model.dtype.name}, {model.in_features} -> {model.out_features} "
            "features, its inference function (eval mode):\n" + "\n".join(lines))
