@@ -272,8 +272,10 @@ def _setup(args):
     if args.save is not None:
         _check_output_path("--save", args.save)
     if args.save_onnx is not None:
-        if importlib.util.find_spec("onnx") is None:
-            raise UsageError('--save-onnx needs onnx, an optional extra: pip install "fastnn[onnx]"')
+        try:   # imported (not just found) before training, so that a broken install fails now, not after
+            import onnx  # noqa: F401
+        except ImportError:
+            raise UsageError('--save-onnx needs onnx, an optional extra: pip install "fastnn[onnx]"') from None
         _check_output_path("--save-onnx", args.save_onnx)
     X, y, classes, source = _load(args)
     if len(X) < 4:

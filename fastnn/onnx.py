@@ -225,9 +225,9 @@ def _model_proto(model):
     build = _exporter(model)
     onnx = _onnx()
     g, name, n_in, n_out, out, doc = build(model, onnx)
-    if out == "x":   # the graph needs a node (cannot happen for a Sequential: it has a Dense layer)
+    if out == "x" or g.nodes[-1].output[0] != out:   # (not so for a Sequential's graph) y must be a node's output
         out = g.op("Identity", out)
-    g.nodes[-1].output[0] = "y"   # out is the last node's output, read by no node
+    g.nodes[-1].output[0] = "y"   # out is the last node's output, so no node reads it
     elem = onnx.TensorProto.DOUBLE if g.dtype == np.float64 else onnx.TensorProto.FLOAT
     graph = onnx.helper.make_graph(
         g.nodes, name,

@@ -258,7 +258,7 @@ def test_cli_save_onnx_regression_float64(tmp_path, capsys):
 
 
 def test_cli_save_onnx_without_onnx_exits_2_before_training(tmp_path, capsys, monkeypatch):
-    monkeypatch.setitem(sys.modules, "onnx", None)   # importlib.util.find_spec("onnx") is None
+    monkeypatch.setitem(sys.modules, "onnx", None)   # `import onnx` raises ImportError
     rc = train_main(["--epochs", "2", "--quiet", "--save-onnx", str(tmp_path / "m.onnx")])
     assert rc == 2
     out, err = capsys.readouterr()
