@@ -3,12 +3,13 @@
     fastnn train                                            # digits, 64-128-10, Adam, ~97% test accuracy
     fastnn train --data iris.csv --target species --hidden 32,16 --epochs 100 --early-stopping 10
     fastnn train --data data.npz --task regression --plot curves.png --save model.fnn
+    fastnn train --save-onnx model.onnx                     # also (or only) as ONNX: pip install "fastnn[onnx]"
 
 Pipeline: load -> held-out test split (stratified for classification) -> validation split of
 the rest -> standardize the features with the training part's statistics (and the target, for
 regression) -> Dense layers with the activation (and dropout) -> fit with a progress bar ->
 test loss and accuracy (classification) or MSE (regression, in the target's own units).
-The model saved with --save takes raw features: the standardization is folded into its first
+The model saved with --save (and --save-onnx) takes raw features: the standardization is folded into its first
 (and, for regression, last) Dense layer.
 
 Bad arguments or unreadable data: a one-line message on stderr and exit code 2 (argparse's own
@@ -126,6 +127,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
                        help="threads for fastnn's kernels and BLAS (default: all usable cores)")
     out = parser.add_argument_group("output")
     out.add_argument("--save", metavar="FILE", default=None, help="save the trained model (fastnn.load_model)")
+    out.add_argument("--save-onnx", metavar="FILE", default=None,
+                     help="also write the trained model as ONNX (needs the onnx extra: pip install \"fastnn[onnx]\")")
     out.add_argument("--plot", metavar="PNG", default=None, help="save the learning curves (needs matplotlib)")
     out.add_argument("--quiet", action="store_true", help="no progress bar; print only the test metrics")
 
@@ -268,6 +271,12 @@ def _setup(args):
         _check_output_path("--plot", args.plot)
     if args.save is not None:
         _check_output_path("--save", args.save)
+    if args.save_onnx is not None:
+        try:   # imported (not just found) before training, so that a broken install fails now, not after
+            import onnx  # noqa: F401
+        except ImportError:
+            raise UsageError('--save-onnx needs onnx, an optional extra: pip install "fastnn[onnx]"') from None
+        _check_output_path("--save-onnx", args.save_onnx)
     X, y, classes, source = _load(args)
     if len(X) < 4:
         raise UsageError(f"{source}: {len(X)} rows are too few to split into training and test data")
@@ -376,12 +385,18 @@ def run(args: argparse.Namespace) -> int:
         plot.history(history, path=args.plot, early_stopping=s["early"],
                      title=f"fastnn train: {os.path.basename(args.data) if args.data else 'digits'}")
         _say(args, f"learning curves saved to {args.plot}")
-    if args.save is not None:
+    if args.save is not None or args.save_onnx is not None:
         _fold_scaling(model, s["x_scaler"], s["y_scaler"])
+        folded = ("it takes raw features: the standardization is folded into its first layer"
+                  + (" and the target's into its last" if s["y_scaler"] is not None else ""))
+    if args.save is not None:
         model.save(args.save)
-        _say(args, f"model saved to {args.save} (load with fastnn.load_model; it takes raw features: the "
-                   "standardization is folded into its first layer"
-                   + (" and the target's into its last" if s["y_scaler"] is not None else "") + ")")
+        _say(args, f"model saved to {args.save} (load with fastnn.load_model; {folded})")
+    if args.save_onnx is not None:
+        from fastnn.io import to_onnx
+
+        to_onnx(model, args.save_onnx)
+        _say(args, f"ONNX model saved to {args.save_onnx} (input \"x\", output \"y\"; {folded})")
     return 0
 
 

@@ -61,7 +61,7 @@ from .model import Sequential
 
 __all__ = [
     "FORMAT", "FORMAT_VERSION", "save_model", "load_model",
-    "to_torch", "from_torch", "load_torch_weights", "copy_weights_to_torch",
+    "to_torch", "from_torch", "load_torch_weights", "copy_weights_to_torch", "to_onnx",
 ]
 
 FORMAT = "fastnn-model"
@@ -1001,3 +1001,21 @@ def copy_weights_to_torch(model: Sequential, torch_module):
             if layer.use_bias:
                 lin.bias.copy_(torch.from_numpy(layer.params[1].data.copy()))
     return torch_module
+
+
+# ================================================================================================
+# ONNX export (fastnn/onnx.py; the onnx package is imported only when an export runs)
+# ================================================================================================
+
+def to_onnx(model: Sequential, path) -> None:
+    """Write `model` to `path` (atomically) as an ONNX model (opset 17) that computes its inference function.
+
+    Input "x" of shape (batch, in_features), output "y" of shape (batch, out_features), in the
+    model's dtype (FLOAT or DOUBLE); Dropout is left out (eval mode). Needs the optional extra
+    ``pip install "fastnn[onnx]"`` (ImportError otherwise). Raises TypeError if `model` is not a
+    Sequential and TypeError/ValueError for an invalid path, as save_model. See fastnn.onnx for
+    the operators used.
+    """
+    from .onnx import to_onnx as _to_onnx
+
+    _to_onnx(model, path)

@@ -1,0 +1,259 @@
+"""Export to ONNX: ``fastnn.io.to_onnx(model, path)`` (needs the optional extra ``pip install "fastnn[onnx]"``).
+
+The file is an ONNX model at opset 17 (IR version 8), built with the ``onnx`` package, which is
+imported only when an export runs (``import fastnn`` never imports it). It computes the model's
+inference function (eval mode: Dropout is the identity and is left out) with standard ONNX operators:
+
+- input ``x`` of shape ``["batch", in_features]`` (the batch dimension is dynamic), output ``y`` of
+  shape ``["batch", out_features]``, element type FLOAT (float32 models) or DOUBLE (float64 models);
+- Dense -> ``Gemm(x, W, b)`` with W stored as is (shape (in, out), no transpose; no C input
+  without a bias); the weights are initializers named like the model's parameters (``0.weight``);
+- ReLU, LeakyReLU, Sigmoid, Tanh, Softmax(dim) -> ``Relu``, ``LeakyRelu(alpha)``, ``Sigmoid``,
+  ``Tanh``, ``Softmax(axis=dim)``; ELU -> ``Elu(alpha)``; SiLU -> ``x * Sigmoid(x)``;
+  GELU(approximate="tanh") -> ``0.5 x (1 + Tanh(sqrt(2/pi) (x + 0.044715 x^3)))``;
+  GELU(approximate="none") -> ``0.5 x (1 + Erf(x / sqrt(2)))``; Identity and Dropout -> nothing.
+
+Opset 17 rather than 20 (which has a Gelu operator): any runtime from onnxruntime 1.13 on loads it,
+and Gelu would not help double models (onnxruntime runs opset 20's Gelu through Erf, which it has
+no double kernel for). In float64 models two operators are replaced by compositions, because
+onnxruntime's CPU provider has no double kernel for them: ``Elu`` becomes
+``Relu(x) + alpha (Exp(Min(x, 0)) - 1)`` and ``Erf`` (exact GELU) becomes Cephes' rational
+approximations of erf and erfc (those of ``ndtr``, error ~1e-16) built from Mul/Add/Div/Exp/Clip/Where.
+
+The model's doc string describes the architecture; producer_name is "fastnn" and producer_version
+fastnn's version. Writes are atomic, as for ``fastnn.io.save_model``.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+
+import numpy as np
+
+from . import __version__
+from . import layers as L
+from .io import _atomic_write, _fspath
+from .model import Sequential
+
+__all__ = ["to_onnx"]
+
+OPSET = 17
+IR_VERSION = 8          # the IR version of onnx 1.12, the first release with opset 17
+#: protobuf cannot serialize a message of 2 GiB or more (ONNX would need external data files)
+_MAX_BYTES = (1 << 31) - (1 << 20)
+
+# Cephes ndtr.c (S. L. Moshier, public domain; scipy.special uses the same): erf(u) = u T(u^2) / U(u^2)
+# for |u| < 1; erfc(z) = exp(-z^2) P(z) / Q(z) for 1 <= z < 8 and exp(-z^2) R(z) / S(z) for z >= 8.
+# Q, U and S have an implicit leading coefficient 1.
+_ERF_T = (9.60497373987051638749e0, 9.00260197203842689217e1, 2.23200534594684319226e3,
+          7.00332514112805075473e3, 5.55923013010394962768e4)
+_ERF_U = (3.35617141647503099647e1, 5.21357949780152679795e2, 4.59432382970980127987e3,
+          2.26290000613890934246e4, 4.92673942608635921086e4)
+_ERFC_P = (2.46196981473530512524e-10, 5.64189564831068821977e-1, 7.46321056442269912687e0,
+           4.86371970985681366614e1, 1.96520832956077098242e2, 5.26445194995477358631e2,
+           9.34528527171957607540e2, 1.02755188689515710272e3, 5.57535335369399327526e2)
+_ERFC_Q = (1.32281951154744992508e1, 8.67072140885989742329e1, 3.54937778887819891062e2,
+           9.75708501743205489753e2, 1.82390916687909736289e3, 2.24633760818710981792e3,
+           1.65666309194161350182e3, 5.57535340817727675546e2)
+_ERFC_R = (5.64189583547755073984e-1, 1.27536670759978104416e0, 5.01905042251180477414e0,
+           6.16021097993053585195e0, 7.40974269950448939160e0, 2.97886665372100240670e0)
+_ERFC_S = (2.26052863220117276590e0, 9.39603524938001434673e0, 1.20489539808096656605e1,
+           1.70814450747565897222e1, 9.60896809063285878198e0, 3.36907645100081516050e0)
+
+
+def _onnx():
+    try:
+        import onnx
+    except ImportError:
+        raise ImportError('fastnn.io.to_onnx needs the onnx package, an optional extra: '
+                          'pip install "fastnn[onnx]"') from None
+    return onnx
+
+
+class _Graph:
+    """Nodes and initializers of one graph, in the model's dtype; every tensor name is fresh."""
+
+    def __init__(self, onnx, dtype: np.dtype):
+        self.onnx, self.dtype = onnx, dtype
+        self.nodes, self.initializers = [], []
+        self._consts: dict[float, str] = {}
+        self._count = 0
+        self.prefix = ""
+
+    def initializer(self, name: str, array: np.ndarray) -> str:
+        self.initializers.append(self.onnx.numpy_helper.from_array(np.asarray(array, dtype=self.dtype), name))
+        return name
+
+    def const(self, value: float) -> str:
+        """A scalar constant of the model's dtype (one initializer per distinct value)."""
+        key = float(value)
+        if key not in self._consts:
+            self._consts[key] = self.initializer(f"const_{len(self._consts)}", np.array(key, dtype=self.dtype))
+        return self._consts[key]
+
+    def op(self, op_type: str, *inputs: str, **attrs) -> str:
+        out = f"{self.prefix}{op_type}_{self._count}"
+        self._count += 1
+        self.nodes.append(self.onnx.helper.make_node(op_type, list(inputs), [out], name=out, **attrs))
+        return out
+
+    def polevl(self, z: str, coeffs) -> str:
+        """c0 z^n + c1 z^(n-1) + ... + cn (Horner)."""
+        acc = self.const(coeffs[0])
+        for c in coeffs[1:]:
+            acc = self.op("Add", self.op("Mul", acc, z), self.const(c))
+        return acc
+
+    def p1evl(self, z: str, coeffs) -> str:
+        """z^n + c0 z^(n-1) + ... + c(n-1) (Horner, leading coefficient 1)."""
+        acc = self.op("Add", z, self.const(coeffs[0]))
+        for c in coeffs[1:]:
+            acc = self.op("Add", self.op("Mul", acc, z), self.const(c))
+        return acc
+
+
+def _normal_cdf_double(g: _Graph, x: str) -> str:
+    """Phi(x) = (1 + erf(x / sqrt 2)) / 2 without the Erf operator (onnxruntime has no double Erf)."""
+    u = g.op("Mul", x, g.const(math.sqrt(0.5)))
+    z = g.op("Abs", u)
+    us = g.op("Clip", u, g.const(-1.0), g.const(1.0))         # the |u| < 1 branch, kept finite everywhere
+    u2 = g.op("Mul", us, us)
+    erf_small = g.op("Div", g.op("Mul", us, g.polevl(u2, _ERF_T)), g.p1evl(u2, _ERF_U))
+    phi_small = g.op("Add", g.const(0.5), g.op("Mul", g.const(0.5), erf_small))
+    z1 = g.op("Clip", z, g.const(1.0), g.const(8.0))
+    z2 = g.op("Clip", z, g.const(8.0), g.const(64.0))        # exp(-z^2) is 0 long before 64
+    ratio = g.op("Where", g.op("Less", z, g.const(8.0)),
+                 g.op("Div", g.polevl(z1, _ERFC_P), g.p1evl(z1, _ERFC_Q)),
+                 g.op("Div", g.polevl(z2, _ERFC_R), g.p1evl(z2, _ERFC_S)))
+    expo = g.op("Exp", g.op("Neg", g.op("Mul", u, u)))       # exp(-inf) = 0 for huge |u|
+    half_erfc = g.op("Mul", g.op("Mul", expo, ratio), g.const(0.5))
+    phi_big = g.op("Where", g.op("Greater", u, g.const(0.0)), g.op("Sub", g.const(1.0), half_erfc), half_erfc)
+    return g.op("Where", g.op("Less", z, g.const(1.0)), phi_small, phi_big)
+
+
+def _activation(g: _Graph, act: L.Activation, x: str) -> str:
+    """The output tensor of activation `act` applied to tensor x."""
+    kind = type(act)
+    double = g.dtype == np.float64
+    if kind is L.Identity:
+        return x
+    if kind is L.ReLU:
+        return g.op("Relu", x)
+    if kind is L.Sigmoid:
+        return g.op("Sigmoid", x)
+    if kind is L.Tanh:
+        return g.op("Tanh", x)
+    if kind is L.LeakyReLU:   # attributes are float32: a double slope goes in as a tensor (PRelu)
+        if double:
+            return g.op("PRelu", x, g.const(act.negative_slope))
+        return g.op("LeakyRelu", x, alpha=act.negative_slope)
+    if kind is L.Softmax:
+        return g.op("Softmax", x, axis=act.dim)
+    if kind is L.SiLU:
+        return g.op("Mul", x, g.op("Sigmoid", x))
+    if kind is L.ELU:
+        if not double:
+            return g.op("Elu", x, alpha=act.alpha)
+        neg = g.op("Sub", g.op("Exp", g.op("Min", x, g.const(0.0))), g.const(1.0))   # exactly 0 for x >= 0
+        return g.op("Add", g.op("Relu", x), g.op("Mul", g.const(act.alpha), neg))
+    if kind is L.GELU and act.approximate == "tanh":
+        cube = g.op("Mul", g.op("Mul", x, x), x)
+        inner = g.op("Mul", g.const(math.sqrt(2.0 / math.pi)), g.op("Add", x, g.op("Mul", g.const(0.044715), cube)))
+        return g.op("Mul", g.op("Mul", g.const(0.5), x), g.op("Add", g.const(1.0), g.op("Tanh", inner)))
+    if kind is L.GELU:
+        if double:
+            return g.op("Mul", x, _normal_cdf_double(g, x))
+        erf = g.op("Erf", g.op("Mul", x, g.const(math.sqrt(0.5))))
+        return g.op("Mul", g.op("Mul", g.const(0.5), x), g.op("Add", g.const(1.0), erf))
+    raise ValueError(f"activation {kind.__name__} has no ONNX export in fastnn")
+
+
+# One graph builder per exportable type: a later exporter (an estimator, say) registers its own.
+@functools.singledispatch
+def _build_graph(model, onnx):
+    """(graph, graph name, in_features, out_features, output tensor, doc string) of model's function."""
+    raise TypeError(f"model must be a fastnn Sequential, got {type(model).__name__}")
+
+
+def _exporter(model):
+    """The graph builder registered for model's type; TypeError naming `model` if there is none."""
+    build = _build_graph.dispatch(type(model))
+    if build is _build_graph.registry[object]:
+        build(model, None)
+    return build
+
+
+_EXPORTED_ACTIVATIONS = (L.Identity, L.ReLU, L.Sigmoid, L.Tanh, L.LeakyReLU, L.Softmax, L.SiLU, L.ELU, L.GELU)
+
+
+@_build_graph.register
+def _(model: Sequential, onnx):
+    nbytes = sum(p.data.nbytes for p in model.parameters())
+    if nbytes > _MAX_BYTES:
+        raise ValueError(f"model is too large for an ONNX file: its weights take {nbytes} bytes, and one ONNX "
+                         "file holds less than 2 GiB")
+    for i, layer in enumerate(model.layers):   # exact classes only: a subclass may compute something else
+        if type(layer) not in (L.Dense, L.Dropout, *_EXPORTED_ACTIVATIONS):
+            raise ValueError(f"model.layers[{i}] ({type(layer).__name__}) has no ONNX export in fastnn")
+        if type(layer) is L.Dense and type(layer.activation) not in _EXPORTED_ACTIVATIONS:
+            raise ValueError(f"model.layers[{i}] (Dense) has activation {type(layer.activation).__name__}, which "
+                             "has no ONNX export in fastnn")
+    g = _Graph(onnx, model.dtype)
+    h = "x"
+    lines = []
+    for i, layer in enumerate(model.layers):
+        g.prefix = f"layer{i}/"
+        if type(layer) is L.Dense:
+            inputs = [h, g.initializer(layer.params[0].name, layer.params[0].data)]
+            if layer.use_bias:
+                inputs.append(g.initializer(layer.params[1].name, layer.params[1].data))
+            h = _activation(g, layer.activation, g.op("Gemm", *inputs))
+        elif type(layer) is L.Dropout:
+            lines.append(f"  ({i}): {layer!r}: left out (the identity in eval mode)")
+            continue
+        else:
+            h = _activation(g, layer, h)
+        lines.append(f"  ({i}): {layer!r}")
+    doc = (f"fastnn {__version__} Sequential, {model.dtype.name}, {model.in_features} -> {model.out_features} "
+           "features, its inference function (eval mode):\n" + "\n".join(lines))
+    return g, "fastnn.Sequential", model.in_features, model.out_features, h, doc
+
+
+def _model_proto(model):
+    """The onnx.ModelProto of model, checked with onnx.checker (full check)."""
+    build = _exporter(model)
+    onnx = _onnx()
+    g, name, n_in, n_out, out, doc = build(model, onnx)
+    if out == "x" or g.nodes[-1].output[0] != out:   # (not so for a Sequential's graph) y must be a node's output
+        out = g.op("Identity", out)
+    g.nodes[-1].output[0] = "y"   # out is the last node's output, so no node reads it
+    elem = onnx.TensorProto.DOUBLE if g.dtype == np.float64 else onnx.TensorProto.FLOAT
+    graph = onnx.helper.make_graph(
+        g.nodes, name,
+        [onnx.helper.make_tensor_value_info("x", elem, ["batch", n_in])],
+        [onnx.helper.make_tensor_value_info("y", elem, ["batch", n_out])],
+        initializer=g.initializers,
+    )
+    proto = onnx.helper.make_model(graph, opset_imports=[onnx.helper.make_opsetid("", OPSET)],
+                                   producer_name="fastnn", producer_version=__version__, doc_string=doc)
+    proto.ir_version = IR_VERSION
+    onnx.checker.check_model(proto, full_check=True)
+    return proto
+
+
+def to_onnx(model, path) -> None:
+    """Write `model` (a fastnn Sequential) to `path` as an ONNX model; see the module docstring.
+
+    The ONNX model computes model's inference function (eval mode, whatever mode model is in:
+    Dropout is left out) for any batch size: input "x" (batch, in_features), output "y"
+    (batch, out_features), in the model's dtype. The write is atomic (an existing file at `path`
+    is replaced only by a complete file). Raises TypeError if `model` is not a Sequential,
+    TypeError/ValueError for a path that is not a str/PathLike, is empty, holds a NUL character or
+    names a directory (FileNotFoundError if its directory does not exist, as save_model does), and
+    ImportError if the onnx package is not installed (pip install "fastnn[onnx]").
+    """
+    _exporter(model)
+    p = _fspath(path)
+    data = _model_proto(model).SerializeToString()
+    _atomic_write(p, lambda f: f.write(data))
