@@ -303,14 +303,16 @@ class Engine:
         return (_schedule(optimizer) is not None and _loss_kind(loss, t) is not None
                 and _stage_specs(self.model, with_grads=False, training=True) is not None)
 
-    def train_batches(self, x, t, order, batch_size, first, count, loss, optimizer, losses, outputs=None) -> int:
+    def train_batches(self, x, t, order, batch_size, first, count, loss, optimizer, losses, outputs=None,
+                      seconds=0.0) -> int:
         """Full batches first .. first+count-1 of an epoch, as `count` train_step calls, in ONE nogil call.
 
         Batch b holds rows order[b*batch_size:(b+1)*batch_size] of x and t (rows b*batch_size ... if order
         is None); x and t are validated as for train_step, all N rows (order: int64 indices < N). Writes
         batch first+k's loss to losses[k] (float64) and, given outputs ((count*batch_size, out), the
         model's dtype), its training-mode output rows to outputs[k*batch_size:(k+1)*batch_size]. Stops
-        after a non-finite loss; returns the number of batches run. Weights, optimizer state
+        after a non-finite loss, or (seconds > 0) after the batch that ends `seconds` of wall time;
+        returns the number of batches run. Weights, optimizer state
         (``state[p]["step"]``, SGD's momentum buffers) and ``model._step`` end exactly as after that
         many train_step calls. Needs supports_batches(t, loss, optimizer).
         """
@@ -344,7 +346,7 @@ class Engine:
         if len(sched) != len(runs):
             raise RuntimeError(f"train_batches: {len(runs)} optimizer runs, {len(sched)} expected")
         done = plan.run_batches(x, t, order, first, count, model.seed, model._step + 1, losses, outputs, runs,
-                                sched)
+                                sched, seconds)
         model._step += done
         if counts and done > 1:   # the later batches' step += 1, done in C, in the Python state
             for pairs in groups:

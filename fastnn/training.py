@@ -16,16 +16,16 @@ batches run on the compiled epoch loop (``Engine.train_batches``): chunks of con
 each chunk ONE nogil call that gathers every batch's rows, runs its whole step and redoes the
 optimizer's per-step bookkeeping in C; the chunk's losses and training-mode outputs then update the
 loss and metrics with NumPy (the same per-batch sums in the same order, so History is the same
-bits). A chunk lasts about 0.1 s (its length adapts to the measured time per batch); between chunks
-the progress bar is updated and a pending Ctrl-C is delivered. The last, partial batch goes through
-``_train_step(x, t) -> loss`` (forward, the fused loss + gradient, backward with gradients
-overwritten, optimizer step; the batch gathered by ``np.take(..., out=)`` into buffers allocated
-once, unshuffled batches are views), which leaves the batch's training-mode output in
-``self._train_out`` for the metrics. So does every batch when a callback other than the progress bar
-overrides a batch hook, ``_train_step`` is replaced on the model, or the engine cannot run the step
-whole (a loss without a plan kernel, an optimizer other than fastnn's six classes). Both paths give
-the same weights, optimizer state, dropout counter and History bit for bit. evaluate/predict run
-``_predict_batch(x)`` per batch in eval mode.
+bits). A chunk returns after about 0.1 s of wall time (the C loop looks at the clock after each
+batch); between chunks the progress bar is updated and a pending Ctrl-C is delivered. The last,
+partial batch goes through ``_train_step(x, t) -> loss`` (forward, the fused loss + gradient,
+backward with gradients overwritten, optimizer step; the batch gathered by ``np.take(..., out=)``
+into buffers allocated once, unshuffled batches are views), which leaves the batch's training-mode
+output in ``self._train_out`` for the metrics. So does every batch when a callback other than the
+progress bar overrides a batch hook, ``_train_step`` is replaced on the model, or the engine cannot
+run the step whole (a loss without a plan kernel, an optimizer other than fastnn's six classes).
+Both paths give the same weights, optimizer state, dropout counter and History bit for bit.
+evaluate/predict run ``_predict_batch(x)`` per batch in eval mode.
 
 Interrupts and threads. fit holds the model for training (another thread that trains it or runs
 inference on it gets a RuntimeError) and defers Ctrl-C to the next batch or chunk boundary
@@ -44,7 +44,6 @@ the NaN batch (TerminateOnNaN), fit then raises FloatingPointError; with one it 
 from __future__ import annotations
 
 import math
-import time
 
 import numpy as np
 
@@ -133,12 +132,11 @@ class _Batches:
 
 
 class _Chunks:
-    """fit's compiled epoch loop: batches per chunk and the buffers a chunk fills (allocated once per fit).
+    """fit's compiled epoch loop: batches per call and the buffers a call fills (allocated once per fit).
 
-    A chunk is one nogil call. Its length adapts to the measured time per batch so that a chunk takes
-    about _CHUNK_SECONDS: fit delivers Ctrl-C and updates the progress bar between chunks, so a
-    chunk's length bounds how late both come. It starts at one batch and is capped by the
-    memory the chunk's outputs take for the metrics.
+    A chunk is one nogil call of up to ``limit`` batches (capped by the memory its outputs take for the
+    metrics) that returns after about _CHUNK_SECONDS of wall time, however loaded the machine: fit
+    delivers Ctrl-C and updates the progress bar between chunks.
     """
 
     def __init__(self, model, batches, metrics: bool):
@@ -147,18 +145,11 @@ class _Chunks:
         if metrics:
             k = min(k, max(1, _CHUNK_OUTPUTS // (batches.size * model.out_features)))
         self.limit = k = max(1, min(k, self.full))
-        self.batches = 1
         rows = k * batches.size
         self.losses = np.empty(k)
         self.outputs = np.empty((rows, model.out_features), model.dtype) if metrics else None
         t = batches.t
         self.targets = np.empty((rows,) + t.shape[1:], t.dtype) if metrics and batches.shuffled else None
-
-    def adapt(self, k: int, seconds: float) -> None:
-        """The next chunk's length, from a chunk of k batches that took `seconds`."""
-        per_batch = seconds / k
-        want = int(_CHUNK_SECONDS / per_batch) if per_batch > 0 else self.limit
-        self.batches = max(1, min(self.limit, want, 4 * k))   # grow at most 4x a chunk (noisy first timings)
 
 
 class TrainingMixin:
@@ -587,7 +578,7 @@ class TrainingMixin:
 
         Returns (loss sum, samples, batches done, failed) as the per-batch loop keeps them; failed is
         (batch, loss) for a non-finite loss (that batch's step ran; fit undoes it), else None. Between
-        chunks (each about _CHUNK_SECONDS long) a pending Ctrl-C is delivered and the bar is updated.
+        chunks (each at most about _CHUNK_SECONDS long) a pending Ctrl-C is delivered and the bar is updated.
         """
         engine = self._engine()
         size, order, t = batches.size, batches.order, batches.t
@@ -595,11 +586,9 @@ class TrainingMixin:
         first = 0
         while first < chunks.full:
             interrupt.check()
-            k = min(chunks.batches, chunks.full - first)
-            start = time.perf_counter()
+            k = min(chunks.limit, chunks.full - first)
             done = engine.train_batches(batches.x, t, order, size, first, k, self.loss, self.optimizer,
-                                        chunks.losses, chunks.outputs)
-            chunks.adapt(k, time.perf_counter() - start)
+                                        chunks.losses, chunks.outputs, _CHUNK_SECONDS)
             values = chunks.losses[:done].tolist()
             ok = done if math.isfinite(values[-1]) else done - 1
             for value in values[:ok]:

@@ -378,3 +378,20 @@ def test_ctrl_c_outside_fastnn_still_raises_at_once():
             inner = "still running"   # the block finishes first
         assert inner   # pragma: no cover
     assert _signal.getsignal(_signal.SIGINT) is handler
+
+
+def test_a_compiled_chunk_returns_after_its_time_budget_with_a_consistent_state():
+    """train_batches(seconds=...) hands control back after the batch that ends the budget (fit delivers
+    Ctrl-C between such calls); the state is that of exactly the batches it ran."""
+    x, y = _data(64 * 20)
+    a, b = _model(dropout=0.1), _model(dropout=0.1)
+    for m in (a, b):
+        m.compile("adam", "cross_entropy")
+    xa, ta = a._prepare_data(x, y, "X", "y")
+    losses = np.empty(20)
+    done = a._engine().train_batches(xa, ta, None, 64, 0, 20, a.loss, a.optimizer, losses, None, 1e-9)
+    assert done == 1 and a._step == 1
+    b.train_step(x[:64], y[:64])
+    np.testing.assert_array_equal(a._arena.data, b._arena.data)
+    done = a._engine().train_batches(xa, ta, None, 64, 1, 19, a.loss, a.optimizer, losses, None, 0.0)
+    assert done == 19 and a._step == 20   # no budget: every batch

@@ -53,6 +53,7 @@ from cpython.pycapsule cimport PyCapsule_CheckExact, PyCapsule_GetName, PyCapsul
 from libc.math cimport isfinite, pow
 from libc.stdint cimport int64_t, uint8_t, uint32_t, uint64_t
 from libc.string cimport memcpy, memset
+from posix.time cimport CLOCK_MONOTONIC, clock_gettime, timespec
 cimport numpy as cnp
 
 from scipy.linalg.cython_blas cimport sgemv, dgemv
@@ -620,9 +621,13 @@ cdef class TrainPlan:
 
     cdef Py_ssize_t _batches(self, const char* x, const char* t, const int64_t* order, Py_ssize_t first,
                              Py_ssize_t count, uint64_t seed, uint64_t step, int phases, double* losses,
-                             char* outs, Py_ssize_t xrow, Py_ssize_t trow) noexcept nogil:
-        """run_batches' loop: gather, step, loss, output rows; stops after a non-finite loss."""
+                             char* outs, Py_ssize_t xrow, Py_ssize_t trow, double seconds) noexcept nogil:
+        """run_batches' loop: gather, step, loss, output rows; stops after a non-finite loss, or after the
+        batch that ends `seconds` of wall time (if > 0)."""
         cdef Py_ssize_t b, r, base, row
+        cdef timespec t0, now
+        if seconds > 0:
+            clock_gettime(CLOCK_MONOTONIC, &t0)
         cdef Py_ssize_t n = self.n
         cdef Py_ssize_t orow = <Py_ssize_t>self.out_features * (4 if self.typenum == cnp.NPY_FLOAT32 else 8)
         cdef const char* xp
@@ -646,10 +651,14 @@ cdef class TrainPlan:
                 memcpy(outs + b * n * orow, self.st[self.ns - 1].a, n * orow)
             if not isfinite(value):
                 return b + 1
+            if seconds > 0 and b + 1 < count:
+                clock_gettime(CLOCK_MONOTONIC, &now)
+                if (now.tv_sec - t0.tv_sec) + 1e-9 * (now.tv_nsec - t0.tv_nsec) >= seconds:
+                    return b + 1
         return count
 
     def run_batches(self, x, t, order, Py_ssize_t first, Py_ssize_t count, uint64_t seed, uint64_t step,
-                    losses, outputs=None, list runs=None, list sched=None):
+                    losses, outputs=None, list runs=None, list sched=None, double seconds=0.0):
         """Full batches first .. first+count-1 of an epoch (rows order[b*n:(b+1)*n] of x and t, or rows
         b*n .. (b+1)*n - 1 if order is None), each a whole step as `step` runs it, in one nogil call.
 
@@ -657,7 +666,9 @@ cdef class TrainPlan:
         ((>= count*n, out) of the plan's dtype), its training-mode output rows to outputs[k*n:(k+1)*n].
         runs: the optimizer's _fused_runs() for the first batch (its bookkeeping already done), with one
         (mode, t, lr, a, b) schedule per run (RunSched): later batches redo that bookkeeping in C. Stops
-        after a batch whose loss is not finite; returns the number of batches run.
+        after a batch whose loss is not finite, or (seconds > 0) after the batch that ends `seconds` of
+        wall time, so that the caller gets control back in time (Ctrl-C, progress); returns the number
+        of batches run.
         """
         cdef Py_ssize_t n = self.n, N, need, i, hi
         cdef Py_ssize_t item = 4 if self.typenum == cnp.NPY_FLOAT32 else 8
@@ -706,7 +717,7 @@ cdef class TrainPlan:
         cdef char* outp = <char*>_ptr(outputs)
         cdef Py_ssize_t done
         with nogil:
-            done = self._batches(xp, tp, op, first, count, seed, step, phases, lp, outp, xrow, trow)
+            done = self._batches(xp, tp, op, first, count, seed, step, phases, lp, outp, xrow, trow, seconds)
         return done
 
     def check(self, x, t):
