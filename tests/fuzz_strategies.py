@@ -258,7 +258,7 @@ def _walk(obj, path="inputs"):
 
 def _distinct(a: np.ndarray) -> np.ndarray:
     """a without its broadcast (stride 0) repetitions: the memory a can see."""
-    return a[tuple(slice(0, 1) if s == 0 and n > 1 else slice(None) for s, n in zip(a.strides, a.shape))]
+    return a[tuple(slice(0, 1) if s == 0 and n > 1 else slice(None) for s, n in zip(a.strides, a.shape)) + (...,)]
 
 
 def _copy(a: np.ndarray) -> np.ndarray:
