@@ -104,7 +104,7 @@ def plain(obj):
 
 # ============================================================================================ Sequential
 LAYER_LISTS = ["valid", "empty", "not_a_layer", "array", "generator", "mismatch", "no_dense", "repeated",
-               "string"]
+               "string", "huge_width", "huge_input"]
 
 
 def _layers(kind):
@@ -122,6 +122,10 @@ def _layers(kind):
         return [fnn.Dense(4, 5), fnn.Dense(3, 2)]
     if kind == "no_dense":
         return [fnn.ReLU(), fnn.Dropout(0.1)]
+    if kind == "huge_width":   # 2**40 * 2 parameters: refused or a MemoryError-free error, never an allocation
+        return [fnn.Dense(4, 2**40), fnn.Dense(2**40, 2)]
+    if kind == "huge_input":
+        return [fnn.Dense(10**12, 10**6)]
     if kind == "repeated":
         d = fnn.Dense(4, 4)
         return [d, d]
@@ -139,6 +143,8 @@ def test_sequential_constructor(kind, hp):
         return [str(model.dtype), model.in_features, model.out_features] + data_of(model.parameters())
 
     names = bad + (["layers", "layer"] if kind != "valid" else [])
+    if kind.startswith("huge"):
+        names += ["in_features", "out_features"]
     check_call(call, kwargs, names, compare=kwargs["seed"] is not None)
 
 
