@@ -51,9 +51,12 @@ def set_default_dtype(dtype) -> None:
     _DEFAULT_DTYPE = V.resolve_dtype(dtype)
 
 
+_MAX_THREADS = 1024   # OpenMP takes a C int; far more threads than cores only thrashes (and may not start)
+
+
 def set_num_threads(n: int) -> None:
-    """Use `n` threads in both fastnn's OpenMP kernels and the BLAS they call."""
-    n = V.check_int(n, "n", low=1)
+    """Use `n` threads (an int in [1, 1024]) in both fastnn's OpenMP kernels and the BLAS they call."""
+    n = V.check_int(n, "n", low=1, high=_MAX_THREADS)
     global _num_threads
     _num_threads = n
     _runtime.set_omp_threads(n)
@@ -73,7 +76,7 @@ def _init_threads() -> None:
         n = int(env.split(",")[0]) if env else _usable_cores()
     except ValueError:
         n = _usable_cores()
-    set_num_threads(max(1, n))
+    set_num_threads(min(max(1, n), _MAX_THREADS))
 
 
 def config() -> dict:

@@ -6,12 +6,75 @@ Every message names the argument, the rule, and the value received.
 
 from __future__ import annotations
 
+import math
 import numbers
 import operator
+import os
 
 import numpy as np
 
 FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+_FLOAT32 = np.dtype(np.float32)
+_INT64 = np.dtype(np.int64)
+_FALLBACK_MEMORY = 2**40   # 1 TiB when the OS does not say (no false refusal of anything that could fit)
+_physical_memory: int | None = None
+
+
+def physical_memory() -> int:
+    """This machine's physical memory in bytes (os.sysconf; 1 TiB if the OS does not tell)."""
+    global _physical_memory
+    if _physical_memory is None:
+        try:
+            total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+        except (AttributeError, ValueError, OSError):   # not POSIX, or the name is unknown
+            total = 0
+        _physical_memory = int(total) if total and total > 0 else _FALLBACK_MEMORY
+    return _physical_memory
+
+
+def format_bytes(n: int) -> str:
+    """1536 -> '1.5 KiB', 16 * 10**9 -> '14.9 GiB' (binary units, one decimal)."""
+    value, unit = float(n), "bytes"
+    for unit in ("bytes", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB"):
+        if value < 1024 or unit == "EiB":
+            break
+        value /= 1024
+    return f"{n} bytes" if unit == "bytes" else f"{value:.1f} {unit}"
+
+
+def check_nbytes(name: str, shape, dtype, what: str | None = None, arrays: int = 1) -> int:
+    """Refuse (ValueError), before allocating, arrays the machine could never hold; returns the bytes.
+
+    shape: a tuple, or an element count. `arrays` arrays of that shape and dtype would be
+    allocated (e.g. an input copy and its gradient). The bytes are computed with Python ints
+    (no overflow) and compared with the machine's physical memory. name: the caller's
+    argument the size comes from; what: what would be allocated (default: a copy of `name`).
+    """
+    if not isinstance(shape, tuple):
+        shape = (operator.index(shape),)
+    elif not all(type(s) is int for s in shape):   # NumPy ints would wrap around in the product
+        shape = tuple(operator.index(s) for s in shape)
+    dtype = np.dtype(dtype)
+    nbytes = math.prod(shape) * dtype.itemsize * arrays
+    limit = _physical_memory or physical_memory()
+    if nbytes > limit:
+        subject = f"{name} of shape {shape}" if what is None else f"{name}: {what} of shape {shape}"
+        times = f"{arrays} arrays of " if arrays > 1 else ""
+        raise ValueError(
+            f"{subject} would need {format_bytes(nbytes)} ({times}{dtype}), "
+            f"more than this machine's {format_bytes(limit)} of memory"
+        )
+    return nbytes
+
+
+def native_float_dtype(dtype) -> np.dtype | None:
+    """float32/float64 in native byte order for a float32/float64 dtype of any byte order, else None."""
+    dtype = np.dtype(dtype)
+    if dtype.kind == "f":
+        native = dtype.newbyteorder("=")
+        if native in FLOAT_DTYPES:
+            return native
+    return None
 
 
 def resolve_dtype(dtype) -> np.dtype:
@@ -32,12 +95,15 @@ def _describe(x) -> str:
 
 
 def as_float_array(x, name: str, dtype: np.dtype, ndim=None, shape=None, finite: bool = False) -> np.ndarray:
-    """Return `x` as a C-contiguous array of `dtype` (converting once), after checking it.
+    """Return `x` as an aligned, C-contiguous, native-byte-order array of `dtype`, after checking it.
 
     ndim: an int or a tuple of allowed ints. shape: a tuple whose None entries are free.
-    Non-contiguous and read-only inputs are accepted (copied when needed); the input is
-    never written to. dtype=None checks without converting (for callers that copy `x`
-    into a buffer of their own anyway).
+    Every valid layout is accepted: Fortran order, strided, negative strides, read-only,
+    misaligned, broadcast, non-native byte order; it is copied (once) only when it is not
+    already what the kernels need, and the input is never written to. A copy the machine's
+    memory could never hold is refused first (check_nbytes, naming `name`). dtype=None checks
+    without converting (for callers that copy `x` into a buffer of their own anyway; the
+    size check then assumes the smallest such buffer, float32).
     """
     if isinstance(x, np.ndarray):
         arr = x
@@ -57,10 +123,22 @@ def as_float_array(x, name: str, dtype: np.dtype, ndim=None, shape=None, finite:
         if arr.ndim != len(shape) or any(s is not None and s != a for s, a in zip(shape, arr.shape)):
             want = str(tuple("*" if s is None else s for s in shape)).replace("'", "")
             raise ValueError(f"{name} must have shape {want}, got {arr.shape}")
-    out = arr if dtype is None else np.ascontiguousarray(arr, dtype=dtype)
+    if dtype is None:
+        check_nbytes(name, arr.shape, _FLOAT32)
+        out = arr
+    else:
+        out = _kernel_layout(arr, name, dtype)
     if finite and not np.isfinite(out).all():
         raise ValueError(f"{name} must be finite, got NaN or inf in {_describe(arr)}")
     return out
+
+
+def _kernel_layout(arr: np.ndarray, name: str, dtype) -> np.ndarray:
+    """`arr` itself if it is already an aligned, C-contiguous, native `dtype` array, else a checked copy."""
+    if arr.dtype == dtype and arr.flags.c_contiguous and arr.flags.aligned:   # == is False for '>f4'
+        return arr
+    check_nbytes(name, arr.shape, dtype)
+    return np.array(arr, dtype=dtype, order="C", copy=True)   # a fresh array: aligned, native order
 
 
 def as_labels(y, name: str, n: int, n_classes: int, ignore_index: int | None = None) -> np.ndarray:
@@ -74,18 +152,31 @@ def as_labels(y, name: str, n: int, n_classes: int, ignore_index: int | None = N
         raise TypeError(f"{name} must be integer class indices, got {_describe(arr)}")
     if arr.ndim != 1 or arr.shape[0] != n:
         raise ValueError(f"{name} must have shape ({n},) to match the input's {n} rows, got {arr.shape}")
-    labels = np.ascontiguousarray(arr, dtype=np.int64)
-    valid = (labels >= 0) & (labels < n_classes)
+    check_nbytes(name, arr.shape, _INT64)   # the int64 copy (and the range check's masks) must fit
+    check_labels_range(arr, name, n_classes, ignore_index)   # in the labels' own dtype: no wrap-around
+    return _kernel_layout(arr, name, _INT64)
+
+
+def check_labels_range(arr: np.ndarray, name: str, n_classes: int, ignore_index: int | None = None,
+                       extra: str = "") -> None:
+    """Every integer label in [0, n_classes) or == ignore_index, compared in the labels' own dtype.
+
+    (A uint64 2**64 - 1 is refused, not wrapped to -1 by a cast to int64.)
+    """
+    if not arr.size:
+        return
+    valid = (arr >= 0) & (arr < n_classes)
     if ignore_index is not None:
-        valid |= labels == ignore_index
+        info = np.iinfo(arr.dtype)
+        if info.min <= ignore_index <= info.max:
+            valid |= arr == ignore_index
     if not valid.all():
-        bad = labels[~valid][0]
+        bad = arr[~valid].flat[0]
         raise ValueError(
             f"{name} must be class indices in [0, {n_classes - 1}]"
             + (f" or ignore_index={ignore_index}" if ignore_index is not None else "")
-            + f", got {bad}"
+            + f"{extra}, got {bad}"
         )
-    return labels
 
 
 def check_int(value, name: str, low: int | None = None, high: int | None = None) -> int:
@@ -122,9 +213,27 @@ def check_float(value, name: str, low: float | None = None, high: float | None =
 
 
 def check_choice(value, name: str, choices) -> str:
+    """`value` is one of `choices`; its type is checked first (an array, a list, a float where a
+    str is expected -> TypeError naming `name`, never NumPy's "truth value is ambiguous")."""
+    if all(isinstance(c, str) for c in choices):
+        if not isinstance(value, str):
+            raise TypeError(f"{name} must be a str, one of {', '.join(repr(c) for c in choices)}; "
+                            f"got {type(value).__name__} {value!r}")
+    elif not (value is None or isinstance(value, (str, numbers.Number))) or isinstance(value, np.ndarray):
+        raise TypeError(f"{name} must be one of {', '.join(repr(c) for c in choices)}; "
+                        f"got {type(value).__name__} {value!r}")
     if value not in choices:
         raise ValueError(f"{name} must be one of {', '.join(repr(c) for c in choices)}; got {value!r}")
     return value
+
+
+def check_path(path, name: str = "path") -> str:
+    """A str, bytes or os.PathLike file name -> os.fspath(path); anything else -> TypeError naming `name`."""
+    try:
+        return os.fspath(path)
+    except TypeError:
+        raise TypeError(f"{name} must be a file path (str, bytes or os.PathLike), got {type(path).__name__} "
+                        f"{path!r}") from None
 
 
 def check_bool(value, name: str) -> bool:

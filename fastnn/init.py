@@ -16,11 +16,18 @@ from . import _validation as V
 _TRUNC_STD = 0.87962566103423978  # std of a unit normal truncated to [-2, 2]
 
 
+def _check_shape(shape) -> None:
+    """Every initializer draws float64 values of `shape` first: refuse one no machine could hold."""
+    V.check_nbytes("shape", tuple(shape), np.float64, what="the initial values")
+
+
 def _uniform(rng, shape, limit):
+    _check_shape(shape)
     return rng.uniform(-limit, limit, size=shape)
 
 
 def _truncated_normal(rng, shape, std):
+    _check_shape(shape)
     out = rng.standard_normal(size=shape)
     bad = np.abs(out) > 2.0
     while bad.any():

@@ -121,11 +121,13 @@ def get_activation(spec) -> Activation:
     """An Activation from a name, None, or an Activation instance."""
     if isinstance(spec, Activation):
         return spec
-    if spec is None or isinstance(spec, str):
-        key = spec.lower() if isinstance(spec, str) else None
-        if key in _ACTIVATIONS:
-            return _ACTIVATIONS[key]()
     names = ", ".join(repr(k) for k in _ACTIVATIONS if k is not None)
+    if spec is not None and not isinstance(spec, str):   # checked before any lookup (arrays, lists, numbers)
+        raise TypeError(f"activation must be None, an Activation layer or one of {names}; "
+                        f"got {type(spec).__name__} {spec!r}")
+    key = spec.lower() if isinstance(spec, str) else None
+    if key in _ACTIVATIONS:
+        return _ACTIVATIONS[key]()
     raise ValueError(f"activation must be None, an Activation layer or one of {names}; got {spec!r}")
 
 
@@ -137,10 +139,12 @@ class Dense(Layer):
         super().__init__()
         self.in_features = V.check_int(in_features, "in_features", low=1)
         self.out_features = V.check_int(out_features, "out_features", low=1)
+        # the weight (in, out) must fit in memory in the smallest model dtype (Sequential checks the
+        # whole parameter arena in its own dtype)
+        V.check_nbytes(f"in_features={self.in_features}, out_features={self.out_features}",
+                       (self.in_features, self.out_features), "float32", what="the weight")
         self.activation = get_activation(activation)
-        if not isinstance(use_bias, bool):
-            raise TypeError(f"use_bias must be a bool, got {use_bias!r}")
-        self.use_bias = use_bias
+        self.use_bias = V.check_bool(use_bias, "use_bias")
         self.init = check_init(init)
 
     @property

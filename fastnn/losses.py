@@ -30,9 +30,11 @@ _INT64 = (-(2**63), 2**63 - 1)
 
 
 def _compute_dtype(y_pred) -> np.dtype:
-    """y_pred's dtype if it is float32/float64, float64 for anything else."""
-    if isinstance(y_pred, np.ndarray) and y_pred.dtype in V.FLOAT_DTYPES:
-        return y_pred.dtype
+    """y_pred's dtype if it is float32/float64 (in native byte order; '>f4' -> float32), float64 otherwise."""
+    if isinstance(y_pred, np.ndarray):
+        native = V.native_float_dtype(y_pred.dtype)
+        if native is not None:
+            return native
     return np.dtype(np.float64)
 
 
@@ -56,6 +58,8 @@ def _optional_weight(weight, name: str, ndim=None) -> np.ndarray | None:
 
 class _Loss:
     """Shared protocol: validate -> one fused kernel call -> stored gradient -> backward()."""
+
+    _full_size_weights: tuple = ()   # constructor arrays broadcast to y_pred's full shape per call
 
     def __init__(self, reduction: str = "mean"):
         self.reduction = V.check_choice(reduction, "reduction", _REDUCTIONS)
@@ -88,6 +92,7 @@ class _Loss:
 
         The gradient d loss / d y_pred is computed in the same pass; ``backward()`` returns it.
         """
+        self._check_memory(y_pred)
         x, t = self._prepare(y_pred, y)
         grad = np.empty_like(x)
         loss_out = np.empty(self._loss_shape(x), dtype=x.dtype) if self.reduction == "none" else None
@@ -124,6 +129,20 @@ class _Loss:
         return self._grad * self._grad.dtype.type(scale)
 
     # -- helpers ----------------------------------------------------------------------------
+    def _check_memory(self, y_pred) -> None:
+        """Refuse (ValueError naming y_pred) a call whose arrays could never fit in memory, before any copy.
+
+        A call holds y_pred in the computation dtype, its gradient, the loss per element for
+        reduction='none' and the weights broadcast to y_pred's shape: arrays of y_pred's shape.
+        (y and y_pred's own copies are checked again, each alone, where they are converted.)
+        """
+        shape = getattr(y_pred, "shape", None)
+        if shape is None:   # a list or a scalar: as_float_array converts (and checks) it
+            return
+        arrays = 2 + (self.reduction == "none") + sum(
+            getattr(self, "_" + w) is not None for w in self._full_size_weights)
+        V.check_nbytes("y_pred", tuple(shape), _compute_dtype(y_pred), what="the loss's arrays", arrays=arrays)
+
     def _converted(self, name: str, dtype: np.dtype, shape=None) -> np.ndarray | None:
         """Constructor array ``self._<name>`` in `dtype`, broadcast to `shape` and contiguous.
 
@@ -150,6 +169,7 @@ class _Loss:
 class _ElementwiseLoss(_Loss):
     _weight = None
     _pos_weight = None
+    _full_size_weights = ("weight", "pos_weight")
 
     def _prepare(self, y_pred, y):
         dtype = _compute_dtype(y_pred)

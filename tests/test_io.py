@@ -506,7 +506,7 @@ def _widen_layer_2(header, arrays):
     (lambda h, a: h["model"]["layers"][0]["config"].update({"in_features": "5"}), r"must be an integer"),
     (lambda h, a: h["model"]["layers"][0]["config"].update({"in_features": 6}), r"shape \(5, 8\).*needs \(6, 8\)"),
     (lambda h, a: h["model"]["layers"][0]["config"].update({"in_features": 10**9, "out_features": 10**9}),
-     r"needs \(1000000000, 1000000000\)"),
+     r"needs \(1000000000, 1000000000\)|the weight of shape \(1000000000, 1000000000\) would need"),
     (lambda h, a: h["model"]["layers"][0]["config"].update({"init": "zeros"}), r"init must be one of"),
     (lambda h, a: h["model"]["layers"][1]["config"].update({"p": 1.5}), r"p must be a finite number in \[0, 1\]"),
     (lambda h, a: h["model"]["layers"].append({"class": "Dense", "config": {"in_features": 3, "out_features": 2}}),
@@ -609,7 +609,9 @@ def test_tiny_file_claiming_a_huge_array_allocates_nothing(tmp_path, saved):
         for name, arr in arrays.items():
             if name != "param/0.weight":
                 zf.writestr(name + ".npy", _npy(arr))
-    _load_error(path, r"'param/0.weight' is truncated: its shape needs 64000000000 bytes")
+    # refused by the .npy header check, or (on a machine under 30 GiB) already by Dense's size check
+    _load_error(path, r"'param/0.weight' is truncated: its shape needs 64000000000 bytes"
+                      r"|the weight of shape \(1000000000, 8\) would need 29\.8 GiB")
 
 
 def _npy(arr):

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .. import _validation as V
 from ._files import load_csv, load_npz
 from ._generators import make_moons, make_spirals
 from ._preprocessing import StandardScaler, from_one_hot, one_hot, standardize
@@ -28,7 +29,12 @@ __all__ = [
 
 
 def load_digits(dtype="float32", scale: bool = True):
-    """Return (X, y): X of shape (1797, 64) (pixels / 16 when scale, else 0..16), y int64 labels 0..9."""
+    """Return (X, y): X of shape (1797, 64) (pixels / 16 when scale, else 0..16), y int64 labels 0..9.
+
+    dtype: 'float32' or 'float64' (anything else: TypeError). scale: a bool.
+    """
+    dtype = V.resolve_dtype(dtype)
+    scale = V.check_bool(scale, "scale")
     with np.load(_HERE / "digits.npz", allow_pickle=False) as f:
         images, target = f["images"], f["target"]
     X = images.reshape(len(images), -1).astype(dtype)

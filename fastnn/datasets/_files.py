@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import csv
-import os
 
 import numpy as np
 
@@ -48,10 +47,12 @@ def load_csv(path, target, delimiter=",", dtype="float32"):
     number of fields or a missing target column raises ValueError naming the file, the line
     and the column.
     """
-    path = os.fspath(path)
+    path = V.check_path(path, "path")
     if not isinstance(target, str):
         raise TypeError(f"target must be the name of a column (a str), got {target!r}")
-    if not isinstance(delimiter, str) or len(delimiter) != 1:
+    if not isinstance(delimiter, str):
+        raise TypeError(f"delimiter must be a single character (a str), got {type(delimiter).__name__} {delimiter!r}")
+    if len(delimiter) != 1:
         raise ValueError(f"delimiter must be a single character, got {delimiter!r}")
     dtype = V.resolve_dtype(dtype)
     with open(path, newline="", encoding="utf-8-sig") as f:
@@ -115,7 +116,11 @@ def load_npz(path, x_key=None, y_key="y", dtype="float32"):
     y as stored. Missing keys, object arrays, non-numeric or non-finite features and a
     row-count mismatch raise ValueError naming the file.
     """
-    path = os.fspath(path)
+    path = V.check_path(path, "path")
+    if x_key is not None and not isinstance(x_key, str):
+        raise TypeError(f"x_key must be None or the name of an array (a str), got {type(x_key).__name__} {x_key!r}")
+    if not isinstance(y_key, str):
+        raise TypeError(f"y_key must be the name of an array (a str), got {type(y_key).__name__} {y_key!r}")
     dtype = V.resolve_dtype(dtype)
     try:
         npz = np.load(path, allow_pickle=False)

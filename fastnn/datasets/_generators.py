@@ -11,9 +11,19 @@ from ._random import check_random_state
 
 
 def _noise(noise):
+    """None or a finite std >= 0; -0.0 is 0.0 (scikit-learn's interval [0, inf) holds -0.0 too)."""
     if noise is None:
         return None
-    return V.check_float(noise, "noise", low=0.0)
+    return V.check_float(noise, "noise", low=0.0) + 0.0   # + 0.0 turns -0.0 into 0.0
+
+
+# float64 arrays of the points' shape (n_samples, 2) alive at once while a set is made
+# (the points, their shuffled copy, the noise), plus int64 labels and the shuffle index
+_WORKING_ARRAYS = 4
+
+
+def _check_size(n_samples: int, name: str = "n_samples") -> None:
+    V.check_nbytes(f"{name}={n_samples}", (n_samples, 2), np.float64, what="the points", arrays=_WORKING_ARRAYS)
 
 
 def _shuffle_and_noise(X, y, shuffle, noise, rng):
@@ -30,11 +40,13 @@ def make_moons(n_samples=100, noise=None, random_state=None, shuffle=True, dtype
     """Two interleaving half circles: X (n_samples, 2), y int64 in {0, 1} (scikit-learn's make_moons).
 
     n_samples: total (the outer moon, class 0, gets n_samples // 2) or a pair (n_outer, n_inner).
-    noise: standard deviation of Gaussian noise added to the points. The same int random_state
+    noise: None, or the standard deviation (>= 0; -0.0 is 0.0) of Gaussian noise added to the
+    points (0.0 still draws the noise, as scikit-learn does). The same int random_state
     gives scikit-learn's points (with dtype="float64").
     """
     if isinstance(n_samples, numbers.Integral) and not isinstance(n_samples, bool):
         n_samples = V.check_int(n_samples, "n_samples", low=1)
+        _check_size(n_samples)
         n_out = n_samples // 2
         n_in = n_samples - n_out
     else:
@@ -43,6 +55,7 @@ def make_moons(n_samples=100, noise=None, random_state=None, shuffle=True, dtype
         except (TypeError, ValueError) as exc:
             raise TypeError(f"n_samples must be an int or a pair of ints (n_outer, n_inner), got {n_samples!r}"
                             ) from exc
+        _check_size(n_out + n_in)
     noise = _noise(noise)
     shuffle = V.check_bool(shuffle, "shuffle")
     dtype = V.resolve_dtype(dtype)
@@ -60,11 +73,12 @@ def make_spirals(n_samples=300, n_classes=3, noise=None, random_state=None, shuf
 
     Class k has n_samples // n_classes points (the first n_samples % n_classes classes one more)
     at radius r in [0, 1] (evenly spaced) and angle 4 r + 2 pi k / n_classes radians: the
-    classic spiral set that a linear model cannot separate. noise: standard deviation of
-    Gaussian noise added to the points (0.1-0.2 makes the arms touch).
+    classic spiral set that a linear model cannot separate. noise: None or the standard deviation
+    (>= 0; -0.0 is 0.0) of Gaussian noise added to the points (0.1-0.2 makes the arms touch).
     """
     n_samples = V.check_int(n_samples, "n_samples", low=1)
     n_classes = V.check_int(n_classes, "n_classes", low=1)
+    _check_size(n_samples)
     if n_samples < n_classes:
         raise ValueError(f"n_samples must be at least n_classes={n_classes} (one point per arm), got {n_samples}")
     noise = _noise(noise)

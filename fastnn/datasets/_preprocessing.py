@@ -8,11 +8,12 @@ from .. import _validation as V
 
 
 def _features(X, name: str = "X") -> np.ndarray:
-    """X as a finite 2-D float array (float32/float64 kept, anything else -> float64)."""
+    """X as a finite 2-D float array (float32/float64 kept, in native byte order; anything else -> float64)."""
     arr = V.as_float_array(X, name, None, ndim=2, finite=True)
-    if arr.dtype not in V.FLOAT_DTYPES:
-        arr = arr.astype(np.float64)
-    return arr
+    dtype = V.native_float_dtype(arr.dtype)
+    if dtype is None:
+        dtype = np.dtype(np.float64)
+    return V.as_float_array(arr, name, dtype)   # copies (after a size check) only when needed
 
 
 class StandardScaler:
@@ -33,6 +34,7 @@ class StandardScaler:
         if X.shape[0] == 0:
             raise ValueError(f"X must have at least one row to fit a StandardScaler, got shape {X.shape}")
         n = X.shape[0]
+        V.check_nbytes("X", X.shape, np.float64, what="the float64 deviations from the mean", arrays=2)
         mean = X.mean(axis=0, dtype=np.float64)
         var = ((X - mean) ** 2).mean(axis=0)
         self.mean_, self.var_ = mean, var
@@ -99,6 +101,7 @@ def one_hot(labels, num_classes=None, dtype="float32"):
     """Rows of zeros with a 1 at each label: shape (n, num_classes) (torch.nn.functional.one_hot, as floats).
 
     labels: integer class indices in [0, num_classes). num_classes=None -> max(labels) + 1.
+    dtype: a real numeric dtype (float32 by default; ints and bool too, as torch's int64 one_hot).
     """
     arr = np.asarray(labels)
     if arr.dtype.kind not in "iu":
@@ -107,17 +110,25 @@ def one_hot(labels, num_classes=None, dtype="float32"):
         raise TypeError(f"labels must be integer class indices, got {V._describe(arr)}")
     if arr.ndim != 1:
         raise ValueError(f"labels must be 1-D (one class index per row), got shape {arr.shape}")
-    dtype = np.dtype(dtype)
+    try:
+        dt = np.dtype(dtype)
+    except TypeError:
+        dt = None
+    if dt is None or dt.kind not in "biuf":
+        raise TypeError(f"dtype must be a real numeric dtype such as 'float32', 'float64' or 'int64', got {dtype!r}")
+    dtype = dt
     if num_classes is None:
         if arr.size == 0:
             raise ValueError("num_classes must be given when labels is empty")
+        if arr.min() < 0:
+            raise ValueError(f"labels must be class indices >= 0, got {arr.min()}")
         num_classes = int(arr.max()) + 1
-    num_classes = V.check_int(num_classes, "num_classes", low=1)
-    if arr.size and (arr.min() < 0 or arr.max() >= num_classes):
-        bad = arr[(arr < 0) | (arr >= num_classes)][0]
-        raise ValueError(
-            f"labels must be class indices in [0, {num_classes - 1}] (num_classes={num_classes}), got {bad}"
-        )
+        name = f"num_classes=max(labels) + 1={num_classes}"
+    else:
+        num_classes = V.check_int(num_classes, "num_classes", low=1)
+        name = f"num_classes={num_classes}"
+    V.check_nbytes(name, (arr.size, num_classes), dtype, what="the one-hot rows")
+    V.check_labels_range(arr, "labels", num_classes, extra=f" (num_classes={num_classes})")
     out = np.zeros((arr.size, num_classes), dtype)
     out[np.arange(arr.size), arr] = 1
     return out
@@ -128,4 +139,5 @@ def from_one_hot(Y):
     arr = V.as_float_array(Y, "Y", None, ndim=2)
     if arr.shape[1] == 0:
         raise ValueError(f"Y must have at least one column, got shape {arr.shape}")
+    V.check_nbytes("Y", (arr.shape[0],), np.int64, what="the class indices")
     return arr.argmax(axis=1).astype(np.int64)

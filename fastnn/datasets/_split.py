@@ -131,6 +131,9 @@ def train_test_split(*arrays, test_size=None, train_size=None, shuffle=True, str
     if len(set(lengths)) != 1:
         raise ValueError(f"all arrays must have the same number of rows, got lengths {lengths}")
     n = lengths[0]
+    for i, arr in enumerate(arrs):   # the train and test parts together are a copy of each array
+        V.check_nbytes(f"array {i}", arr.shape, arr.dtype, what="its train and test parts")
+    V.check_nbytes(f"array 0 ({n} rows)", (n,), np.int64, what="the row indices", arrays=2)
     shuffle = V.check_bool(shuffle, "shuffle")
     n_train, n_test = split_sizes(n, test_size, train_size)
     if not shuffle:
