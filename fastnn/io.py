@@ -14,14 +14,26 @@ File format (version 1). A model file is a standard, uncompressed ``.npz`` archi
 Members are written with a fixed timestamp, so the same state always gives the same bytes.
 
 Loading never unpickles and never looks a name up outside fixed allow-lists. Before anything is
-built, the header is checked against a schema, every array's name, shape and dtype are checked
-against what the architecture implies (from the ``.npy`` headers, before any data is read, so a
-small file cannot make it allocate much), and the zip's CRC-32 of every member is verified. Any
-problem raises ``ValueError`` naming the file and the problem.
+built, the header is checked against a schema (every scalar in range: seed in [0, 2**64), the
+dropout step counter and epoch in [0, 2**63), each optimizer ``step`` a whole number in [0, 2**53],
+every hyper-parameter by the optimizer constructor's rules), and every member against what the
+architecture implies, before any of its data is read: it must be stored uncompressed (compressed
+members are refused, so a small file cannot inflate into a large allocation), its zip-declared size
+must lie within the file and equal its ``.npy`` header plus the data its shape and dtype need, and
+its name, shape and dtype must be those the architecture implies. The data are then read in
+chunks (1 MiB) straight into the model's parameters, so loading needs little memory beyond the
+model itself (optimizer state arrays pass through one temporary copy each), and the zip's CRC-32
+of every member is verified. Any problem raises ``ValueError``
+naming the file and the problem.
 
-Writes are atomic: a temporary file in the target's directory is written, flushed, fsync'ed and
-renamed onto the target (``os.replace``); if anything fails the temporary file is removed and an
-existing file at the target is left untouched. The path is used as given (no suffix is added).
+Writes are atomic: a temporary file ``.<name>.<host>.<pid>.<random>.tmp`` in the target's directory
+is written, flushed, fsync'ed and renamed onto the target (``os.replace``); if anything fails the
+temporary file is removed and an existing file at the target is left untouched. A process killed
+while saving cannot remove its temporary file, so each save first removes the temporary files of
+the same target left by writers on this host whose process no longer exists (a live writer's file,
+or one from another host, is never touched). The path is used as given (no suffix is added); a
+path that is not a str/PathLike, is empty, holds a NUL character or names a directory raises
+TypeError/ValueError naming ``path``.
 """
 
 from __future__ import annotations
@@ -59,6 +71,8 @@ _ZIP_MAGIC = b"PK\x03\x04"
 _MAX_HEADER_BYTES = 16 << 20
 _MAX_LOSS_ARRAY_BYTES = 256 << 20
 _NPY_SLACK = 10_000 + 16         # numpy's max .npy header size (max_header_size) + magic and length
+_CHUNK = 1 << 20                 # bytes read from a member at a time
+_MAX_COUNTER = (1 << 63) - 1     # the dropout step counter and the epoch fit an int64
 _ZIP_TIME = (1980, 1, 1, 0, 0, 0)
 _NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}\Z")
 
@@ -113,6 +127,10 @@ def _fspath(path, what: str = "path") -> str:
         raise TypeError(f"{what} must be a str or os.PathLike, got {type(path).__name__}")
     if not out:
         raise ValueError(f"{what} must not be empty")
+    if "\0" in out:
+        raise ValueError(f"{what} must not contain a NUL character, got {out!r}")
+    if os.path.isdir(out):
+        raise ValueError(f"{what} must name a model file, got {out!r}, which is a directory")
     return out
 
 
@@ -288,19 +306,55 @@ def _umask() -> int:
     return 0o022
 
 
+def _host() -> str:
+    return re.sub(r"[^A-Za-z0-9_-]", "_", os.uname().nodename if hasattr(os, "uname") else "") or "host"
+
+
+def _pid_alive(pid: int) -> bool:
+    """Whether process `pid` exists on this host (a zombie counts as alive; unknown counts as alive)."""
+    if pid <= 0:
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (OSError, OverflowError):  # PermissionError: it exists, owned by another user
+        return True
+    return True
+
+
+def _remove_stale_temporaries(directory: str, base: str) -> None:
+    """Remove the temporary files of target `base` whose writer (this host, pid in the name) is gone."""
+    prefix, host = "." + base + ".", _host()
+    try:
+        names = os.listdir(directory)
+    except OSError:
+        return
+    for name in names:
+        if not (name.startswith(prefix) and name.endswith(".tmp")):
+            continue
+        parts = name[len(prefix):-4].split(".")
+        if len(parts) != 3 or parts[0] != host or not parts[1].isdigit():
+            continue
+        pid = int(parts[1])
+        if pid != os.getpid() and not _pid_alive(pid):
+            with contextlib.suppress(OSError):
+                os.unlink(os.path.join(directory, name))
+
+
 def _atomic_write(path: str, write) -> None:
     """Run write(fileobj) on a temporary file beside `path`, fsync it, then rename it onto `path`."""
     directory = os.path.dirname(os.path.abspath(path))
-    if os.path.isdir(path):
-        raise IsADirectoryError(f"cannot save a model to '{path}': it is a directory")
     if not os.path.isdir(directory):
         raise FileNotFoundError(f"cannot save a model to '{path}': directory '{directory}' does not exist")
     try:
         mode = os.stat(path).st_mode & 0o777
     except OSError:
         mode = 0o666 & ~_umask()
+    base = os.path.basename(path)
+    _remove_stale_temporaries(directory, base)
     tmp = tempfile.NamedTemporaryFile(mode="wb", delete=False, dir=directory,
-                                      prefix="." + os.path.basename(path) + ".", suffix=".tmp")
+                                      prefix=f".{base}.{_host()}.{os.getpid()}.", suffix=".tmp")
     try:
         with tmp:
             write(tmp)
@@ -329,7 +383,8 @@ def save_model(model: Sequential, path, include_optimizer: bool = True) -> None:
     (bit-exact); with include_optimizer=True and a compiled model (``model.optimizer`` set) also the
     optimizer (class, param groups, state), ``model.loss`` and ``model.compiled_metrics``, so that
     training resumes on the identical trajectory. Raises ValueError for something that cannot be
-    stored (a custom layer, optimizer or loss class) before any file is touched.
+    stored (a custom layer, optimizer or loss class) before any file is touched, TypeError/ValueError
+    for an invalid path (see the module docstring).
     """
     p = _fspath(path)
     arrays = _model_arrays(model, include_optimizer)
@@ -441,6 +496,13 @@ def _check_json_value(value, where: str, depth: int = 0) -> None:
                        f"got {_short(value)}")
 
 
+def _counter(value, where: str, high: int, bound: str) -> int:
+    value = _expect(value, "int", where)
+    if not 0 <= value <= high:
+        raise _Invalid(f"header field {where} must be an integer in [0, {bound}), got {_short(value)}")
+    return value
+
+
 class _Spec:
     """What the header says the file must hold: array name -> (shape or None, allowed dtypes, max bytes)."""
 
@@ -470,12 +532,9 @@ def _parse_header(header: dict):
     dtype_name = _expect(m["dtype"], "str", "model.dtype")
     if dtype_name not in ("float32", "float64"):
         raise _Invalid(f"header field model.dtype must be 'float32' or 'float64', got {_short(dtype_name)}")
-    seed = _expect(m["seed"], "int", "model.seed")
-    step = _expect(m.get("step", 0), "int", "model.step")
-    epoch = _expect(m.get("epoch", 0), "int", "model.epoch")
-    if not 0 <= seed < (1 << 64) or step < 0 or epoch < 0:
-        raise _Invalid(f"header fields model.seed/step/epoch must be non-negative (seed < 2**64), got "
-                       f"{seed}, {step}, {epoch}")
+    seed = _counter(m["seed"], "model.seed", (1 << 64) - 1, "2**64")
+    step = _counter(m.get("step", 0), "model.step", _MAX_COUNTER, "2**63")
+    epoch = _counter(m.get("epoch", 0), "model.epoch", _MAX_COUNTER, "2**63")
     layer_specs = _expect(m["layers"], "list", "model.layers")
     if not layer_specs:
         raise _Invalid("header field model.layers is empty")
@@ -555,10 +614,26 @@ def _parse_training(t, shapes, dtype, spec: _Spec) -> dict:
     return {"optimizer": (cls, defaults, groups, state), "loss": loss, "metrics": metrics}
 
 
-def _read_member(zf: zipfile.ZipFile, info: zipfile.ZipInfo, shape, dtypes, max_bytes) -> np.ndarray:
-    """Read one .npy member (read-only result), checking its header (shape, dtype) before any data is read."""
+class _Member:
+    """A checked .npy member: its zip entry, the length of its .npy header, shape, Fortran order, dtype."""
+
+    def __init__(self, info, offset, shape, fortran, dtype):
+        self.info, self.offset, self.shape, self.fortran, self.dtype = info, offset, tuple(shape), fortran, dtype
+
+
+def _check_member(zf: zipfile.ZipFile, info: zipfile.ZipInfo, shape, dtypes, max_bytes, archive_size) -> _Member:
+    """Check one .npy member against the zip directory and what the header implies, reading only its .npy header."""
     name = info.filename[:-4]
     dtypes = [np.dtype(d) for d in dtypes]
+    if info.compress_type != zipfile.ZIP_STORED:
+        raise _Invalid(f"array {name!r} is compressed (zip method {info.compress_type}); fastnn model files hold "
+                       "uncompressed (stored) members only, as save_model writes them")
+    if info.compress_size != info.file_size:
+        raise _Invalid(f"array {name!r} is stored but its zip entry declares {info.compress_size} bytes in the "
+                       f"file and {info.file_size} bytes of data")
+    if info.header_offset + info.compress_size > archive_size:
+        raise _Invalid(f"array {name!r} declares {info.file_size} bytes, more than the file holds (it may be "
+                       "truncated)")
     if info.file_size > max_bytes + _NPY_SLACK:
         raise _Invalid(f"array {name!r} is {info.file_size} bytes, more than its expected shape needs")
     with zf.open(info) as fp:
@@ -569,29 +644,58 @@ def _read_member(zf: zipfile.ZipFile, info: zipfile.ZipInfo, shape, dtypes, max_
             got_shape, fortran, dt = np.lib.format.read_array_header_2_0(fp)
         else:
             raise _Invalid(f"array {name!r} has an unsupported .npy format version {version}")
-        if dt.hasobject or dt.kind not in "biuf" or dt.fields is not None or dt.subdtype is not None:
-            raise _Invalid(f"array {name!r} has dtype {dt}; fastnn model files hold plain numeric arrays only")
-        native = dt.newbyteorder("=")
-        if native not in dtypes:
-            raise _Invalid(f"array {name!r} has dtype {dt}, expected {' or '.join(str(d) for d in dtypes)}")
-        if shape is not None and tuple(got_shape) != tuple(shape):
-            raise _Invalid(f"array {name!r} has shape {tuple(got_shape)}, but the architecture needs {tuple(shape)}")
-        nbytes = prod(got_shape) * dt.itemsize
-        if nbytes > max_bytes:
-            raise _Invalid(f"array {name!r} of shape {tuple(got_shape)} is too large ({nbytes} bytes)")
-        if nbytes > info.file_size:
-            raise _Invalid(f"array {name!r} is truncated: its shape needs {nbytes} bytes, the member has "
-                           f"{info.file_size}")
-        data = fp.read(nbytes)
-        if len(data) != nbytes or fp.read(1):  # reading to the end also checks the member's CRC-32
-            raise _Invalid(f"array {name!r} does not hold the {nbytes} bytes of data its header announces")
-    arr = np.frombuffer(data, dt)
-    arr = arr.reshape(got_shape[::-1]).T if fortran else arr.reshape(got_shape)
-    return arr if dt == native else arr.astype(native)
+        offset = fp.tell()
+    if dt.hasobject or dt.kind not in "biuf" or dt.fields is not None or dt.subdtype is not None:
+        raise _Invalid(f"array {name!r} has dtype {dt}; fastnn model files hold plain numeric arrays only")
+    if dt.newbyteorder("=") not in dtypes:
+        raise _Invalid(f"array {name!r} has dtype {dt}, expected {' or '.join(str(d) for d in dtypes)}")
+    if shape is not None and tuple(got_shape) != tuple(shape):
+        raise _Invalid(f"array {name!r} has shape {tuple(got_shape)}, but the architecture needs {tuple(shape)}")
+    nbytes = prod(got_shape) * dt.itemsize
+    if nbytes > max_bytes:
+        raise _Invalid(f"array {name!r} of shape {tuple(got_shape)} is too large ({nbytes} bytes)")
+    if offset + nbytes > info.file_size:
+        raise _Invalid(f"array {name!r} is truncated: its shape needs {nbytes} bytes, the member has "
+                       f"{info.file_size - offset}")
+    if offset + nbytes != info.file_size:
+        raise _Invalid(f"array {name!r}: its zip entry declares {info.file_size} bytes, but its .npy header and "
+                       f"shape {tuple(got_shape)} imply {offset + nbytes}")
+    return _Member(info, offset, got_shape, fortran, dt)
 
 
-def _read_file(f):
-    """((model kwargs, layers, training, spec), arrays) of an open model file, validated against each other."""
+def _read_data(zf: zipfile.ZipFile, m: _Member, out: np.ndarray | None = None) -> np.ndarray:
+    """A checked member's data, read in chunks into `out` (same shape, native dtype, C order) or a new array."""
+    name = m.info.filename[:-4]
+    native = m.dtype.newbyteorder("=")
+    direct = (out is not None and out.dtype == m.dtype and not m.fortran and out.shape == m.shape
+              and out.flags.c_contiguous and out.flags.writeable)
+    flat = out.reshape(-1) if direct else np.empty(prod(m.shape), m.dtype)
+    dest = flat.view(np.uint8)
+    nbytes = dest.size
+    with zf.open(m.info) as fp:
+        if len(fp.read(m.offset)) != m.offset:
+            raise _Invalid(f"array {name!r} is truncated")
+        pos = 0
+        while pos < nbytes:
+            chunk = fp.read(min(nbytes - pos, _CHUNK))
+            if not chunk:
+                raise _Invalid(f"array {name!r} does not hold the {nbytes} bytes of data its header announces")
+            dest[pos:pos + len(chunk)] = np.frombuffer(chunk, np.uint8)
+            pos += len(chunk)
+        if fp.read(1):  # reading to the end also checks the member's CRC-32
+            raise _Invalid(f"array {name!r} holds more than the {nbytes} bytes of data its header announces")
+    if direct:
+        return out
+    arr = flat.reshape(m.shape[::-1]).T if m.fortran else flat.reshape(m.shape)
+    arr = arr if m.dtype == native else arr.astype(native)
+    if out is not None:
+        out[...] = arr
+        return out
+    return arr
+
+
+def _open_archive(f):
+    """The zip archive of an open model file, after checking its signature."""
     head = f.read(8)
     if not head:
         raise _Invalid("the file is empty")
@@ -603,34 +707,38 @@ def _read_file(f):
             hint = " (it looks like a pickle, which fastnn never loads)"
         raise _Invalid(f"it is not a fastnn model file: it does not start with the zip signature{hint}")
     f.seek(0)
-    with zipfile.ZipFile(f) as zf:
-        infos = zf.infolist()
-        names = [i.filename for i in infos]
-        if len(set(names)) != len(names):
-            raise _Invalid("the archive lists an array twice")
-        by_name = {n[:-4]: i for n, i in zip(names, infos) if n.endswith(".npy")}
-        if HEADER not in by_name:
-            torch_hint = " (a PyTorch checkpoint? see fastnn.io.from_torch)" if any(
-                n.endswith("data.pkl") for n in names) else ""
-            raise _Invalid(f"it is not a fastnn model file: the archive has no {HEADER!r} header{torch_hint}")
-        raw = _read_member(zf, by_name[HEADER], None, [np.uint8], _MAX_HEADER_BYTES)
-        if raw.ndim != 1:
-            raise _Invalid(f"the {HEADER!r} header must be a 1-D uint8 array, got shape {raw.shape}")
-        try:
-            header = json.loads(raw.tobytes().decode("utf-8"))
-        except (UnicodeDecodeError, ValueError, RecursionError) as exc:
-            raise _Invalid(f"the header is not valid JSON ({exc})") from None
-        parsed = _parse_header(header)
-        spec = parsed[3]
-        extra = sorted(set(by_name) - set(spec.arrays) - {HEADER}) + sorted(
-            n for n in names if not n.endswith(".npy"))
-        if extra:
-            raise _Invalid(f"the archive holds an unexpected member {extra[0]!r}")
-        missing = sorted(set(spec.arrays) - set(by_name))
-        if missing:
-            raise _Invalid(f"array {missing[0]!r} is missing (the file may be truncated or incomplete)")
-        arrays = {name: _read_member(zf, by_name[name], *spec.arrays[name]) for name in spec.arrays}
-    return parsed, arrays
+    return zipfile.ZipFile(f)
+
+
+def _read_file(zf: zipfile.ZipFile, archive_size: int):
+    """((model kwargs, layers, training, spec), members) of an open archive, every member checked (no data read)."""
+    infos = zf.infolist()
+    names = [i.filename for i in infos]
+    if len(set(names)) != len(names):
+        raise _Invalid("the archive lists an array twice")
+    by_name = {n[:-4]: i for n, i in zip(names, infos) if n.endswith(".npy")}
+    if HEADER not in by_name:
+        torch_hint = " (a PyTorch checkpoint? see fastnn.io.from_torch)" if any(
+            n.endswith("data.pkl") for n in names) else ""
+        raise _Invalid(f"it is not a fastnn model file: the archive has no {HEADER!r} header{torch_hint}")
+    raw = _read_data(zf, _check_member(zf, by_name[HEADER], None, [np.uint8], _MAX_HEADER_BYTES, archive_size))
+    if raw.ndim != 1:
+        raise _Invalid(f"the {HEADER!r} header must be a 1-D uint8 array, got shape {raw.shape}")
+    try:
+        header = json.loads(raw.tobytes().decode("utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+        raise _Invalid(f"the header is not valid JSON ({exc})") from None
+    parsed = _parse_header(header)
+    spec = parsed[3]
+    extra = sorted(set(by_name) - set(spec.arrays) - {HEADER}) + sorted(
+        n for n in names if not n.endswith(".npy"))
+    if extra:
+        raise _Invalid(f"the archive holds an unexpected member {extra[0]!r}")
+    missing = sorted(set(spec.arrays) - set(by_name))
+    if missing:
+        raise _Invalid(f"array {missing[0]!r} is missing (the file may be truncated or incomplete)")
+    members = {name: _check_member(zf, by_name[name], *spec.arrays[name], archive_size) for name in spec.arrays}
+    return parsed, members
 
 
 def load_model(path) -> Sequential:
@@ -641,7 +749,8 @@ def load_model(path) -> Sequential:
     and the model is compiled with it, the loss and the metrics (``model.optimizer`` etc.), so
     training continues exactly as it would have. The model comes back in training mode.
     Raises ValueError (naming the file and the problem) for a file that is not a valid fastnn model
-    file, FileNotFoundError/OSError if it cannot be read, TypeError for a path of the wrong type.
+    file, FileNotFoundError/OSError if it cannot be read, TypeError for a path of the wrong type and
+    ValueError for an empty path, one holding a NUL character or naming a directory.
     """
     p = _fspath(path)
     with open(p, "rb") as f:
@@ -653,10 +762,13 @@ def load_model(path) -> Sequential:
 
 def _load(f, p: str):
     try:
-        (kw, layers, training, _), arrays = _read_file(f)
-        model = _construct(lambda: Sequential(layers, dtype=kw["dtype"], seed=kw["seed"]), {}, "model")
-        for param in model.parameters():
-            param.data[...] = arrays[f"param/{param.name}"]
+        archive_size = os.fstat(f.fileno()).st_size
+        with _open_archive(f) as zf:
+            (kw, layers, training, _), members = _read_file(zf, archive_size)
+            model = _construct(lambda: Sequential(layers, dtype=kw["dtype"], seed=kw["seed"]), {}, "model")
+            for param in model.parameters():  # straight into the model: no second copy of the weights
+                _read_data(zf, members.pop(f"param/{param.name}"), param.data)
+            arrays = {name: _read_data(zf, m) for name, m in members.items()}
         if training is not None:
             _restore_training(model, training, arrays)
     except _Invalid as exc:
@@ -671,9 +783,29 @@ def _load(f, p: str):
 def _restore_training(model: Sequential, training: dict, arrays: dict) -> None:
     cls, defaults, groups, state = training["optimizer"]
     params = model.parameters()
+    opt = None
+    for g, (idx, hyper) in enumerate(groups):  # one at a time, so that an error names its group
+        group = {"params": [params[j] for j in idx], **hyper}
+        try:
+            if opt is None:
+                opt = cls([group])
+            else:
+                opt.add_param_group(group)
+        except (TypeError, ValueError) as exc:
+            raise _Invalid(f"the optimizer cannot be restored: header field "
+                           f"training.optimizer.param_groups[{g}]: {exc}") from None
     try:
-        opt = cls([{"params": [params[j] for j in idx], **hyper} for idx, hyper in groups])
         opt.defaults = opt._check_group({**opt.defaults, **defaults})
+    except (TypeError, ValueError, KeyError) as exc:
+        raise _Invalid(f"the optimizer cannot be restored: header field training.optimizer.defaults: {exc}") from None
+    for j, kinds in state.items():
+        if "step" in kinds:
+            name = f"optimizer/state/{j}/step"
+            try:
+                _optim.optimizer.check_step(arrays[name], f"array {name!r}")
+            except (TypeError, ValueError) as exc:
+                raise _Invalid(f"the optimizer cannot be restored: {exc}") from None
+    try:
         order = [j for idx, _ in groups for j in idx]   # the optimizer's own parameter numbering
         local = {j: i for i, j in enumerate(order)}
         opt.load_state_dict({

@@ -19,6 +19,7 @@ class Adam(Optimizer):
 
     _state_kinds = ("exp_avg", "exp_avg_sq", "max_exp_avg_sq")
     _torch_flags = {"foreach": None, "capturable": False, "differentiable": False, "fused": None}
+    _load_defaults = {"amsgrad": False, "maximize": False, "decoupled_weight_decay": False}  # torch's __setstate__
 
     def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0, amsgrad=False, *,
                  maximize=False, decoupled_weight_decay=False):

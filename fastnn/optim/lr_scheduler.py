@@ -54,6 +54,64 @@ def _lrs(optimizer) -> list:
     return [group["lr"] for group in optimizer.param_groups]
 
 
+# ------------------------------------------------------------------ checks of a loaded state_dict's entries
+# Each takes (value, name, number of param groups) and returns the value to store (or raises naming `name`).
+
+def _int_from(low):
+    return lambda v, name, n: check_int(v, name, low=low)
+
+
+def _float_from(low, high=None, high_open=False, low_open=False):
+    return lambda v, name, n: check_float(v, name, low=low, high=high, high_open=high_open, low_open=low_open)
+
+
+def _bool(v, name, n):
+    if not isinstance(v, bool):
+        raise TypeError(f"{name} must be a bool, got {v!r}")
+    return v
+
+
+def _real(v, name, n):  # any real number, inf included (best, mode_worse)
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        raise TypeError(f"{name} must be a real number, got {v!r}")
+    return v
+
+
+def _lr_list(v, name, n):
+    if not isinstance(v, list):
+        raise TypeError(f"{name} must be a list of lrs, got {type(v).__name__}")
+    if len(v) != n:
+        raise ValueError(f"{name} must hold one lr per param group ({n}), got {len(v)}")
+    for i, lr in enumerate(v):
+        check_float(lr, f"{name}[{i}]", low=0)
+    return v
+
+
+def _lr_values(v, name, n):  # ReduceLROnPlateau's min_lrs (any length: it adapts to added groups)
+    return _lr_list(v, name, len(v) if isinstance(v, list) else n)
+
+
+def _choice(*choices):
+    return lambda v, name, n: check_choice(v, name, choices)
+
+
+def _milestones(v, name, n):
+    if not isinstance(v, dict):
+        raise TypeError(f"{name} must be a Counter of milestone epochs, got {type(v).__name__}")
+    for epoch, count in v.items():
+        check_int(epoch, f"{name} (a milestone)", low=0)
+        check_int(count, f"{name}[{epoch}]", low=1)
+    return Counter(v)
+
+
+def _optional(check):
+    return lambda v, name, n: None if v is None else check(v, name, n)
+
+
+_EPOCH_FIELDS = {"last_epoch": _int_from(-1), "_step_count": _int_from(0), "base_lrs": _lr_list,
+                 "_last_lr": _lr_list, "_is_initial": _bool, "_get_lr_called_within_step": _bool}
+
+
 class LRScheduler:
     """Base class of the epoch schedules (torch.optim.lr_scheduler.LRScheduler).
 
@@ -131,11 +189,31 @@ class LRScheduler:
         """Every attribute except the optimizer (torch's keys), as a deep copy."""
         return {key: copy.deepcopy(value) for key, value in self.__dict__.items() if key != "optimizer"}
 
+    #: entry -> its check (see _EPOCH_FIELDS), for the entries of state_dict() and torch's
+    _state_fields = _EPOCH_FIELDS
+
     def load_state_dict(self, state_dict: dict) -> None:
-        """Restore a state_dict() of this scheduler class (fastnn's or torch's)."""
+        """Restore a state_dict() of this scheduler class (fastnn's or torch's).
+
+        Every known entry is checked with the constructor's rules (TypeError/ValueError naming
+        ``state_dict[key]``) before anything changes; an entry naming a method or property is refused.
+        """
         if not isinstance(state_dict, dict):
-            raise TypeError(f"state_dict must be a dict, got {type(state_dict).__name__}")
-        self.__dict__.update(copy.deepcopy({k: v for k, v in state_dict.items() if k != "optimizer"}))
+            raise TypeError(f"state_dict must be a dict (as state_dict() returns), got {type(state_dict).__name__}")
+        loaded = {}
+        n = len(self.optimizer.param_groups)
+        for key, value in state_dict.items():
+            if not isinstance(key, str) or not key.isidentifier():
+                raise TypeError(f"state_dict's keys must be attribute names, got {key!r}")
+            if key == "optimizer":
+                continue
+            if key.startswith("__") or hasattr(type(self), key) and key not in self._state_fields:
+                raise ValueError(f"state_dict has an entry {key!r} that is not a state of {type(self).__name__} "
+                                 "(it names one of its methods or properties)")
+            value = copy.deepcopy(value)
+            check = self._state_fields.get(key)
+            loaded[key] = value if check is None else check(value, f"state_dict[{key!r}]", n)
+        self.__dict__.update(loaded)
 
     def _warn_get_lr_outside_step(self) -> None:
         if not self._get_lr_called_within_step:
@@ -149,6 +227,8 @@ class _LRScheduler(LRScheduler):
 
 class StepLR(LRScheduler):
     """Multiply the lr by ``gamma`` every ``step_size`` epochs: lr_e = base * gamma**(e // step_size)."""
+
+    _state_fields = {**_EPOCH_FIELDS, "step_size": _int_from(1), "gamma": _float_from(0)}
 
     def __init__(self, optimizer, step_size: int, gamma: float = 0.1, last_epoch: int = -1) -> None:
         self.step_size = check_int(step_size, "step_size", low=1)
@@ -167,6 +247,8 @@ class StepLR(LRScheduler):
 
 class MultiStepLR(LRScheduler):
     """Multiply the lr by ``gamma`` at each milestone epoch (by gamma**k if it is listed k times)."""
+
+    _state_fields = {**_EPOCH_FIELDS, "milestones": _milestones, "gamma": _float_from(0)}
 
     def __init__(self, optimizer, milestones, gamma: float = 0.1, last_epoch: int = -1) -> None:
         if isinstance(milestones, (str, bytes, dict)) or not hasattr(milestones, "__iter__"):
@@ -192,6 +274,8 @@ class MultiStepLR(LRScheduler):
 class ExponentialLR(LRScheduler):
     """Multiply the lr by ``gamma`` every epoch: lr_e = base * gamma**e."""
 
+    _state_fields = {**_EPOCH_FIELDS, "gamma": _float_from(0)}
+
     def __init__(self, optimizer, gamma: float, last_epoch: int = -1) -> None:
         self.gamma = check_float(gamma, "gamma", low=0)
         super().__init__(optimizer, last_epoch)
@@ -212,6 +296,8 @@ class CosineAnnealingLR(LRScheduler):
     Approximates lr_e = eta_min + (base - eta_min) * (1 + cos(pi * e / T_max)) / 2, by recursion from
     the current lr. Past T_max it rises again (period 2 * T_max); it does not stay at eta_min.
     """
+
+    _state_fields = {**_EPOCH_FIELDS, "T_max": _int_from(1), "eta_min": _float_from(0)}
 
     def __init__(self, optimizer, T_max: int, eta_min: float = 0.0, last_epoch: int = -1) -> None:
         self.T_max = check_int(T_max, "T_max", low=1)
@@ -243,6 +329,9 @@ class LinearLR(LRScheduler):
 
     lr_e = base * (start + (end - start) * min(e, total_iters) / total_iters), by torch's recursion.
     """
+
+    _state_fields = {**_EPOCH_FIELDS, "start_factor": _float_from(0, 1, low_open=True),
+                     "end_factor": _float_from(0, 1), "total_iters": _int_from(1)}
 
     def __init__(self, optimizer, start_factor: float = 1.0 / 3, end_factor: float = 1.0, total_iters: int = 5,
                  last_epoch: int = -1) -> None:
@@ -281,6 +370,12 @@ class ReduceLROnPlateau(LRScheduler):
     """
 
     needs_metric = True
+    _state_fields = {"last_epoch": _int_from(-1), "_last_lr": _lr_list, "factor": _float_from(0, 1, high_open=True),
+                     "patience": _int_from(0), "cooldown": _int_from(0), "cooldown_counter": _int_from(0),
+                     "num_bad_epochs": _int_from(0), "eps": _float_from(0), "threshold": _float_from(0),
+                     "mode": _choice("min", "max"), "threshold_mode": _choice("rel", "abs"), "best": _real,
+                     "mode_worse": _real, "min_lrs": _lr_values, "default_min_lr": _optional(_float_from(0)),
+                     "_step_count": _int_from(0)}
 
     def __init__(self, optimizer, mode: str = "min", factor: float = 0.1, patience: int = 10,
                  threshold: float = 1e-4, threshold_mode: str = "rel", cooldown: int = 0, min_lr=0,

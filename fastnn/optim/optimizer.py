@@ -17,7 +17,10 @@ returns one ``(kind, flags, param, grad, s0, s1, s2, scalars)`` tuple per run, i
 fastnn/_kernels/_optim.pxd. ``step()`` hands each to ``_optim.apply_run`` (one kernel call per run);
 a compiled training plan may instead run them inside its own nogil call, but must then apply every
 run it was given, since the bookkeeping is already done. A model whose parameters form one group
-takes one call. As in torch, a parameter whose grad is None is skipped entirely.
+takes one call. As in torch, a parameter whose grad is None is skipped entirely. Before any
+bookkeeping, ``_fused_runs()`` re-checks the hyper-parameters of every group that changed since its
+last check (``param_groups[i]["lr"] = nan`` is refused by the next step, on every path); unchanged
+groups cost one comparison per key.
 
 Subclasses define ``_state_kinds``, ``_torch_flags`` (torch's implementation flags, reported in
 state_dict() groups and ignored on load), ``_check_group`` (validate and normalise the
@@ -26,6 +29,8 @@ hyper-parameters of a group), ``_run_key`` and ``_prepare_run`` (bookkeeping of 
 
 from __future__ import annotations
 
+import math
+import numbers
 from collections import defaultdict
 
 import numpy as np
@@ -47,6 +52,10 @@ class Optimizer:
 
     _state_kinds: tuple[str, ...] = ()
     _torch_flags: dict = {}
+    #: what torch's ``__setstate__`` fills into a loaded param group that lacks the key (older state dicts)
+    _load_defaults: dict = {"maximize": False}
+    #: whether every parameter's state holds a "step" count (all but SGD)
+    _counts_steps: bool = True
 
     def __init__(self, params, defaults: dict):
         self.defaults = self._check_group(dict(defaults))
@@ -57,6 +66,7 @@ class Optimizer:
         self._sizes: dict[np.dtype, int] = {}  # dtype -> elements laid out so far
         self._buffers: dict[tuple[str, np.dtype], np.ndarray] = {}  # (kind, dtype) -> flat state buffer
         self._views: dict[tuple, object] = {}  # (first, last) / (kind, first, last) -> a run's flat slices
+        self._checked: list[tuple[dict, dict]] = []  # per param group: (the group, its hyper-parameters as checked)
         for group in _param_groups(params):
             self.add_param_group(group)
 
@@ -102,7 +112,13 @@ class Optimizer:
             self._buffer(kind, dtype)
 
     def step(self, closure=None):
-        """One update of every parameter that has a gradient; returns closure() if given."""
+        """One update of every parameter that has a gradient; returns closure() if given.
+
+        As torch: ``closure`` (a callable re-evaluating the model, or None) is called once, before the update.
+        """
+        if closure is not None and not callable(closure):
+            raise TypeError(f"closure must be a callable (re-evaluating the model and returning the loss) or None, "
+                            f"got {_short(closure)}")
         loss = closure() if closure is not None else None
         for run in self._fused_runs():
             apply_run(*run)
@@ -112,9 +128,37 @@ class Optimizer:
         """Do all of a step's bookkeeping; return one (kind, flags, param, grad, s0, s1, s2, scalars) per run.
 
         The tuples are ready for ``_optim.apply_run`` (see _optim.pxd for kinds, flags and scalars);
-        the caller must apply every one of them, once, before the next call.
+        the caller must apply every one of them, once, before the next call. First, any hyper-parameter
+        changed since it was last checked (``param_groups[i]["lr"] = ...``) is checked again with the
+        constructor's rules (ValueError/TypeError naming the group), before any state or weight changes.
         """
+        self._check_changed_groups()
         return [self._prepare_run(group, run, key) for group in self.param_groups for run, key in self._runs(group)]
+
+    def _check_changed_groups(self) -> None:
+        """Re-check the hyper-parameters of every group that changed since its last check (cheap when none did)."""
+        checked, groups = self._checked, self.param_groups
+        if len(checked) != len(groups):
+            del checked[len(groups):]
+        for g, group in enumerate(groups):
+            if g < len(checked):
+                ref, seen = checked[g]
+                if ref is group and _unchanged(group, seen):
+                    continue
+            if not isinstance(group, dict) or "params" not in group:
+                raise TypeError(f"param_groups[{g}] must be a dict with a 'params' entry, got {_short(group)}")
+            missing = [k for k in self.defaults if k not in group]
+            if missing:
+                raise ValueError(f"param_groups[{g}] lacks the hyper-parameter {missing[0]!r}")
+            try:
+                self._check_group(group)
+            except (TypeError, ValueError) as exc:
+                raise type(exc)(f"param_groups[{g}]: {exc}") from None
+            entry = (group, {k: v for k, v in group.items() if k != "params"})
+            if g < len(checked):
+                checked[g] = entry
+            else:
+                checked.append(entry)
 
     def zero_grad(self, set_to_none: bool = True) -> None:
         """Clear the gradients (None by default, else zeros); grads that are None stay None."""
@@ -140,8 +184,16 @@ class Optimizer:
         return {"state": dict(sorted(state.items())), "param_groups": groups}
 
     def load_state_dict(self, state_dict: dict) -> None:
-        """Load hyper-parameters and state saved by state_dict() (fastnn's or torch's)."""
-        saved_groups = state_dict["param_groups"]
+        """Load hyper-parameters and state saved by state_dict() (fastnn's or torch's).
+
+        As torch: each param group becomes the saved group (with this optimizer's parameters); a flag an
+        older state dict lacks gets torch's default (``_load_defaults``: ``maximize=False``, ...), not the
+        current value. Everything is checked before anything changes: the dict's layout (TypeError /
+        ValueError naming ``state_dict``), every hyper-parameter with the constructor's rules, a
+        hyper-parameter missing from a group, the shapes and dtypes of the state arrays, and each ``step``
+        (a whole number in [0, 2**53]).
+        """
+        saved_groups, saved_state = _state_dict_parts(state_dict)
         if len(saved_groups) != len(self.param_groups):
             raise ValueError(f"state_dict has {len(saved_groups)} param groups, "
                              f"this optimizer has {len(self.param_groups)}")
@@ -151,30 +203,47 @@ class Optimizer:
                 raise ValueError(f"param group {i} of state_dict has {len(saved['params'])} parameters, "
                                  f"this optimizer's has {len(group['params'])}")
             index.update(zip(saved["params"], group["params"]))
-            hyper = {k: v for k, v in saved.items() if k != "params" and k not in self._torch_flags}
-            groups.append(self._check_group({**group, **hyper, "params": group["params"]}))
+            hyper = {**self._load_defaults,
+                     **{k: v for k, v in saved.items() if k != "params" and k not in self._torch_flags}}
+            missing = [k for k in self.defaults if k not in hyper]
+            if missing:
+                raise ValueError(f"state_dict['param_groups'][{i}] lacks the hyper-parameter {missing[0]!r}")
+            try:
+                groups.append(self._check_group({**hyper, "params": group["params"]}))
+            except (TypeError, ValueError) as exc:
+                raise type(exc)(f"state_dict['param_groups'][{i}]: {exc}") from None
+        if len(index) != sum(len(g["params"]) for g in saved_groups):
+            raise ValueError("state_dict['param_groups'] lists a parameter index twice")
         loaded = {}
-        for i, saved in state_dict["state"].items():
+        for i, saved in saved_state.items():
             if i not in index:
                 raise ValueError(f"state_dict['state'] has an entry for parameter {i!r}, which is in no param group")
+            if not isinstance(saved, dict):
+                raise TypeError(f"state_dict['state'][{i!r}] must be a dict of state arrays, got {_short(saved)}")
             p = index[i]
             entry = {}
             for kind, value in saved.items():
                 if value is None:  # torch's SGD can hold momentum_buffer=None
                     continue
-                value = np.asarray(value)  # np.array() warns on torch tensors
-                if kind != "step" and value.shape != p.shape:
-                    raise ValueError(f"state_dict['state'][{i!r}][{kind!r}] must have the shape {p.shape} "
-                                     f"of parameter {p.name}, got {value.shape}")
+                where = f"state_dict['state'][{i!r}][{kind!r}]"
+                if kind == "step":
+                    entry[kind] = np.array(check_step(value, where), np.float32)
+                    continue
+                value = _real_array(value, where)
+                if value.shape != p.shape:
+                    raise ValueError(f"{where} must have the shape {p.shape} of parameter {p.name}, got {value.shape}")
                 entry[kind] = value
+            if entry and self._counts_steps and "step" not in entry:
+                raise ValueError(f"state_dict['state'][{i!r}] holds {sorted(entry)} but no 'step' count")
             loaded[p] = entry
         self.param_groups = groups
+        self._checked = [(g, {k: v for k, v in g.items() if k != "params"}) for g in groups]
         self.state.clear()
         for p, entry in loaded.items():
             st = self.state[p]
             for kind, value in entry.items():
                 if kind == "step":
-                    st[kind] = value.astype(np.float32).reshape(())
+                    st[kind] = value
                 elif kind in self._state_kinds:
                     st[kind] = self._state_view(kind, p)
                     st[kind][...] = value
@@ -295,3 +364,85 @@ def _param_groups(params) -> list[dict]:
     if all(isinstance(g, dict) for g in params):
         return params
     return [{"params": params}]
+
+
+#: the largest step count a state may hold (every whole number up to it is exact in float64)
+MAX_STEP = 2 ** 53
+
+
+def _short(value) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def _unchanged(group, seen: dict) -> bool:
+    """Whether `group` holds exactly the hyper-parameters `seen` (values compared by type and value)."""
+    if len(group) != len(seen) + 1:
+        return False
+    try:
+        for k, v in seen.items():
+            now = group.get(k, _unchanged)
+            if now is not v and not (type(now) is type(v) and bool(now == v)):
+                return False
+    except (TypeError, ValueError):  # a value that cannot be compared (an array...): check it again
+        return False
+    return True
+
+
+def check_step(value, where: str) -> float:
+    """A step count (a number or a one-element array): a whole number in [0, MAX_STEP] -> float."""
+    if isinstance(value, numbers.Integral) and not isinstance(value, (bool, np.bool_)):
+        step = int(value)
+        ok = 0 <= step <= MAX_STEP
+    else:
+        try:
+            arr = np.asarray(value)
+        except Exception:  # noqa: BLE001 - an object numpy cannot take
+            arr = np.asarray(None)
+        if arr.dtype.kind not in "iuf" or arr.size != 1:
+            raise TypeError(f"{where} must be a step count (a number or a one-element numeric array), "
+                            f"got {_short(value)}")
+        step = arr.reshape(()).item()
+        ok = math.isfinite(step) and 0 <= step <= MAX_STEP and step == int(step)
+    if not ok:
+        raise ValueError(f"{where} must be a whole number in [0, 2**53], got {_short(value)}")
+    return float(step)
+
+
+def _real_array(value, where: str) -> np.ndarray:
+    try:
+        arr = np.asarray(value)  # np.array() warns on torch tensors
+    except Exception:  # noqa: BLE001 - ragged lists and the like
+        raise TypeError(f"{where} must be an array of real numbers, got {type(value).__name__}") from None
+    if arr.dtype.kind not in "biuf":
+        raise TypeError(f"{where} must be an array of real numbers, got {_short(value)}")
+    return arr
+
+
+def _state_dict_parts(state_dict) -> tuple[list, dict]:
+    """(param_groups, state) of an optimizer state dict, after checking its layout."""
+    if not isinstance(state_dict, dict):
+        raise TypeError(f"state_dict must be a dict with 'state' and 'param_groups' (as state_dict() returns), "
+                        f"got {_short(state_dict)}")
+    for key in ("state", "param_groups"):
+        if key not in state_dict:
+            raise ValueError(f"state_dict lacks the key {key!r} (it has {sorted(map(str, state_dict))})")
+    groups, state = state_dict["param_groups"], state_dict["state"]
+    if not isinstance(groups, (list, tuple)):
+        raise TypeError(f"state_dict['param_groups'] must be a list of dicts, got {_short(groups)}")
+    if not isinstance(state, dict):
+        raise TypeError(f"state_dict['state'] must be a dict, got {_short(state)}")
+    for i, group in enumerate(groups):
+        if not isinstance(group, dict) or "params" not in group:
+            raise TypeError(f"state_dict['param_groups'][{i}] must be a dict with a 'params' entry, got "
+                            f"{_short(group)}")
+        params = group["params"]
+        if not isinstance(params, (list, tuple)):
+            raise TypeError(f"state_dict['param_groups'][{i}]['params'] must be a list of parameter indices, got "
+                            f"{_short(params)}")
+        for j in params:
+            try:
+                hash(j)
+            except TypeError:
+                raise TypeError(f"state_dict['param_groups'][{i}]['params'] holds an unhashable {_short(j)}") from None
+    return list(groups), state

@@ -19,6 +19,7 @@ class RMSprop(Optimizer):
 
     _state_kinds = ("square_avg", "momentum_buffer", "grad_avg")
     _torch_flags = {"capturable": False, "foreach": None, "differentiable": False}
+    _load_defaults = {"momentum": 0, "centered": False, "maximize": False}  # torch's __setstate__
 
     def __init__(self, params, lr=1e-2, alpha=0.99, eps=1e-8, weight_decay=0, momentum=0, centered=False, *,
                  maximize=False):

@@ -17,6 +17,8 @@ class SGD(Optimizer):
 
     _state_kinds = ("momentum_buffer",)
     _torch_flags = {"foreach": None, "differentiable": False, "fused": None}
+    _counts_steps = False
+    _load_defaults = {"nesterov": False, "maximize": False}  # torch's __setstate__
 
     def __init__(self, params, lr=1e-3, momentum=0, dampening=0, weight_decay=0, nesterov=False, *,
                  maximize=False):
