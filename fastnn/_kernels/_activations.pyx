@@ -9,6 +9,11 @@
 # Softmax works on rows: dz := a * (g - sum_j g_j a_j).
 # Conventions follow PyTorch (NUMERICS.md section 3): relu'(0) = 0, leaky_relu'(0) = slope,
 # elu'(0) = alpha, sigmoid is evaluated in the overflow-free two-branch form.
+# NaN and +-inf propagate as in torch (torch float64's values; tests/test_nan_propagation.py):
+# relu(NaN) = NaN and relu(-0) = -0 (the select is `x < 0 ? 0 : x`, never `x > 0 ? x : 0`);
+# relu'(NaN) = 1 and leaky_relu'(NaN) = slope (torch's backward tests a <= 0 / z > 0, false for
+# NaN); elu'(NaN) = NaN (torch's vectorised path; its scalar tail gives 1); gelu(+inf) = +inf
+# (torch float32's vectorised erf gives NaN there, its float64 and scalar paths inf).
 # Threads: rows are split across OpenMP threads when the block is large enough; small
 # blocks run on one thread. Waking the (passive) OpenMP pool costs ~15-20 us on the
 # project's 2-core machines, so memory-bound passes (relu, leaky_relu, linear, and
@@ -85,7 +90,7 @@ cdef inline real _f(real x, int act, real param) noexcept nogil:
     """a := f(x) for every element-wise activation."""
     cdef real u
     if act == Act.RELU:
-        return x if x > 0 else 0
+        return 0 if x < 0 else x       # NaN and -0 pass through, as torch.relu (not `x > 0 ? x : 0`)
     elif act == Act.LEAKY_RELU:
         return x if x > 0 else param * x
     elif act == Act.SIGMOID:
@@ -108,7 +113,7 @@ cdef inline real _df(real x, real y, int act, real param) noexcept nogil:
     """f'(x) given the input x and the output y = f(x)."""
     cdef real u, t, s
     if act == Act.RELU:
-        return 1 if x > 0 else 0
+        return 0 if x <= 0 else 1      # relu'(NaN) = 1, as torch's threshold_backward (a <= 0 ? 0 : g)
     elif act == Act.LEAKY_RELU:
         return 1 if x > 0 else param
     elif act == Act.SIGMOID:
@@ -133,7 +138,7 @@ cdef inline real _df(real x, real y, int act, real param) noexcept nogil:
 cdef inline real _dtimes(real g, real x, real y, int act, real param) noexcept nogil:
     """g * f'(x), given y = f(x); relu and leaky_relu select g (exact even for inf/NaN g, as torch)."""
     if act == Act.RELU:
-        return g if x > 0 else 0
+        return 0 if x <= 0 else g
     elif act == Act.LEAKY_RELU:
         return g if x > 0 else g * param
     return g * _df(x, y, act, param)

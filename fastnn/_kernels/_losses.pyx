@@ -19,6 +19,13 @@
 # Kernels trust their inputs (fastnn.losses validates); the wrappers only check that
 # buffer sizes agree, so a misuse raises instead of writing out of bounds.
 #
+# NaN/inf: a NaN or inf prediction gives torch's loss and gradient (NaN where torch's formulas
+# give NaN; tests/test_nan_propagation.py). Clamps are std::max-style selects (_max), as in
+# torch's kernels, never fmax (which returns the other operand for a NaN); BCE-with-logits at
+# z = -inf takes torch's form of the loss, NaN (inf - inf) where the softplus form gives inf.
+# Torch's BCELoss raises for a NaN input; fastnn.losses.BCELoss does too (ValueError), and the
+# kernel (reached with NaN from a compiled plan) returns a NaN loss and gradient.
+#
 # Threading: the GIL is released around every kernel; elements (or rows) are split over
 # OpenMP threads with a static schedule once the work passes a threshold. The loss is a
 # prange reduction over double partial sums. Below the threshold a plain loop runs: a prange
@@ -27,7 +34,7 @@
 # Nothing is allocated.
 
 from cython.parallel cimport prange
-from libc.math cimport INFINITY, exp, fmax, log
+from libc.math cimport INFINITY, NAN, exp, log
 from libc.stdint cimport int64_t
 
 from fastnn._kernels._types cimport real
@@ -69,6 +76,11 @@ cdef inline double _up(const real* grad_up, Py_ssize_t i, double scale) noexcept
 cdef inline double _div(double a, double b) noexcept nogil:
     """a / b, and a * inf for b == 0 (+-inf, or NaN for 0/0) also when cdivision is off (debug)."""
     return a / b if b != 0.0 else a * INFINITY
+
+
+cdef inline double _max(double a, double b) noexcept nogil:
+    """std::max(a, b) = a < b ? b : a, as torch's kernels clamp: a NaN `a` stays NaN (libm's fmax returns b)."""
+    return b if a < b else a
 
 
 cdef inline double _log1p(double y) noexcept nogil:
@@ -114,11 +126,11 @@ cdef inline double _bce_at(const real* x, const real* y, const real* w, Py_ssize
     cdef double wi = 1.0 if w == NULL else w[i]
     cdef double l = 0.0                             # a log with a zero factor adds 0: skip it
     if yi != 0.0:
-        l -= yi * fmax(log(xi), -100.0)
+        l -= yi * _max(log(xi), -100.0)
     if yi != 1.0:
-        l -= (1.0 - yi) * fmax(_log1p(-xi), -100.0)
+        l -= (1.0 - yi) * _max(_log1p(-xi), -100.0)
     l = wi * l
-    grad_out[i] = <real>(wi * (xi - yi) / fmax(xi * (1.0 - xi), 1e-12) * _up(grad_up, i, scale))
+    grad_out[i] = <real>(wi * (xi - yi) / _max(xi * (1.0 - xi), 1e-12) * _up(grad_up, i, scale))
     if loss_out != NULL:
         loss_out[i] = <real>l
     return l
@@ -149,7 +161,11 @@ cdef inline double _bce_logits_at(const real* z, const real* y, const real* w, c
     cdef double r = 1.0 / (1.0 + e)
     cdef double sig = r if zi >= 0 else e * r       # sigmoid(z), sigmoid(-z) without overflow
     cdef double sig_neg = e * r if zi >= 0 else r
-    cdef double l = wi * (pi * yi * (fmax(-zi, 0.0) + tail) + (1.0 - yi) * (fmax(zi, 0.0) + tail))
+    cdef double sp_neg = _max(-zi, 0.0) + tail      # softplus(-z)
+    cdef double l = pi * yi * sp_neg + (1.0 - yi) * (_max(zi, 0.0) + tail)
+    if zi == -INFINITY:   # torch's form (1-y) z + (1 + (p-1) y) softplus(-z): inf - inf = NaN there, as torch
+        l = (1.0 - yi) * zi + (1.0 + (pi - 1.0) * yi) * sp_neg
+    l = wi * l
     grad_out[i] = <real>(wi * ((1.0 - yi) * sig - pi * yi * sig_neg) * _up(grad_up, i, scale))
     if loss_out != NULL:
         loss_out[i] = <real>l
@@ -194,6 +210,21 @@ cdef inline void _zero_row(real* g, Py_ssize_t C) noexcept nogil:
     cdef Py_ssize_t c
     for c in range(C):
         g[c] = 0
+
+
+cdef inline void _ignored_row(const real* z, Py_ssize_t C, real* g) noexcept nogil:
+    """The gradient of a row whose label is ignored: torch's log_softmax backward of a zero gradient,
+    -p * 0, so 0, or NaN in every entry when p is NaN (the row holds a NaN or a +inf, or is all -inf)."""
+    cdef Py_ssize_t c
+    cdef double m = z[0]
+    cdef bint nan = False
+    for c in range(C):
+        nan = nan | (z[c] != z[c])
+        if z[c] > m:
+            m = z[c]
+    cdef real v = <real>NAN if (nan or m == INFINITY or m == -INFINITY) else 0
+    for c in range(C):
+        g[c] = v
 
 
 cdef double _ce_index_row(const real* z, Py_ssize_t C, Py_ssize_t y, const real* w, double wsum,
@@ -251,7 +282,7 @@ cdef inline double _ce_index_at(const real* z, const int64_t* y, Py_ssize_t i, P
                                 real* grad_out, real* loss_out, const real* grad_up) noexcept nogil:
     cdef double l = 0.0
     if y[i] == ignore_index:
-        _zero_row(grad_out + i * C, C)
+        _ignored_row(z + i * C, C, grad_out + i * C)
     else:
         l = _ce_index_row(z + i * C, C, y[i], w, wsum, eps, _up(grad_up, i, scale), grad_out + i * C)
     if loss_out != NULL:
@@ -262,7 +293,7 @@ cdef inline double _ce_index_at(const real* z, const int64_t* y, Py_ssize_t i, P
 cdef double _cross_entropy(const real* z, const int64_t* y, Py_ssize_t N, Py_ssize_t C,
                            const real* w, int64_t ignore_index, double eps, int red,
                            real* grad_out, real* loss_out, const real* grad_up) noexcept nogil:
-    """Row i: see _ce_index_row; ignored rows give l_i = 0, g_i = 0; mean divides by D."""
+    """Row i: see _ce_index_row; ignored rows give l_i = 0, g_i = 0 (see _ignored_row); mean divides by D."""
     cdef Py_ssize_t i, c
     cdef double wsum = 0.0, total = 0.0, D = 1.0
     if red == MEAN:
@@ -435,7 +466,8 @@ def cross_entropy_loss(const real[:, ::1] z, const int64_t[::1] labels, real[:, 
     """Cross-entropy from logits z (N, C) and class indices: fused log_softmax + NLL + gradient.
     l_i := (1-eps) w_y (-log p_y) + (eps/C) sum_c w_c (-log p_c) (0 if y_i == ignore_index);
     grad_out := [(1-eps) w_y (p - e_y) + (eps/C) (W p - w)] / D, D = sum of w_{y_i} over kept rows
-    (mean; all rows ignored -> loss NaN, grad 0) | 1 (sum); times grad_up[i] (none)."""
+    (mean; all rows ignored -> loss NaN, grad 0) | 1 (sum); times grad_up[i] (none). An ignored row's gradient
+    is 0, or NaN if its softmax is NaN (a NaN or +inf logit, or all -inf), as torch's."""
     cdef int red = _reduction(reduction)
     cdef Py_ssize_t N = z.shape[0], C = z.shape[1]
     _check_rows(red, N, C, labels.shape[0], N, "labels", grad_out.shape[0] * grad_out.shape[1], weight,

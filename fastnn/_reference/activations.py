@@ -1,4 +1,8 @@
-"""NumPy twins of fastnn._kernels._activations (same signatures, readable math)."""
+"""NumPy twins of fastnn._kernels._activations (same signatures, readable math).
+
+NaN and +-inf behave as in the kernels (and torch): relu keeps NaN and -0 and passes g at a NaN
+input; every other function propagates NaN through NumPy's own arithmetic.
+"""
 
 import numpy as np
 from scipy.special import erf
@@ -21,7 +25,7 @@ def f(z, name, param=0.0):
     if name == "linear":
         return z.copy()
     if name == "relu":
-        return np.where(z > 0, z, 0)
+        return np.where(z < 0, 0, z)   # NaN and -0 pass through, as torch.relu
     if name == "leaky_relu":
         return np.where(z > 0, z, param * z)
     if name == "sigmoid":
@@ -47,7 +51,7 @@ def df_times(g, z, a, name, param=0.0):
     if name == "linear":
         return g.copy()
     if name == "relu":
-        return g * (z > 0)
+        return np.where(z <= 0, 0, g)  # a select, not g * (z > 0): torch gives 0 for a NaN g at z <= 0, g at z = NaN
     if name == "leaky_relu":
         return g * np.where(z > 0, 1, param)
     if name == "sigmoid":

@@ -14,11 +14,11 @@ import numpy as np
 _REDUCTIONS = ("mean", "sum", "none")
 
 
-def _finish(loss, grad, grad_out, reduction, denominator, loss_out, grad_up, keep=None):
+def _finish(loss, grad, grad_out, reduction, denominator, loss_out, grad_up, keep=None, ignored=0.0):
     """Store the scaled gradient (and the 'none' loss); return the reduced loss.
 
     mean scales by 1/denominator (inf when it is 0: the loss is then NaN, as in torch);
-    rows with keep == False (ignored labels) keep a zero gradient.
+    rows with keep == False (ignored labels) get the unscaled gradient `ignored` (zero by default).
     """
     if reduction not in _REDUCTIONS:
         raise ValueError(f"reduction must be one of 'mean', 'sum', 'none'; got {reduction!r}")
@@ -28,13 +28,15 @@ def _finish(loss, grad, grad_out, reduction, denominator, loss_out, grad_up, kee
         loss_out[...] = loss
         if grad_up is not None:  # per element, or per row of a 2-D gradient
             grad = grad * _f64(grad_up).reshape(loss.shape + (1,) * (grad.ndim - loss.ndim))
+            if keep is not None:  # an ignored row does not see its upstream gradient (torch's nll backward)
+                grad[~keep] = ignored
         grad_out[...] = grad
         return float(loss.sum())
     with np.errstate(divide="ignore", invalid="ignore"):
         scale = np.float64(1.0) / denominator if reduction == "mean" else 1.0
         grad = grad * scale
         if keep is not None:
-            grad[~keep] = 0.0
+            grad[~keep] = ignored
         grad_out[...] = grad
         return float(loss.sum() * scale)
 
@@ -77,7 +79,10 @@ def bce_with_logits_loss(z, y, grad_out, weight=None, pos_weight=None, reduction
     z, y = _f64(z), _f64(y)
     w = 1.0 if weight is None else _f64(weight)
     p = 1.0 if pos_weight is None else _f64(pos_weight)
-    loss = w * (p * y * _softplus(-z) + (1.0 - y) * _softplus(z))
+    sp_neg = _softplus(-z)
+    loss = np.where(z == -np.inf, (1.0 - y) * z + (1.0 + (p - 1.0) * y) * sp_neg,   # torch's form: NaN at -inf
+                    p * y * sp_neg + (1.0 - y) * _softplus(z))
+    loss = w * loss
     grad = w * ((1.0 - y) * _sigmoid(z) - p * y * _sigmoid(-z))
     return _finish(loss, grad, grad_out, reduction, z.size, loss_out, grad_up)
 
@@ -103,12 +108,15 @@ def cross_entropy_loss(z, labels, grad_out, weight=None, ignore_index=-100, labe
     logp = _log_softmax(z) if N else np.zeros((0, C))
     p = np.exp(logp)
     rows = np.arange(N)
-    loss = (1 - eps) * w_y * -logp[rows, y] + np.where(keep, eps / C * (w * -logp).sum(axis=1), 0.0)
+    loss = np.where(keep, (1 - eps) * w_y * -logp[rows, y], 0.0)   # an ignored row adds 0, even with NaN logits
+    if eps:  # no 0 * inf = NaN from a -inf logit when there is no smoothing (as the kernel and torch)
+        loss = loss + np.where(keep, eps / C * (w * -logp).sum(axis=1), 0.0)
     onehot = np.zeros((N, C))
     onehot[rows, y] = 1.0
     grad = (1 - eps) * w_y[:, None] * (p - onehot) + eps / C * (w.sum() * p - w)
-    grad[~keep] = 0.0
-    return _finish(loss, grad, grad_out, reduction, w_y.sum(), loss_out, grad_up, keep)
+    ignored = 0.0 * p[~keep]   # torch: log_softmax's backward of a zero gradient, -p * 0 (NaN if p is)
+    grad[~keep] = ignored
+    return _finish(loss, grad, grad_out, reduction, w_y.sum(), loss_out, grad_up, keep, ignored)
 
 
 def cross_entropy_prob_loss(z, target, grad_out, weight=None, label_smoothing=0.0, reduction="mean",
@@ -137,7 +145,7 @@ def nll_loss(x, labels, grad_out, weight=None, ignore_index=-100, reduction="mea
     y = np.where(keep, labels, 0)
     w_y = np.where(keep, w[y], 0.0)
     rows = np.arange(N)
-    loss = -w_y * x[rows, y]
+    loss = np.where(keep, -w_y * x[rows, y], 0.0)   # an ignored row adds 0, even with a NaN input
     grad = np.zeros((N, C))
     grad[rows, y] = -w_y
     return _finish(loss, grad, grad_out, reduction, w_y.sum(), loss_out, grad_up, keep)
