@@ -90,7 +90,7 @@ def hyper_params(draw, spec: dict, max_bad: int = 1):
 # -------------------------------------------------------------------------------------------- arrays
 def _convert(values: np.ndarray, dtype: np.dtype, labels: bool) -> np.ndarray:
     """float64 `values` as an array of `dtype` (C order)."""
-    return np.ascontiguousarray(_convert_values(values, dtype, labels))
+    return np.asarray(_convert_values(values, dtype, labels), order="C")   # (ascontiguousarray makes 0-d 1-d)
 
 
 def _convert_values(values, dtype, labels):
@@ -110,8 +110,8 @@ def _convert_values(values, dtype, labels):
         if kind == "O":
             return np.array([int(v) if labels and np.isfinite(v) else float(v) for v in values.reshape(-1)],
                             dtype=object).reshape(values.shape)
-        if kind == "U":
-            return values.astype(dtype)
+        if kind == "U":   # numbers as text, and (where negative) text that is no number
+            return np.where(values < 0, np.char.add("v", values.astype(dtype)), values.astype(dtype)).astype(dtype)
         if kind == "M":
             return np.where(np.isfinite(values), values, 0).astype(np.int64).astype(dtype)
     raise AssertionError(dtype)
@@ -131,6 +131,8 @@ def apply_layout(a: np.ndarray, layout: str) -> np.ndarray:
         big[..., 1::2] = a
         return big[..., 1::2]
     if layout == "negative":
+        if a.ndim == 0:
+            return a
         rev = (slice(None, None, -1),) * a.ndim
         return np.ascontiguousarray(a[rev])[rev]
     if layout == "readonly":
