@@ -28,12 +28,15 @@ import math
 import os
 import re
 import resource
+import tempfile
 import traceback
 
 import numpy as np
 from hypothesis import HealthCheck, Phase, settings
 from hypothesis import strategies as st
+from hypothesis.configuration import set_hypothesis_home_dir
 
+set_hypothesis_home_dir(os.path.join(tempfile.gettempdir(), "fastnn-fuzz-hypothesis"))   # no .hypothesis/ in the repo
 settings.register_profile(
     "fastnn-fuzz",
     derandomize=True,
