@@ -132,7 +132,7 @@ def _layers(kind):
     return "Dense"
 
 
-@fuzz(120)
+@fuzz(180)
 @given(kind=st.sampled_from(LAYER_LISTS),
        hp=hyper_params({"dtype": ["float32", "float64", np.float32, None], "seed": [0, 1, 2**64 - 1, 12345]}))
 def test_sequential_constructor(kind, hp):
@@ -172,7 +172,7 @@ def layer_case(draw):
     return name, make, kwargs, bad
 
 
-@fuzz(300)
+@fuzz(450)
 @given(case=layer_case(), x=arrays(X_SHAPES), first=st.booleans(), training=st.booleans(),
        dtype=st.sampled_from(MODEL_DTYPES))
 def test_activation_layers(case, x, first, training, dtype):
@@ -191,7 +191,7 @@ def test_activation_layers(case, x, first, training, dtype):
     check_call(call, {"x": x, **kwargs}, bad + ["x"])
 
 
-@fuzz(300)
+@fuzz(450)
 @given(x=arrays(X_SHAPES), training=st.booleans(), dtype=st.sampled_from(MODEL_DTYPES),
        act=st.sampled_from(["relu", "tanh", "gelu", "softmax", "sigmoid"]))
 def test_forward(x, training, dtype, act):
@@ -208,7 +208,7 @@ def test_forward(x, training, dtype, act):
 GRAD_SHAPES = [(3, 3), (3,), (), (0, 3), (3, 0), (3, 4), (H, 3), (2, 3, 1)]
 
 
-@fuzz(240)
+@fuzz(360)
 @given(grad=arrays(GRAD_SHAPES), training=st.booleans(), dtype=st.sampled_from(MODEL_DTYPES),
        hp=hyper_params({"set_to_none": [True, False]}), twice=st.booleans())
 def test_backward_parameters_zero_grad(grad, training, dtype, hp, twice):
@@ -244,7 +244,7 @@ def _loss_object(name):
             "cross_entropy": L.CrossEntropyLoss, "nll": L.NLLLoss}[name]()
 
 
-@fuzz(160)
+@fuzz(240)
 @given(optimizer=st.sampled_from(["adam", "SGD", "adamw", "rmsprop", "adagrad", "adadelta", "nadam", "object",
                                   "class", "foreign", 3, None, np.array(["adam"])]),
        loss=st.sampled_from(["mse", "bce", "bce_with_logits", "cross_entropy", "NLL", "object", "none_reduction",
@@ -294,7 +294,7 @@ FIT_SPEC = {"epochs": [1, 2, 0], "batch_size": [2, 3, 32, None], "validation_spl
             "shuffle": [True, False], "verbose": [0], "initial_epoch": [0, 1]}
 
 
-@fuzz(200)
+@fuzz(300)
 @given(case=train_data(), hp=hyper_params(FIT_SPEC), dtype=st.sampled_from(MODEL_DTYPES),
        validation=st.sampled_from([None, "same", "bad_tuple", "triple", "array"]))
 def test_fit(case, hp, dtype, validation):
@@ -316,7 +316,7 @@ def test_fit(case, hp, dtype, validation):
     check_call(call, {"X": X, "y": y, **kwargs}, names)
 
 
-@fuzz(240)
+@fuzz(360)
 @given(case=train_data(), method=st.sampled_from(["predict", "evaluate", "train_step"]),
        hp=hyper_params({"batch_size": [None, 1, 2, 1024]}), dtype=st.sampled_from(MODEL_DTYPES))
 def test_predict_evaluate_train_step(case, method, hp, dtype):
@@ -382,7 +382,7 @@ def loss_case(draw):
     return name, kwargs, bad, arrays_in, grad_output
 
 
-@fuzz(500)
+@fuzz(750)
 @given(case=loss_case())
 def test_losses(case):
     """Every loss in fnn.losses: constructor (hyper-parameters and weight arrays), call, backward."""
@@ -449,7 +449,7 @@ def _restyle(state_dict, layout, dtype):
     return out
 
 
-@fuzz(400)
+@fuzz(600)
 @given(case=optimizer_case(), dtype=st.sampled_from(MODEL_DTYPES))
 def test_optimizers(case, dtype):
     """Every optimizer: constructor hyper-parameters, step, a hyper-parameter changed between steps,
@@ -494,7 +494,7 @@ SCHED_SPECS = {
 }
 
 
-@fuzz(300)
+@fuzz(450)
 @given(name=st.sampled_from(sorted(SCHED_SPECS)), data=st.data(),
        metric=st.sampled_from([1.0, 0.5, 2.0, np.float32(0.1), np.nan, np.inf, "abc", None, np.array([1.0, 2.0]),
                                np.array(0.5), 2**64, True]),
@@ -513,7 +513,10 @@ def test_lr_schedulers(name, data, metric, epoch):
             else:
                 quiet(sched.step, epoch)
             lrs.append(sched.get_last_lr())
-        return lrs, [g["lr"] for g in opt.param_groups], plain(sched.state_dict())
+        sd = sched.state_dict()
+        fresh = getattr(S, name)(optim.SGD(small_model().parameters(), lr=0.1), **kwargs)
+        fresh.load_state_dict(sd)   # the round trip restores the schedule
+        return lrs, [g["lr"] for g in opt.param_groups], plain(sd), plain(fresh.state_dict())
 
     names = bad + ["metrics", "epoch"]
     if name == "MultiStepLR":
@@ -536,7 +539,7 @@ def grads_case(draw):
     return grads
 
 
-@fuzz(300)
+@fuzz(450)
 @given(grads=grads_case(), fn=st.sampled_from(["norm", "value"]),
        hp_norm=hyper_params({"max_norm": [1.0, 0.1, 0.0, float("inf")], "norm_type": [2.0, 1, float("inf"),
                                                                                       "inf", 0, -float("inf"), 3.5],
@@ -596,7 +599,7 @@ def test_from_one_hot(Y):
     check_call(lambda Y: from_one_hot(Y), {"Y": Y}, ["Y"])
 
 
-@fuzz(200)
+@fuzz(300)
 @given(fn=st.sampled_from(["moons", "spirals"]), data=st.data())
 def test_make_moons_spirals(fn, data):
     spec = {"n_samples": [1, 7, 100] + ([(3, 4), [0, 2]] if fn == "moons" else []), "noise": [None, 0.0, 0.1],
@@ -620,7 +623,7 @@ def split_case(draw):
     return arrs, kwargs, bad, stratify
 
 
-@fuzz(240)
+@fuzz(360)
 @given(case=split_case())
 def test_train_test_split(case):
     arrs, kwargs, bad, stratify = case
@@ -632,7 +635,7 @@ def test_train_test_split(case):
     check_call(call, {"arrays": arrs, "stratify": stratify, **kwargs}, names)
 
 
-@fuzz(200)
+@fuzz(300)
 @given(X=arrays([(5, 3), (5, 3), (1, 3), (0, 3), (5, 0), (3,), (), (H, 3)]),
        X2=arrays([(4, 3), (4, 2), (3,), (H, 3)]),
        method=st.sampled_from(["fit_transform", "transform", "inverse_transform"]),
@@ -654,7 +657,7 @@ def test_standard_scaler(X, X2, method, hp):
 FILE_SHAPES = [(4, 3), (4, 3), (1, 2), (0, 3), (4, 0), (4,), ()]
 
 
-@fuzz(160)
+@fuzz(240)
 @given(X=arrays(FILE_SHAPES), y=arrays([(4,), (4,), (1,), (0,), (3,), (4, 2)], labels=3),
        hp=hyper_params({"target": ["target"], "delimiter": [",", ";", "\t"], "dtype": ["float32", "float64"]}),
        junk=st.sampled_from([None, None, "", "nan", "1_000", " 2 ", "x,y", '"']))
@@ -683,7 +686,7 @@ def test_load_csv(X, y, hp, junk):
     check_call(call, {"X": X, "y": y, **kwargs}, bad + ["data.csv"])
 
 
-@fuzz(160)
+@fuzz(240)
 @given(X=arrays(FILE_SHAPES + [(4, 2, 2)]), y=arrays([(4,), (4,), (1,), (0,), (3,), ()], labels=3),
        hp=hyper_params({"x_key": [None, "X", "x"], "y_key": ["y", "labels"], "dtype": ["float32", "float64"]}),
        key_x=st.sampled_from(["X", "x", "features"]))
@@ -701,7 +704,7 @@ def test_load_npz(X, y, hp, key_x):
 
 
 # ============================================================================================ save / load
-@fuzz(120)
+@fuzz(180)
 @given(path=st.sampled_from(["model.fnn", "model.fnn", "", None, 3, b"model.fnn", 2.5,
                              np.array(["model.fnn"])]),
        hp=hyper_params({"include_optimizer": [True, False]}),
@@ -739,7 +742,7 @@ def test_save_load_model(path, hp, optimizer, corrupt, dtype):
 
 
 # ============================================================================================ metrics
-@fuzz(300)
+@fuzz(450)
 @given(name=st.sampled_from(["accuracy", "acc", "binary_accuracy", "mae", "MSE", "mean_squared_error", "f1", "",
                              3, None, np.array(["acc"])]),
        loss=st.sampled_from([None, "mse", "bce", "bce_with_logits", "cross_entropy", "nll"]),
@@ -765,3 +768,40 @@ def test_metrics(name, loss, y_pred, y, threshold):
 
     check_call(call, {"name": name, "y_pred": y_pred, "y": y, "threshold": threshold},
                ["name", "metrics", "y_pred", "y", "threshold"])
+
+
+# ============================================================================================ the checker itself
+def test_checker_flags_each_kind_of_violation():
+    """check_call accepts the two allowed outcomes and flags every forbidden one (outside diagnostic mode)."""
+    from fuzz_strategies import RuleViolation
+
+    os.environ.pop("FASTNN_FUZZ_REPORT", None)
+    x = apply_layout(np.arange(6.0).reshape(2, 3), "F")
+    assert check_call(lambda x: x * 2, {"x": x}, ["x"])[0] == "ok"
+
+    def named(x):
+        raise ValueError("x must be finite")
+
+    assert check_call(named, {"x": x}, ["x"])[0] == "error"
+
+    def unnamed(x):
+        raise ValueError("bad value")
+
+    def other_type(x):
+        raise IndexError("x index")
+
+    def writes(x):
+        x[0, 0] = 99.0
+
+    def freezes(x):
+        x.setflags(write=False)
+
+    def layout_dependent(x):
+        return np.float64(x.flags.c_contiguous)
+
+    def huge(x):
+        return np.ones((HUGE_ROWS, 4))
+
+    for bad in (unnamed, other_type, writes, freezes, layout_dependent, huge):
+        with pytest.raises(RuleViolation):
+            check_call(bad, {"x": apply_layout(np.arange(6.0).reshape(2, 3), "F")}, ["x"])
