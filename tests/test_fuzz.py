@@ -771,11 +771,11 @@ def test_metrics(name, loss, y_pred, y, threshold):
 
 
 # ============================================================================================ the checker itself
-def test_checker_flags_each_kind_of_violation():
+def test_checker_flags_each_kind_of_violation(monkeypatch):
     """check_call accepts the two allowed outcomes and flags every forbidden one (outside diagnostic mode)."""
     from fuzz_strategies import RuleViolation
 
-    os.environ.pop("FASTNN_FUZZ_REPORT", None)
+    monkeypatch.delenv("FASTNN_FUZZ_REPORT", raising=False)
     x = apply_layout(np.arange(6.0).reshape(2, 3), "F")
     assert check_call(lambda x: x * 2, {"x": x}, ["x"])[0] == "ok"
 
