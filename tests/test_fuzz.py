@@ -449,11 +449,56 @@ def _restyle(state_dict, layout, dtype):
     return out
 
 
+STATE_DICT_DAMAGE = ["none", "not_dict", "empty", "no_groups", "extra_group", "fewer_params", "unknown_index",
+                     "bad_shape", "step_nan", "step_negative", "step_huge", "step_array", "entry_none", "group_lr",
+                     "state_list", "param_index_str", "groups_not_list", "entry_array"]
+
+
+def _damage(sd, how):
+    """A copy of the state dict `sd` (fastnn's layout) damaged in one way."""
+    sd = {"state": {i: dict(e) for i, e in sd["state"].items()},
+          "param_groups": [dict(g, params=list(g["params"])) for g in sd["param_groups"]]}
+    first = next(iter(sd["state"]), None)
+    if how == "not_dict":
+        return "abc"
+    if how == "empty":
+        return {}
+    if how == "no_groups":
+        del sd["param_groups"]
+    elif how == "extra_group":
+        sd["param_groups"].append(dict(sd["param_groups"][0]))
+    elif how == "fewer_params":
+        sd["param_groups"][0]["params"].pop()
+    elif how == "unknown_index" and first is not None:
+        sd["state"][99] = sd["state"][first]
+    elif how == "bad_shape" and first is not None:
+        kind = next((k for k in sd["state"][first] if k != "step"), None)
+        if kind is not None:
+            sd["state"][first][kind] = np.zeros((2, 2))
+    elif how.startswith("step_") and first is not None and "step" in sd["state"][first]:
+        sd["state"][first]["step"] = {"step_nan": np.array(np.nan), "step_negative": np.array(-1.0),
+                                      "step_huge": 2**64, "step_array": np.array([1.0, 2.0])}[how]
+    elif how == "entry_none" and first is not None:
+        sd["state"][first] = None
+    elif how == "entry_array" and first is not None:
+        sd["state"][first] = np.ones(3)
+    elif how == "group_lr":
+        sd["param_groups"][0]["lr"] = "abc"
+    elif how == "state_list":
+        sd["state"] = list(sd["state"].values())
+    elif how == "param_index_str":
+        sd["param_groups"][0]["params"][0] = "a"
+    elif how == "groups_not_list":
+        sd["param_groups"] = sd["param_groups"][0]
+    return sd
+
+
 @fuzz(600)
-@given(case=optimizer_case(), dtype=st.sampled_from(MODEL_DTYPES))
-def test_optimizers(case, dtype):
+@given(case=optimizer_case(), dtype=st.sampled_from(MODEL_DTYPES), damage=st.sampled_from(STATE_DICT_DAMAGE))
+def test_optimizers(case, dtype, damage):
     """Every optimizer: constructor hyper-parameters, step, a hyper-parameter changed between steps,
-    state_dict, and load_state_dict of a state dict whose arrays have another dtype / layout."""
+    state_dict, and load_state_dict of a state dict whose arrays have another dtype / layout, or that is
+    damaged in its structure."""
     name, kwargs, bad, later, layout, state_dtype = case
     cls = getattr(optim, name)
     model = small_model(dtype)
@@ -479,6 +524,13 @@ def test_optimizers(case, dtype):
     names = bad + ["state_dict"] + ([later[0]] if later else [])
     check_call(call, {"saved": saved, **kwargs}, names)
 
+    def load(damaged):   # a state dict damaged in its structure
+        fresh = cls(small_model(dtype).parameters())
+        fresh.load_state_dict(damaged)
+        return plain(fresh.state_dict())
+
+    check_call(load, {"damaged": _damage(opt0.state_dict(), damage)}, ["state_dict"])
+
 
 # ============================================================================================ lr schedulers
 SCHED_SPECS = {
@@ -500,7 +552,11 @@ SCHED_SPECS = {
                                np.array(0.5), 2**64, True]),
        epoch=st.sampled_from([None, None, None, 3, -1, 2.5, 2**64, np.array([1, 2])]))
 def test_lr_schedulers(name, data, metric, epoch):
+    """Every scheduler: constructor, step (with a metric / an explicit epoch), get_last_lr, a state_dict
+    round trip, and load_state_dict of a damaged state dict."""
     kwargs, bad = data.draw(hyper_params(SCHED_SPECS[name]))
+    damage = data.draw(st.sampled_from(["not_dict", "last_epoch_negative", "last_epoch_array", "last_epoch_str",
+                                        "base_lrs_short", "base_lrs_str", "unknown_key", "step_count_nan"]))
 
     def call(**kwargs):
         opt = optim.SGD(small_model().parameters(), lr=0.1)
@@ -524,6 +580,33 @@ def test_lr_schedulers(name, data, metric, epoch):
     if name == "ReduceLROnPlateau":
         names += ["min_lr"]
     check_call(call, kwargs, names, compare=False)
+
+    valid = {k: v[0] for k, v in SCHED_SPECS[name].items()}
+
+    def load(damage):
+        opt = optim.SGD(small_model().parameters(), lr=0.1)
+        sched = getattr(S, name)(opt, **valid)
+        sd = sched.state_dict()
+        if damage == "not_dict":
+            sd = ["abc"]
+        elif damage.startswith("last_epoch"):
+            sd["last_epoch"] = {"last_epoch_negative": -5, "last_epoch_array": np.array([1, 2]),
+                                "last_epoch_str": "3"}[damage]
+        elif damage == "base_lrs_short":
+            sd["base_lrs"] = []
+        elif damage == "base_lrs_str":
+            sd["base_lrs"] = ["abc"]
+        elif damage == "unknown_key":
+            sd["optimizer_x"] = object()
+        else:
+            sd["_step_count"] = float("nan")
+        fresh = getattr(S, name)(optim.SGD(small_model().parameters(), lr=0.1), **valid)
+        fresh.load_state_dict(sd)
+        opt.step()
+        fresh.step(1.0) if name == "ReduceLROnPlateau" else fresh.step()
+        return fresh.get_last_lr()
+
+    check_call(load, {"damage": damage}, ["state_dict"], compare=False)
 
 
 # ============================================================================================ clipping
