@@ -654,7 +654,7 @@ def test_clip_grad(grads, fn, hp_norm, hp_value, params, dtype):
 # ============================================================================================ threads
 @fuzz(40)
 @given(n=st.sampled_from([1, 2, np.int64(1)] + BAD_SCALARS + [0, -5, 2**31, 2**63]))
-def test_set_num_threads(n):
+def test_set_num_threads_and_default_dtype(n):
     def call(n):
         old = fnn.get_num_threads()
         try:
@@ -664,6 +664,17 @@ def test_set_num_threads(n):
             fnn.set_num_threads(old)
 
     check_call(call, {"n": n}, ["n"], compare=False)
+
+    def default_dtype(dtype):
+        old = fnn.get_default_dtype()
+        try:
+            fnn.set_default_dtype(dtype)
+            return str(fnn.get_default_dtype()), str(fnn.Sequential([fnn.Dense(2, 2)], seed=0).dtype)
+        finally:
+            fnn.set_default_dtype(old)
+
+    dtype = {1: "float32", 2: "float64"}[n] if type(n) is int and n in (1, 2) else n   # valid and bad dtypes
+    check_call(default_dtype, {"dtype": dtype}, ["dtype"], compare=False)
 
 
 # ============================================================================================ datasets
@@ -793,8 +804,8 @@ def test_load_npz(X, y, hp, key_x):
        hp=hyper_params({"include_optimizer": [True, False]}),
        optimizer=st.sampled_from(["adam", "sgd", "rmsprop", "adagrad", "adadelta", "adamw", None]),
        corrupt=st.one_of(st.none(), st.binary(max_size=64), st.sampled_from(["truncate", "flip"])),
-       dtype=st.sampled_from(MODEL_DTYPES))
-def test_save_load_model(path, hp, optimizer, corrupt, dtype):
+       dtype=st.sampled_from(MODEL_DTYPES), method=st.sampled_from(["save_model", "model.save"]))
+def test_save_load_model(path, hp, optimizer, corrupt, dtype, method):
     """save_model / model.save then load_model (also of a damaged file): weights and optimizer state back."""
     kwargs, bad = hp
 
@@ -807,7 +818,10 @@ def test_save_load_model(path, hp, optimizer, corrupt, dtype):
         with tempfile.TemporaryDirectory() as tmp:
             os.chdir(tmp)
             try:
-                fnn.io.save_model(model, path, include_optimizer=include_optimizer)
+                if method == "save_model":
+                    fnn.io.save_model(model, path, include_optimizer=include_optimizer)
+                else:
+                    model.save(path, include_optimizer=include_optimizer)
                 if corrupt is not None:
                     data = open(path, "rb").read()
                     data = (data[: len(data) // 2] if corrupt == "truncate" else
