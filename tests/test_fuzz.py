@@ -546,7 +546,7 @@ SCHED_SPECS = {
 }
 
 
-@fuzz(450)
+@fuzz(600)
 @given(name=st.sampled_from(sorted(SCHED_SPECS)), data=st.data(),
        metric=st.sampled_from([1.0, 0.5, 2.0, np.float32(0.1), np.nan, np.inf, "abc", None, np.array([1.0, 2.0]),
                                np.array(0.5), 2**64, True]),
