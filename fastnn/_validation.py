@@ -32,6 +32,35 @@ def physical_memory() -> int:
     return _physical_memory
 
 
+_LARGE = 64 << 20   # requests above this also look at what the process can allocate now (a few us)
+
+
+def allocatable_memory() -> int | None:
+    """What this process can still allocate now: the smaller of the memory the kernel reports as
+    available (/proc/meminfo's MemAvailable) and the headroom under the process's address-space
+    limit (RLIMIT_AS minus its current size); None where neither is known."""
+    limits = []
+    try:
+        with open("/proc/meminfo", "rb") as f:
+            for line in f:
+                if line.startswith(b"MemAvailable:"):
+                    limits.append(int(line.split()[1]) * 1024)
+                    break
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        import resource
+
+        soft = resource.getrlimit(resource.RLIMIT_AS)[0]
+        if soft != resource.RLIM_INFINITY:
+            with open("/proc/self/statm", "rb") as f:
+                size = int(f.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
+            limits.append(max(0, soft - size))
+    except (ImportError, OSError, ValueError, IndexError, AttributeError):
+        pass
+    return min(limits) if limits else None
+
+
 def format_bytes(n: int) -> str:
     """1536 -> '1.5 KiB', 16 * 10**9 -> '14.9 GiB' (binary units, one decimal)."""
     value, unit = float(n), "bytes"
@@ -47,8 +76,9 @@ def check_nbytes(name: str, shape, dtype, what: str | None = None, arrays: int =
 
     shape: a tuple, or an element count. `arrays` arrays of that shape and dtype would be
     allocated (e.g. an input copy and its gradient). The bytes are computed with Python ints
-    (no overflow) and compared with the machine's physical memory. name: the caller's
-    argument the size comes from; what: what would be allocated (default: a copy of `name`).
+    (no overflow) and compared with the machine's physical memory and, for large requests, with
+    what the process can allocate now (allocatable_memory: free memory, RLIMIT_AS). name: the
+    caller's argument the size comes from; what: what would be allocated (default: a copy of `name`).
     """
     if not isinstance(shape, tuple):
         shape = (operator.index(shape),)
@@ -57,13 +87,15 @@ def check_nbytes(name: str, shape, dtype, what: str | None = None, arrays: int =
     dtype = np.dtype(dtype)
     nbytes = math.prod(shape) * dtype.itemsize * arrays
     limit = _physical_memory or physical_memory()
+    where = f"this machine's {format_bytes(limit)} of memory"
+    if nbytes <= limit and nbytes > _LARGE:
+        now = allocatable_memory()
+        if now is not None and nbytes > now:
+            limit, where = now, f"the {format_bytes(now)} this process can allocate now (free memory, RLIMIT_AS)"
     if nbytes > limit:
         subject = f"{name} of shape {shape}" if what is None else f"{name}: {what} of shape {shape}"
         times = f"{arrays} arrays of " if arrays > 1 else ""
-        raise ValueError(
-            f"{subject} would need {format_bytes(nbytes)} ({times}{dtype}), "
-            f"more than this machine's {format_bytes(limit)} of memory"
-        )
+        raise ValueError(f"{subject} would need {format_bytes(nbytes)} ({times}{dtype}), more than {where}")
     return nbytes
 
 
@@ -145,7 +177,8 @@ def as_labels(y, name: str, n: int, n_classes: int, ignore_index: int | None = N
     """Integer class indices of shape (n,), each in [0, n_classes) or == ignore_index -> int64 array."""
     arr = np.asarray(y)
     if arr.dtype.kind not in "iu":
-        if arr.dtype.kind == "f" and arr.size and np.all(np.isfinite(arr)) and np.all(arr == np.round(arr)):
+        if arr.dtype.kind == "f" and arr.ndim == 1 and arr.shape[0] == n and arr.size \
+                and np.all(np.isfinite(arr)) and np.all(arr == np.round(arr)):
             raise TypeError(
                 f"{name} must be integer class indices, got floating dtype {arr.dtype}; use y.astype(int)"
             )

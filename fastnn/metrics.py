@@ -17,7 +17,9 @@ y)`` adds one batch, ``result()`` is total / count, ``reset_state()`` starts ove
 are means over the output columns, so a batch adds (sum of per-sample values, number of samples).
 ``update_batches(y_pred, y, size)`` adds consecutive batches of `size` rows at once (fit's compiled
 epoch loop), with the same per-batch sums in the same order: the result is bit for bit that of
-update_state per batch. Inputs are trusted (fit validates them once); scratch buffers are reused.
+update_state per batch. The public methods check their inputs (ValueError/TypeError naming y_pred, y
+or size); fit, which validated its data once, calls the trusted ``_add``/``_add_batches``. Scratch
+buffers are reused.
 """
 
 from __future__ import annotations
@@ -25,6 +27,8 @@ from __future__ import annotations
 import math
 
 import numpy as np
+
+from . import _validation as V
 
 __all__ = ["Metric", "Accuracy", "BinaryAccuracy", "MeanAbsoluteError", "MeanSquaredError", "get",
            "canonical_name", "direction"]
@@ -81,13 +85,52 @@ class Metric:
     def result(self) -> float:
         return self.total / self.count if self.count else math.nan
 
-    def update_state(self, y_pred: np.ndarray, y: np.ndarray) -> None:
+    def update_state(self, y_pred, y) -> None:
+        """Add one batch: y_pred (n, c) outputs, y targets of the same shape (or (n,) class indices for
+        "accuracy")."""
+        y_pred, y = self._check(y_pred, y)
+        if len(y_pred):
+            self._add(y_pred, y)
+
+    def update_batches(self, y_pred, y, size) -> None:
+        """update_state for each consecutive `size` rows of (y_pred, y) in turn (len(y_pred) a multiple of size)."""
+        y_pred, y = self._check(y_pred, y)
+        size = V.check_int(size, "size", low=1)
+        if len(y_pred) % size:
+            raise ValueError(f"size must divide the {len(y_pred)} rows of y_pred, got {size}")
+        if len(y_pred):
+            self._add_batches(y_pred, y, size)
+
+    _class_indices = False   # whether y may be (n,) integer class indices
+
+    def _check(self, y_pred, y):
+        y_pred = V.as_float_array(y_pred, "y_pred", None, ndim=2)
+        dtype = V.native_float_dtype(y_pred.dtype) or np.dtype(np.float64)
+        y_pred = V.as_float_array(y_pred, "y_pred", dtype)
+        if y_pred.shape[1] < 1:
+            raise ValueError(f"y_pred must have at least one column, got shape {y_pred.shape}")
+        arr = y if isinstance(y, np.ndarray) else np.asarray(y) if not isinstance(y, (str, bytes)) else None
+        if arr is None or arr.dtype.kind not in "biuf":
+            raise TypeError(f"y must be an array of real numbers, got {type(y).__name__}"
+                            + (f" of dtype {arr.dtype}" if isinstance(arr, np.ndarray) else ""))
+        if self._class_indices and arr.ndim == 1 and arr.dtype.kind in "iu":
+            if arr.shape[0] != len(y_pred):
+                raise ValueError(f"y must have one class index per row of y_pred ({len(y_pred)}), got shape "
+                                 f"{arr.shape}")
+            return y_pred, np.ascontiguousarray(arr, dtype=arr.dtype.newbyteorder("="))
+        if arr.shape != y_pred.shape:
+            extra = f" (or ({len(y_pred)},) integer class indices)" if self._class_indices else ""
+            raise ValueError(f"y must have y_pred's shape {y_pred.shape}{extra}, got shape {arr.shape}")
+        return y_pred, V.as_float_array(arr, "y", dtype)
+
+    def _add(self, y_pred, y) -> None:
+        """update_state on trusted (validated) arrays."""
         total, count = self._batch(y_pred, y)
         self.total += total
         self.count += count
 
-    def update_batches(self, y_pred: np.ndarray, y: np.ndarray, size: int) -> None:
-        """update_state for each consecutive `size` rows of (y_pred, y) in turn (len(y_pred) a multiple of size)."""
+    def _add_batches(self, y_pred, y, size) -> None:
+        """update_batches on trusted (validated) arrays."""
         totals, counts = self._batches(y_pred, y, size)
         for total, count in zip(totals, counts):
             self.total += total
@@ -109,6 +152,8 @@ class Metric:
 
 class Accuracy(Metric):
     """Keras's "accuracy": argmax vs class index, argmax vs argmax, or a threshold (see the module docs)."""
+
+    _class_indices = True
 
     def __init__(self, name: str = "accuracy", loss=None):
         super().__init__(name)
@@ -142,7 +187,7 @@ class BinaryAccuracy(Metric):
 
     def __init__(self, name: str = "binary_accuracy", threshold: float = 0.5):
         super().__init__(name)
-        self.threshold = float(threshold)
+        self.threshold = V.check_float(threshold, "threshold")
 
     def _batches(self, y_pred, y, size):
         return _binary(self._scratch, y_pred, y, self.threshold, size)

@@ -241,6 +241,7 @@ class Sequential(TrainingMixin):
         return self.train(False)
 
     def zero_grad(self, set_to_none: bool = True) -> None:
+        set_to_none = V.check_bool(set_to_none, "set_to_none")
         for p in self._arena.params:
             p.zero_grad(set_to_none)
 

@@ -28,6 +28,7 @@ from math import prod
 import numpy as np
 
 from ._kernels._runtime import UseGuard
+from ._validation import as_float_array
 
 ALIGNMENT = 64  # bytes: one cache line, and two AVX2 vectors
 
@@ -126,13 +127,15 @@ class Parameter:
         if value is None:
             self.has_grad = False
             return
-        value = np.asarray(value)
+        value = as_float_array(value, "grad", None)
         if value.shape != self.shape:
             raise ValueError(f"grad for {self.name} must have shape {self.shape}, got {value.shape}")
         self._grad[...] = value
         self.has_grad = True
 
     def zero_grad(self, set_to_none: bool = True) -> None:
+        if not isinstance(set_to_none, (bool, np.bool_)):
+            raise TypeError(f"set_to_none must be a bool, got {set_to_none!r}")
         if set_to_none:
             self.has_grad = False
         else:

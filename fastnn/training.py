@@ -44,6 +44,7 @@ the NaN batch (TerminateOnNaN), fit then raises FloatingPointError; with one it 
 from __future__ import annotations
 
 import math
+import numbers
 
 import numpy as np
 
@@ -76,11 +77,11 @@ def _finite(a: np.ndarray) -> bool:
 
 
 def _check_verbose(verbose) -> int:
-    if verbose == "auto":
+    if isinstance(verbose, str) and verbose == "auto":
         return 1
     if isinstance(verbose, (bool, np.bool_)):
         return int(verbose)
-    if isinstance(verbose, str) or verbose not in (0, 1, 2):
+    if not isinstance(verbose, numbers.Integral) or verbose not in (0, 1, 2):
         raise ValueError(f"verbose must be 0 (silent), 1 (progress bar), 2 (one line per epoch) or 'auto'; "
                          f"got {verbose!r}")
     return int(verbose)
@@ -425,7 +426,7 @@ class TrainingMixin:
             out = self._predict_batch(xb, out_buf[:len(xb)])
             total += self.loss._forward_backward(out, tb, grad_buf[:len(xb)]) * len(xb)
             for m in metrics:
-                m.update_state(out, tb)
+                m._add(out, tb)
         logs = {"loss": total / n}
         for m in metrics:
             logs[m.name] = m.result()
@@ -552,7 +553,7 @@ class TrainingMixin:
                 count += m
                 out = self._train_out
                 for metric in train_metrics:
-                    metric.update_state(out, tb)
+                    metric._add(out, tb)
                 done = b + 1
                 if want_batch_logs:
                     cbs.on_train_batch_end(b, _running_logs(loss_sum, count, train_metrics))
@@ -602,7 +603,7 @@ class TrainingMixin:
                     tb = chunks.targets[:rows]
                     np.take(t, order[s:s + rows], axis=0, out=tb, mode="clip")
                 for metric in train_metrics:
-                    metric.update_batches(chunks.outputs[:rows], tb, size)
+                    metric._add_batches(chunks.outputs[:rows], tb, size)
             if ok < done:
                 self._train_out = engine.last_output
                 return loss_sum, count, first + ok, (first + ok, values[-1])

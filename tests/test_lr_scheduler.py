@@ -310,7 +310,7 @@ def test_state_dict_round_trip_continues_the_sequence(name, kwargs):
 
 def test_resuming_with_last_epoch_needs_initial_lr():
     opt, topt = _optimizers()
-    with pytest.raises(KeyError, match=r"'initial_lr' is not specified in param_groups\[0\].*last_epoch=4"):
+    with pytest.raises(ValueError, match=r"last_epoch=4 resumes a schedule, but param_groups\[0\] has no 'initial_lr'"):
         lrs.StepLR(opt, step_size=2, last_epoch=4)
     for g, tg in zip(opt.param_groups, topt.param_groups):
         g["initial_lr"] = tg["initial_lr"] = g["lr"]

@@ -145,7 +145,7 @@ def load_npz(path, x_key=None, y_key="y", dtype="float32"):
             raise ValueError(f"{path}: cannot load arrays without pickle ({exc})") from None
     if X.dtype.kind not in "biuf":
         raise ValueError(f"{path}: features {x_key!r} must be numbers, got dtype {X.dtype}")
-    if X.ndim == 1:
+    if X.ndim < 2:
         raise ValueError(f"{path}: features {x_key!r} must have one row per sample (2-D), got shape {X.shape}")
     if y.ndim == 0 or len(y) != len(X):
         raise ValueError(f"{path}: {y_key!r} must have one entry per row of {x_key!r} ({len(X)}), "

@@ -151,6 +151,7 @@ def train_test_split(*arrays, test_size=None, train_size=None, shuffle=True, str
                 raise ValueError(f"stratify must hold one label per row: shape ({n},), got shape {y.shape}")
             train, test = _stratified_indices(y, n_train, n_test, rng)
     out = []
-    for a in arrs:
-        out += [a[train], a[test]]
+    for a in arrs:   # in native byte order, so that the result does not depend on how the input was stored
+        native = a.dtype.newbyteorder("=") if a.dtype.byteorder not in "=|" else a.dtype
+        out += [a[train].astype(native, copy=False), a[test].astype(native, copy=False)]
     return out

@@ -112,6 +112,11 @@ _EPOCH_FIELDS = {"last_epoch": _int_from(-1), "_step_count": _int_from(0), "base
                  "_last_lr": _lr_list, "_is_initial": _bool, "_get_lr_called_within_step": _bool}
 
 
+#: the hyper-parameters a schedule's error message quotes
+_SETTINGS = ("step_size", "milestones", "gamma", "T_max", "eta_min", "start_factor", "end_factor", "total_iters",
+             "factor", "min_lrs")
+
+
 class LRScheduler:
     """Base class of the epoch schedules (torch.optim.lr_scheduler.LRScheduler).
 
@@ -136,10 +141,10 @@ class LRScheduler:
                 group.setdefault("initial_lr", group["lr"])
         else:
             for i, group in enumerate(optimizer.param_groups):
-                if "initial_lr" not in group:
-                    raise KeyError(f"param 'initial_lr' is not specified in param_groups[{i}] when resuming "
-                                   f"a scheduler with last_epoch={last_epoch} >= 0 (load the optimizer's "
-                                   "state_dict first, or use last_epoch=-1 for a fresh run)")
+                if "initial_lr" not in group:   # torch raises KeyError; a bad argument is a ValueError here
+                    raise ValueError(f"last_epoch={last_epoch} resumes a schedule, but param_groups[{i}] has no "
+                                     "'initial_lr' (load the optimizer's state_dict first, or use last_epoch=-1 "
+                                     "for a fresh run)")
         self.base_lrs = [group["initial_lr"] for group in optimizer.param_groups]
         self.last_epoch = last_epoch
         self._initial_step()
@@ -168,6 +173,7 @@ class LRScheduler:
             warnings.warn(EPOCH_DEPRECATION_WARNING, UserWarning, stacklevel=2)
             epoch = check_int(epoch, "epoch", low=0)
         self._get_lr_called_within_step = True
+        last = self.last_epoch
         try:
             if epoch is None:
                 self.last_epoch += 1
@@ -175,6 +181,15 @@ class LRScheduler:
             else:
                 self.last_epoch = epoch
                 values = self._get_closed_form_lr() if hasattr(self, "_get_closed_form_lr") else self.get_lr()
+            bad = next((lr for lr in values if not math.isfinite(lr)), None)
+            if bad is not None:
+                raise OverflowError(f"the learning rate became {bad}")
+        except OverflowError as exc:   # nothing changes: the schedule's settings cannot reach this epoch
+            self.last_epoch = last
+            self._step_count -= 1
+            settings = ", ".join(f"{k}={v!r}" for k, v in vars(self).items() if k in _SETTINGS)
+            raise ValueError(f"{type(self).__name__}({settings}) cannot schedule epoch "
+                             f"{last + 1 if epoch is None else epoch}: {exc}; check epoch and the settings") from None
         finally:
             self._get_lr_called_within_step = False
         groups = self.optimizer.param_groups
@@ -251,7 +266,8 @@ class MultiStepLR(LRScheduler):
     _state_fields = {**_EPOCH_FIELDS, "milestones": _milestones, "gamma": _float_from(0)}
 
     def __init__(self, optimizer, milestones, gamma: float = 0.1, last_epoch: int = -1) -> None:
-        if isinstance(milestones, (str, bytes, dict)) or not hasattr(milestones, "__iter__"):
+        if isinstance(milestones, (str, bytes, dict)) or not hasattr(milestones, "__iter__") \
+                or getattr(milestones, "ndim", 1) == 0:
             raise TypeError(f"milestones must be an iterable of ints, got {type(milestones).__name__}")
         milestones = list(milestones)
         for m in milestones:
@@ -417,6 +433,7 @@ class ReduceLROnPlateau(LRScheduler):
             epoch = self.last_epoch + 1
         else:
             warnings.warn(EPOCH_DEPRECATION_WARNING, UserWarning, stacklevel=2)
+            epoch = check_int(epoch, "epoch", low=0)
         self.last_epoch = epoch
 
         if self._is_better(current, self.best):

@@ -173,6 +173,8 @@ class Optimizer:
 
     def zero_grad(self, set_to_none: bool = True) -> None:
         """Clear the gradients (None by default, else zeros); grads that are None stay None."""
+        if not isinstance(set_to_none, (bool, np.bool_)):
+            raise TypeError(f"set_to_none must be a bool, got {set_to_none!r}")
         for group in self.param_groups:
             for p in group["params"]:
                 if p.has_grad:
