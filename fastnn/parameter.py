@@ -28,7 +28,7 @@ from math import prod
 import numpy as np
 
 from ._kernels._runtime import UseGuard
-from ._validation import as_float_array
+from ._validation import as_float_array, check_bool
 
 ALIGNMENT = 64  # bytes: one cache line, and two AVX2 vectors
 
@@ -134,9 +134,7 @@ class Parameter:
         self.has_grad = True
 
     def zero_grad(self, set_to_none: bool = True) -> None:
-        if not isinstance(set_to_none, (bool, np.bool_)):
-            raise TypeError(f"set_to_none must be a bool, got {set_to_none!r}")
-        if set_to_none:
+        if check_bool(set_to_none, "set_to_none"):
             self.has_grad = False
         else:
             self._grad.fill(0)

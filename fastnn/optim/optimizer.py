@@ -37,7 +37,7 @@ import numpy as np
 
 from .._interrupt import deferred
 from .._kernels._optim import FLAG_MAXIMIZE, FLAG_WEIGHT_DECAY, apply_run
-from .._validation import FLOAT_DTYPES
+from .._validation import FLOAT_DTYPES, check_bool
 from ..parameter import Parameter, aligned_zeros
 
 _DUMMY = {dt: np.empty(0, dt) for dt in FLOAT_DTYPES}
@@ -173,8 +173,7 @@ class Optimizer:
 
     def zero_grad(self, set_to_none: bool = True) -> None:
         """Clear the gradients (None by default, else zeros); grads that are None stay None."""
-        if not isinstance(set_to_none, (bool, np.bool_)):
-            raise TypeError(f"set_to_none must be a bool, got {set_to_none!r}")
+        set_to_none = check_bool(set_to_none, "set_to_none")
         for group in self.param_groups:
             for p in group["params"]:
                 if p.has_grad:
