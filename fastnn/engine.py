@@ -10,7 +10,7 @@
 (not a view of ``last_output``), and t in the loss's prepared format (``loss._prepare(y_pred, y)[1]``).
 It runs, as ONE call that holds no GIL over a compiled plan (fastnn._kernels._plan.TrainPlan):
 the training-mode forward (dropout masks from the model's seed, the layer's stream and
-``model._step``, which it increments exactly like ``model._forward``), the loss's fused loss +
+the model's dropout step counter, which it advances exactly like the per-layer forward), the loss's fused loss +
 gradient (its reduction, weights, ignore_index, label_smoothing, pos_weight), backward into the
 gradient arena with beta = 0 (every gradient is overwritten; afterwards every parameter has
 ``has_grad = True``) and the optimizer update, whose bookkeeping ``optimizer._fused_runs()`` does in
@@ -44,9 +44,9 @@ Fallbacks (each gives the same numbers as the compiled step):
 * an optimizer that is not a fastnn Optimizer stepping through ``_fused_runs`` (a subclass overriding
   ``step()``, a ``step`` wrapped on the instance, or an ``_optim`` build without the fused run update):
   its ``step()`` from Python after the plan's call;
-* a model stage the plan does not know: the per-layer Python path (``model._forward``,
-  ``loss._forward_backward``, ``model._backward``, ``optimizer.step()``); ``forward`` then runs
-  ``model._forward`` in eval mode.
+* a model stage the plan does not know: the per-layer Python path (``Execution.forward``,
+  ``loss._forward_backward``, ``Execution.backward``, ``optimizer.step()``); ``forward`` then runs
+  ``Execution.forward`` in eval mode.
 
 ``forward`` (thread-safe: each call takes a plan of its own from a pool) runs an eval-mode plan
 (fastnn._kernels._plan.InferPlan: no dropout, two ping-pong buffers; a row gets the same bits alone
@@ -55,10 +55,9 @@ type, dtype, shape, contiguity and alignment flags; any other input is validated
 (fastnn._validation). It returns a copy of the plan's output ((n, out), or (out,) for a 1-D sample),
 or writes it into ``out``.
 
-What the engine reads of a Sequential: ``_stages`` (the planner's stages and, per stage, ``layer``,
-``act.kind``/``act.param``, ``stream``, ``out_features``), ``_arena`` (the flat parameter and
-gradient buffers, ``_arena.params``), ``dtype``, ``in_features``, ``out_features``, ``seed``,
-``_step`` (which it increments), and, for the Python fallback, ``_forward``/``_backward``.
+What the engine reads of a model: ``model._execution()`` only (fastnn._stages.Execution: its stages
+and their plan records, the parameter arena, dtype, widths, seed and dropout step counter, which it
+advances, and the per-layer path for stages no plan runs).
 
 Threads (DESIGN "Threads"): a plan is built for the current ``fastnn.get_num_threads()`` (1 in a
 forked child, see fastnn._config) and rebuilt when it changes. It runs serial control flow: GEMMs
@@ -77,8 +76,8 @@ import numpy as np
 from . import _config
 from . import _validation as V
 from . import losses as _losses
-from ._kernels import _activations, _plan, _runtime
-from .model import _ActStage, _DenseStage, _DropoutStage
+from ._kernels import _plan, _runtime
+from ._stages import DropoutStage, LossSpec
 
 __all__ = ["Engine"]
 
@@ -89,29 +88,6 @@ _LOSS_KINDS = {
     _losses.CrossEntropyLoss: _plan.LossKind.CROSS_ENTROPY,
     _losses.NLLLoss: _plan.LossKind.NLL,
 }
-
-
-def _stage_specs(model, with_grads: bool, training: bool) -> list | None:
-    """The plan's stage tuples for model._stages (None if a stage is of an unknown kind)."""
-    specs = []
-    for s in model._stages:
-        if type(s) is _DenseStage:
-            layer = s.layer
-            w, *rest = layer.params
-            b = rest[0] if rest else None
-            spec = ["dense", _activations.CODES[s.act.kind], float(s.act.param), layer.in_features,
-                    layer.out_features, w.data, b.data if b is not None else None]
-            if with_grads:
-                spec += [w._grad, b._grad if b is not None else None]
-            specs.append(tuple(spec))
-        elif type(s) is _ActStage:
-            specs.append(("act", _activations.CODES[s.act.kind], float(s.act.param), s.out_features))
-        elif type(s) is _DropoutStage:
-            if training and s.layer.p > 0.0:
-                specs.append(("dropout", float(s.layer.p), s.stream, s.out_features))
-        else:
-            return None
-    return specs
 
 
 _MAX_PLANS = 4   # TrainPlans kept per engine (one per batch size and target format)
@@ -180,7 +156,7 @@ class Engine:
     """The compiled fast paths of one Sequential model (see the module docstring)."""
 
     def __init__(self, model):
-        self.model = model
+        self._ex = model._execution()   # the model as the engine sees it (fastnn._stages.Execution)
         self._plan = None          # TrainPlan
         self._key = None           # what the TrainPlan was built for
         self._fused = False        # the plan runs the optimizer update
@@ -201,9 +177,9 @@ class Engine:
 
         Runs every step, so it compares attributes in place and creates no objects.
         """
-        m = self.model
+        m = self._ex
         key = self._key
-        if (key is None or key[0] is not m._stages or key[1] is not m._arena or key[2] is not loss
+        if (key is None or key[0] is not m.stages or key[1] is not m.arena or key[2] is not loss
                 or key[3] is not optimizer or key[4] != _config.omp_threads()):
             return True
         settings = key[5]
@@ -219,11 +195,11 @@ class Engine:
 
     def _build(self, x, t, loss, optimizer) -> None:
         """A new key (model state, loss, optimizer, threads): drop every cached plan, then take x's."""
-        m = self.model
-        self._drops = [(s.layer, s.layer.p) for s in m._stages if type(s) is _DropoutStage]
-        self._key = (m._stages, m._arena, loss, optimizer, _config.omp_threads(), _loss_settings(loss))
-        self._params = tuple(m._arena.params)
-        self._specs = _stage_specs(m, with_grads=True, training=True)
+        m = self._ex
+        self._drops = [(s.layer, s.layer.p) for s in m.stages if type(s) is DropoutStage]
+        self._key = (m.stages, m.arena, loss, optimizer, _config.omp_threads(), _loss_settings(loss))
+        self._params = tuple(m.arena.params)
+        self._specs = m.specs(with_grads=True, training=True)
         self._plans = {}
         self._plan = None
         self._python = self._specs is None
@@ -238,13 +214,13 @@ class Engine:
 
     def _select(self, n, t, loss) -> None:
         """Make the plan for n rows and t's target format current: from the cache, else built (and cached)."""
-        m = self.model
+        m = self._ex
         kind = _loss_kind(loss, t)
         entry = self._plans.get((n, kind))
         if entry is None:
             dtype = m.dtype
             if kind is None:   # the plan needs a loss descriptor: MSE's is a placeholder never run
-                spec = (_plan.LossKind.MSE, "sum", m.out_features, None, None, 0, 0.0)
+                spec = LossSpec(_plan.LossKind.MSE, "sum", m.out_features)
             else:
                 row = kind in (_plan.LossKind.CROSS_ENTROPY, _plan.LossKind.CROSS_ENTROPY_PROB, _plan.LossKind.NLL)
                 shape = None if row else (n, m.out_features)
@@ -252,8 +228,8 @@ class Engine:
                           else None)
                 pos = (loss._converted("pos_weight", dtype, shape) if getattr(loss, "_pos_weight", None) is not None
                        else None)
-                spec = (kind, loss.reduction, m.out_features, weight, pos, getattr(loss, "ignore_index", -100),
-                        float(getattr(loss, "label_smoothing", 0.0)))
+                spec = LossSpec(kind, loss.reduction, m.out_features, weight, pos, getattr(loss, "ignore_index", -100),
+                                float(getattr(loss, "label_smoothing", 0.0)))
             plan = _plan.TrainPlan(dtype, n, m.in_features, self._specs, spec, _config.omp_threads())
             entry = (plan, self._loss_out_buffer(loss, plan.output_grad) if kind is None else None)
             if len(self._plans) >= _MAX_PLANS:   # drop the oldest (fit uses two: full and last batch)
@@ -276,8 +252,8 @@ class Engine:
             plan = self._plan
         if self._python:
             return self._python_step(x, t, loss, optimizer)
-        model = self.model
-        step = model._step + 1
+        model = self._ex
+        step = model.step + 1
         try:
             plan.check(x, t)
         except _plan.PlanMismatch:   # another batch size or target format: the cached plan for it, or a new one
@@ -293,7 +269,7 @@ class Engine:
         else:
             self._mark_grads()   # before plan.step calls optimizer._fused_runs(), which skips grad-less ones
             value = plan.step(x, t, model.seed, step, fused)
-        model._step = step
+        model.step = step
         if fused is None:
             optimizer.step()
         return value
@@ -301,7 +277,7 @@ class Engine:
     def supports_batches(self, t, loss, optimizer) -> bool:
         """Whether train_batches can run this model, loss (for targets like t) and optimizer."""
         return (_schedule(optimizer) is not None and _loss_kind(loss, t) is not None
-                and _stage_specs(self.model, with_grads=False, training=True) is not None)
+                and self._ex.specs(with_grads=False, training=True) is not None)
 
     def train_batches(self, x, t, order, batch_size, first, count, loss, optimizer, losses, outputs=None,
                       seconds=0.0) -> int:
@@ -328,7 +304,7 @@ class Engine:
         if plan.n != batch_size or _loss_kind(loss, t) != self._plans_kind(plan):
             self._select(batch_size, t, loss)
             plan = self._plan
-        model = self.model
+        model = self._ex
         self._mark_grads()
         mode, counts = sched_entry
         groups = [optimizer._runs(group) for group in optimizer.param_groups]   # the runs _fused_runs makes
@@ -345,9 +321,9 @@ class Engine:
                     sched.append((mode, 0.0, 0.0, 0.0, 0.0))
         if len(sched) != len(runs):
             raise RuntimeError(f"train_batches: {len(runs)} optimizer runs, {len(sched)} expected")
-        done = plan.run_batches(x, t, order, first, count, model.seed, model._step + 1, losses, outputs, runs,
+        done = plan.run_batches(x, t, order, first, count, model.seed, model.step + 1, losses, outputs, runs,
                                 sched, seconds)
-        model._step += done
+        model.step += done
         if counts and done > 1:   # the later batches' step += 1, done in C, in the Python state
             for pairs in groups:
                 for run, _ in pairs:
@@ -367,19 +343,14 @@ class Engine:
 
     def _python_step(self, x, t, loss, optimizer):
         """Fallback for a model the plan cannot run: the per-layer Python path."""
-        m = self.model
+        m = self._ex
         if x.shape[0] != self._n:
             self._build(x, t, loss, optimizer)
-        training = m.training
-        m.training = True
-        try:
-            out = m._forward(x)
-        finally:
-            m.training = training
+        out = m.forward(x, training=True)
         value = loss._forward_backward(out, t, self._grad_buf, self._loss_buf)
         for p in self._params:
             p.has_grad = False   # backward writes (beta = 0)
-        m._backward(self._grad_buf)
+        m.backward(self._grad_buf)
         optimizer.step()
         self.last_output = out
         return value
@@ -393,7 +364,7 @@ class Engine:
         threads may run inference on one model at once and each gets the bits it would get alone.
         Raises RuntimeError if another thread is training the model.
         """
-        guard = self.model._arena.guard
+        guard = self._ex.arena.guard
         counted = guard.enter_infer("inference")
         try:
             _runtime.sync_omp_threads(_config.omp_threads())
@@ -421,12 +392,12 @@ class Engine:
 
     def _current(self, entry) -> bool:
         """Whether a pooled (plan, stages, arena, threads) entry was built for the model as it is now."""
-        m = self.model
-        return entry[1] is m._stages and entry[2] is m._arena and entry[3] == _config.omp_threads()
+        m = self._ex
+        return entry[1] is m.stages and entry[2] is m.arena and entry[3] == _config.omp_threads()
 
     def _forward_slow(self, x, entry):
         """Validate and convert x once, then run it on `entry`'s plan or on a new one; (entry, output view)."""
-        m = self.model
+        m = self._ex
         single = isinstance(x, np.ndarray) and x.ndim == 1
         x = V.as_float_array(x, "x", m.dtype, ndim=(1, 2) if single else 2)
         n = 1 if single else x.shape[0]
@@ -435,12 +406,12 @@ class Engine:
         if n == 0:
             raise ValueError("x must have at least one row, got shape (0, ...)")
         if entry is None or not self._current(entry) or n > entry[0].capacity:
-            specs = _stage_specs(m, with_grads=False, training=False)
+            specs = m.specs(with_grads=False, training=False)
             if specs is None:   # a stage the plan does not know: the per-layer path, in eval mode
                 return None, self._python_forward(x, single)
             threads = _config.omp_threads()
             capacity = max(n, entry[0].capacity if entry is not None and self._current(entry) else 0)
-            entry = (_plan.InferPlan(m.dtype, capacity, m.in_features, specs, threads), m._stages, m._arena,
+            entry = (_plan.InferPlan(m.dtype, capacity, m.in_features, specs, threads), m.stages, m.arena,
                      threads)
         out = entry[0].run(x)
         if out is None:   # x misaligned (a view into a byte buffer) or an earlier output of this plan: copy it
@@ -450,12 +421,6 @@ class Engine:
     def _python_forward(self, x, single):
         """The per-layer path in eval mode (for a stage the plan does not know); serialised by a lock,
         since it runs on the model's own stage buffers."""
-        m = self.model
         with self._python_lock:
-            training = m.training
-            m.training = False
-            try:
-                out = m._forward(x.reshape(1, -1) if single else x)
-            finally:
-                m.training = training
+            out = self._ex.forward(x.reshape(1, -1) if single else x, training=False)
             return (out[0] if single else out).copy()

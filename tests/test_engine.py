@@ -12,8 +12,8 @@ from fastnn._reference import activations as ref_act
 from fastnn._reference import dense as ref_dense
 from fastnn._reference import dropout as ref_drop
 from fastnn._reference import losses as ref_loss
+from fastnn._stages import ActStage, DenseStage
 from fastnn.engine import Engine
-from fastnn.model import _ActStage, _DenseStage
 
 ACTS = ["relu", "sigmoid", "tanh", "leaky_relu", "gelu", "elu", "silu", "softmax", None,
         lambda: fnn.GELU(approximate="tanh"), lambda: fnn.LeakyReLU(0.2), lambda: fnn.ELU(0.5)]
@@ -228,14 +228,14 @@ def _reference_step(model, x, t, loss):
     step = model._step + 1
     for s in model._stages:
         n, m = h.shape[0], s.out_features
-        if isinstance(s, _DenseStage):
+        if isinstance(s, DenseStage):
             w, *rest = s.layer.params
             b = rest[0].data if rest else np.empty(0, dt)
             z = np.empty((n, m), dt)
             a = z if s.act.kind == "linear" else np.empty((n, m), dt)
             ref_dense.forward(h, w.data, b, z, a, _activations.CODES[s.act.kind], s.act.param)
             saved.append((h, z, a, None))
-        elif isinstance(s, _ActStage):
+        elif isinstance(s, ActStage):
             a = np.empty((n, m), dt)
             ref_act.forward(h.copy(), np.empty(0, dt), a, _activations.CODES[s.act.kind], s.act.param)
             saved.append((h, None, a, None))
@@ -257,14 +257,14 @@ def _reference_step(model, x, t, loss):
         s = model._stages[k]
         xin, z, a, mask = saved[k]
         dx = np.empty_like(xin)
-        if isinstance(s, _DenseStage):
+        if isinstance(s, DenseStage):
             w, *rest = s.layer.params
             dw, db = np.empty_like(w.data), (np.empty_like(rest[0].data) if rest else np.empty(0, dt))
             ref_dense.backward(xin, w.data, z, a, g, dw, db, dx, _activations.CODES[s.act.kind], s.act.param)
             grads[w.name] = dw
             if rest:
                 grads[rest[0].name] = db
-        elif isinstance(s, _ActStage):
+        elif isinstance(s, ActStage):
             ref_act.backward(g, xin, a, dx, _activations.CODES[s.act.kind], s.act.param)
         elif mask is not None:
             ref_drop.backward(g.reshape(-1), mask, dx.reshape(-1), s.layer.p)
@@ -544,7 +544,7 @@ def test_fallback_loss_and_optimizer(reduction, opt):
 def test_fallback_python_path_for_unknown_stage():
     (ma, mb), (la, lb), x, t = _problem("MSELoss", {}, "regression", np.float64, False, n=6, key="stage")
 
-    class Odd(_DenseStage):   # a stage type the plan does not know (runs like a Dense stage)
+    class Odd(DenseStage):   # a stage type the plan does not know (runs like a Dense stage)
         pass
 
     for m in (ma, mb):
@@ -642,7 +642,7 @@ def test_forward_of_misaligned_input_and_of_a_stage_the_plan_does_not_know():
     engine = Engine(model)
     _close(engine.forward(odd), model(x), 1e-6)
 
-    class Odd(_DenseStage):
+    class Odd(DenseStage):
         pass
 
     model._stages[-1].__class__ = Odd

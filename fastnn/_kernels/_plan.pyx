@@ -266,7 +266,7 @@ cdef Stage* _new_stages(int ns) except NULL:
 
 cdef int _build_stages(Stage* st, list stages, object dtype, int n, int in_features, bint training,
                        list keep, int threads) except -1:
-    """Fill the descriptors from the engine's stage tuples (buffers only for a training plan)."""
+    """Fill the descriptors from fastnn._stages' records, read by field (buffers only for a training plan)."""
     cdef Stage* s
     cdef int i
     cdef bint f64 = dtype == np.float64
@@ -274,9 +274,9 @@ cdef int _build_stages(Stage* st, list stages, object dtype, int n, int in_featu
     has_params = False
     for i, spec in enumerate(stages):
         s = &st[i]
-        kind = spec[0]
+        kind = spec.kind
         if kind == "dense":
-            _, act, param, k, m, w, b = spec[:7]
+            act, param, k, m, w, b = spec.act, spec.param, spec.k, spec.m, spec.w, spec.b
             s.kind, s.act, s.param, s.k, s.m = StageKind.DENSE, act, param, k, m
             s.w = _ptr(_ensure(w, dtype, (k, m), "w"))
             s.b = _ptr(_ensure(b, dtype, (m,), "b") if b is not None else None)
@@ -285,7 +285,7 @@ cdef int _build_stages(Stage* st, list stages, object dtype, int n, int in_featu
             s.own_dw = _small_gemm(k, m, n, f64, threads)
             s.own_dx = _small_gemm(n, k, m, f64, threads)
             if training:
-                dw, db = spec[7:9]
+                dw, db = spec.dw, spec.db
                 if (b is None) != (db is None):
                     raise ValueError("plan: b and db must both be given or both be None")
                 s.dw = _ptr(_ensure(dw, dtype, (k, m), "dw"))
@@ -295,14 +295,14 @@ cdef int _build_stages(Stage* st, list stages, object dtype, int n, int in_featu
                 s.z, s.a = _ptr(z), _ptr(a)
                 keep += [dw, db, z, a]
         elif kind == "act":
-            _, act, param, m = spec
+            act, param, m = spec.act, spec.param, spec.m
             s.kind, s.act, s.param, s.k, s.m = StageKind.ACT, act, param, m, m
             if training:
                 a = np.empty((n, m), dtype)
                 s.a = _ptr(a)
                 keep.append(a)
         elif kind == "dropout":
-            _, p, stream, m = spec
+            p, stream, m = spec.p, spec.stream, spec.m
             if training and not 0.0 < p <= 1.0:
                 raise ValueError(f"plan: an active dropout stage needs p in (0, 1], got {p}")
             s.kind, s.p, s.stream, s.k, s.m = StageKind.DROPOUT, p, stream, m, m
@@ -438,11 +438,10 @@ cdef double _train_step(Stage* st, int ns, Loss* L, const real* x, const void* t
 cdef class TrainPlan:
     """Buffers and descriptors of one (model, batch size, loss, dtype, thread count); `step` is one nogil call.
 
-    TrainPlan(dtype, n, in_features, stages, loss, threads). stages: tuples
-    ("dense", act_code, param, k, m, w, b, dw, db) (b, db may be None), ("act", act_code, param, width),
-    ("dropout", p, stream, width) - inactive (p == 0) dropout stages are left out by the caller.
-    loss: (kind, reduction, C, weight, pos_weight, ignore_index, label_smoothing), arrays already in
-    the plan's dtype and broadcast shape (or None). threads: the thread count the GEMM choice is for.
+    TrainPlan(dtype, n, in_features, stages, loss, threads). stages: fastnn._stages records (DenseSpec,
+    ActSpec, DropoutSpec, read by field; inactive dropout stages are left out by the caller). loss: a
+    LossSpec, its arrays already in the plan's dtype and broadcast shape (or None). threads: the thread
+    count the GEMM choice is for.
     """
 
     cdef Stage* st
@@ -480,7 +479,7 @@ cdef class TrainPlan:
         PyMem_Free(self.runs)
         PyMem_Free(self.sched)
 
-    def __init__(self, dtype, int n, int in_features, list stages, tuple loss, int threads=1):
+    def __init__(self, dtype, int n, int in_features, list stages, object loss, int threads=1):
         dtype = _plan_dtype(dtype, n, stages, "a batch")
         self.dtype = dtype
         self.typenum = cnp.NPY_FLOAT32 if dtype == np.float32 else cnp.NPY_FLOAT64
@@ -504,8 +503,9 @@ cdef class TrainPlan:
                 return arr.reshape(rows, cols)
         raise RuntimeError("plan: buffer not found")
 
-    cdef _set_loss(self, tuple loss):
-        kind, reduction, C, weight, pos_weight, ignore_index, eps = loss
+    cdef _set_loss(self, object loss):
+        kind, reduction, C = loss.kind, loss.reduction, loss.classes
+        weight, pos_weight, ignore_index, eps = loss.weight, loss.pos_weight, loss.ignore_index, loss.label_smoothing
         if C != self.out_features:
             raise ValueError(f"plan: the loss expects {C} features, the model gives {self.out_features}")
         self.L.kind, self.L.red, self.L.C = kind, REDUCTIONS[reduction], C
