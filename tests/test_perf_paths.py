@@ -306,4 +306,4 @@ def test_eval_forward_runs_the_plan_and_backward_still_works(dtype, n):
     b.backward(g)
     for pa, pb in zip(a.parameters(), b.parameters()):
         np.testing.assert_array_equal(pa.grad, pb.grad)
-    np.testing.assert_array_equal(a._x, x_saved)
+    np.testing.assert_array_equal(a._execution()._x, x_saved)
