@@ -540,6 +540,8 @@ SCHED_SPECS = {
     "CosineAnnealingLR": {"T_max": [1, 3], "eta_min": [0.0, 0.01], "last_epoch": [-1]},
     "LinearLR": {"start_factor": [1 / 3, 1.0], "end_factor": [1.0, 0.5, 0.0], "total_iters": [1, 5],
                  "last_epoch": [-1]},
+    "ConstantLR": {"factor": [1 / 3, 0.0, 1.0], "total_iters": [1, 5], "last_epoch": [-1]},
+    "PolynomialLR": {"total_iters": [1, 5], "power": [1.0, 0.5, 0.0, 2.0], "last_epoch": [-1]},
     "ReduceLROnPlateau": {"mode": ["min", "max"], "factor": [0.1, 0.5], "patience": [0, 2],
                           "threshold": [1e-4, 0.0], "threshold_mode": ["rel", "abs"], "cooldown": [0, 1],
                           "min_lr": [0, 1e-3, [0.0]], "eps": [1e-8]},

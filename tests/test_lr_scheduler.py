@@ -1,5 +1,6 @@
 """LR schedulers vs torch.optim.lr_scheduler (NUMERICS 7): lr sequences, state_dict, validation."""
 
+import itertools
 import math
 import pickle
 
@@ -33,6 +34,17 @@ EPOCH_CASES = [
     ("LinearLR", dict(start_factor=0.1, end_factor=0.5, total_iters=20)),
     ("LinearLR", dict(start_factor=1.0, end_factor=0.0, total_iters=10)),  # linear decay to 0
     ("LinearLR", dict(start_factor=0.25, total_iters=1)),
+    ("ConstantLR", dict()),  # defaults: 1/3 for 5 epochs
+    ("ConstantLR", dict(factor=0.5, total_iters=40)),
+    ("ConstantLR", dict(factor=1.0, total_iters=1)),
+    ("ConstantLR", dict(factor=0.0, total_iters=200)),  # lr 0 throughout (undoing a factor 0 at 200 would fail)
+    ("ConstantLR", dict(factor=0.1, total_iters=1)),
+    ("PolynomialLR", dict()),  # defaults: linear decay to 0 over 5 epochs
+    ("PolynomialLR", dict(total_iters=50, power=0.9)),
+    ("PolynomialLR", dict(total_iters=20, power=2.0)),
+    ("PolynomialLR", dict(total_iters=7, power=0.5)),
+    ("PolynomialLR", dict(total_iters=1)),
+    ("PolynomialLR", dict(total_iters=10, power=0.0)),  # constant lr
 ]
 CASE_IDS = [f"{name}-{'-'.join(f'{k}={v}' for k, v in kw.items())}" for name, kw in EPOCH_CASES]
 
@@ -160,6 +172,166 @@ def test_step_with_epoch_uses_the_closed_form(name, kwargs):
             tsched.step(epoch)
         _assert_lrs(sched.get_last_lr(), tsched.get_last_lr())
         assert sched.last_epoch == epoch
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# ConstantLR, PolynomialLR: exact sequences, chaining, closed form, factor 0
+
+GROUP_LRS = (0.1, 0.03, 1.7)  # three param groups with different lrs
+NEW_CASES = [("ConstantLR", dict(factor=f, total_iters=t)) for f in (1 / 3, 0.5, 0.0, 1.0, 0.07) for t in (1, 4, 20)] \
+    + [("PolynomialLR", dict(total_iters=t, power=p)) for t in (1, 3, 7, 20) for p in (1.0, 0.5, 2.0, 0.9, 0.0, 3.7)]
+
+
+def _groups(lrs=GROUP_LRS):
+    """fastnn and torch SGD with one param group per lr."""
+    params = parameters_from_arrays([np.zeros(2) for _ in lrs], dtype=np.float64)
+    ours = SGD([{"params": [p], "lr": lr} for p, lr in zip(params, lrs)], lr=lrs[0])
+    tparams = [torch.nn.Parameter(torch.zeros(2, dtype=torch.float64)) for _ in lrs]
+    theirs = torch.optim.SGD([{"params": [p], "lr": lr} for p, lr in zip(tparams, lrs)], lr=lrs[0])
+    return ours, theirs
+
+
+def _sequence(opt, scheds, steps=20):
+    """The lrs after construction and after each of `steps` epochs (each scheduler stepped in order)."""
+    seq = [[g["lr"] for g in opt.param_groups]]
+    for _ in range(steps):
+        opt.step()
+        for s in scheds:
+            s.step()
+        seq.append([g["lr"] for g in opt.param_groups])
+    return seq
+
+
+@pytest.mark.parametrize("name, kwargs", NEW_CASES, ids=[f"{n}-{k}" for n, k in NEW_CASES])
+def test_constant_and_polynomial_sequences_equal_torchs(name, kwargs):
+    """20 epochs (past total_iters, except total_iters=20) with three param groups: the same floats as torch."""
+    opt, topt = _groups()
+    if name == "ConstantLR" and kwargs["factor"] == 0 and kwargs["total_iters"] <= 20:
+        kwargs = {**kwargs, "total_iters": 21}  # torch divides by 0 at total_iters (see test_constant_lr_factor_0)
+    sched, tsched = getattr(lrs, name)(opt, **kwargs), getattr(T, name)(topt, **kwargs)
+    ours, theirs = _sequence(opt, [sched]), _sequence(topt, [tsched])
+    assert ours == theirs
+    assert sched.get_last_lr() == tsched.get_last_lr() == ours[-1]
+    assert sched.last_epoch == tsched.last_epoch == 20
+
+
+def test_constant_and_polynomial_reach_their_targets():
+    opt, _ = _groups()
+    seq = _sequence(opt, [lrs.ConstantLR(opt, factor=0.25, total_iters=3)], steps=6)
+    assert [s[2] for s in seq] == [1.7 * 0.25] * 3 + [1.7 * 0.25 * (1.0 / 0.25)] * 4
+    opt, _ = _groups()
+    seq = _sequence(opt, [lrs.PolynomialLR(opt, total_iters=4, power=2.0)], steps=8)
+    np.testing.assert_allclose([s[0] for s in seq], [0.1 * (1 - min(e, 4) / 4) ** 2 for e in range(9)], rtol=1e-14)
+    assert [s[0] for s in seq[4:]] == [0.0] * 5  # 0 at total_iters and after
+
+
+CHAINS = [
+    [("ConstantLR", dict(factor=0.5, total_iters=3)), ("ExponentialLR", dict(gamma=0.9))],
+    [("ExponentialLR", dict(gamma=0.9)), ("ConstantLR", dict(factor=0.5, total_iters=3))],
+    [("PolynomialLR", dict(total_iters=12, power=0.5)), ("StepLR", dict(step_size=3, gamma=0.5))],
+    [("ConstantLR", dict(factor=0.1, total_iters=2)), ("PolynomialLR", dict(total_iters=15, power=2.0))],
+    [("LinearLR", dict(start_factor=0.2, total_iters=4)), ("PolynomialLR", dict(total_iters=10)),
+     ("ConstantLR", dict(factor=0.3, total_iters=7))],
+    [("PolynomialLR", dict(total_iters=8, power=1.5)), ("CosineAnnealingLR", dict(T_max=5))],
+]
+
+
+@pytest.mark.parametrize("chain", CHAINS, ids=["+".join(n for n, _ in c) for c in CHAINS])
+def test_chained_with_other_schedules_equals_torch(chain):
+    """Several schedulers on one optimizer, each stepped every epoch (torch's chainable form)."""
+    opt, topt = _groups()
+    ours = [getattr(lrs, name)(opt, **kw) for name, kw in chain]
+    theirs = [getattr(T, name)(topt, **kw) for name, kw in chain]
+    assert _sequence(opt, ours, 25) == _sequence(topt, theirs, 25)
+
+
+@pytest.mark.parametrize("name, kwargs", NEW_CASES[::2], ids=[f"{n}-{k}" for n, k in NEW_CASES[::2]])
+def test_constant_and_polynomial_closed_form_equals_torch(name, kwargs):
+    """step(epoch) is torch's closed form, float for float; it agrees with the recursion (exactly where
+    torch's two forms agree exactly, to rounding elsewhere)."""
+    opt, topt = _groups()
+    steps = kwargs["total_iters"] - 1 if name == "ConstantLR" and kwargs["factor"] == 0 else 25  # (factor 0: below)
+    rec = _sequence(opt, [getattr(lrs, name)(opt, **kwargs)], steps)
+    trec = _sequence(topt, [getattr(T, name)(topt, **kwargs)], steps)
+    assert rec == trec
+    opt, topt = _groups()
+    sched, tsched = getattr(lrs, name)(opt, **kwargs), getattr(T, name)(topt, **kwargs)
+    for epoch in list(range(26)) + [3, 40, 0, 17, 1, 10**6]:
+        with pytest.warns(UserWarning, match="epoch parameter"):
+            sched.step(epoch)
+        with pytest.warns(UserWarning):
+            tsched.step(epoch)
+        closed, tclosed = sched.get_last_lr(), tsched.get_last_lr()
+        assert closed == tclosed and [g["lr"] for g in opt.param_groups] == closed
+        assert sched.last_epoch == tsched.last_epoch == epoch
+        if epoch < len(rec):
+            assert (rec[epoch] == closed) == (trec[epoch] == tclosed)
+            np.testing.assert_allclose(rec[epoch], closed, rtol=1e-13, atol=0)
+
+
+def test_constant_lr_factor_0_cannot_be_undone():
+    """torch divides by 0 at total_iters (ZeroDivisionError); fastnn raises ValueError naming the settings
+    and the epoch, and changes nothing. step(epoch) uses the closed form, which has no division."""
+    opt, topt = _groups()
+    sched, tsched = lrs.ConstantLR(opt, factor=0.0, total_iters=3), T.ConstantLR(topt, factor=0.0, total_iters=3)
+    assert _sequence(opt, [sched], 2) == _sequence(topt, [tsched], 2) == [[0.0] * 3] * 3
+    topt.step()
+    with pytest.raises(ZeroDivisionError):
+        tsched.step()
+    state = sched.state_dict()
+    with pytest.raises(ValueError, match=r"ConstantLR\(factor=0.0, total_iters=3\) cannot schedule epoch 3: "
+                                         r"a factor of 0 cannot be undone .*; check epoch and the settings"):
+        sched.step()
+    assert sched.state_dict() == state and [g["lr"] for g in opt.param_groups] == [0.0] * 3
+    with pytest.warns(UserWarning, match="epoch parameter"):
+        sched.step(3)
+    assert sched.get_last_lr() == list(GROUP_LRS)
+    # a subnormal factor: 1 / factor overflows to inf, refused like every non-finite lr
+    opt, _ = _groups()
+    sched = lrs.ConstantLR(opt, factor=5e-324, total_iters=1)
+    with pytest.raises(ValueError, match=r"ConstantLR\(factor=5e-324, total_iters=1\) cannot schedule epoch 1: "
+                                         r"the learning rate became (inf|nan)"):
+        sched.step()
+    assert sched.last_epoch == 0
+
+
+@pytest.mark.parametrize("name, kwargs", [("ConstantLR", dict(factor=0.5, total_iters=4)),
+                                          ("PolynomialLR", dict(total_iters=6, power=2.0))])
+@pytest.mark.parametrize("last_epoch", [0, 2, 3, 5, 9])
+def test_constant_and_polynomial_resume_with_last_epoch_as_torch(name, kwargs, last_epoch):
+    """Construction with last_epoch >= 0 does torch's initial step from there (ConstantLR at last_epoch =
+    total_iters - 1 undoes its factor at construction, as torch's does)."""
+    opt, topt = _groups()
+    for g, tg in zip(opt.param_groups, topt.param_groups):
+        g["initial_lr"] = tg["initial_lr"] = g["lr"]
+    sched = getattr(lrs, name)(opt, last_epoch=last_epoch, **kwargs)
+    tsched = getattr(T, name)(topt, last_epoch=last_epoch, **kwargs)
+    assert _sequence(opt, [sched], 12) == _sequence(topt, [tsched], 12)
+    assert sched.last_epoch == tsched.last_epoch == last_epoch + 13
+
+
+def test_constant_and_polynomial_drive_fit():
+    """Passed to fit (wrapped in LRSchedulerCallback): the lr logged for each epoch is torch's."""
+    import fastnn as fnn
+
+    X = np.random.default_rng(0).standard_normal((6, 3))
+    Y = np.random.default_rng(1).standard_normal((6, 2))
+    cases = [("ConstantLR", dict(factor=0.5, total_iters=2)), ("PolynomialLR", dict(total_iters=4, power=2.0))]
+    for (name, kwargs), wrap in itertools.product(cases, [False, True]):
+        model = fnn.Sequential([fnn.Dense(3, 4, "tanh"), fnn.Dense(4, 2)], dtype="float64", seed=0)
+        model.compile(optimizer=SGD(model.parameters(), lr=0.1), loss="mse")
+        topt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1)
+        tsched = getattr(T, name)(topt, **kwargs)
+        want = []
+        for _ in range(6):
+            want.append(topt.param_groups[0]["lr"])
+            topt.step()
+            tsched.step()
+        sched = getattr(lrs, name)(model.optimizer, **kwargs)
+        hist = model.fit(X, Y, epochs=6, verbose=0, callbacks=[fnn.callbacks.LRSchedulerCallback(sched) if wrap
+                                                               else sched])
+        assert hist.history["lr"] == want
+        assert model.optimizer.param_groups[0]["lr"] == topt.param_groups[0]["lr"] and sched.last_epoch == 6
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -308,6 +480,23 @@ def test_state_dict_round_trip_continues_the_sequence(name, kwargs):
         assert advance(sched2, 37, 23) == full[23:]
 
 
+@pytest.mark.parametrize("name, key, value, exc, match", [
+    ("ConstantLR", "factor", 1.5, ValueError, r"must be a finite number in \[0, 1\], got 1.5"),
+    ("ConstantLR", "factor", "0.5", TypeError, r"must be a real number, got '0.5'"),
+    ("ConstantLR", "total_iters", 0, ValueError, r"must be in \[1, inf\], got 0"),
+    ("PolynomialLR", "power", -2.0, ValueError, r"must be a finite number in \[0, inf\), got -2.0"),
+    ("PolynomialLR", "power", math.nan, ValueError, r"must be a finite number in \[0, inf\), got nan"),
+    ("PolynomialLR", "total_iters", 1.5, TypeError, r"must be an int, got 1.5"),
+])
+def test_constant_and_polynomial_refuse_bad_state_dict_entries(name, key, value, exc, match):
+    opt, _ = _optimizers()
+    sched = getattr(lrs, name)(opt)
+    good = sched.state_dict()
+    with pytest.raises(exc, match=rf"state_dict\['{key}'\] {match}"):
+        sched.load_state_dict({**good, key: value})
+    assert sched.state_dict() == good
+
+
 def test_resuming_with_last_epoch_needs_initial_lr():
     opt, topt = _optimizers()
     with pytest.raises(ValueError, match=r"last_epoch=4 resumes a schedule, but param_groups\[0\] has no 'initial_lr'"):
@@ -381,6 +570,19 @@ BAD = [
     (lrs.LinearLR, dict(start_factor=1.5), ValueError, r"start_factor must be .* got 1.5"),
     (lrs.LinearLR, dict(end_factor=1.2), ValueError, r"end_factor must be a finite number in \[0, 1\], got 1.2"),
     (lrs.LinearLR, dict(total_iters=0), ValueError, r"total_iters must be in \[1, inf\], got 0"),
+    (lrs.ConstantLR, dict(factor=1.5), ValueError, r"factor must be a finite number in \[0, 1\], got 1.5"),
+    (lrs.ConstantLR, dict(factor=-0.1), ValueError, r"factor must be a finite number in \[0, 1\], got -0.1"),
+    (lrs.ConstantLR, dict(factor=float("nan")), ValueError, r"factor must be a finite number in \[0, 1\], got nan"),
+    (lrs.ConstantLR, dict(factor="0.5"), TypeError, r"factor must be a real number, got '0.5'"),
+    (lrs.ConstantLR, dict(total_iters=0), ValueError, r"total_iters must be in \[1, inf\], got 0"),
+    (lrs.ConstantLR, dict(total_iters=2.0), TypeError, r"total_iters must be an int, got 2.0"),
+    (lrs.ConstantLR, dict(last_epoch=-3), ValueError, r"last_epoch must be in \[-1, inf\], got -3"),
+    (lrs.PolynomialLR, dict(total_iters=0), ValueError, r"total_iters must be in \[1, inf\], got 0"),
+    (lrs.PolynomialLR, dict(total_iters=-5), ValueError, r"total_iters must be in \[1, inf\], got -5"),
+    (lrs.PolynomialLR, dict(total_iters=True), TypeError, r"total_iters must be an int, got True"),
+    (lrs.PolynomialLR, dict(power=-1), ValueError, r"power must be a finite number in \[0, inf\), got -1.0"),
+    (lrs.PolynomialLR, dict(power=float("inf")), ValueError, r"power must be a finite number in \[0, inf\), got inf"),
+    (lrs.PolynomialLR, dict(power=None), TypeError, r"power must be a real number, got None"),
     (lrs.ReduceLROnPlateau, dict(factor=1.0), ValueError, r"factor must be a finite number in \[0, 1\), got 1.0"),
     (lrs.ReduceLROnPlateau, dict(mode="mean"), ValueError, r"mode must be one of 'min', 'max'; got 'mean'"),
     (lrs.ReduceLROnPlateau, dict(threshold_mode="pct"), ValueError,

@@ -341,7 +341,8 @@ def test_malformed_scheduler_state_dicts_are_refused_and_change_nothing(bad, exc
 def test_scheduler_state_dicts_of_every_class_still_load_and_plateau_checks_its_fields():
     opt = fo.SGD(_params(), lr=0.1)
     for sched in (fls.StepLR(opt, 2), fls.MultiStepLR(opt, [1, 3]), fls.ExponentialLR(opt, 0.9),
-                  fls.CosineAnnealingLR(opt, 4), fls.LinearLR(opt), fls.ReduceLROnPlateau(opt)):
+                  fls.CosineAnnealingLR(opt, 4), fls.LinearLR(opt), fls.ConstantLR(opt), fls.PolynomialLR(opt),
+                  fls.ReduceLROnPlateau(opt)):
         sd = sched.state_dict()
         sched.load_state_dict(sd)
         assert sched.state_dict() == sd

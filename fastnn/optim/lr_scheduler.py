@@ -7,8 +7,8 @@ form, evaluated with the same floating-point expressions in the same order, so t
 torch's bit for bit; ``step(epoch)`` (deprecated in torch) uses the closed form, as torch does.
 
 Construction performs torch's initial step: it sets ``group.setdefault("initial_lr", group["lr"])``,
-``base_lrs`` and ``last_epoch = 0`` (LinearLR, and MultiStepLR with a milestone 0, already change
-the lr there). ``state_dict()`` is every attribute but the optimizer, under torch's keys, so states
+``base_lrs`` and ``last_epoch = 0`` (LinearLR, ConstantLR, and MultiStepLR with a milestone 0, already
+change the lr there). ``state_dict()`` is every attribute but the optimizer, under torch's keys, so states
 load across fastnn and torch schedulers of the same class.
 
 ``needs_metric`` tells a training loop how to step a scheduler: False for the epoch schedules
@@ -32,6 +32,8 @@ __all__ = [
     "ExponentialLR",
     "CosineAnnealingLR",
     "LinearLR",
+    "ConstantLR",
+    "PolynomialLR",
     "ReduceLROnPlateau",
 ]
 
@@ -114,7 +116,7 @@ _EPOCH_FIELDS = {"last_epoch": _int_from(-1), "_step_count": _int_from(0), "base
 
 #: the hyper-parameters a schedule's error message quotes
 _SETTINGS = ("step_size", "milestones", "gamma", "T_max", "eta_min", "start_factor", "end_factor", "total_iters",
-             "factor", "min_lrs")
+             "factor", "power", "min_lrs")
 
 
 class LRScheduler:
@@ -184,7 +186,7 @@ class LRScheduler:
             bad = next((lr for lr in values if not math.isfinite(lr)), None)
             if bad is not None:
                 raise OverflowError(f"the learning rate became {bad}")
-        except OverflowError as exc:   # nothing changes: the schedule's settings cannot reach this epoch
+        except (OverflowError, ZeroDivisionError) as exc:   # nothing changes: the settings cannot reach this epoch
             self.last_epoch = last
             self._step_count -= 1
             settings = ", ".join(f"{k}={v!r}" for k, v in vars(self).items() if k in _SETTINGS)
@@ -371,6 +373,65 @@ class LinearLR(LRScheduler):
     def _get_closed_form_lr(self) -> list[float]:
         return [base_lr * (self.start_factor + (self.end_factor - self.start_factor)
                            * min(self.total_iters, self.last_epoch) / self.total_iters)
+                for base_lr in self.base_lrs]
+
+
+class ConstantLR(LRScheduler):
+    """Multiply the lr by ``factor`` until epoch ``total_iters``: lr_e = base * (factor if e < total_iters else 1).
+
+    The chainable form multiplies by ``factor`` at epoch 0 (construction) and by ``1.0 / factor`` at
+    ``total_iters``, as torch, so it composes with other schedules stepping the same optimizer. With
+    ``factor=0`` that undoing step is a division by zero (torch: ZeroDivisionError): ``step()`` at
+    ``total_iters`` raises ValueError and changes nothing (``step(epoch)`` uses the closed form and works).
+    """
+
+    _state_fields = {**_EPOCH_FIELDS, "factor": _float_from(0, 1), "total_iters": _int_from(1)}
+
+    def __init__(self, optimizer, factor: float = 1.0 / 3, total_iters: int = 5, last_epoch: int = -1) -> None:
+        self.factor = check_float(factor, "factor", low=0, high=1)
+        self.total_iters = check_int(total_iters, "total_iters", low=1)
+        super().__init__(optimizer, last_epoch)
+
+    def get_lr(self) -> list[float]:
+        self._warn_get_lr_outside_step()
+        groups = self.optimizer.param_groups
+        if self.last_epoch == 0:
+            return [group["lr"] * self.factor for group in groups]
+        if self.last_epoch != self.total_iters:
+            return _lrs(self.optimizer)
+        if self.factor == 0:
+            raise ZeroDivisionError("a factor of 0 cannot be undone (the chainable form multiplies by 1 / factor)")
+        return [group["lr"] * (1.0 / self.factor) for group in groups]
+
+    def _get_closed_form_lr(self) -> list[float]:
+        return [base_lr * (self.factor + (self.last_epoch >= self.total_iters) * (1 - self.factor))
+                for base_lr in self.base_lrs]
+
+
+class PolynomialLR(LRScheduler):
+    """Polynomial decay to 0 over ``total_iters`` epochs: lr_e = base * (1 - min(e, total_iters) / total_iters)**power.
+
+    torch's recursion multiplies the current lr by ((1 - e/T) / (1 - (e-1)/T))**power; the lr is 0 from
+    epoch ``total_iters`` on and stays there. ``power=0`` keeps the lr constant.
+    """
+
+    _state_fields = {**_EPOCH_FIELDS, "total_iters": _int_from(1), "power": _float_from(0)}
+
+    def __init__(self, optimizer, total_iters: int = 5, power: float = 1.0, last_epoch: int = -1) -> None:
+        self.total_iters = check_int(total_iters, "total_iters", low=1)
+        self.power = check_float(power, "power", low=0)
+        super().__init__(optimizer, last_epoch)
+
+    def get_lr(self) -> list[float]:
+        self._warn_get_lr_outside_step()
+        if self._is_initial or self.last_epoch > self.total_iters:
+            return _lrs(self.optimizer)
+        decay_factor = ((1.0 - self.last_epoch / self.total_iters)
+                        / (1.0 - (self.last_epoch - 1) / self.total_iters)) ** self.power
+        return [group["lr"] * decay_factor for group in self.optimizer.param_groups]
+
+    def _get_closed_form_lr(self) -> list[float]:
+        return [base_lr * (1.0 - min(self.total_iters, self.last_epoch) / self.total_iters) ** self.power
                 for base_lr in self.base_lrs]
 
 
