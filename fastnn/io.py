@@ -52,11 +52,11 @@ from math import prod
 
 import numpy as np
 
-from . import __version__
 from . import _validation as V
 from . import layers as L
 from . import losses as _losses
 from . import optim as _optim
+from ._version import __version__
 from .model import Sequential
 
 __all__ = [

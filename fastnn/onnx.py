@@ -31,8 +31,8 @@ import math
 
 import numpy as np
 
-from . import __version__
 from . import layers as L
+from ._version import __version__
 from .io import _atomic_write, _fspath
 from .model import Sequential
 
