@@ -26,10 +26,11 @@ import sys
 
 import numpy as np
 
+from ._argtypes import integer, number
+from .layers import ACTIVATIONS, Identity
+from .optim import OPTIMIZERS
+
 PROG = "fastnn train"
-_OPTIMIZERS = {"sgd": "SGD", "adam": "Adam", "adamw": "AdamW", "rmsprop": "RMSprop", "adagrad": "Adagrad",
-               "adadelta": "Adadelta"}
-_ACTIVATIONS = ("relu", "leaky_relu", "tanh", "sigmoid", "gelu", "elu", "silu")
 
 
 class UsageError(Exception):
@@ -37,36 +38,6 @@ class UsageError(Exception):
 
 
 # ----------------------------------------------------------------------------- argument types
-def _int_at_least(low):
-    def parse(text):
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
-        if value < low:
-            raise argparse.ArgumentTypeError(f"must be >= {low}, got {value}")
-        return value
-    parse.__name__ = "int"
-    return parse
-
-
-def _float_in(low, high, low_open, high_open):
-    def parse(text):
-        try:
-            value = float(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-        ok = np.isfinite(value) and (value > low if low_open else value >= low) and \
-            (high is None or (value < high if high_open else value <= high))
-        if not ok:
-            left, right = "(" if low_open else "[", ")" if high_open or high is None else "]"
-            raise argparse.ArgumentTypeError(f"must be in {left}{low:g}, {'inf' if high is None else f'{high:g}'}"
-                                             f"{right}, got {text}")
-        return value
-    parse.__name__ = "number"
-    return parse
-
-
 def _hidden(text):
     """'128,64' -> [128, 64]; '' or 'none' -> [] (no hidden layer: a linear model)."""
     if text.strip().lower() in ("", "none"):
@@ -84,10 +55,9 @@ def _hidden(text):
     return sizes
 
 
-def _available_optimizers():
-    import fastnn
-
-    return [name for name, cls in _OPTIMIZERS.items() if hasattr(fastnn.optim, cls)]
+def _hidden_activations() -> list[str]:
+    """The activation names a hidden layer can take: the element-wise, non-linear ones of the registry."""
+    return sorted(name for name, cls in ACTIVATIONS.items() if cls.elementwise and cls is not Identity)
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -100,30 +70,30 @@ def configure(parser: argparse.ArgumentParser) -> None:
     data.add_argument("--target", metavar="COLUMN", default=None, help="the CSV column to predict")
     data.add_argument("--task", choices=("auto", "classification", "regression"), default="auto",
                       help="auto (default): regression when the target has non-integer numbers, else classification")
-    data.add_argument("--val-split", type=_float_in(0.0, 1.0, False, True), default=0.1, metavar="FRACTION",
+    data.add_argument("--val-split", type=number(0.0, 1.0, False, True), default=0.1, metavar="FRACTION",
                       help="fraction of the training part held out for validation, 0 for none (default: 0.1)")
-    data.add_argument("--test-split", type=_float_in(0.0, 1.0, True, True), default=0.2, metavar="FRACTION",
+    data.add_argument("--test-split", type=number(0.0, 1.0, True, True), default=0.2, metavar="FRACTION",
                       help="fraction of the data held out for the final test (default: 0.2)")
     model = parser.add_argument_group("model")
     model.add_argument("--hidden", type=_hidden, default=[128], metavar="SIZES",
                        help="hidden layer widths, comma-separated, or 'none' (default: 128)")
-    model.add_argument("--activation", choices=_ACTIVATIONS, default="relu",
+    model.add_argument("--activation", choices=_hidden_activations(), default="relu",
                        help="hidden-layer activation (default: relu)")
-    model.add_argument("--dropout", type=_float_in(0.0, 1.0, False, True), default=0.0, metavar="P",
+    model.add_argument("--dropout", type=number(0.0, 1.0, False, True), default=0.0, metavar="P",
                        help="dropout probability after each hidden layer (default: 0)")
     model.add_argument("--dtype", choices=("float32", "float64"), default="float32", help="(default: float32)")
     train = parser.add_argument_group("training")
-    train.add_argument("--optimizer", choices=_available_optimizers(), default="adam", help="(default: adam)")
-    train.add_argument("--lr", type=_float_in(0.0, None, True, False), default=None, metavar="RATE",
+    train.add_argument("--optimizer", choices=sorted(OPTIMIZERS), default="adam", help="(default: adam)")
+    train.add_argument("--lr", type=number(0.0, None, True, False), default=None, metavar="RATE",
                        help="learning rate (default: the optimizer's PyTorch default, 1e-3 for adam)")
-    train.add_argument("--epochs", type=_int_at_least(1), default=30, metavar="N", help="(default: 30)")
-    train.add_argument("--batch-size", type=_int_at_least(1), default=32, metavar="N", help="(default: 32)")
-    train.add_argument("--early-stopping", type=_int_at_least(0), default=None, metavar="PATIENCE",
+    train.add_argument("--epochs", type=integer(1), default=30, metavar="N", help="(default: 30)")
+    train.add_argument("--batch-size", type=integer(1), default=32, metavar="N", help="(default: 32)")
+    train.add_argument("--early-stopping", type=integer(0), default=None, metavar="PATIENCE",
                        help="stop when val_loss (loss without validation) has not improved for PATIENCE "
                             "epochs, and keep the best weights (default: off)")
-    train.add_argument("--seed", type=_int_at_least(0), default=0,
+    train.add_argument("--seed", type=integer(0), default=0,
                        help="seeds the splits, the initial weights, dropout and shuffling (default: 0)")
-    train.add_argument("--threads", type=_int_at_least(1), default=None, metavar="N",
+    train.add_argument("--threads", type=integer(1), default=None, metavar="N",
                        help="threads for fastnn's kernels and BLAS (default: all usable cores)")
     out = parser.add_argument_group("output")
     out.add_argument("--save", metavar="FILE", default=None, help="save the trained model (fastnn.load_model)")
@@ -295,8 +265,7 @@ def _setup(args):
 
     n_out = len(names) if task == "classification" else y.shape[1]
     model = _build(args, X.shape[1], n_out)
-    opt_cls = getattr(fnn.optim, _OPTIMIZERS[args.optimizer])
-    optimizer = opt_cls(model.parameters(), **({} if args.lr is None else {"lr": args.lr}))
+    optimizer = OPTIMIZERS[args.optimizer](model.parameters(), **({} if args.lr is None else {"lr": args.lr}))
     loss = "cross_entropy" if task == "classification" else "mse"
     model.compile(optimizer=optimizer, loss=loss, metrics=["accuracy"] if task == "classification" else ["mae"])
     callbacks = []
