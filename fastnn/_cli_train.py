@@ -26,8 +26,14 @@ import sys
 
 import numpy as np
 
+from . import datasets, plot
 from ._argtypes import integer, number
-from .layers import ACTIVATIONS, Identity
+from ._config import set_num_threads
+from .callbacks import EarlyStopping
+from .datasets import StandardScaler, from_one_hot, train_test_split
+from .io import to_onnx
+from .layers import ACTIVATIONS, Dense, Dropout, Identity
+from .model import Sequential
 from .optim import OPTIMIZERS
 
 PROG = "fastnn train"
@@ -106,8 +112,6 @@ def configure(parser: argparse.ArgumentParser) -> None:
 # ----------------------------------------------------------------------------- data
 def _load(args):
     """(X, y, classes or None, description)."""
-    from fastnn import datasets
-
     if args.data is None:
         if args.target is not None:
             raise UsageError("--target needs --data FILE.csv (the bundled digits have no columns to pick)")
@@ -151,8 +155,6 @@ def _prepare_target(y, classes, task):
         y = y.astype(np.float64).reshape(len(y), -1)
         return task, y, None
     if y.ndim == 2:   # one-hot rows -> class indices
-        from fastnn.datasets import from_one_hot
-
         if not (np.isin(y, (0, 1)).all() and (y.sum(axis=1) == 1).all()):
             raise UsageError(f"classification needs one label per row (or one-hot rows); got shape {y.shape}")
         y = from_one_hot(y)
@@ -168,8 +170,6 @@ def _prepare_target(y, classes, task):
 
 def _split(X, y, size, task, seed):
     """A train_test_split, stratified when the classes allow it."""
-    from fastnn.datasets import train_test_split
-
     if task == "classification":
         try:
             return train_test_split(X, y, test_size=size, stratify=y, random_state=seed)
@@ -180,16 +180,14 @@ def _split(X, y, size, task, seed):
 
 # ----------------------------------------------------------------------------- model
 def _build(args, n_features, n_out):
-    import fastnn as fnn
-
     layers, width = [], n_features
     for h in args.hidden:
-        layers.append(fnn.Dense(width, h, activation=args.activation))
+        layers.append(Dense(width, h, activation=args.activation))
         if args.dropout > 0:
-            layers.append(fnn.Dropout(args.dropout))
+            layers.append(Dropout(args.dropout))
         width = h
-    layers.append(fnn.Dense(width, n_out))
-    return fnn.Sequential(layers, dtype=args.dtype, seed=args.seed)
+    layers.append(Dense(width, n_out))
+    return Sequential(layers, dtype=args.dtype, seed=args.seed)
 
 
 def _describe_model(args, n_features, n_out):
@@ -200,8 +198,6 @@ def _describe_model(args, n_features, n_out):
 
 def _fold_scaling(model, x_scaler, y_scaler):
     """Fold x' = (x - mu) / s into the first Dense layer (and y = y' * sy + my into the last): raw in, raw out."""
-    from fastnn import Dense
-
     dense = [layer for layer in model.layers if isinstance(layer, Dense)]
     w, b = dense[0].params[0].data, dense[0].params[1].data
     mu, s = x_scaler.mean_, x_scaler.scale_
@@ -229,12 +225,8 @@ def _say(args, *parts):
 
 def _setup(args):
     """Everything before training; any problem raises UsageError (or ValueError/TypeError/OSError)."""
-    import fastnn as fnn
-    from fastnn.callbacks import EarlyStopping
-    from fastnn.datasets import StandardScaler
-
     if args.threads is not None:
-        fnn.set_num_threads(args.threads)
+        set_num_threads(args.threads)
     if args.plot is not None:
         if importlib.util.find_spec("matplotlib") is None:
             raise UsageError("--plot needs matplotlib, an optional extra: pip install fastnn[plot]")
@@ -349,8 +341,6 @@ def run(args: argparse.Namespace) -> int:
         return 130
     _report(args, s, history)
     if args.plot is not None:
-        from fastnn import plot
-
         plot.history(history, path=args.plot, early_stopping=s["early"],
                      title=f"fastnn train: {os.path.basename(args.data) if args.data else 'digits'}")
         _say(args, f"learning curves saved to {args.plot}")
@@ -362,8 +352,6 @@ def run(args: argparse.Namespace) -> int:
         model.save(args.save)
         _say(args, f"model saved to {args.save} (load with fastnn.load_model; {folded})")
     if args.save_onnx is not None:
-        from fastnn.io import to_onnx
-
         to_onnx(model, args.save_onnx)
         _say(args, f"ONNX model saved to {args.save_onnx} (input \"x\", output \"y\"; {folded})")
     return 0

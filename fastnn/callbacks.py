@@ -30,6 +30,7 @@ from __future__ import annotations
 import inspect
 import math
 import numbers
+import os
 import sys
 import time
 import warnings
@@ -38,6 +39,7 @@ import numpy as np
 
 from . import _validation as V
 from . import metrics as _metrics
+from .optim.lr_scheduler import LRScheduler, ReduceLROnPlateau
 
 __all__ = [
     "Callback", "CallbackList", "History", "EarlyStopping", "ModelCheckpoint", "TerminateOnNaN",
@@ -422,8 +424,6 @@ class ModelCheckpoint(Callback):
 
 
 def _check_path(filepath):
-    import os
-
     if isinstance(filepath, os.PathLike):
         filepath = os.fspath(filepath)
     if not isinstance(filepath, str) or not filepath:
@@ -496,28 +496,9 @@ def _accepts_two(fn) -> bool:
         return True
 
 
-def _scheduler_classes() -> tuple:
-    """fastnn's lr scheduler base classes (empty if fastnn.optim.lr_scheduler is not available)."""
-    try:
-        from .optim import lr_scheduler
-    except ImportError:
-        return ()
-    return tuple(c for c in (getattr(lr_scheduler, "LRScheduler", None),
-                             getattr(lr_scheduler, "ReduceLROnPlateau", None)) if isinstance(c, type))
-
-
-def _is_plateau(scheduler) -> bool:
-    try:
-        from .optim.lr_scheduler import ReduceLROnPlateau
-    except ImportError:
-        return False
-    return isinstance(scheduler, ReduceLROnPlateau)
-
-
 def is_scheduler(obj) -> bool:
     """Whether obj is one of fastnn's lr schedulers (fit wraps these in LRSchedulerCallback)."""
-    classes = _scheduler_classes()
-    return bool(classes) and isinstance(obj, classes)
+    return isinstance(obj, LRScheduler)
 
 
 class LRSchedulerCallback(Callback):
@@ -537,7 +518,7 @@ class LRSchedulerCallback(Callback):
             raise TypeError(f"monitor must be a log name (str), got {monitor!r}")
         self.scheduler = scheduler
         self.monitor = monitor
-        self._plateau = _is_plateau(scheduler)
+        self._plateau = isinstance(scheduler, ReduceLROnPlateau)
 
     def on_train_begin(self, logs=None):
         if getattr(self.scheduler, "optimizer", None) is not getattr(self.model, "optimizer", None):
