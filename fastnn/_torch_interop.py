@@ -79,16 +79,18 @@ def _flat_modules(nn, module, prefix=""):
 def from_torch(torch_sequential, dtype=None, seed=None) -> Sequential:
     """A fastnn Sequential equal to a torch nn.Sequential of Linear, activation and Dropout modules.
 
-    Supported modules: nn.Linear, nn.ReLU, nn.Sigmoid, nn.Tanh, nn.SiLU, nn.LeakyReLU, nn.ELU,
-    nn.GELU, nn.Softmax (over the last dim), nn.Identity, nn.Dropout (nested nn.Sequential is
-    flattened); anything else raises ValueError naming it. dtype=None takes the Linear weights'
-    dtype (float32 or float64: the weights are then copied bit-exactly); seed as in Sequential.
+    Supported modules: nn.Linear, nn.Dropout and the torch counterparts of fastnn.layers.ACTIVATIONS
+    (nn.ReLU, nn.GELU, nn.Softmax over the last dim, ...; nested nn.Sequential is flattened); anything
+    else raises ValueError naming it. dtype=None takes the Linear weights' dtype (float32 or float64:
+    the weights are then copied bit-exactly); seed as in Sequential.
     """
     torch = _torch()
     nn = torch.nn
     if not isinstance(torch_sequential, nn.Sequential):
         raise TypeError(f"torch_sequential must be a torch.nn.Sequential, got {type(torch_sequential).__name__}")
-    activations = {getattr(nn, cls.torch_module): cls for cls in _ACTIVATIONS}
+    activations = {}   # torch module class -> the first registered activation computing it
+    for cls in _ACTIVATIONS:
+        activations.setdefault(getattr(nn, cls.torch_module), cls)
     layers, linears = [], []
     for name, m in _flat_modules(nn, torch_sequential):
         kind = type(m)

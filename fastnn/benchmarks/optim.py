@@ -194,8 +194,9 @@ class NumpyAdadelta:
         self.p -= tmp
 
 
-NUMPY_OPTIMIZERS = {"SGD": NumpySGD, "Adam": NumpyAdam, "AdamW": NumpyAdamW, "RMSprop": NumpyRMSprop,
-                    "Adagrad": NumpyAdagrad, "Adadelta": NumpyAdadelta}
+#: optimizer class name -> its in-place NumPy reference (NumpyX is the reference for X)
+NUMPY_OPTIMIZERS = {cls.__name__.removeprefix("Numpy"): cls
+                    for cls in (NumpySGD, NumpyAdam, NumpyAdamW, NumpyRMSprop, NumpyAdagrad, NumpyAdadelta)}
 
 
 # ------------------------------------------------------------------------------------------ factories
