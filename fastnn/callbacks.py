@@ -107,8 +107,8 @@ class Callback:
     def _takes_runs(self) -> bool:
         """Whether fit may report batches to this callback in runs (on_train_batches_end).
 
-        False when it overrides a per-batch hook in a class that does not also define
-        on_train_batches_end (nor has a subclass between them that does): such a callback sees every batch.
+        True unless a per-batch hook is overridden in a class below the one on_train_batches_end comes
+        from (e.g. a plain Callback subclass overriding on_batch_end): such a callback sees every batch.
         """
         cls = type(self)
         runs = _owner(cls, "on_train_batches_end")
