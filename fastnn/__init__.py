@@ -4,19 +4,18 @@ Compiled Cython kernels (BLAS through scipy.linalg.cython_blas, OpenMP) under a
 PyTorch-style API. See DESIGN.md for the public contract.
 """
 
-__version__ = "0.1.0"
-
-from . import callbacks, datasets, io, losses, metrics, optim, plot  # noqa: E402
-from ._config import (  # noqa: E402
+from . import callbacks, datasets, io, losses, metrics, optim, plot
+from ._config import (
     get_default_dtype,
     get_num_threads,
     set_default_dtype,
     set_num_threads,
     show_config,
 )
-from .clip import clip_grad_norm_, clip_grad_value_  # noqa: E402
-from .io import load_model  # noqa: E402
-from .layers import (  # noqa: E402
+from ._version import __version__
+from .clip import clip_grad_norm_, clip_grad_value_
+from .io import load_model
+from .layers import (
     ELU,
     GELU,
     Activation,
@@ -31,8 +30,8 @@ from .layers import (  # noqa: E402
     Softmax,
     Tanh,
 )
-from .model import Sequential  # noqa: E402
-from .parameter import Parameter  # noqa: E402
+from .model import Sequential
+from .parameter import Parameter
 
 __all__ = [
     "__version__",

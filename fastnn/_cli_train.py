@@ -26,10 +26,17 @@ import sys
 
 import numpy as np
 
+from . import datasets, plot
+from ._argtypes import integer, number
+from ._config import set_num_threads
+from .callbacks import EarlyStopping
+from .datasets import StandardScaler, from_one_hot, train_test_split
+from .io import to_onnx
+from .layers import ACTIVATIONS, Dense, Dropout, Identity
+from .model import Sequential
+from .optim import OPTIMIZERS
+
 PROG = "fastnn train"
-_OPTIMIZERS = {"sgd": "SGD", "adam": "Adam", "adamw": "AdamW", "rmsprop": "RMSprop", "adagrad": "Adagrad",
-               "adadelta": "Adadelta"}
-_ACTIVATIONS = ("relu", "leaky_relu", "tanh", "sigmoid", "gelu", "elu", "silu")
 
 
 class UsageError(Exception):
@@ -37,36 +44,6 @@ class UsageError(Exception):
 
 
 # ----------------------------------------------------------------------------- argument types
-def _int_at_least(low):
-    def parse(text):
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
-        if value < low:
-            raise argparse.ArgumentTypeError(f"must be >= {low}, got {value}")
-        return value
-    parse.__name__ = "int"
-    return parse
-
-
-def _float_in(low, high, low_open, high_open):
-    def parse(text):
-        try:
-            value = float(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-        ok = np.isfinite(value) and (value > low if low_open else value >= low) and \
-            (high is None or (value < high if high_open else value <= high))
-        if not ok:
-            left, right = "(" if low_open else "[", ")" if high_open or high is None else "]"
-            raise argparse.ArgumentTypeError(f"must be in {left}{low:g}, {'inf' if high is None else f'{high:g}'}"
-                                             f"{right}, got {text}")
-        return value
-    parse.__name__ = "number"
-    return parse
-
-
 def _hidden(text):
     """'128,64' -> [128, 64]; '' or 'none' -> [] (no hidden layer: a linear model)."""
     if text.strip().lower() in ("", "none"):
@@ -84,10 +61,9 @@ def _hidden(text):
     return sizes
 
 
-def _available_optimizers():
-    import fastnn
-
-    return [name for name, cls in _OPTIMIZERS.items() if hasattr(fastnn.optim, cls)]
+def _hidden_activations() -> list[str]:
+    """The activation names a hidden layer can take: the element-wise, non-linear ones of the registry."""
+    return sorted(name for name, cls in ACTIVATIONS.items() if cls.elementwise and cls is not Identity)
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -100,30 +76,30 @@ def configure(parser: argparse.ArgumentParser) -> None:
     data.add_argument("--target", metavar="COLUMN", default=None, help="the CSV column to predict")
     data.add_argument("--task", choices=("auto", "classification", "regression"), default="auto",
                       help="auto (default): regression when the target has non-integer numbers, else classification")
-    data.add_argument("--val-split", type=_float_in(0.0, 1.0, False, True), default=0.1, metavar="FRACTION",
+    data.add_argument("--val-split", type=number(0.0, 1.0, False, True), default=0.1, metavar="FRACTION",
                       help="fraction of the training part held out for validation, 0 for none (default: 0.1)")
-    data.add_argument("--test-split", type=_float_in(0.0, 1.0, True, True), default=0.2, metavar="FRACTION",
+    data.add_argument("--test-split", type=number(0.0, 1.0, True, True), default=0.2, metavar="FRACTION",
                       help="fraction of the data held out for the final test (default: 0.2)")
     model = parser.add_argument_group("model")
     model.add_argument("--hidden", type=_hidden, default=[128], metavar="SIZES",
                        help="hidden layer widths, comma-separated, or 'none' (default: 128)")
-    model.add_argument("--activation", choices=_ACTIVATIONS, default="relu",
+    model.add_argument("--activation", choices=_hidden_activations(), default="relu",
                        help="hidden-layer activation (default: relu)")
-    model.add_argument("--dropout", type=_float_in(0.0, 1.0, False, True), default=0.0, metavar="P",
+    model.add_argument("--dropout", type=number(0.0, 1.0, False, True), default=0.0, metavar="P",
                        help="dropout probability after each hidden layer (default: 0)")
     model.add_argument("--dtype", choices=("float32", "float64"), default="float32", help="(default: float32)")
     train = parser.add_argument_group("training")
-    train.add_argument("--optimizer", choices=_available_optimizers(), default="adam", help="(default: adam)")
-    train.add_argument("--lr", type=_float_in(0.0, None, True, False), default=None, metavar="RATE",
+    train.add_argument("--optimizer", choices=sorted(OPTIMIZERS), default="adam", help="(default: adam)")
+    train.add_argument("--lr", type=number(0.0, None, True, False), default=None, metavar="RATE",
                        help="learning rate (default: the optimizer's PyTorch default, 1e-3 for adam)")
-    train.add_argument("--epochs", type=_int_at_least(1), default=30, metavar="N", help="(default: 30)")
-    train.add_argument("--batch-size", type=_int_at_least(1), default=32, metavar="N", help="(default: 32)")
-    train.add_argument("--early-stopping", type=_int_at_least(0), default=None, metavar="PATIENCE",
+    train.add_argument("--epochs", type=integer(1), default=30, metavar="N", help="(default: 30)")
+    train.add_argument("--batch-size", type=integer(1), default=32, metavar="N", help="(default: 32)")
+    train.add_argument("--early-stopping", type=integer(0), default=None, metavar="PATIENCE",
                        help="stop when val_loss (loss without validation) has not improved for PATIENCE "
                             "epochs, and keep the best weights (default: off)")
-    train.add_argument("--seed", type=_int_at_least(0), default=0,
+    train.add_argument("--seed", type=integer(0), default=0,
                        help="seeds the splits, the initial weights, dropout and shuffling (default: 0)")
-    train.add_argument("--threads", type=_int_at_least(1), default=None, metavar="N",
+    train.add_argument("--threads", type=integer(1), default=None, metavar="N",
                        help="threads for fastnn's kernels and BLAS (default: all usable cores)")
     out = parser.add_argument_group("output")
     out.add_argument("--save", metavar="FILE", default=None, help="save the trained model (fastnn.load_model)")
@@ -136,8 +112,6 @@ def configure(parser: argparse.ArgumentParser) -> None:
 # ----------------------------------------------------------------------------- data
 def _load(args):
     """(X, y, classes or None, description)."""
-    from fastnn import datasets
-
     if args.data is None:
         if args.target is not None:
             raise UsageError("--target needs --data FILE.csv (the bundled digits have no columns to pick)")
@@ -181,8 +155,6 @@ def _prepare_target(y, classes, task):
         y = y.astype(np.float64).reshape(len(y), -1)
         return task, y, None
     if y.ndim == 2:   # one-hot rows -> class indices
-        from fastnn.datasets import from_one_hot
-
         if not (np.isin(y, (0, 1)).all() and (y.sum(axis=1) == 1).all()):
             raise UsageError(f"classification needs one label per row (or one-hot rows); got shape {y.shape}")
         y = from_one_hot(y)
@@ -198,8 +170,6 @@ def _prepare_target(y, classes, task):
 
 def _split(X, y, size, task, seed):
     """A train_test_split, stratified when the classes allow it."""
-    from fastnn.datasets import train_test_split
-
     if task == "classification":
         try:
             return train_test_split(X, y, test_size=size, stratify=y, random_state=seed)
@@ -210,16 +180,14 @@ def _split(X, y, size, task, seed):
 
 # ----------------------------------------------------------------------------- model
 def _build(args, n_features, n_out):
-    import fastnn as fnn
-
     layers, width = [], n_features
     for h in args.hidden:
-        layers.append(fnn.Dense(width, h, activation=args.activation))
+        layers.append(Dense(width, h, activation=args.activation))
         if args.dropout > 0:
-            layers.append(fnn.Dropout(args.dropout))
+            layers.append(Dropout(args.dropout))
         width = h
-    layers.append(fnn.Dense(width, n_out))
-    return fnn.Sequential(layers, dtype=args.dtype, seed=args.seed)
+    layers.append(Dense(width, n_out))
+    return Sequential(layers, dtype=args.dtype, seed=args.seed)
 
 
 def _describe_model(args, n_features, n_out):
@@ -230,8 +198,6 @@ def _describe_model(args, n_features, n_out):
 
 def _fold_scaling(model, x_scaler, y_scaler):
     """Fold x' = (x - mu) / s into the first Dense layer (and y = y' * sy + my into the last): raw in, raw out."""
-    from fastnn import Dense
-
     dense = [layer for layer in model.layers if isinstance(layer, Dense)]
     w, b = dense[0].params[0].data, dense[0].params[1].data
     mu, s = x_scaler.mean_, x_scaler.scale_
@@ -259,12 +225,8 @@ def _say(args, *parts):
 
 def _setup(args):
     """Everything before training; any problem raises UsageError (or ValueError/TypeError/OSError)."""
-    import fastnn as fnn
-    from fastnn.callbacks import EarlyStopping
-    from fastnn.datasets import StandardScaler
-
     if args.threads is not None:
-        fnn.set_num_threads(args.threads)
+        set_num_threads(args.threads)
     if args.plot is not None:
         if importlib.util.find_spec("matplotlib") is None:
             raise UsageError("--plot needs matplotlib, an optional extra: pip install fastnn[plot]")
@@ -295,8 +257,7 @@ def _setup(args):
 
     n_out = len(names) if task == "classification" else y.shape[1]
     model = _build(args, X.shape[1], n_out)
-    opt_cls = getattr(fnn.optim, _OPTIMIZERS[args.optimizer])
-    optimizer = opt_cls(model.parameters(), **({} if args.lr is None else {"lr": args.lr}))
+    optimizer = OPTIMIZERS[args.optimizer](model.parameters(), **({} if args.lr is None else {"lr": args.lr}))
     loss = "cross_entropy" if task == "classification" else "mse"
     model.compile(optimizer=optimizer, loss=loss, metrics=["accuracy"] if task == "classification" else ["mae"])
     callbacks = []
@@ -380,8 +341,6 @@ def run(args: argparse.Namespace) -> int:
         return 130
     _report(args, s, history)
     if args.plot is not None:
-        from fastnn import plot
-
         plot.history(history, path=args.plot, early_stopping=s["early"],
                      title=f"fastnn train: {os.path.basename(args.data) if args.data else 'digits'}")
         _say(args, f"learning curves saved to {args.plot}")
@@ -393,8 +352,6 @@ def run(args: argparse.Namespace) -> int:
         model.save(args.save)
         _say(args, f"model saved to {args.save} (load with fastnn.load_model; {folded})")
     if args.save_onnx is not None:
-        from fastnn.io import to_onnx
-
         to_onnx(model, args.save_onnx)
         _say(args, f"ONNX model saved to {args.save_onnx} (input \"x\", output \"y\"; {folded})")
     return 0

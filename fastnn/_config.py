@@ -19,6 +19,7 @@ from threadpoolctl import ThreadpoolController
 
 from . import _validation as V
 from ._kernels import _runtime
+from ._version import __version__
 
 _DEFAULT_DTYPE = np.dtype(np.float32)
 _controller: ThreadpoolController | None = None
@@ -117,7 +118,6 @@ def config() -> dict:
         flags, debug = f"{B.COMPILER_FLAGS} (link: {B.LINK_FLAGS or 'none'})", B.DEBUG_CYTHON
     except (ImportError, AttributeError):
         flags, debug = "unknown (no _build_info)", None
-    from . import __version__
 
     blas = [
         {k: info.get(k) for k in ("internal_api", "version", "num_threads", "threading_layer", "filepath")}

@@ -6,6 +6,7 @@ Hooks (all optional, with Keras's names and arguments)::
     on_epoch_begin(epoch, logs)     on_epoch_end(epoch, logs)
     on_train_batch_begin(batch, logs) / on_batch_begin     (the train_ names call the plain ones)
     on_train_batch_end(batch, logs)   / on_batch_end
+    on_train_batches_end(batch, count, logs)               (fastnn: a run of batches done at once)
 
 `epoch` is the absolute epoch index (it starts at fit's initial_epoch); `batch` counts from 0 in
 each epoch. Batch-end logs hold the running, sample-weighted means of the epoch so far ({"loss",
@@ -13,6 +14,12 @@ metrics...}); epoch-end logs add "val_loss", "val_<metric>" when there is valida
 "lr" (the learning rate used in the epoch) when a learning-rate callback is present. Callbacks
 may write into the logs dict; History and the progress bar run last, so they see those entries.
 A callback stops training by setting ``self.model.stop_training = True``.
+
+fit runs an epoch's full batches on its compiled epoch loop, in runs of many batches per call, and
+reports each run with ``on_train_batches_end``. A callback that overrides a per-batch hook makes fit
+step batch by batch (so that the hook sees every batch), unless its class also defines
+``on_train_batches_end`` (in the class that overrides the per-batch hook or a subclass of it): then it
+takes the runs (the progress bar does).
 
 fastnn's lr schedulers (fastnn.optim.lr_scheduler) can be passed to fit directly: they are wrapped
 in LRSchedulerCallback, which steps them once per epoch (ReduceLROnPlateau with the monitored value).
@@ -23,6 +30,7 @@ from __future__ import annotations
 import inspect
 import math
 import numbers
+import os
 import sys
 import time
 import warnings
@@ -31,13 +39,20 @@ import numpy as np
 
 from . import _validation as V
 from . import metrics as _metrics
+from .optim.lr_scheduler import LRScheduler, ReduceLROnPlateau
 
 __all__ = [
     "Callback", "CallbackList", "History", "EarlyStopping", "ModelCheckpoint", "TerminateOnNaN",
     "LearningRateScheduler", "LRSchedulerCallback", "ProgressBar", "ProgbarLogger",
 ]
 
-_BATCH_HOOKS = ("on_batch_begin", "on_batch_end", "on_train_batch_begin", "on_train_batch_end")
+_PER_BATCH_HOOKS = ("on_batch_begin", "on_batch_end", "on_train_batch_begin", "on_train_batch_end")
+_BATCH_HOOKS = _PER_BATCH_HOOKS + ("on_train_batches_end",)
+
+
+def _owner(cls, name: str) -> type:
+    """The class in cls's MRO that defines attribute `name`."""
+    return next(k for k in cls.__mro__ if name in vars(k))
 
 
 class Callback:
@@ -77,10 +92,28 @@ class Callback:
     def on_train_batch_end(self, batch, logs=None):
         self.on_batch_end(batch, logs)
 
+    def on_train_batches_end(self, batch, count, logs=None):
+        """Called after `count` batches ending with `batch`, which fit's compiled epoch loop ran in one go.
+
+        logs: the running means of the epoch so far, as for on_train_batch_end. Batches fit steps one
+        by one go to on_train_batch_end instead, never to both. Does nothing by default.
+        """
+
     def _uses_batch_hooks(self) -> bool:
         """Whether a batch hook is overridden (fit builds batch logs only if some callback needs them)."""
         cls = type(self)
         return any(getattr(cls, name) is not getattr(Callback, name) for name in _BATCH_HOOKS)
+
+    def _takes_runs(self) -> bool:
+        """Whether fit may report batches to this callback in runs (on_train_batches_end).
+
+        True unless a per-batch hook is overridden in a class below the one on_train_batches_end comes
+        from (e.g. a plain Callback subclass overriding on_batch_end): such a callback sees every batch.
+        """
+        cls = type(self)
+        runs = _owner(cls, "on_train_batches_end")
+        return all(issubclass(runs, _owner(cls, name)) for name in _PER_BATCH_HOOKS
+                   if getattr(cls, name) is not getattr(Callback, name))
 
 
 class CallbackList:
@@ -103,6 +136,11 @@ class CallbackList:
     def batch_callbacks(self) -> tuple:
         """The callbacks whose batch hooks run (those that override one)."""
         return tuple(self._batch)
+
+    @property
+    def takes_runs(self) -> bool:
+        """Whether every batch callback accepts runs of batches (else fit steps batch by batch)."""
+        return all(cb._takes_runs() for cb in self._batch)
 
     def append(self, callback: Callback) -> None:
         self.callbacks.append(callback)
@@ -140,6 +178,10 @@ class CallbackList:
     def on_train_batch_end(self, batch, logs=None):
         for cb in self._batch:
             cb.on_train_batch_end(batch, logs)
+
+    def on_train_batches_end(self, batch, count, logs=None):
+        for cb in self._batch:
+            cb.on_train_batches_end(batch, count, logs)
 
     on_batch_begin = on_train_batch_begin
     on_batch_end = on_train_batch_end
@@ -382,8 +424,6 @@ class ModelCheckpoint(Callback):
 
 
 def _check_path(filepath):
-    import os
-
     if isinstance(filepath, os.PathLike):
         filepath = os.fspath(filepath)
     if not isinstance(filepath, str) or not filepath:
@@ -456,28 +496,9 @@ def _accepts_two(fn) -> bool:
         return True
 
 
-def _scheduler_classes() -> tuple:
-    """fastnn's lr scheduler base classes (empty if fastnn.optim.lr_scheduler is not available)."""
-    try:
-        from .optim import lr_scheduler
-    except ImportError:
-        return ()
-    return tuple(c for c in (getattr(lr_scheduler, "LRScheduler", None),
-                             getattr(lr_scheduler, "ReduceLROnPlateau", None)) if isinstance(c, type))
-
-
-def _is_plateau(scheduler) -> bool:
-    try:
-        from .optim.lr_scheduler import ReduceLROnPlateau
-    except ImportError:
-        return False
-    return isinstance(scheduler, ReduceLROnPlateau)
-
-
 def is_scheduler(obj) -> bool:
     """Whether obj is one of fastnn's lr schedulers (fit wraps these in LRSchedulerCallback)."""
-    classes = _scheduler_classes()
-    return bool(classes) and isinstance(obj, classes)
+    return isinstance(obj, LRScheduler)
 
 
 class LRSchedulerCallback(Callback):
@@ -497,7 +518,7 @@ class LRSchedulerCallback(Callback):
             raise TypeError(f"monitor must be a log name (str), got {monitor!r}")
         self.scheduler = scheduler
         self.monitor = monitor
-        self._plateau = _is_plateau(scheduler)
+        self._plateau = isinstance(scheduler, ReduceLROnPlateau)
 
     def on_train_begin(self, logs=None):
         if getattr(self.scheduler, "optimizer", None) is not getattr(self.model, "optimizer", None):
@@ -559,7 +580,6 @@ class ProgressBar(Callback):
         bar.update(1)
 
     def on_train_batches_end(self, batch, count, logs=None):
-        """`count` batches ending with `batch` are done (fit's compiled epoch loop reports them in chunks)."""
         bar = self._bar
         if bar is None:
             return

@@ -81,13 +81,8 @@ from ._stages import DropoutStage, LossSpec
 
 __all__ = ["Engine"]
 
-_LOSS_KINDS = {
-    _losses.MSELoss: _plan.LossKind.MSE,
-    _losses.BCELoss: _plan.LossKind.BCE,
-    _losses.BCEWithLogitsLoss: _plan.LossKind.BCE_LOGITS,
-    _losses.CrossEntropyLoss: _plan.LossKind.CROSS_ENTROPY,
-    _losses.NLLLoss: _plan.LossKind.NLL,
-}
+# the registered losses with a plan kernel (fastnn.losses.LOSSES; each class carries its plan_kind)
+_PLAN_LOSSES = frozenset(cls for cls in _losses.LOSSES.values() if cls.plan_kind is not None)
 
 
 _MAX_PLANS = 4   # TrainPlans kept per engine (one per batch size and target format)
@@ -143,10 +138,10 @@ def _fusable(optimizer) -> bool:
 def _loss_kind(loss, t) -> int | None:
     """The plan's LossKind for this loss and target format, or None (the loss runs from Python)."""
     cls = type(loss)
-    base = next((k for k in cls.__mro__ if k in _LOSS_KINDS), None)
+    base = next((k for k in cls.__mro__ if k in _PLAN_LOSSES), None)
     if base is None or cls._forward_backward is not base._forward_backward:
         return None
-    kind = _LOSS_KINDS[base]
+    kind = base.plan_kind
     if kind == _plan.LossKind.CROSS_ENTROPY and not (isinstance(t, np.ndarray) and t.dtype.kind == "i"):
         return _plan.LossKind.CROSS_ENTROPY_PROB
     return kind
@@ -222,8 +217,7 @@ class Engine:
             if kind is None:   # the plan needs a loss descriptor: MSE's is a placeholder never run
                 spec = LossSpec(_plan.LossKind.MSE, "sum", m.out_features)
             else:
-                row = kind in (_plan.LossKind.CROSS_ENTROPY, _plan.LossKind.CROSS_ENTROPY_PROB, _plan.LossKind.NLL)
-                shape = None if row else (n, m.out_features)
+                shape = None if loss.row_wise else (n, m.out_features)
                 weight = (loss._converted("weight", dtype, shape) if getattr(loss, "_weight", None) is not None
                           else None)
                 pos = (loss._converted("pos_weight", dtype, shape) if getattr(loss, "_pos_weight", None) is not None

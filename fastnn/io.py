@@ -1,4 +1,4 @@
-"""Model files that never execute code, and weight exchange with PyTorch.
+"""Model files that never execute code (and the public home of the PyTorch and ONNX exchange functions).
 
 File format (version 1). A model file is a standard, uncompressed ``.npz`` archive (a zip of
 ``.npy`` arrays, readable with ``np.load(path, allow_pickle=False)``) holding only numeric arrays:
@@ -26,38 +26,38 @@ model itself (optimizer state arrays pass through one temporary copy each), and 
 of every member is verified. Any problem raises ``ValueError``
 naming the file and the problem.
 
-Writes are atomic: a temporary file ``.<name>.<host>.<pid>.<random>.tmp`` in the target's directory
-is written, flushed, fsync'ed and renamed onto the target (``os.replace``); if anything fails the
-temporary file is removed and an existing file at the target is left untouched. A process killed
-while saving cannot remove its temporary file, so each save first removes the temporary files of
-the same target left by writers on this host whose process no longer exists (a live writer's file,
-or one from another host, is never touched). The path is used as given (no suffix is added); a
-path that is not a str/PathLike, is empty, holds a NUL character or names a directory raises
-TypeError/ValueError naming ``path``.
+The classes a file may name are those of the registries ``fastnn.layers.LAYERS``,
+``fastnn.optim.OPTIMIZERS`` and ``fastnn.losses.LOSSES`` (by class name), and each layer's keywords
+are checked against its class's ``config_types``. Writes are atomic (fastnn._atomic): a failed save
+leaves an existing file untouched. The path is used as given (no suffix is added).
+
+``to_torch``, ``from_torch``, ``load_torch_weights``, ``copy_weights_to_torch`` (fastnn._torch_interop)
+and ``to_onnx`` (fastnn.onnx) live here too.
 """
 
 from __future__ import annotations
 
-import contextlib
 import inspect
 import json
 import numbers
 import os
 import re
 import struct
-import tempfile
 import zipfile
 import zlib
 from math import prod
 
 import numpy as np
 
-from . import __version__
 from . import _validation as V
 from . import layers as L
 from . import losses as _losses
 from . import optim as _optim
+from ._atomic import _atomic_write, _fspath, _host  # noqa: F401 - _host: tests read the temporary files' names
+from ._torch_interop import copy_weights_to_torch, from_torch, load_torch_weights, to_torch
+from ._version import __version__
 from .model import Sequential
+from .onnx import to_onnx
 
 __all__ = [
     "FORMAT", "FORMAT_VERSION", "save_model", "load_model",
@@ -77,35 +77,13 @@ _ZIP_TIME = (1980, 1, 1, 0, 0, 0)
 _NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}\Z")
 
 # ------------------------------------------------------------------------------------------------
-# allow-lists: the only classes a file can name
+# allow-lists: the only classes a file can name, taken from the registries when fastnn.io is imported
 # ------------------------------------------------------------------------------------------------
 
-_LAYERS = {cls.__name__: cls for cls in (
-    L.Dense, L.Dropout, L.Identity, L.ReLU, L.Sigmoid, L.Tanh, L.SiLU, L.LeakyReLU, L.ELU, L.GELU, L.Softmax)}
+_LAYERS = dict(L.LAYERS)   # class name -> class (fixed at import); a class's config_types is its schema
 _ACTIVATIONS = {name: cls for name, cls in _LAYERS.items() if issubclass(cls, L.Activation)}
-#: keyword -> JSON type of each layer class's config ("activation": None, a name or {"class", "config"}).
-_LAYER_SCHEMA = {
-    "Dense": {"in_features": "int", "out_features": "int", "activation": "activation", "use_bias": "bool",
-              "init": "str"},
-    "Dropout": {"p": "float"},
-    "Identity": {}, "ReLU": {}, "Sigmoid": {}, "Tanh": {}, "SiLU": {},
-    "LeakyReLU": {"negative_slope": "float"}, "ELU": {"alpha": "float"}, "GELU": {"approximate": "str"},
-    "Softmax": {"dim": "int"},
-}
-_OPTIMIZER_NAMES = ("SGD", "Adam", "AdamW", "RMSprop", "Adagrad", "Adadelta")
-_LOSS_NAMES = ("MSELoss", "BCELoss", "BCEWithLogitsLoss", "CrossEntropyLoss", "NLLLoss", "L1Loss", "HuberLoss",
-               "SmoothL1Loss")
-
-
-def _optimizers() -> dict:
-    """The optimizer classes fastnn.optim has, by name (a fixed list, never a name read from a file)."""
-    found = {name: getattr(_optim, name, None) for name in _OPTIMIZER_NAMES}
-    return {n: c for n, c in found.items() if isinstance(c, type) and issubclass(c, _optim.Optimizer)}
-
-
-def _loss_classes() -> dict:
-    found = {name: getattr(_losses, name, None) for name in _LOSS_NAMES}
-    return {n: c for n, c in found.items() if isinstance(c, type) and hasattr(c, "_forward_backward")}
+_OPTIMIZERS = {cls.__name__: cls for cls in _optim.OPTIMIZERS.values()}
+_LOSSES = {cls.__name__: cls for cls in _losses.LOSSES.values()}
 
 
 class _Invalid(ValueError):
@@ -115,24 +93,6 @@ class _Invalid(ValueError):
 # ================================================================================================
 # saving
 # ================================================================================================
-
-def _fspath(path, what: str = "path") -> str:
-    if isinstance(path, str):
-        out = path
-    elif isinstance(path, os.PathLike):
-        out = os.fspath(path)
-        if isinstance(out, bytes):
-            out = os.fsdecode(out)
-    else:
-        raise TypeError(f"{what} must be a str or os.PathLike, got {type(path).__name__}")
-    if not out:
-        raise ValueError(f"{what} must not be empty")
-    if "\0" in out:
-        raise ValueError(f"{what} must not contain a NUL character, got {out!r}")
-    if os.path.isdir(out):
-        raise ValueError(f"{what} must name a model file, got {out!r}, which is a directory")
-    return out
-
 
 def _json_value(value, where: str):
     """A hyper-parameter or config value as JSON (numbers, strings, bools, None, lists of them)."""
@@ -167,7 +127,7 @@ def _class_name(obj, allowed: dict, where: str) -> str:
 
 def _layer_config(layer, name: str, where: str) -> dict:
     config = {k: _json_value(v, f"{where}.{k}") for k, v in layer._config().items()}
-    unknown = set(config) - set(_LAYER_SCHEMA[name])
+    unknown = set(config) - set(_LAYERS[name].config_types)
     if unknown:  # a keyword added to the layer but not to the file schema: refuse rather than lose it
         raise ValueError(f"{where}: fastnn.io does not know how to store {name}'s {sorted(unknown)}")
     return config
@@ -178,7 +138,7 @@ def _layer_json(layer, i: int) -> dict:
     name = _class_name(layer, _LAYERS, where)
     if name != "Dense":
         return {"class": name, "config": _layer_config(layer, name, where)}
-    unknown = set(layer._config()) - set(_LAYER_SCHEMA["Dense"])
+    unknown = set(layer._config()) - set(L.Dense.config_types)
     if unknown:
         raise ValueError(f"{where}: fastnn.io does not know how to store Dense's {sorted(unknown)}")
     act = layer.activation
@@ -197,7 +157,7 @@ def _training_json(model: Sequential, arrays: dict) -> dict | None:
     if not isinstance(opt, _optim.Optimizer):
         raise ValueError(f"model.optimizer is a {type(opt).__name__}, not a fastnn optimizer; it cannot be saved "
                          "(use include_optimizer=False)")
-    opt_name = _class_name(opt, _optimizers(), "model.optimizer")
+    opt_name = _class_name(opt, _OPTIMIZERS, "model.optimizer")
     index = {p: j for j, p in enumerate(model.parameters())}
     groups = []
     for g, group in enumerate(opt.param_groups):
@@ -233,7 +193,7 @@ def _training_json(model: Sequential, arrays: dict) -> dict | None:
 
     loss = getattr(model, "loss", None)
     if loss is not None:
-        loss_name = _class_name(loss, _loss_classes(), "model.loss")
+        loss_name = _class_name(loss, _LOSSES, "model.loss")
         config, names = {}, []
         for key in _init_keywords(type(loss)):
             if not hasattr(loss, key):
@@ -293,87 +253,6 @@ def _write_npz(fileobj, arrays: dict) -> None:
             info.external_attr = 0o644 << 16
             with zf.open(info, "w", force_zip64=arr.nbytes > (1 << 30)) as member:
                 np.lib.format.write_array(member, arr, allow_pickle=False)
-
-
-def _umask() -> int:
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith("Umask:"):
-                    return int(line.split()[1], 8)
-    except (OSError, ValueError, IndexError):
-        pass
-    return 0o022
-
-
-def _host() -> str:
-    return re.sub(r"[^A-Za-z0-9_-]", "_", os.uname().nodename if hasattr(os, "uname") else "") or "host"
-
-
-def _pid_alive(pid: int) -> bool:
-    """Whether process `pid` exists on this host (a zombie counts as alive; unknown counts as alive)."""
-    if pid <= 0:
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except (OSError, OverflowError):  # PermissionError: it exists, owned by another user
-        return True
-    return True
-
-
-def _remove_stale_temporaries(directory: str, base: str) -> None:
-    """Remove the temporary files of target `base` whose writer (this host, pid in the name) is gone."""
-    prefix, host = "." + base + ".", _host()
-    try:
-        names = os.listdir(directory)
-    except OSError:
-        return
-    for name in names:
-        if not (name.startswith(prefix) and name.endswith(".tmp")):
-            continue
-        parts = name[len(prefix):-4].split(".")
-        if len(parts) != 3 or parts[0] != host or not parts[1].isdigit():
-            continue
-        pid = int(parts[1])
-        if pid != os.getpid() and not _pid_alive(pid):
-            with contextlib.suppress(OSError):
-                os.unlink(os.path.join(directory, name))
-
-
-def _atomic_write(path: str, write) -> None:
-    """Run write(fileobj) on a temporary file beside `path`, fsync it, then rename it onto `path`."""
-    directory = os.path.dirname(os.path.abspath(path))
-    if not os.path.isdir(directory):
-        raise FileNotFoundError(f"cannot save a model to '{path}': directory '{directory}' does not exist")
-    try:
-        mode = os.stat(path).st_mode & 0o777
-    except OSError:
-        mode = 0o666 & ~_umask()
-    base = os.path.basename(path)
-    _remove_stale_temporaries(directory, base)
-    tmp = tempfile.NamedTemporaryFile(mode="wb", delete=False, dir=directory,
-                                      prefix=f".{base}.{_host()}.{os.getpid()}.", suffix=".tmp")
-    try:
-        with tmp:
-            write(tmp)
-            tmp.flush()
-            os.fsync(tmp.fileno())
-        with contextlib.suppress(OSError):
-            os.chmod(tmp.name, mode)
-        os.replace(tmp.name, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp.name)
-        raise
-    if hasattr(os, "O_DIRECTORY"):  # make the rename itself durable
-        with contextlib.suppress(OSError):
-            fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
 
 
 def save_model(model: Sequential, path, include_optimizer: bool = True) -> None:
@@ -460,7 +339,7 @@ def _layer_from_json(spec, where: str, allowed: dict = _LAYERS):
     _fields(spec, where, ("class",), ("config",))
     cls = _class_of(spec["class"], allowed, f"{where}.class", "layer")
     config = _expect(spec.get("config", {}), "dict", f"{where}.config")
-    schema = _LAYER_SCHEMA[cls.__name__]
+    schema = cls.config_types
     kwargs = {}
     for key, value in config.items():
         if key not in schema:
@@ -558,7 +437,7 @@ def _parse_header(header: dict):
 def _parse_training(t, shapes, dtype, spec: _Spec) -> dict:
     _fields(t, "training", ("optimizer",), ("loss", "metrics"))
     o = _fields(t["optimizer"], "training.optimizer", ("class", "param_groups"), ("defaults", "state"))
-    cls = _class_of(o["class"], _optimizers(), "training.optimizer.class", "optimizer")
+    cls = _class_of(o["class"], _OPTIMIZERS, "training.optimizer.class", "optimizer")
     defaults = _hyper(o.get("defaults", {}), "training.optimizer.defaults")
     groups, seen = [], set()
     for g, group in enumerate(_expect(o["param_groups"], "list", "training.optimizer.param_groups")):
@@ -593,7 +472,7 @@ def _parse_training(t, shapes, dtype, spec: _Spec) -> dict:
     loss = None
     if t.get("loss") is not None:
         lo = _fields(t["loss"], "training.loss", ("class",), ("config", "arrays"))
-        lcls = _class_of(lo["class"], _loss_classes(), "training.loss.class", "loss")
+        lcls = _class_of(lo["class"], _LOSSES, "training.loss.class", "loss")
         allowed_keys = _init_keywords(lcls)
         config = _hyper(lo.get("config", {}), "training.loss.config")
         names = _expect(lo.get("arrays", []), "list", "training.loss.arrays")
@@ -829,193 +708,3 @@ def _restore_training(model: Sequential, training: dict, arrays: dict) -> None:
             raise _Invalid(f"the model cannot be compiled with the saved set-up: {exc}") from None
     else:
         model.optimizer, model.loss, model.compiled_metrics = opt, loss, metrics
-
-
-# ================================================================================================
-# PyTorch interop
-# ================================================================================================
-
-def _torch():
-    try:
-        import torch
-    except ImportError:
-        raise ImportError("this function needs PyTorch: pip install torch") from None
-    return torch
-
-
-def _torch_activation(nn, act: L.Activation):
-    """The torch module computing the same function as a fastnn activation."""
-    kind = type(act)
-    if kind is L.LeakyReLU:
-        return nn.LeakyReLU(act.negative_slope)
-    if kind is L.ELU:
-        return nn.ELU(act.alpha)
-    if kind is L.GELU:
-        return nn.GELU(approximate=act.approximate)
-    if kind is L.Softmax:
-        return nn.Softmax(dim=act.dim)
-    simple = {L.Identity: nn.Identity, L.ReLU: nn.ReLU, L.Sigmoid: nn.Sigmoid, L.Tanh: nn.Tanh, L.SiLU: nn.SiLU}
-    if kind in simple:
-        return simple[kind]()
-    raise ValueError(f"activation {type(act).__name__} has no PyTorch counterpart in fastnn.io")
-
-
-def to_torch(model: Sequential):
-    """A torch.nn.Sequential computing the same function as `model`, with copies of its weights.
-
-    Dense -> nn.Linear (weight = W.T, bias = b) followed by the activation module (if not linear);
-    activation layers -> their torch modules; Dropout(p) -> nn.Dropout(p). The torch parameters have
-    the model's dtype (bit-exact copies) and the torch model has the fastnn model's train/eval mode.
-    """
-    torch = _torch()
-    nn = torch.nn
-    if not isinstance(model, Sequential):
-        raise TypeError(f"model must be a fastnn Sequential, got {type(model).__name__}")
-    tdtype = torch.float64 if model.dtype == np.float64 else torch.float32
-    mods = []
-    for i, layer in enumerate(model.layers):
-        if type(layer) is L.Dense:
-            lin = nn.Linear(layer.in_features, layer.out_features, bias=layer.use_bias, dtype=tdtype)
-            with torch.no_grad():
-                lin.weight.copy_(torch.from_numpy(np.ascontiguousarray(layer.params[0].data.T)))
-                if layer.use_bias:
-                    lin.bias.copy_(torch.from_numpy(layer.params[1].data.copy()))
-            mods.append(lin)
-            if type(layer.activation) is not L.Identity:
-                mods.append(_torch_activation(nn, layer.activation))
-        elif type(layer) is L.Dropout:
-            mods.append(nn.Dropout(layer.p))
-        elif isinstance(layer, L.Activation):
-            mods.append(_torch_activation(nn, layer))
-        else:
-            raise ValueError(f"layer {i} ({type(layer).__name__}) has no PyTorch counterpart in fastnn.io")
-    return nn.Sequential(*mods).train(model.training)
-
-
-def _flat_modules(nn, module, prefix=""):
-    """(name, module) leaves of nested nn.Sequential containers, in order."""
-    for name, child in module.named_children():
-        full = f"{prefix}{name}"
-        if type(child) is nn.Sequential:
-            yield from _flat_modules(nn, child, full + ".")
-        else:
-            yield full, child
-
-
-def from_torch(torch_sequential, dtype=None, seed=None) -> Sequential:
-    """A fastnn Sequential equal to a torch nn.Sequential of Linear, activation and Dropout modules.
-
-    Supported modules: nn.Linear, nn.ReLU, nn.Sigmoid, nn.Tanh, nn.SiLU, nn.LeakyReLU, nn.ELU,
-    nn.GELU, nn.Softmax (over the last dim), nn.Identity, nn.Dropout (nested nn.Sequential is
-    flattened); anything else raises ValueError naming it. dtype=None takes the Linear weights'
-    dtype (float32 or float64: the weights are then copied bit-exactly); seed as in Sequential.
-    """
-    torch = _torch()
-    nn = torch.nn
-    if not isinstance(torch_sequential, nn.Sequential):
-        raise TypeError(f"torch_sequential must be a torch.nn.Sequential, got {type(torch_sequential).__name__}")
-    simple = {nn.ReLU: L.ReLU, nn.Sigmoid: L.Sigmoid, nn.Tanh: L.Tanh, nn.SiLU: L.SiLU, nn.Identity: L.Identity}
-    layers, linears = [], []
-    for name, m in _flat_modules(nn, torch_sequential):
-        kind = type(m)
-        if kind is nn.Linear:
-            layers.append(L.Dense(m.in_features, m.out_features, use_bias=m.bias is not None))
-            linears.append(m)
-        elif kind in simple:
-            layers.append(simple[kind]())
-        elif kind is nn.LeakyReLU:
-            layers.append(L.LeakyReLU(m.negative_slope))
-        elif kind is nn.ELU:
-            layers.append(L.ELU(m.alpha))
-        elif kind is nn.GELU:
-            layers.append(L.GELU(m.approximate))
-        elif kind is nn.Softmax:
-            if m.dim not in (None, -1, 1):
-                raise ValueError(f"module {name} (Softmax(dim={m.dim})) is not supported: fastnn's softmax is over "
-                                 "the features (dim=-1 or 1)")
-            layers.append(L.Softmax(-1 if m.dim is None else m.dim))
-        elif kind is nn.Dropout:
-            layers.append(L.Dropout(m.p))
-        else:
-            raise ValueError(f"module {name} ({kind.__name__}) is not supported; from_torch takes nn.Linear, "
-                             "nn.Dropout and the activations ReLU, Sigmoid, Tanh, SiLU, LeakyReLU, ELU, GELU, "
-                             "Softmax, Identity")
-    if not linears:
-        raise ValueError("torch_sequential must contain at least one nn.Linear")
-    if dtype is None:
-        dts = {p.dtype for m in linears for p in m.parameters()}
-        names = {torch.float32: "float32", torch.float64: "float64"}
-        if len(dts) != 1 or next(iter(dts)) not in names:
-            raise ValueError(f"the Linear layers have dtypes {sorted(str(d) for d in dts)}; pass dtype='float32' or "
-                             "'float64' to convert them")
-        dtype = names[next(iter(dts))]
-    model = Sequential(layers, dtype=dtype, seed=seed)
-    load_torch_weights(model, torch_sequential)
-    model.train(torch_sequential.training)
-    return model
-
-
-def _linear_pairs(model: Sequential, torch_module):
-    """(Dense layer, nn.Linear) pairs in order, after checking they match in number, shape and bias."""
-    torch = _torch()
-    if not isinstance(model, Sequential):
-        raise TypeError(f"model must be a fastnn Sequential, got {type(model).__name__}")
-    if not isinstance(torch_module, torch.nn.Module):
-        raise TypeError(f"torch_module must be a torch.nn.Module, got {type(torch_module).__name__}")
-    dense = [layer for layer in model.layers if isinstance(layer, L.Dense)]
-    linears = [(n, m) for n, m in torch_module.named_modules() if isinstance(m, torch.nn.Linear)]
-    if len(dense) != len(linears):
-        raise ValueError(f"the model has {len(dense)} Dense layers but torch_module has {len(linears)} nn.Linear "
-                         "modules")
-    for k, (layer, (name, lin)) in enumerate(zip(dense, linears)):
-        if (lin.in_features, lin.out_features) != (layer.in_features, layer.out_features):
-            raise ValueError(f"Dense layer {k} is {layer.in_features} -> {layer.out_features} but nn.Linear {name} is "
-                             f"{lin.in_features} -> {lin.out_features}")
-        if (lin.bias is not None) != layer.use_bias:
-            raise ValueError(f"Dense layer {k} has use_bias={layer.use_bias} but nn.Linear {name} has "
-                             f"bias={lin.bias is not None}")
-    return [(layer, lin) for layer, (_, lin) in zip(dense, linears)]
-
-
-def load_torch_weights(model: Sequential, torch_module) -> Sequential:
-    """Copy the weights of torch_module's nn.Linear modules (in module order) into model's Dense layers.
-
-    W := weight.T, b := bias, converted to the model's dtype (bit-exact when the dtypes match).
-    Shapes and bias presence must match. Returns the model.
-    """
-    pairs = _linear_pairs(model, torch_module)
-    for layer, lin in pairs:
-        layer.params[0].data[...] = lin.weight.detach().cpu().numpy().T
-        if layer.use_bias:
-            layer.params[1].data[...] = lin.bias.detach().cpu().numpy()
-    return model
-
-
-def copy_weights_to_torch(model: Sequential, torch_module):
-    """Copy model's Dense weights into torch_module's nn.Linear modules (weight := W.T); returns torch_module."""
-    torch = _torch()
-    pairs = _linear_pairs(model, torch_module)
-    with torch.no_grad():
-        for layer, lin in pairs:
-            lin.weight.copy_(torch.from_numpy(np.ascontiguousarray(layer.params[0].data.T)))
-            if layer.use_bias:
-                lin.bias.copy_(torch.from_numpy(layer.params[1].data.copy()))
-    return torch_module
-
-
-# ================================================================================================
-# ONNX export (fastnn/onnx.py; the onnx package is imported only when an export runs)
-# ================================================================================================
-
-def to_onnx(model: Sequential, path) -> None:
-    """Write `model` to `path` (atomically) as an ONNX model (opset 17) that computes its inference function.
-
-    Input "x" of shape (batch, in_features), output "y" of shape (batch, out_features), in the
-    model's dtype (FLOAT or DOUBLE); Dropout is left out (eval mode). Needs the optional extra
-    ``pip install "fastnn[onnx]"`` (ImportError otherwise). Raises TypeError if `model` is not a
-    Sequential and TypeError/ValueError for an invalid path, as save_model. See fastnn.onnx for
-    the operators used.
-    """
-    from .onnx import to_onnx as _to_onnx
-
-    _to_onnx(model, path)

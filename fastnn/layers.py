@@ -1,11 +1,13 @@
-"""Layer descriptors: what the user writes.
+"""Layer descriptors: what the user writes, and the registries of layer and activation classes.
 
-Layers hold configuration (and, once inside a Sequential, their Parameters); the
-model's planner turns them into fused execution stages (model.py). Activation
-names and keywords follow PyTorch:
+Layers hold configuration (and, once inside a Sequential, their Parameters); the model's planner
+turns them into fused execution stages (model.py). Activation names and keywords follow PyTorch.
 
-    "relu", "sigmoid", "tanh", "leaky_relu", "gelu", "elu", "silu", "softmax", "linear"/None
-    LeakyReLU(negative_slope=0.01), GELU(approximate="none"|"tanh"), ELU(alpha=1.0), Softmax(dim=-1)
+``ACTIVATIONS`` (name -> class) and ``LAYERS`` (class name -> class) are the only lists of them in
+fastnn: the file format's allow-list and schema (fastnn.io), PyTorch interop, ONNX export and the
+``fastnn train`` command read them, and each class carries what those need (see ``Layer`` and
+``Activation``). A new activation is a kernel row, its NumPy twin (fastnn._reference) and a class
+here, entered in ``ACTIVATIONS``.
 """
 
 from __future__ import annotations
@@ -19,12 +21,16 @@ class Layer:
 
     #: Parameters of this layer (filled in by Sequential), weight first then bias.
     params: list
+    #: Constructor keyword -> JSON type ("int", "float", "bool", "str", or "activation": None, a name or a
+    #: nested activation): the keys of ``_config()`` and the model file's schema for this class.
+    config_types: dict = {}
 
     def __init__(self):
         self.params = []
 
     def _config(self) -> dict:
-        return {}
+        """The constructor keywords that rebuild this layer (its ``config_types`` keys, read from attributes)."""
+        return {key: getattr(self, key) for key in self.config_types}
 
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self._config().items())
@@ -32,9 +38,25 @@ class Layer:
 
 
 class Activation(Layer):
-    """An element-wise (or row-wise, for softmax) activation; `kind` is its kernel name."""
+    """An element-wise (or row-wise, for softmax) activation.
+
+    Each class carries what the rest of fastnn looks up about it:
+
+    - ``kind``: its kernel's name, the key into ``fastnn._kernels._activations.CODES`` (an instance may
+      refine it: GELU(approximate="tanh") is "gelu_tanh"); ``param`` is the kernel's scalar parameter;
+    - ``elementwise``: False for an activation that mixes a row (softmax), which only ends a network;
+    - ``torch_module`` and ``torch_params``: the torch.nn class computing the same function and
+      {fastnn keyword: torch attribute and keyword} (fastnn.io.to_torch / from_torch);
+    - ``onnx_op`` and ``onnx_attrs``: the standard ONNX operator computing it and {ONNX attribute: fastnn
+      attribute} (fastnn.onnx lowers operators newer than its opset into older ones).
+    """
 
     kind = "linear"
+    elementwise = True
+    torch_module = "Identity"
+    torch_params: dict = {}
+    onnx_op = "Identity"
+    onnx_attrs: dict = {}
 
     def __init__(self):
         super().__init__()
@@ -44,6 +66,11 @@ class Activation(Layer):
     def code_name(self) -> str:
         return self.kind
 
+    @classmethod
+    def _from_torch(cls, module) -> Activation:
+        """This activation with the settings of torch module `module` (of class ``torch_module``)."""
+        return cls(**{key: getattr(module, attr) for key, attr in cls.torch_params.items()})
+
 
 class Identity(Activation):
     kind = "linear"
@@ -51,54 +78,76 @@ class Identity(Activation):
 
 class ReLU(Activation):
     kind = "relu"
+    torch_module = "ReLU"
+    onnx_op = "Relu"
 
 
 class Sigmoid(Activation):
     kind = "sigmoid"
+    torch_module = "Sigmoid"
+    onnx_op = "Sigmoid"
 
 
 class Tanh(Activation):
     kind = "tanh"
+    torch_module = "Tanh"
+    onnx_op = "Tanh"
 
 
 class SiLU(Activation):
     kind = "silu"
+    torch_module = "SiLU"
+    onnx_op = "Swish"   # x * sigmoid(alpha x), alpha = 1
 
 
 class LeakyReLU(Activation):
     kind = "leaky_relu"
+    config_types = {"negative_slope": "float"}
+    torch_module = "LeakyReLU"
+    torch_params = {"negative_slope": "negative_slope"}
+    onnx_op = "LeakyRelu"
+    onnx_attrs = {"alpha": "negative_slope"}
 
     def __init__(self, negative_slope: float = 0.01):
         super().__init__()
         self.negative_slope = self.param = V.check_float(negative_slope, "negative_slope")
 
-    def _config(self):
-        return {"negative_slope": self.negative_slope}
-
 
 class ELU(Activation):
     kind = "elu"
+    config_types = {"alpha": "float"}
+    torch_module = "ELU"
+    torch_params = {"alpha": "alpha"}
+    onnx_op = "Elu"
+    onnx_attrs = {"alpha": "alpha"}
 
     def __init__(self, alpha: float = 1.0):
         super().__init__()
         self.alpha = self.param = V.check_float(alpha, "alpha")
 
-    def _config(self):
-        return {"alpha": self.alpha}
-
 
 class GELU(Activation):
+    kind = "gelu"
+    config_types = {"approximate": "str"}
+    torch_module = "GELU"
+    torch_params = {"approximate": "approximate"}
+    onnx_op = "Gelu"
+    onnx_attrs = {"approximate": "approximate"}
+
     def __init__(self, approximate: str = "none"):
         super().__init__()
         self.approximate = V.check_choice(approximate, "approximate", ("none", "tanh"))
         self.kind = "gelu" if approximate == "none" else "gelu_tanh"
 
-    def _config(self):
-        return {"approximate": self.approximate}
-
 
 class Softmax(Activation):
     kind = "softmax"
+    elementwise = False
+    config_types = {"dim": "int"}
+    torch_module = "Softmax"
+    torch_params = {"dim": "dim"}
+    onnx_op = "Softmax"
+    onnx_attrs = {"axis": "dim"}
 
     def __init__(self, dim: int = -1):
         super().__init__()
@@ -107,13 +156,15 @@ class Softmax(Activation):
             raise ValueError(f"dim must be -1 or 1 (the feature axis of a (batch, features) input), got {dim}")
         self.dim = dim
 
-    def _config(self):
-        return {"dim": self.dim}
+    @classmethod
+    def _from_torch(cls, module) -> Softmax:
+        return cls(-1 if module.dim is None else module.dim)   # torch's dim=None is the feature axis of a 2-D input
 
 
-_ACTIVATIONS = {
-    None: Identity, "linear": Identity, "identity": Identity, "relu": ReLU, "sigmoid": Sigmoid,
-    "tanh": Tanh, "leaky_relu": LeakyReLU, "gelu": GELU, "elu": ELU, "silu": SiLU, "softmax": Softmax,
+#: Activation name -> class: the names ``Dense(activation=...)`` accepts (and ``None``, the identity).
+ACTIVATIONS = {
+    "linear": Identity, "identity": Identity, "relu": ReLU, "sigmoid": Sigmoid, "tanh": Tanh,
+    "leaky_relu": LeakyReLU, "gelu": GELU, "elu": ELU, "silu": SiLU, "softmax": Softmax,
 }
 
 
@@ -121,18 +172,21 @@ def get_activation(spec) -> Activation:
     """An Activation from a name, None, or an Activation instance."""
     if isinstance(spec, Activation):
         return spec
-    names = ", ".join(repr(k) for k in _ACTIVATIONS if k is not None)
+    names = ", ".join(map(repr, ACTIVATIONS))
     if spec is not None and not isinstance(spec, str):   # checked before any lookup (arrays, lists, numbers)
         raise TypeError(f"activation must be None, an Activation layer or one of {names}; "
                         f"got {type(spec).__name__} {spec!r}")
-    key = spec.lower() if isinstance(spec, str) else None
-    if key in _ACTIVATIONS:
-        return _ACTIVATIONS[key]()
+    cls = Identity if spec is None else ACTIVATIONS.get(spec.lower())
+    if cls is not None:
+        return cls()
     raise ValueError(f"activation must be None, an Activation layer or one of {names}; got {spec!r}")
 
 
 class Dense(Layer):
     """Fully connected layer: z = x @ W + b, W of shape (in_features, out_features), then activation."""
+
+    config_types = {"in_features": "int", "out_features": "int", "activation": "activation", "use_bias": "bool",
+                    "init": "str"}
 
     def __init__(self, in_features: int, out_features: int, activation=None, use_bias: bool = True,
                  init: str = "glorot_uniform"):
@@ -173,9 +227,12 @@ class Dense(Layer):
 class Dropout(Layer):
     """Inverted dropout: in training, zero each element with probability p and scale the rest by 1/(1-p)."""
 
+    config_types = {"p": "float"}
+
     def __init__(self, p: float = 0.5):
         super().__init__()
         self.p = V.check_float(p, "p", 0.0, 1.0)
 
-    def _config(self):
-        return {"p": self.p}
+
+#: Layer class name -> class: every layer a model file may name (fastnn.io's allow-list).
+LAYERS = {cls.__name__: cls for cls in (Dense, Dropout, *ACTIVATIONS.values())}

@@ -14,6 +14,10 @@ it once. Arguments are validated (fastnn._validation) before any kernel runs.
 For the model's fast path every loss also has ``_prepare(y_pred, y) -> (x, t)`` (validate and
 convert once) and ``_forward_backward(x, t, grad_out, loss_out=None, grad_up=None) -> float``,
 which runs the kernel on already-prepared arrays without checking them again.
+
+``LOSSES`` (name -> class) is the one list of losses: ``compile(loss=...)``, fastnn.plot and the model
+file's allow-list read it. Each class carries ``plan_kind``, the compiled plan's kernel for it
+(fastnn._kernels._plan.LossKind, None: the plan runs it from Python), and ``row_wise``.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ import numpy as np
 
 from . import _validation as V
 from ._kernels import _losses as K
+from ._kernels._plan import LossKind
 
 __all__ = ["MSELoss", "BCELoss", "BCEWithLogitsLoss", "CrossEntropyLoss", "NLLLoss"]
 
@@ -60,6 +65,10 @@ class _Loss:
     """Shared protocol: validate -> one fused kernel call -> stored gradient -> backward()."""
 
     _full_size_weights: tuple = ()   # constructor arrays broadcast to y_pred's full shape per call
+    #: The compiled plan's kernel for this loss (fastnn._kernels._plan.LossKind), or None.
+    plan_kind: LossKind | None = None
+    #: One loss per row of (N, C) scores: weights are per class (C,), targets one class (or row) per sample.
+    row_wise = False
 
     def __init__(self, reduction: str = "mean"):
         self.reduction = V.check_choice(reduction, "reduction", _REDUCTIONS)
@@ -189,6 +198,8 @@ class MSELoss(_ElementwiseLoss):
     Unlike torch, shapes must match exactly: (N, 1) against (N,) raises instead of broadcasting.
     """
 
+    plan_kind = LossKind.MSE
+
     def __init__(self, reduction: str = "mean"):
         super().__init__(reduction)
 
@@ -203,6 +214,8 @@ class BCELoss(_ElementwiseLoss):
     weight: optional, broadcast to y_pred's shape, multiplies each element ('mean' still
     divides by the number of elements).
     """
+
+    plan_kind = LossKind.BCE
 
     def __init__(self, weight=None, reduction: str = "mean"):
         super().__init__(reduction)
@@ -232,6 +245,8 @@ class BCEWithLogitsLoss(_ElementwiseLoss):
     shape (typically (C,), along the last dim); it scales only the positive (y) term.
     """
 
+    plan_kind = LossKind.BCE_LOGITS
+
     def __init__(self, weight=None, reduction: str = "mean", pos_weight=None):
         super().__init__(reduction)
         self._weight = _optional_weight(weight, "weight")
@@ -258,6 +273,7 @@ class BCEWithLogitsLoss(_ElementwiseLoss):
 
 class _ClassLoss(_Loss):
     _probability_targets = False
+    row_wise = True
 
     def __init__(self, weight=None, ignore_index: int = -100, reduction: str = "mean"):
         super().__init__(reduction)
@@ -313,6 +329,7 @@ class CrossEntropyLoss(_ClassLoss):
     """
 
     _probability_targets = True
+    plan_kind = LossKind.CROSS_ENTROPY   # probability targets: CROSS_ENTROPY_PROB (fastnn.engine)
 
     def __init__(self, weight=None, ignore_index: int = -100, reduction: str = "mean",
                  label_smoothing: float = 0.0):
@@ -338,8 +355,15 @@ class NLLLoss(_ClassLoss):
     divides by the sum of w[y_i] over non-ignored rows.
     """
 
+    plan_kind = LossKind.NLL
+
     def _forward_backward(self, x, t, grad_out, loss_out=None, grad_up=None) -> float:
         C = x.shape[-1]
         return K.nll_loss(_view(x, (-1, C)), _view(t, -1), _view(grad_out, (-1, C)),
                           self._converted("weight", x.dtype), self.ignore_index, self.reduction,
                           _view(loss_out, -1), _view(grad_up, -1))
+
+
+#: Loss name -> class: the names ``compile(loss=...)`` and fastnn.plot accept (Keras-style).
+LOSSES = {"mse": MSELoss, "bce": BCELoss, "bce_with_logits": BCEWithLogitsLoss, "cross_entropy": CrossEntropyLoss,
+          "nll": NLLLoss}

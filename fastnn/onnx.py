@@ -8,17 +8,15 @@ inference function (eval mode: Dropout is the identity and is left out) with sta
   shape ``["batch", out_features]``, element type FLOAT (float32 models) or DOUBLE (float64 models);
 - Dense -> ``Gemm(x, W, b)`` with W stored as is (shape (in, out), no transpose; no C input
   without a bias); the weights are initializers named like the model's parameters (``0.weight``);
-- ReLU, LeakyReLU, Sigmoid, Tanh, Softmax(dim) -> ``Relu``, ``LeakyRelu(alpha)``, ``Sigmoid``,
-  ``Tanh``, ``Softmax(axis=dim)``; ELU -> ``Elu(alpha)``; SiLU -> ``x * Sigmoid(x)``;
-  GELU(approximate="tanh") -> ``0.5 x (1 + Tanh(sqrt(2/pi) (x + 0.044715 x^3)))``;
-  GELU(approximate="none") -> ``0.5 x (1 + Erf(x / sqrt(2)))``; Identity and Dropout -> nothing.
+- an activation -> the ONNX operator its class names (fastnn.layers.Activation: ``onnx_op``,
+  ``onnx_attrs``); Identity and Dropout -> nothing.
 
-Opset 17 rather than 20 (which has a Gelu operator): any runtime from onnxruntime 1.13 on loads it,
-and Gelu would not help double models (onnxruntime runs opset 20's Gelu through Erf, which it has
-no double kernel for). In float64 models two operators are replaced by compositions, because
-onnxruntime's CPU provider has no double kernel for them: ``Elu`` becomes
-``Relu(x) + alpha (Exp(Min(x, 0)) - 1)`` and ``Erf`` (exact GELU) becomes Cephes' rational
-approximations of erf and erfc (those of ``ndtr``, error ~1e-16) built from Mul/Add/Div/Exp/Clip/Where.
+Opset 17 rather than 20 or 24: any runtime from onnxruntime 1.13 on loads it. The operators that are
+newer, or that onnxruntime's CPU provider has no double kernel for, are written as compositions
+(``_LOWERED``): ``Swish`` (SiLU) as ``x * Sigmoid(x)``; ``Gelu`` as ``0.5 x (1 + Tanh(sqrt(2/pi) (x +
+0.044715 x^3)))`` or ``0.5 x (1 + Erf(x / sqrt(2)))``; in float64 models ``LeakyRelu`` as ``PRelu``,
+``Elu`` as ``Relu(x) + alpha (Exp(Min(x, 0)) - 1)`` and ``Erf`` as Cephes' rational approximations of
+erf and erfc (those of ``ndtr``, error ~1e-16) built from Mul/Add/Div/Exp/Clip/Where.
 
 The model's doc string describes the architecture; producer_name is "fastnn" and producer_version
 fastnn's version. Writes are atomic, as for ``fastnn.io.save_model``.
@@ -31,9 +29,9 @@ import math
 
 import numpy as np
 
-from . import __version__
 from . import layers as L
-from .io import _atomic_write, _fspath
+from ._atomic import _atomic_write, _fspath
+from ._version import __version__
 from .model import Sequential
 
 __all__ = ["to_onnx"]
@@ -132,41 +130,52 @@ def _normal_cdf_double(g: _Graph, x: str) -> str:
     return g.op("Where", g.op("Less", z, g.const(1.0)), phi_small, phi_big)
 
 
-def _activation(g: _Graph, act: L.Activation, x: str) -> str:
-    """The output tensor of activation `act` applied to tensor x."""
-    kind = type(act)
-    double = g.dtype == np.float64
-    if kind is L.Identity:
-        return x
-    if kind is L.ReLU:
-        return g.op("Relu", x)
-    if kind is L.Sigmoid:
-        return g.op("Sigmoid", x)
-    if kind is L.Tanh:
-        return g.op("Tanh", x)
-    if kind is L.LeakyReLU:   # attributes are float32: a double slope goes in as a tensor (PRelu)
-        if double:
-            return g.op("PRelu", x, g.const(act.negative_slope))
-        return g.op("LeakyRelu", x, alpha=act.negative_slope)
-    if kind is L.Softmax:
-        return g.op("Softmax", x, axis=act.dim)
-    if kind is L.SiLU:
-        return g.op("Mul", x, g.op("Sigmoid", x))
-    if kind is L.ELU:
-        if not double:
-            return g.op("Elu", x, alpha=act.alpha)
-        neg = g.op("Sub", g.op("Exp", g.op("Min", x, g.const(0.0))), g.const(1.0))   # exactly 0 for x >= 0
-        return g.op("Add", g.op("Relu", x), g.op("Mul", g.const(act.alpha), neg))
-    if kind is L.GELU and act.approximate == "tanh":
+def _leaky_relu(g: _Graph, x: str, alpha: float = 0.01) -> str:
+    if g.dtype == np.float64:   # attributes are float32: a double slope goes in as a tensor (PRelu)
+        return g.op("PRelu", x, g.const(alpha))
+    return g.op("LeakyRelu", x, alpha=alpha)
+
+
+def _elu(g: _Graph, x: str, alpha: float = 1.0) -> str:
+    if g.dtype != np.float64:
+        return g.op("Elu", x, alpha=alpha)
+    neg = g.op("Sub", g.op("Exp", g.op("Min", x, g.const(0.0))), g.const(1.0))   # exactly 0 for x >= 0
+    return g.op("Add", g.op("Relu", x), g.op("Mul", g.const(alpha), neg))
+
+
+def _swish(g: _Graph, x: str, alpha: float = 1.0) -> str:
+    return g.op("Mul", x, g.op("Sigmoid", x if alpha == 1.0 else g.op("Mul", g.const(alpha), x)))
+
+
+def _gelu(g: _Graph, x: str, approximate: str = "none") -> str:
+    if approximate == "tanh":
         cube = g.op("Mul", g.op("Mul", x, x), x)
         inner = g.op("Mul", g.const(math.sqrt(2.0 / math.pi)), g.op("Add", x, g.op("Mul", g.const(0.044715), cube)))
         return g.op("Mul", g.op("Mul", g.const(0.5), x), g.op("Add", g.const(1.0), g.op("Tanh", inner)))
-    if kind is L.GELU:
-        if double:
-            return g.op("Mul", x, _normal_cdf_double(g, x))
-        erf = g.op("Erf", g.op("Mul", x, g.const(math.sqrt(0.5))))
-        return g.op("Mul", g.op("Mul", g.const(0.5), x), g.op("Add", g.const(1.0), erf))
-    raise ValueError(f"activation {kind.__name__} has no ONNX export in fastnn")
+    if g.dtype == np.float64:
+        return g.op("Mul", x, _normal_cdf_double(g, x))
+    erf = g.op("Erf", g.op("Mul", x, g.const(math.sqrt(0.5))))
+    return g.op("Mul", g.op("Mul", g.const(0.5), x), g.op("Add", g.const(1.0), erf))
+
+
+#: ONNX operators written as compositions (newer than OPSET, or without a double kernel in onnxruntime)
+_LOWERED = {"Identity": lambda g, x: x, "LeakyRelu": _leaky_relu, "Elu": _elu, "Swish": _swish, "Gelu": _gelu}
+
+
+_ACTIVATIONS = frozenset(L.ACTIVATIONS.values())
+
+
+def _exported(act) -> bool:
+    """Whether `act` is an activation of the registry (exact class: a subclass may compute something else)."""
+    return type(act) in _ACTIVATIONS
+
+
+def _activation(g: _Graph, act: L.Activation, x: str) -> str:
+    """The output tensor of activation `act` applied to tensor x: its class's ONNX operator."""
+    cls = type(act)
+    attrs = {name: getattr(act, key) for name, key in cls.onnx_attrs.items()}
+    lowered = _LOWERED.get(cls.onnx_op)
+    return g.op(cls.onnx_op, x, **attrs) if lowered is None else lowered(g, x, **attrs)
 
 
 # One graph builder per exportable type: a later exporter (an estimator, say) registers its own.
@@ -184,9 +193,6 @@ def _exporter(model):
     return build
 
 
-_EXPORTED_ACTIVATIONS = (L.Identity, L.ReLU, L.Sigmoid, L.Tanh, L.LeakyReLU, L.Softmax, L.SiLU, L.ELU, L.GELU)
-
-
 @_build_graph.register
 def _(model: Sequential, onnx):
     nbytes = sum(p.data.nbytes for p in model.parameters())
@@ -194,9 +200,9 @@ def _(model: Sequential, onnx):
         raise ValueError(f"model is too large for an ONNX file: its weights take {nbytes} bytes, and one ONNX "
                          "file holds less than 2 GiB")
     for i, layer in enumerate(model.layers):   # exact classes only: a subclass may compute something else
-        if type(layer) not in (L.Dense, L.Dropout, *_EXPORTED_ACTIVATIONS):
+        if type(layer) not in (L.Dense, L.Dropout) and not _exported(layer):
             raise ValueError(f"model.layers[{i}] ({type(layer).__name__}) has no ONNX export in fastnn")
-        if type(layer) is L.Dense and type(layer.activation) not in _EXPORTED_ACTIVATIONS:
+        if type(layer) is L.Dense and not _exported(layer.activation):
             raise ValueError(f"model.layers[{i}] (Dense) has activation {type(layer.activation).__name__}, which "
                              "has no ONNX export in fastnn")
     g = _Graph(onnx, model.dtype)

@@ -25,6 +25,7 @@ from . import _validation as V
 __all__ = ["history", "loss_landscape", "loss_surface", "PathRecorder"]
 
 from .callbacks import Callback
+from .losses import LOSSES, CrossEntropyLoss, MSELoss
 
 _INSTALL_HINT = "fastnn.plot needs matplotlib, an optional extra: pip install fastnn[plot] (or pip install matplotlib)"
 
@@ -197,20 +198,15 @@ def _resolve_params(model, params):
 
 def _loss_fn(model, y, loss):
     """A loss object: the given one, one by name, the model's compiled one, or one that fits y."""
-    from . import losses
-
     if loss is None:
         loss = getattr(model, "loss", None)
         if not (callable(loss) or isinstance(loss, str)):
             loss = None
     if isinstance(loss, str):
-        table = {"mse": losses.MSELoss, "cross_entropy": losses.CrossEntropyLoss, "bce": losses.BCELoss,
-                 "bce_with_logits": losses.BCEWithLogitsLoss, "nll": losses.NLLLoss}
-        V.check_choice(loss, "loss", tuple(table))
-        return table[loss]()
+        return LOSSES[V.check_choice(loss, "loss", tuple(LOSSES))]()
     if loss is None:   # class indices -> cross-entropy, anything else -> MSE
         y = np.asarray(y)
-        return losses.CrossEntropyLoss() if y.ndim == 1 and y.dtype.kind in "iu" else losses.MSELoss()
+        return CrossEntropyLoss() if y.ndim == 1 and y.dtype.kind in "iu" else MSELoss()
     if not callable(loss):
         raise TypeError(f"loss must be a fastnn loss object, a loss name or None, got {loss!r}")
     return loss

@@ -4,47 +4,25 @@ Semantics follow Keras 3 (NUMERICS.md section 6): the validation split is the la
 before shuffling; the epoch's 'loss' and metrics are sample-weighted running means over its batches
 (the last, partial batch is kept); validation runs after the epoch, in eval mode, with the epoch's
 final weights, and is logged as 'val_*'. ``epochs`` is the index of the final epoch, so
-``fit(..., epochs=5, initial_epoch=model.epoch)`` continues a run.
+``fit(..., epochs=5, initial_epoch=model.epoch)`` continues a run, reproducing the uninterrupted one.
 
-Determinism. Epoch e's order is ``np.random.default_rng([model.seed, e]).permutation(n)`` and
-dropout masks are drawn from (model.seed, layer, model._step), so the same seed gives bit-identical
-History and weights, and resuming at ``initial_epoch=model.epoch`` (same model and optimizer)
-reproduces the uninterrupted run.
-
-Data path. X and y are validated and converted to the model's dtype once per call. The epoch's full
-batches run on the compiled epoch loop (``Engine.train_batches``): chunks of consecutive batches,
-each chunk ONE nogil call that gathers every batch's rows, runs its whole step and redoes the
-optimizer's per-step bookkeeping in C; the chunk's losses and training-mode outputs then update the
-loss and metrics with NumPy (the same per-batch sums in the same order, so History is the same
-bits). A chunk returns after about 0.1 s of wall time (the C loop looks at the clock after each
-batch); between chunks the progress bar is updated and a pending Ctrl-C is delivered. The last,
-partial batch goes through ``_train_step(x, t) -> loss`` (forward, the fused loss + gradient,
-backward with gradients overwritten, optimizer step; the batch gathered by ``np.take(..., out=)``
-into buffers allocated once, unshuffled batches are views), which leaves the batch's training-mode
-output in ``self._train_out`` for the metrics. So does every batch when a callback other than the
-progress bar overrides a batch hook, ``_train_step`` is replaced on the model, or the engine cannot
-run the step whole (a loss without a plan kernel, an optimizer other than fastnn's six classes).
-Both paths give the same weights, optimizer state, dropout counter and History bit for bit.
-evaluate/predict run ``_predict_batch(x)`` per batch in eval mode.
+This module checks the arguments and converts X and y to the model's dtype once per call; the
+epochs run in fastnn._epochs (compiled runs of batches or one batch at a time, the same bits either
+way; divergence handling). Names given to compile are looked up in the registries
+``fastnn.optim.OPTIMIZERS`` and ``fastnn.losses.LOSSES``.
 
 Interrupts and threads. fit holds the model for training (another thread that trains it or runs
-inference on it gets a RuntimeError) and defers Ctrl-C to the next batch or chunk boundary
+inference on it gets a RuntimeError) and defers Ctrl-C to the next batch or run boundary
 (fastnn._interrupt), so an interrupted fit leaves weights, optimizer state and counters exactly as
-after its last completed batch and re-raises KeyboardInterrupt within about a chunk's time.
-predict and evaluate change nothing on the model: any number of threads may call them at once.
-
-Divergence. A NaN/inf batch loss (or NaN/inf weights after an epoch) stops training with the
-weights and optimizer state from before the step that went bad. fit keeps one snapshot per epoch
-(weights, optimizer state, dropout counter) and, only when something goes wrong, replays the
-epoch's earlier batches from it, which is exact because training is deterministic; a replayed
-step that makes a weight NaN/inf is undone as well. Without a callback that stops training on
-the NaN batch (TerminateOnNaN), fit then raises FloatingPointError; with one it ends cleanly.
+after its last completed batch. predict and evaluate change nothing on the model: any number of
+threads may call them at once.
 """
 
 from __future__ import annotations
 
 import math
 import numbers
+import warnings
 
 import numpy as np
 
@@ -53,27 +31,15 @@ from . import _validation as V
 from . import callbacks as _cb
 from . import losses as _losses
 from . import metrics as _metrics
+from . import optim as _optim
+from ._epochs import Batches, finite, run_epochs
 from ._interrupt import deferred
 from ._kernels import _runtime
-from ._kernels._checks import all_finite
 from .layers import Dense
 
 __all__ = ["TrainingMixin"]
 
-_OPTIMIZERS = {"sgd": "SGD", "adam": "Adam", "adamw": "AdamW", "rmsprop": "RMSprop", "adagrad": "Adagrad",
-               "adadelta": "Adadelta"}
-_LOSSES = {"mse": "MSELoss", "bce": "BCELoss", "bce_with_logits": "BCEWithLogitsLoss",
-           "cross_entropy": "CrossEntropyLoss", "nll": "NLLLoss"}
 _PREDICT_BATCH = 1024   # rows per forward call in predict/evaluate when batch_size is None
-_CHUNK_OUTPUTS = 1 << 20   # output elements a compiled chunk keeps for the metrics (bounds its batches)
-_CHUNK_SECONDS = 0.1       # target length of one compiled chunk of batches (Ctrl-C and bar latency)
-
-
-def _finite(a: np.ndarray) -> bool:
-    """No NaN or inf in a (one compiled pass for contiguous float arrays, else two reductions)."""
-    if a.dtype in V.FLOAT_DTYPES and a.flags.c_contiguous:
-        return all_finite(a.reshape(-1))
-    return bool(math.isfinite(a.min()) and math.isfinite(a.max()))
 
 
 def _check_verbose(verbose) -> int:
@@ -85,72 +51,6 @@ def _check_verbose(verbose) -> int:
         raise ValueError(f"verbose must be 0 (silent), 1 (progress bar), 2 (one line per epoch) or 'auto'; "
                          f"got {verbose!r}")
     return int(verbose)
-
-
-class _Snapshot:
-    """Weights, optimizer state and dropout counter, taken at the start of every epoch."""
-
-    def __init__(self, model):
-        self.params = np.empty_like(model._arena.data)
-
-    def take(self, model) -> None:
-        np.copyto(self.params, model._arena.data)
-        self.opt = model.optimizer.state_dict()
-        self.step = model._step
-
-    def restore(self, model) -> None:
-        np.copyto(model._arena.data, self.params)
-        model.optimizer.load_state_dict(self.opt)
-        model._step = self.step
-
-
-class _Batches:
-    """The epoch's batches: views when unshuffled, else gathered into buffers allocated once."""
-
-    def __init__(self, x, t, batch_size, shuffle):
-        self.x, self.t, self.n = x, t, len(x)
-        self.size = min(batch_size, self.n)
-        self.steps = -(-self.n // self.size)
-        self.order = None
-        self.shuffled = shuffle
-        if shuffle:
-            self._xbuf = np.empty((self.size,) + x.shape[1:], x.dtype)
-            self._tbuf = np.empty((self.size,) + t.shape[1:], t.dtype)
-
-    def shuffle(self, seed: int, epoch: int) -> None:
-        self.order = np.random.default_rng([seed, epoch]).permutation(self.n)
-
-    def __call__(self, b: int):
-        s = b * self.size
-        e = min(s + self.size, self.n)
-        if self.order is None:
-            return self.x[s:e], self.t[s:e]
-        idx = self.order[s:e]
-        xb, tb = self._xbuf[:e - s], self._tbuf[:e - s]
-        np.take(self.x, idx, axis=0, out=xb, mode="clip")   # mode != 'raise': no hidden buffering
-        np.take(self.t, idx, axis=0, out=tb, mode="clip")
-        return xb, tb
-
-
-class _Chunks:
-    """fit's compiled epoch loop: batches per call and the buffers a call fills (allocated once per fit).
-
-    A chunk is one nogil call of up to ``limit`` batches (capped by the memory its outputs take for the
-    metrics) that returns after about _CHUNK_SECONDS of wall time, however loaded the machine: fit
-    delivers Ctrl-C and updates the progress bar between chunks.
-    """
-
-    def __init__(self, model, batches, metrics: bool):
-        self.full = batches.n // batches.size   # full batches per epoch
-        k = self.full
-        if metrics:
-            k = min(k, max(1, _CHUNK_OUTPUTS // (batches.size * model.out_features)))
-        self.limit = k = max(1, min(k, self.full))
-        rows = k * batches.size
-        self.losses = np.empty(k)
-        self.outputs = np.empty((rows, model.out_features), model.dtype) if metrics else None
-        t = batches.t
-        self.targets = np.empty((rows,) + t.shape[1:], t.dtype) if metrics and batches.shuffled else None
 
 
 class TrainingMixin:
@@ -169,9 +69,9 @@ class TrainingMixin:
     def compile(self, optimizer="adam", loss=None, metrics=None):
         """Configure training: optimizer, loss and metrics (strings or objects).
 
-        optimizer: "sgd", "adam", "adamw", "rmsprop", "adagrad", "adadelta" (fastnn.optim with torch's
-        defaults) or an optimizer over this model's parameters. loss: "mse", "bce" (probabilities:
-        the model must end in a sigmoid), "bce_with_logits", "cross_entropy" (logits), "nll" or a
+        optimizer: a name of fastnn.optim.OPTIMIZERS ("sgd", "adam", ...: built with torch's defaults)
+        or an optimizer over this model's parameters. loss: a name of fastnn.losses.LOSSES ("mse", "bce"
+        (probabilities: the model must end in a sigmoid), "cross_entropy" (logits), ...) or a
         fastnn.losses object (reduction 'mean' or 'sum'). metrics: names among "accuracy" ("acc"),
         "binary_accuracy", "mae", "mse" (logged under the name given). Sets ``optimizer``, ``loss``
         and ``compiled_metrics``.
@@ -189,23 +89,9 @@ class TrainingMixin:
         return ["loss"] + [name for name, _ in self._metric_names]
 
     def _resolve_optimizer(self, optimizer):
-        from . import optim
-
-        if isinstance(optimizer, str):
-            name = _OPTIMIZERS.get(optimizer.lower())
-            if name is None:
-                raise ValueError(f"optimizer must be one of {', '.join(map(repr, _OPTIMIZERS))} or a fastnn.optim "
-                                 f"optimizer; got {optimizer!r}")
-            cls = getattr(optim, name, None)
-            if cls is None:
-                raise ValueError(f"optimizer {optimizer!r} is not available: fastnn.optim has no {name}")
-            return cls(self.parameters())
-        if isinstance(optimizer, type) and issubclass(optimizer, optim.Optimizer):
-            raise TypeError(f"optimizer must be an instance, e.g. {optimizer.__name__}(model.parameters(), lr=...), "
-                            "or a name; got the class itself")
-        if not isinstance(optimizer, optim.Optimizer):
-            raise TypeError(f"optimizer must be a name ({', '.join(map(repr, _OPTIMIZERS))}) or a fastnn.optim "
-                            f"optimizer, got {type(optimizer).__name__}")
+        optimizer = _from_registry(optimizer, "optimizer", _optim.OPTIMIZERS, _optim.Optimizer,
+                                   "a fastnn.optim optimizer", "model.parameters(), lr=...",
+                                   lambda cls: cls(self.parameters()))
         own = {id(p) for p in self.parameters()}
         foreign = [p for group in optimizer.param_groups for p in group["params"] if id(p) not in own]
         if foreign:
@@ -215,19 +101,10 @@ class TrainingMixin:
 
     def _resolve_loss(self, loss):
         if loss is None:
-            raise ValueError(f"compile() needs a loss: one of {', '.join(map(repr, _LOSSES))} or a fastnn.losses "
-                             "object")
-        if isinstance(loss, str):
-            name = _LOSSES.get(loss.lower())
-            if name is None:
-                raise ValueError(f"loss must be one of {', '.join(map(repr, _LOSSES))} or a fastnn.losses object; "
-                                 f"got {loss!r}")
-            loss = getattr(_losses, name)()
-        elif isinstance(loss, type) and issubclass(loss, _losses._Loss):
-            raise TypeError(f"loss must be an instance, e.g. {loss.__name__}(), or a name; got the class itself")
-        elif not isinstance(loss, _losses._Loss):
-            raise TypeError(f"loss must be a name ({', '.join(map(repr, _LOSSES))}) or a fastnn.losses object, "
-                            f"got {type(loss).__name__}")
+            raise ValueError(f"compile() needs a loss: one of {', '.join(map(repr, _losses.LOSSES))} or a "
+                             "fastnn.losses object")
+        loss = _from_registry(loss, "loss", _losses.LOSSES, _losses._Loss, "a fastnn.losses object", "",
+                              lambda cls: cls())
         if loss.reduction == "none":
             raise ValueError("fit needs a scalar loss: the loss's reduction must be 'mean' or 'sum', got 'none'")
         c = self.out_features
@@ -242,8 +119,6 @@ class TrainingMixin:
                 raise ValueError(f"the loss's weight must have shape ({c},), one entry per output class, "
                                  f"got shape {loss.weight.shape}")
             if kind == "CrossEntropyLoss" and last_act == "softmax":
-                import warnings
-
                 warnings.warn("the model ends with a Softmax, but CrossEntropyLoss takes logits (it applies "
                               "log_softmax itself); remove the final Softmax", UserWarning, stacklevel=3)
         else:
@@ -374,7 +249,7 @@ class TrainingMixin:
         """The model's compiled fast paths (fastnn.engine.Engine), made on first use."""
         engine = self.__dict__.get("_compiled_engine")
         if engine is None:
-            from .engine import Engine
+            from .engine import Engine  # here, not at the top: engine imports model, which imports this module
 
             engine = self._compiled_engine = Engine(self)
         return engine
@@ -470,7 +345,7 @@ class TrainingMixin:
                 raise ValueError(f"validation_split={split!r} leaves {split_at} training and {n - split_at} "
                                  f"validation samples of {n}; both parts must be non-empty")
             x, xv, t, tv = x[:split_at], x[split_at:], t[:split_at], t[split_at:]
-        batches = _Batches(x, t, batch_size, shuffle)
+        batches = Batches(x, t, batch_size, shuffle)
         cbs, history, bars = self._callback_list(callbacks, verbose)
         cbs.set_model(self)
         cbs.set_params({"verbose": verbose, "epochs": epochs, "steps": batches.steps})
@@ -482,7 +357,7 @@ class TrainingMixin:
         was = self.training
         try:
             with deferred() as interrupt:   # Ctrl-C is honoured between batches (see fastnn._interrupt)
-                self._fit_loop(batches, xv, tv, batch_size, cbs, initial_epoch, epochs, interrupt)
+                run_epochs(self, batches, xv, tv, batch_size, cbs, initial_epoch, epochs, interrupt)
         except BaseException:
             for bar in bars:
                 bar.close()
@@ -516,154 +391,24 @@ class TrainingMixin:
             out.append(bars[-1])
         return _cb.CallbackList(out), history, bars
 
-    def _fit_loop(self, batches, xv, tv, batch_size, cbs, initial_epoch, epochs, interrupt):
-        train_metrics = [_metrics.get(n, self.loss, batches.t) for n, _ in self._metric_names]
-        val_metrics = [_metrics.get(n, self.loss, tv) for n, _ in self._metric_names]
-        want_batch_logs = cbs.wants_batch_logs
-        bars = cbs.batch_callbacks
-        # a callback with batch hooks other than the bar, or a _train_step replaced on the model: per batch
-        per_batch_hooks = any(type(cb) is not _cb.ProgressBar for cb in bars) or "_train_step" in vars(self)
-        snapshot = _Snapshot(self)
-        arena = self._arena.data
-        chunks = None if per_batch_hooks else _Chunks(self, batches, bool(train_metrics))
-        logs = {}
-        cbs.on_train_begin()
-        for epoch in range(initial_epoch, epochs):
-            cbs.on_epoch_begin(epoch, {})
-            self.training = True
-            snapshot.take(self)
-            if batches.shuffled:
-                batches.shuffle(self.seed, epoch)
-            for m in train_metrics:
-                m.reset_state()
-            loss_sum, count, done, failed = 0.0, 0, 0, None
-            if chunks is not None and self._engine().supports_batches(batches.t, self.loss, self.optimizer):
-                loss_sum, count, done, failed = self._fit_compiled(chunks, batches, train_metrics, bars, interrupt)
-            for b in range(done, batches.steps if failed is None else done):
-                interrupt.check()
-                xb, tb = batches(b)
-                if want_batch_logs:
-                    cbs.on_train_batch_begin(b, {})
-                loss = self._train_step(xb, tb)
-                if not math.isfinite(loss):
-                    failed = (b, loss)
-                    break
-                m = len(xb)
-                loss_sum += loss * m
-                count += m
-                out = self._train_out
-                for metric in train_metrics:
-                    metric._add(out, tb)
-                done = b + 1
-                if want_batch_logs:
-                    cbs.on_train_batch_end(b, _running_logs(loss_sum, count, train_metrics))
-                if self.stop_training:
-                    break
-            if failed is None and not _finite(arena):
-                failed = (done, None)   # a finite loss but NaN/inf weights: find the step that caused them
-            if failed is not None:
-                failed = self._diverged(failed, snapshot, batches, epoch, cbs, train_metrics)
-            logs = _running_logs(math.nan if failed else loss_sum, count, train_metrics)
-            interrupt.check()
-            if xv is not None:
-                for key, value in self._evaluate_prepared(xv, tv, batch_size, val_metrics).items():
-                    logs["val_" + key] = value
-            self.epoch = epoch + 1   # this epoch's training is complete (a checkpoint saved now resumes after it)
-            cbs.on_epoch_end(epoch, logs)
-            if self.stop_training:
-                break
-        cbs.on_train_end(logs)
 
-    def _fit_compiled(self, chunks, batches, train_metrics, bars, interrupt):
-        """The epoch's full batches on the compiled epoch loop, chunk by chunk (see the module docstring).
-
-        Returns (loss sum, samples, batches done, failed) as the per-batch loop keeps them; failed is
-        (batch, loss) for a non-finite loss (that batch's step ran; fit undoes it), else None. Between
-        chunks (each at most about _CHUNK_SECONDS long) a pending Ctrl-C is delivered and the bar is updated.
-        """
-        engine = self._engine()
-        size, order, t = batches.size, batches.order, batches.t
-        loss_sum, count = 0.0, 0
-        first = 0
-        while first < chunks.full:
-            interrupt.check()
-            k = min(chunks.limit, chunks.full - first)
-            done = engine.train_batches(batches.x, t, order, size, first, k, self.loss, self.optimizer,
-                                        chunks.losses, chunks.outputs, _CHUNK_SECONDS)
-            values = chunks.losses[:done].tolist()
-            ok = done if math.isfinite(values[-1]) else done - 1
-            for value in values[:ok]:
-                loss_sum += value * size
-                count += size
-            if train_metrics and ok:
-                s, rows = first * size, ok * size
-                if order is None:
-                    tb = t[s:s + rows]
-                else:
-                    tb = chunks.targets[:rows]
-                    np.take(t, order[s:s + rows], axis=0, out=tb, mode="clip")
-                for metric in train_metrics:
-                    metric._add_batches(chunks.outputs[:rows], tb, size)
-            if ok < done:
-                self._train_out = engine.last_output
-                return loss_sum, count, first + ok, (first + ok, values[-1])
-            first += done
-            if bars:
-                logs = _running_logs(loss_sum, count, train_metrics)
-                for bar in bars:
-                    bar.on_train_batches_end(first - 1, done, logs)
-        self._train_out = engine.last_output
-        return loss_sum, count, chunks.full, None
-
-    def _diverged(self, failed, snapshot, batches, epoch, cbs, train_metrics) -> bool:
-        """Undo the bad step(s) of this epoch; stop cleanly if a callback asks for it, else raise."""
-        b, loss = failed
-        undone = self._replay(snapshot, batches, b)
-        if loss is None and undone == b:
-            return False   # the replay ran clean (nothing to undo after all)
-        where = f"epoch {epoch + 1}, batch {undone + 1} of {batches.steps}"
-        if loss is None or undone < b:
-            what = f"the weights became NaN or inf at {where} (the loss was still finite)"
-        else:
-            what = f"the loss became {loss} at {where}"
-        restored = ("restored the weights and optimizer state from before that step" if _finite(self._arena.data)
-                    else "restored the weights from the start of the epoch, which already held NaN or inf")
-        stopped_before = self.stop_training
-        self.stop_training = False
-        logs = _running_logs(math.nan, 1, train_metrics)
-        cbs.on_train_batch_end(undone, logs)
-        if not self.stop_training:
-            self.stop_training = stopped_before
-            raise FloatingPointError(
-                f"training diverged: {what}; fit stopped and {restored}. Lower the learning rate or check the "
-                "data; pass callbacks=[fastnn.callbacks.TerminateOnNaN()] to stop without an exception.")
-        return True
-
-    def _replay(self, snapshot, batches, upto: int) -> int:
-        """Restore the state before batch `upto` by replaying this epoch from its snapshot.
-
-        A replayed step that leaves a NaN/inf weight is undone too (replay again, one step
-        shorter). Returns the index of the first batch whose step was undone.
-        """
-        snapshot.restore(self)
-        for b in range(upto):
-            self._train_step(*batches(b))
-            if not _finite(self._arena.data):
-                snapshot.restore(self)
-                for c in range(b):
-                    self._train_step(*batches(c))
-                return b
-        return upto
-
-
-def _running_logs(loss_sum, count, metrics) -> dict:
-    logs = {"loss": loss_sum / count if count else math.nan}
-    for m in metrics:
-        logs[m.name] = m.result()
-    return logs
+def _from_registry(spec, what: str, registry: dict, base: type, kind: str, example: str, make):
+    """An instance of `base` from spec: a name of `registry` (built by make(cls)) or an instance itself."""
+    names = ", ".join(map(repr, registry))
+    if isinstance(spec, str):
+        cls = registry.get(spec.lower())
+        if cls is None:
+            raise ValueError(f"{what} must be one of {names} or {kind}; got {spec!r}")
+        return make(cls)
+    if isinstance(spec, type) and issubclass(spec, base):
+        raise TypeError(f"{what} must be an instance, e.g. {spec.__name__}({example}), or a name; got the class "
+                        "itself")
+    if not isinstance(spec, base):
+        raise TypeError(f"{what} must be a name ({names}) or {kind}, got {type(spec).__name__}")
+    return spec
 
 
 def _check_finite(a: np.ndarray, name: str) -> None:
-    if not _finite(a):
+    if not finite(a):
         row = int(np.argwhere(~np.isfinite(a))[0][0])
         raise ValueError(f"{name} must be finite, got NaN or inf (first in row {row})")

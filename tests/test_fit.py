@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import fastnn as fnn
-from fastnn.callbacks import Callback, TerminateOnNaN
+from fastnn.callbacks import Callback, CallbackList, ProgressBar, TerminateOnNaN
 
 R = np.random.default_rng(7)
 X4 = R.standard_normal((10, 4))
@@ -723,6 +723,46 @@ def test_callbacks_with_batch_hooks_or_a_replaced_train_step_force_per_batch_ste
     b.fit(x, y, epochs=1, batch_size=8, verbose=0)
     assert len(spied) == 5
     np.testing.assert_array_equal(a._arena.data, b._arena.data)
+
+
+def test_a_callback_defining_on_train_batches_end_takes_runs_of_batches(monkeypatch):
+    r = np.random.default_rng(7)
+    x, y = r.standard_normal((44, 6)), r.integers(0, 3, 44)   # 5 full batches of 8 and one of 4
+    runs, singles = [], []
+
+    class Runs(Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            singles.append(batch)
+
+        def on_train_batches_end(self, batch, count, logs=None):
+            runs.append((batch, count))
+
+    class PerBatch(Runs):   # a per-batch hook below the class that takes runs: this one sees every batch
+        def on_batch_end(self, batch, logs=None):
+            pass
+
+    class Bar(ProgressBar):   # overrides no hook: takes runs, as the progress bar does
+        pass
+
+    class BarPerBatch(ProgressBar):
+        def on_train_batch_end(self, batch, logs=None):
+            super().on_train_batch_end(batch, logs)
+
+    assert [CallbackList([cb]).takes_runs for cb in (Runs(), PerBatch(), Bar(), BarPerBatch(), Callback())] == \
+        [True, False, True, False, True]
+
+    def make():
+        model = _net("float64")
+        model.compile("adam", "cross_entropy", ["accuracy"])
+        return model
+
+    _fit_both(monkeypatch, make, dict(X=x, y=y, epochs=1, batch_size=8, verbose=0, callbacks=[Runs()]))
+    assert sum(count for _, count in runs) == 5 and runs[-1][0] == 4   # compiled: the full batches in runs ...
+    assert singles == [5] + [0, 1, 2, 3, 4, 5]                        # ... the last alone; per batch: each
+    runs.clear()
+    _fit_both(monkeypatch, make, dict(X=x, y=y, epochs=1, batch_size=8, verbose=0, callbacks=[PerBatch()]),
+              compiled_expected=False)
+    assert runs == []
 
 
 def test_compiled_epoch_loop_resumes_like_the_uninterrupted_run(monkeypatch):

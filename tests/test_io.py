@@ -5,6 +5,7 @@ import json
 import os
 import pathlib
 import pickle
+import re
 import zipfile
 
 import numpy as np
@@ -336,13 +337,13 @@ def test_what_cannot_be_saved_raises_before_writing(tmp_path):
 
 
 def test_allow_lists_cover_the_library():
-    """Every concrete layer, optimizer and loss fastnn exports can be saved (update fastnn.io when adding one)."""
+    """Every concrete layer, optimizer and loss fastnn exports can be saved (enter a new one in its registry)."""
     concrete = {c.__name__ for c in vars(L).values()
                 if isinstance(c, type) and issubclass(c, L.Layer) and c not in (L.Layer, L.Activation)}
     assert concrete == set(fio._LAYERS)
     optimizers = {n for n in fnn.optim.__all__ if n != "Optimizer"}
-    assert optimizers <= set(fio._optimizers())
-    assert set(fnn.losses.__all__) <= set(fio._loss_classes())
+    assert optimizers <= set(fio._OPTIMIZERS)
+    assert set(fnn.losses.__all__) <= set(fio._LOSSES)
 
 
 # ------------------------------------------------------------------------------------------------ atomic writes
@@ -552,6 +553,31 @@ def _widen_layer_2(header, arrays):
 def test_tampered_headers_and_arrays(tmp_path, saved, mutate, match):
     path = _rewrite(saved[1], tmp_path / "tampered", mutate)
     _load_error(path, match)
+
+
+def _activation_spec(header):
+    """Layer 0's activation as a {"class", "config"} object (the form that names a class)."""
+    config = header["model"]["layers"][0]["config"]
+    config["activation"] = {"class": "ReLU", "config": {}}
+    return config["activation"]
+
+
+@pytest.mark.parametrize("where,kind,registry", [
+    (lambda h: h["model"]["layers"][0], "layer", L.LAYERS),
+    (_activation_spec, "layer", {n: c for n, c in L.LAYERS.items() if issubclass(c, L.Activation)}),
+    (lambda h: h["training"]["optimizer"], "optimizer", {c.__name__: c for c in fnn.optim.OPTIMIZERS.values()}),
+    (lambda h: h["training"]["loss"], "loss", {c.__name__: c for c in fnn.losses.LOSSES.values()}),
+], ids=["layer", "activation", "optimizer", "loss"])
+def test_only_registered_classes_load(tmp_path, saved, where, kind, registry):
+    """A class name read from a file resolves only through its registry (class names); anything else is refused
+    with a message naming the field, the name and the registered names, even a class the module does have."""
+    names = ", ".join(registry)
+    module_only = ["Layer", "Activation", "Optimizer", "_Loss", "_ClassLoss", "L1Loss", "get_activation",
+                   "Sequential", "MSELoss" if kind != "loss" else "ReLU", "relu", "adam", "mse"]
+    for i, name in enumerate(module_only):
+        assert name not in registry
+        path = _rewrite(saved[1], tmp_path / f"m{i}", lambda h, a, name=name: where(h).update({"class": name}))
+        _load_error(path, rf"names {kind} class '{name}', which is not one of {re.escape(names)}$")
 
 
 def test_rewrite_helper_is_faithful(tmp_path, saved):

@@ -20,15 +20,16 @@ import warnings
 
 import numpy as np
 
+from .._argtypes import counts, integer, items, number
 from . import harness as H
 from . import optim as O
 from . import shapes as S
 from .harness import OtherLoad, Pools, alternate, describe_pools, gemm_peak_for, measure_peaks, summary
 
 SECTIONS = ("train", "optim", "inference")
-OPT_TARGET = 1.5                   # optimizer step <= 1.5x a copy of its bytes (issue 3)
-FLOOR_TARGET = 1.3                 # every shape within 1.3x of its floor (issue 5)
-TRAIN_TARGETS = {                  # float32, 1 thread: (vs NumPy, vs PyTorch at equal threads) (issue 5)
+OPT_TARGET = 1.5                   # optimizer step <= 1.5x a copy of its bytes
+FLOOR_TARGET = 1.3                 # every shape within 1.3x of its floor
+TRAIN_TARGETS = {                  # float32, 1 thread: (vs NumPy, vs PyTorch at equal threads)
     "tiny": (1.4, 1.5), "medium": (1.1, 1.05), "large": (1.05, 1.05), "deep": (3.5, 3.0),
 }
 LARGE_2T_TARGET = 1.8              # large, 2 threads vs 1
@@ -38,50 +39,6 @@ FLOAT64_SLACK = 0.9                # float64: within 10% of the float32 ratios
 
 # ------------------------------------------------------------------------------------------ arguments
 
-def _csv(kind, choices=None):
-    def parse(text):
-        items = [t.strip() for t in str(text).split(",") if t.strip()]
-        if not items:
-            raise argparse.ArgumentTypeError(f"{kind} must be a comma-separated list, got {text!r}")
-        if choices is not None:
-            bad = [t for t in items if t not in choices]
-            if bad:
-                raise argparse.ArgumentTypeError(f"unknown {kind} {', '.join(bad)}; choose from {', '.join(choices)}")
-        return items
-    return parse
-
-
-def _ints(kind, low=1):
-    def parse(text):
-        try:
-            items = [_count(t) for t in _csv(kind)(text)]
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{kind} must be comma-separated integers, got {text!r}") from None
-        if any(i < low for i in items):
-            raise argparse.ArgumentTypeError(f"{kind} must be >= {low}, got {text!r}")
-        return items
-    return parse
-
-
-def _number(kind, cast, low):
-    def parse(text):
-        try:
-            value = cast(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{kind} must be a number, got {text!r}") from None
-        if not value >= low:
-            raise argparse.ArgumentTypeError(f"{kind} must be >= {low}, got {text!r}")
-        return value
-    return parse
-
-
-def _count(text: str) -> int:
-    """'1M' -> 1000000, '250k' -> 250000, '64' -> 64."""
-    t = text.strip().lower()
-    scale = {"k": 1_000, "m": 1_000_000}.get(t[-1:], 1)
-    return int(float(t[:-1] if scale > 1 else t) * scale)
-
-
 def configure(parser: argparse.ArgumentParser) -> None:
     """`fastnn bench`'s arguments."""
     shapes, dtypes = list(S.SHAPES), ["float32", "float64"]
@@ -89,32 +46,33 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="smoke run in seconds: shapes tiny,deep, optimizers on 1M parameters, few rounds")
     parser.add_argument("--json", metavar="PATH", help="also write every row, the pools and the peaks as JSON")
     parser.add_argument("--format", choices=("text", "markdown"), default="text", help="table format")
-    parser.add_argument("--sections", type=_csv("section", SECTIONS), default=list(SECTIONS),
+    parser.add_argument("--sections", type=items("section", SECTIONS), default=list(SECTIONS),
                         help="comma-separated: train, optim, inference (default: all)")
-    parser.add_argument("--shapes", type=_csv("shape", shapes), default=None,
+    parser.add_argument("--shapes", type=items("shape", shapes), default=None,
                         help=f"comma-separated DESIGN.md shapes (default: {','.join(shapes)}; --quick: tiny,deep)")
-    parser.add_argument("--dtypes", type=_csv("dtype", dtypes), default=None,
+    parser.add_argument("--dtypes", type=items("dtype", dtypes), default=None,
                         help="comma-separated dtypes (default: float32,float64; --quick: float32)")
-    parser.add_argument("--threads", type=_ints("threads"), default=None,
+    parser.add_argument("--threads", type=counts("threads"), default=None,
                         help="comma-separated thread counts (default: 1 and the usable cores)")
-    parser.add_argument("--optimizers", type=_csv("optimizer", list(O.OPTIMIZERS)), default=list(O.OPTIMIZERS),
-                        help="comma-separated optimizer rows (default: all that fastnn.optim has)")
-    parser.add_argument("--opt-sizes", type=_ints("opt-sizes"), default=None,
+    parser.add_argument("--optimizers", type=items("optimizer", list(O.OPTIMIZERS)), default=list(O.OPTIMIZERS),
+                        help="comma-separated optimizer rows (default: all, one per fastnn.optim.OPTIMIZERS entry and "
+                             "sgd-momentum)")
+    parser.add_argument("--opt-sizes", type=counts("opt-sizes"), default=None,
                         help="comma-separated parameter counts, e.g. 1M,10M (default: 1M,10M; --quick: 1M)")
-    parser.add_argument("--batches", type=_ints("batches"), default=list(S.INFERENCE_BATCHES),
+    parser.add_argument("--batches", type=counts("batches"), default=list(S.INFERENCE_BATCHES),
                         help="comma-separated inference batch sizes (default: 1,32,1024)")
     parser.add_argument("--no-torch", action="store_true", help="leave PyTorch out")
     parser.add_argument("--no-sklearn", action="store_true", help="leave scikit-learn out")
-    parser.add_argument("--repeats", type=_number("repeats", int, 1), default=None,
+    parser.add_argument("--repeats", type=integer(1), default=None,
                         help="alternation rounds per group (default 40; --quick: 5); each round runs a short "
                              "block of calls of every implementation")
-    parser.add_argument("--budget", type=_number("budget", float, 0.0), default=None,
+    parser.add_argument("--budget", type=number(0.0, finite=False), default=None,
                         help="seconds per group after which rounds stop (at least 3 rounds; default 15; --quick: 0.5)")
-    parser.add_argument("--gemm-n", type=_number("gemm-n", int, 16), default=None,
+    parser.add_argument("--gemm-n", type=integer(16), default=None,
                         help="GEMM size for the peak (default 2048; --quick 1024)")
-    parser.add_argument("--copy-mib", type=_number("copy-mib", int, 1), default=None,
+    parser.add_argument("--copy-mib", type=integer(1), default=None,
                         help="MiB copied for the bandwidth (default 64; --quick 32)")
-    parser.add_argument("--noisy", type=_number("noisy", float, 0.0), default=0.2, metavar="CORES",
+    parser.add_argument("--noisy", type=number(0.0, finite=False), default=0.2, metavar="CORES",
                         help="flag groups during which other processes used more than this many cores (default 0.2)")
     parser.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
 
@@ -246,16 +204,16 @@ def best_peaks(first: dict, second: dict) -> dict:
 def run_optim(args, pools, have) -> tuple[list[dict], list[str]]:
     rows, notes = [], []
     dtype = "float32"
-    for name in args.optimizers:
-        if not O.fastnn_has(name):
-            notes.append(f"{name}: fastnn.optim has no {O.OPTIMIZERS[name][0]} yet (row skipped)")
-            continue
+    for name in args.optimizers:   # rows of fastnn.optim.OPTIMIZERS (fastnn.benchmarks.optim.OPTIMIZERS)
         fused = have["torch"] and O.torch_has_fused(name)
+        if not O.numpy_has(name):
+            notes.append(f"{name}: no NumPy reference in fastnn.benchmarks.optim (numpy column left out)")
         for size in args.opt_sizes:
             _progress(args, f"optimizer step: {name} {size} ...")
             nbytes = O.step_bytes(name, size, dtype)
-            makers = {"fastnn": lambda n, k=name, s=size: O.fastnn_opt_step(k, s, dtype),
-                      "numpy": lambda n, k=name, s=size: O.numpy_opt_step(k, s, dtype)}
+            makers = {"fastnn": lambda n, k=name, s=size: O.fastnn_opt_step(k, s, dtype)}
+            if O.numpy_has(name):
+                makers["numpy"] = lambda n, k=name, s=size: O.numpy_opt_step(k, s, dtype)
             if have["torch"]:
                 makers["torch"] = lambda n, k=name, s=size: O.torch_opt_step(k, s, dtype)
                 if fused:
@@ -320,7 +278,7 @@ def _sorted(rows, keys, impl_order):
 # ------------------------------------------------------------------------------------------ targets
 
 def targets(train, infer, threads) -> list[dict]:
-    """The issue's benchmark targets, checked against this run's rows (float64 with 10% slack)."""
+    """fastnn's performance targets, checked against this run's rows (float64 with 10% slack)."""
     out = []
     lo = min(threads)
     for r in train:
@@ -464,7 +422,7 @@ TITLES = {
                       "params, state written); x copy: time / time of np.copyto moving as many bytes (memcpy row); "
                       "x inplace: time / time of an in-place pass (a *= 1) moving as many bytes (inplace row)",
     "inference": "Inference (eval mode; fastnn model(x), NumPy forward, torch under no_grad)",
-    "targets": "Targets (issues 3 and 5; float64 with 10% slack)",
+    "targets": "Targets (fastnn's performance goals; float64 with 10% slack)",
 }
 
 

@@ -3,7 +3,7 @@
 One flat float parameter array of N elements with a fixed gradient. A step streams, once,
 ``(3 + 2*k) * N * itemsize`` bytes: params, grads and k state arrays read, params and the state
 written. Two references stream as many bytes: ``copy_step`` (np.copyto into another
-array: the issue's "plain memory copy"; its destination also costs write-allocate reads) and
+array: a "plain memory copy"; its destination also costs write-allocate reads) and
 ``inplace_step`` (a *= 1: read and written back in place, as an optimizer streams). The NumPy
 references below are the careful baseline: preallocated state and scratch,
 in-place ufuncs, torch's formulas and operation order (NUMERICS.md section 1), no allocation per
@@ -12,22 +12,38 @@ step. They support the hyper-parameters the benchmark uses (listed per class), n
 
 from __future__ import annotations
 
+import inspect
 import math
 
 import numpy as np
 
+from ..optim import OPTIMIZERS as _REGISTRY
+from ..parameter import parameters_from_arrays
 from .numpy_mlp import adam_update
 
-# row name -> (class name in fastnn.optim and torch.optim, keyword arguments, state arrays per parameter)
-OPTIMIZERS = {
-    "sgd": ("SGD", {"lr": 1e-3}, 0),
-    "sgd-momentum": ("SGD", {"lr": 1e-3, "momentum": 0.9}, 1),
-    "adam": ("Adam", {"lr": 1e-3}, 2),
-    "adamw": ("AdamW", {"lr": 1e-3, "weight_decay": 1e-2}, 2),
-    "rmsprop": ("RMSprop", {"lr": 1e-2}, 1),
-    "adagrad": ("Adagrad", {"lr": 1e-2}, 1),
-    "adadelta": ("Adadelta", {"lr": 1.0}, 2),
-}
+
+def _state_arrays(cls, kwargs) -> int:
+    """Per-parameter state arrays the fastnn optimizer keeps with these settings (counted after one step)."""
+    params = parameters_from_arrays([np.zeros(3, np.float32)], ["w"], np.float32)
+    params[0].grad = np.ones(3, np.float32)
+    opt = cls(params, **kwargs)
+    opt.step()
+    return sum(np.shape(v) == (3,) for v in opt.state[params[0]].values())
+
+
+def _rows() -> dict:
+    """Each optimizer of fastnn.optim.OPTIMIZERS at its default (torch's) learning rate, and SGD with momentum."""
+    rows = {}
+    for name, cls in _REGISTRY.items():
+        variants = {name: {}, **({"sgd-momentum": {"momentum": 0.9}} if name == "sgd" else {})}
+        for row, extra in variants.items():
+            kwargs = {"lr": inspect.signature(cls).parameters["lr"].default, **extra}
+            rows[row] = (cls.__name__, kwargs, _state_arrays(cls, kwargs))
+    return rows
+
+
+#: row name -> (class name in fastnn.optim and torch.optim, keyword arguments, state arrays per parameter)
+OPTIMIZERS = _rows()
 OPT_SIZES = (1_000_000, 10_000_000)
 
 
@@ -38,9 +54,12 @@ def step_bytes(name: str, n: int, dtype=np.float32) -> int:
 
 def fastnn_has(name: str) -> bool:
     """True if fastnn.optim has the optimizer class of row `name`."""
-    import fastnn
+    return any(cls.__name__ == OPTIMIZERS[name][0] for cls in _REGISTRY.values())
 
-    return hasattr(fastnn.optim, OPTIMIZERS[name][0])
+
+def numpy_has(name: str) -> bool:
+    """True if there is an in-place NumPy reference for row `name` (NUMPY_OPTIMIZERS)."""
+    return OPTIMIZERS[name][0] in NUMPY_OPTIMIZERS
 
 
 def problem(n: int, dtype=np.float32, seed=0):
@@ -175,22 +194,20 @@ class NumpyAdadelta:
         self.p -= tmp
 
 
-NUMPY_OPTIMIZERS = {"SGD": NumpySGD, "Adam": NumpyAdam, "AdamW": NumpyAdamW, "RMSprop": NumpyRMSprop,
-                    "Adagrad": NumpyAdagrad, "Adadelta": NumpyAdadelta}
+#: optimizer class name -> its in-place NumPy reference (NumpyX is the reference for X)
+NUMPY_OPTIMIZERS = {cls.__name__.removeprefix("Numpy"): cls
+                    for cls in (NumpySGD, NumpyAdam, NumpyAdamW, NumpyRMSprop, NumpyAdagrad, NumpyAdadelta)}
 
 
 # ------------------------------------------------------------------------------------------ factories
 
 def fastnn_opt_step(name: str, n: int, dtype=np.float32):
     """fastnn.optim's `name` over one arena of n parameters holding a fixed gradient; returns opt.step."""
-    import fastnn
-    from fastnn.parameter import parameters_from_arrays
-
     cls_name, kwargs, _ = OPTIMIZERS[name]
     param, grad = problem(n, dtype)
     params = parameters_from_arrays([param], ["w"], dtype)
     params[0].grad = grad
-    opt = getattr(fastnn.optim, cls_name)(params, **kwargs)
+    opt = next(cls for cls in _REGISTRY.values() if cls.__name__ == cls_name)(params, **kwargs)
     return opt.step
 
 

@@ -1,0 +1,273 @@
+"""fit's epoch runner: one loop over the epochs, two ways to run an epoch's batches.
+
+Each epoch's full batches run on the compiled epoch loop (``Engine.train_batches``) when the engine
+can run the whole step and no callback needs to see every batch: runs of consecutive batches, each
+ONE nogil call that gathers the batches' rows, runs their steps and returns after about
+_CHUNK_SECONDS, so that Ctrl-C and the progress bar are served between runs. The remaining batches
+(the last, partial one; every batch otherwise) step one by one through ``model._train_step``. Both
+ways give the same weights, optimizer state, dropout counter and History bit for bit: the losses and
+metrics are summed per batch in the same order. ``_train_epoch`` makes the choice.
+
+Determinism and divergence: epoch e's order is ``default_rng([model.seed, e]).permutation(n)``.
+A snapshot (weights, optimizer state, dropout counter) is taken at the start of every epoch; after a
+NaN/inf loss or weights, the epoch's earlier batches are replayed from it to restore the state from
+before the step that went bad (exact, as training is deterministic), and fit raises
+FloatingPointError unless a callback (TerminateOnNaN) stops training on the failing batch.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from . import _validation as V
+from . import metrics as _metrics
+from ._kernels._checks import all_finite
+
+_CHUNK_OUTPUTS = 1 << 20   # output elements a compiled run keeps for the metrics (bounds its batches)
+_CHUNK_SECONDS = 0.1       # target length of one compiled run of batches (Ctrl-C and bar latency)
+
+
+def finite(a: np.ndarray) -> bool:
+    """No NaN or inf in a (one compiled pass for contiguous float arrays, else two reductions)."""
+    if a.dtype in V.FLOAT_DTYPES and a.flags.c_contiguous:
+        return all_finite(a.reshape(-1))
+    return bool(math.isfinite(a.min()) and math.isfinite(a.max()))
+
+
+class _Snapshot:
+    """Weights, optimizer state and dropout counter, taken at the start of every epoch."""
+
+    def __init__(self, model):
+        self.params = np.empty_like(model._arena.data)
+
+    def take(self, model) -> None:
+        np.copyto(self.params, model._arena.data)
+        self.opt = model.optimizer.state_dict()
+        self.step = model._step
+
+    def restore(self, model) -> None:
+        np.copyto(model._arena.data, self.params)
+        model.optimizer.load_state_dict(self.opt)
+        model._step = self.step
+
+
+class Batches:
+    """The epoch's batches: views when unshuffled, else gathered into buffers allocated once."""
+
+    def __init__(self, x, t, batch_size, shuffle):
+        self.x, self.t, self.n = x, t, len(x)
+        self.size = min(batch_size, self.n)
+        self.steps = -(-self.n // self.size)
+        self.order = None
+        self.shuffled = shuffle
+        if shuffle:
+            self._xbuf = np.empty((self.size,) + x.shape[1:], x.dtype)
+            self._tbuf = np.empty((self.size,) + t.shape[1:], t.dtype)
+
+    def shuffle(self, seed: int, epoch: int) -> None:
+        self.order = np.random.default_rng([seed, epoch]).permutation(self.n)
+
+    def __call__(self, b: int):
+        s = b * self.size
+        e = min(s + self.size, self.n)
+        if self.order is None:
+            return self.x[s:e], self.t[s:e]
+        idx = self.order[s:e]
+        xb, tb = self._xbuf[:e - s], self._tbuf[:e - s]
+        np.take(self.x, idx, axis=0, out=xb, mode="clip")   # mode != 'raise': no hidden buffering
+        np.take(self.t, idx, axis=0, out=tb, mode="clip")
+        return xb, tb
+
+
+class _Chunks:
+    """The compiled runs' size and the buffers a run fills (allocated once per fit).
+
+    A run is one nogil call of up to ``limit`` batches (capped by the memory its outputs take for the
+    metrics) that returns after about _CHUNK_SECONDS of wall time, however loaded the machine.
+    """
+
+    def __init__(self, model, batches, metrics: bool):
+        self.full = batches.n // batches.size   # full batches per epoch
+        k = self.full
+        if metrics:
+            k = min(k, max(1, _CHUNK_OUTPUTS // (batches.size * model.out_features)))
+        self.limit = k = max(1, min(k, self.full))
+        rows = k * batches.size
+        self.losses = np.empty(k)
+        self.outputs = np.empty((rows, model.out_features), model.dtype) if metrics else None
+        t = batches.t
+        self.targets = np.empty((rows,) + t.shape[1:], t.dtype) if metrics and batches.shuffled else None
+
+
+class _Progress:
+    """An epoch's running sums: loss (sample-weighted), samples, batches done, and the failure if any.
+
+    failed is (batch, loss) for a non-finite loss (that batch's step ran; fit undoes it) or (batch, None)
+    for finite losses but NaN/inf weights; None while all is well.
+    """
+
+    def __init__(self):
+        self.loss_sum, self.count, self.done, self.failed = 0.0, 0, 0, None
+
+
+def run_epochs(model, batches, xv, tv, batch_size, cbs, initial_epoch, epochs, interrupt) -> dict:
+    """fit's epochs initial_epoch .. epochs-1 with validation and callbacks; returns the last epoch's logs."""
+    train_metrics = [_metrics.get(n, model.loss, batches.t) for n, _ in model._metric_names]
+    val_metrics = [_metrics.get(n, model.loss, tv) for n, _ in model._metric_names]
+    # runs of batches only if no callback must see each batch and _train_step is not replaced on the model
+    chunks = (_Chunks(model, batches, bool(train_metrics))
+              if cbs.takes_runs and "_train_step" not in vars(model) else None)
+    snapshot = _Snapshot(model)
+    logs = {}
+    cbs.on_train_begin()
+    for epoch in range(initial_epoch, epochs):
+        cbs.on_epoch_begin(epoch, {})
+        model.training = True
+        snapshot.take(model)
+        if batches.shuffled:
+            batches.shuffle(model.seed, epoch)
+        for m in train_metrics:
+            m.reset_state()
+        p = _train_epoch(model, batches, chunks, train_metrics, cbs, interrupt)
+        if p.failed is None and not finite(model._arena.data):
+            p.failed = (p.done, None)   # a finite loss but NaN/inf weights: find the step that caused them
+        failed = p.failed is not None and _diverged(model, p.failed, snapshot, batches, epoch, cbs, train_metrics)
+        logs = _running_logs(math.nan if failed else p.loss_sum, p.count, train_metrics)
+        interrupt.check()
+        if xv is not None:
+            for key, value in model._evaluate_prepared(xv, tv, batch_size, val_metrics).items():
+                logs["val_" + key] = value
+        model.epoch = epoch + 1   # this epoch's training is complete (a checkpoint saved now resumes after it)
+        cbs.on_epoch_end(epoch, logs)
+        if model.stop_training:
+            break
+    cbs.on_train_end(logs)
+    return logs
+
+
+def _train_epoch(model, batches, chunks, train_metrics, cbs, interrupt) -> _Progress:
+    """One epoch's batches: the full ones in compiled runs when possible, the rest one by one."""
+    p = _Progress()
+    if chunks is not None and model._engine().supports_batches(batches.t, model.loss, model.optimizer):
+        _compiled_runs(model, chunks, batches, train_metrics, cbs, interrupt, p)
+    if p.failed is None:
+        _one_by_one(model, batches, train_metrics, cbs, interrupt, p)
+    return p
+
+
+def _one_by_one(model, batches, train_metrics, cbs, interrupt, p: _Progress) -> None:
+    """Batches p.done .. the last, each through model._train_step (stops at a failure or stop_training)."""
+    want_logs = cbs.wants_batch_logs
+    for b in range(p.done, batches.steps):
+        interrupt.check()
+        xb, tb = batches(b)
+        if want_logs:
+            cbs.on_train_batch_begin(b, {})
+        loss = model._train_step(xb, tb)
+        if not math.isfinite(loss):
+            p.failed = (b, loss)
+            return
+        m = len(xb)
+        p.loss_sum += loss * m
+        p.count += m
+        out = model._train_out
+        for metric in train_metrics:
+            metric._add(out, tb)
+        p.done = b + 1
+        if want_logs:
+            cbs.on_train_batch_end(b, _running_logs(p.loss_sum, p.count, train_metrics))
+        if model.stop_training:
+            return
+
+
+def _compiled_runs(model, chunks, batches, train_metrics, cbs, interrupt, p: _Progress) -> None:
+    """The epoch's full batches on the compiled epoch loop, run by run.
+
+    Between runs (each at most about _CHUNK_SECONDS long) a pending Ctrl-C is delivered and the batch
+    callbacks get on_train_batches_end. Stops after a non-finite loss (p.failed).
+    """
+    engine = model._engine()
+    size, order, t = batches.size, batches.order, batches.t
+    first = 0
+    while first < chunks.full:
+        interrupt.check()
+        k = min(chunks.limit, chunks.full - first)
+        done = engine.train_batches(batches.x, t, order, size, first, k, model.loss, model.optimizer,
+                                    chunks.losses, chunks.outputs, _CHUNK_SECONDS)
+        values = chunks.losses[:done].tolist()
+        ok = done if math.isfinite(values[-1]) else done - 1
+        for value in values[:ok]:
+            p.loss_sum += value * size
+            p.count += size
+        if train_metrics and ok:
+            s, rows = first * size, ok * size
+            if order is None:
+                tb = t[s:s + rows]
+            else:
+                tb = chunks.targets[:rows]
+                np.take(t, order[s:s + rows], axis=0, out=tb, mode="clip")
+            for metric in train_metrics:
+                metric._add_batches(chunks.outputs[:rows], tb, size)
+        if ok < done:
+            model._train_out = engine.last_output
+            p.done, p.failed = first + ok, (first + ok, values[-1])
+            return
+        first += done
+        if cbs.wants_batch_logs:
+            cbs.on_train_batches_end(first - 1, done, _running_logs(p.loss_sum, p.count, train_metrics))
+    model._train_out = engine.last_output
+    p.done = chunks.full
+
+
+def _diverged(model, failed, snapshot, batches, epoch, cbs, train_metrics) -> bool:
+    """Undo the bad step(s) of this epoch; True if a callback stops training on it, False if nothing was bad.
+
+    Raises FloatingPointError otherwise.
+    """
+    b, loss = failed
+    undone = _replay(model, snapshot, batches, b)
+    if loss is None and undone == b:
+        return False   # the replay ran clean (nothing to undo after all)
+    where = f"epoch {epoch + 1}, batch {undone + 1} of {batches.steps}"
+    if loss is None or undone < b:
+        what = f"the weights became NaN or inf at {where} (the loss was still finite)"
+    else:
+        what = f"the loss became {loss} at {where}"
+    restored = ("restored the weights and optimizer state from before that step" if finite(model._arena.data)
+                else "restored the weights from the start of the epoch, which already held NaN or inf")
+    stopped_before = model.stop_training
+    model.stop_training = False
+    logs = _running_logs(math.nan, 1, train_metrics)
+    cbs.on_train_batch_end(undone, logs)
+    if not model.stop_training:
+        model.stop_training = stopped_before
+        raise FloatingPointError(
+            f"training diverged: {what}; fit stopped and {restored}. Lower the learning rate or check the "
+            "data; pass callbacks=[fastnn.callbacks.TerminateOnNaN()] to stop without an exception.")
+    return True
+
+
+def _replay(model, snapshot, batches, upto: int) -> int:
+    """Restore the state before batch `upto` by replaying this epoch from its snapshot.
+
+    A replayed step that leaves a NaN/inf weight is undone too (replay again, one step shorter).
+    Returns the index of the first batch whose step was undone.
+    """
+    snapshot.restore(model)
+    for b in range(upto):
+        model._train_step(*batches(b))
+        if not finite(model._arena.data):
+            snapshot.restore(model)
+            for c in range(b):
+                model._train_step(*batches(c))
+            return b
+    return upto
+
+
+def _running_logs(loss_sum, count, metrics) -> dict:
+    logs = {"loss": loss_sum / count if count else math.nan}
+    for m in metrics:
+        logs[m.name] = m.result()
+    return logs

@@ -1,0 +1,3 @@
+"""fastnn's version: a leaf module, so that any module can read it without importing the package."""
+
+__version__ = "0.1.0"
