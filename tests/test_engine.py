@@ -816,13 +816,3 @@ def test_train_batches_refuses_what_it_cannot_run():
         engine.train_batches(x, t, None, 4, 0, 14, loss, opt, np.empty(14))
     with pytest.raises(ValueError, match="losses must be a writeable C-contiguous float64 array of at least 3"):
         engine.train_batches(x, t, None, 4, 0, 3, loss, opt, np.empty(2))
-
-
-def test_advance_step_counts_in_float32():
-    from fastnn.engine import _advance_step
-
-    for start, k in [(0.0, 5), (16777210.0, 9), (16777216.0, 3), (2.5, 4), (3e9, 2)]:
-        v = np.float32(start)
-        for _ in range(k):
-            v = np.float32(float(v) + 1.0)
-        assert _advance_step(float(np.float32(start)), k) == float(v)

@@ -72,7 +72,7 @@ def test_adam_kernel_matches_reference(dtype, n, weight_decay, decoupled, amsgra
         vmax = np.zeros(n, dtype) if amsgrad else np.empty(0, dtype)
         for t, grad in enumerate(grads, start=1):
             impl.adam_step(param, grad, m, v, vmax, 0.01, beta1, beta2, 1e-8, weight_decay, decoupled, amsgrad,
-                           maximize, 1 - beta1**t, 1 - beta2**t)
+                           maximize, float(t))
         results.append((param, m, v, vmax))
     for got, want in zip(*results):
         np.testing.assert_allclose(got, want, **KERNEL_TOL[dtype])
@@ -149,10 +149,10 @@ def test_kernels_reject_buffers_of_the_wrong_length(dtype):
         kernels.sgd_step(p, p.copy(), e, 0.1, 0.9, 0.0, 0.0, False, False, True)
     with pytest.raises(ValueError, match=r"exp_avg_sq must have 7 elements like param, got 6"):
         kernels.adam_step(p, p.copy(), p.copy(), short, short, 0.1, 0.9, 0.999, 1e-8, 0.0, False, False, False,
-                          0.1, 0.001)
+                          1.0)
     with pytest.raises(ValueError, match=r"max_exp_avg_sq must have 7 elements like param, got 0"):
         kernels.adam_step(p, p.copy(), p.copy(), p.copy(), e, 0.1, 0.9, 0.999, 1e-8, 0.0, False,
-                          True, False, 0.1, 0.001)
+                          True, False, 1.0)
     with pytest.raises(ValueError, match=r"square_avg must have 7 elements like param, got 6"):
         kernels.rmsprop_step(p, p.copy(), short, e, e, 0.1, 0.99, 1e-8, 0.0, 0.0, False, False)
     with pytest.raises(ValueError, match=r"momentum_buffer must have 7 elements like param, got 0"):
@@ -167,19 +167,27 @@ def test_kernels_reject_buffers_of_the_wrong_length(dtype):
 
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_apply_run_rejects_bad_runs(dtype):
-    p, e = np.zeros(7, dtype), np.empty(0, dtype)
+    p, e, steps, none = np.zeros(7, dtype), np.empty(0, dtype), np.zeros(2, np.float32), np.empty(0, np.float32)
     with pytest.raises(ValueError, match=r"kind must be one of \[0, 1, 2, 3, 4\], got 7"):
-        kernels.apply_run(7, 0, p, p.copy(), e, e, e, ())
-    with pytest.raises(ValueError, match=r"scalars must hold at most 8 numbers, got 9"):
-        kernels.apply_run(kernels.KIND_SGD, 0, p, p.copy(), e, e, e, [0.0] * 9)
+        kernels.apply_run(7, 0, p, p.copy(), e, e, e, (), steps)
+    with pytest.raises(ValueError, match=r"hp must hold the 4 hyper-parameters \(lr, momentum, dampening, "
+                                         r"weight_decay\) of kind 0, got 9 numbers"):
+        kernels.apply_run(kernels.KIND_SGD, 0, p, p.copy(), e, e, e, [0.0] * 9, none)
     with pytest.raises(ValueError, match=r"square_avg must have 7 elements like param, got 0"):
-        kernels.apply_run(kernels.KIND_ADADELTA, 0, p, p.copy(), e, p.copy(), e, (1.0, 0.9, 0.1, 1e-6, 0.0))
+        kernels.apply_run(kernels.KIND_ADADELTA, 0, p, p.copy(), e, p.copy(), e, (1.0, 0.9, 1e-6, 0.0), steps)
+    with pytest.raises(ValueError, match=r"steps must hold the run's step counts \(one per parameter\), got none"):
+        kernels.apply_run(kernels.KIND_ADAM, 0, p, p.copy(), p.copy(), p.copy(), e, (0.1, 0.9, 0.999, 1e-8, 0.0), none)
     other = np.float64 if dtype == np.float32 else np.float32
     with pytest.raises(ValueError, match=r"Buffer dtype mismatch"):  # one dtype for all buffers
-        kernels.apply_run(kernels.KIND_SGD, 0, p, p.astype(other), e, e, e, (0.1, 0.0, 1.0, 0.0))
+        kernels.apply_run(kernels.KIND_SGD, 0, p, p.astype(other), e, e, e, (0.1, 0.0, 0.0, 0.0), none)
+    with pytest.raises(ValueError, match=r"Buffer dtype mismatch"):  # step counts are float32
+        kernels.apply_run(kernels.KIND_ADAGRAD, 0, p, p.copy(), p.copy(), e, e, (0.1, 0.0, 0.0, 1e-10),
+                          steps.astype(np.float64))
+    assert not steps.any()  # nothing was counted by a refused run
     before = p.copy()
-    kernels.apply_run(kernels.KIND_ADAGRAD, 0, p[:0], p[:0], e, e, e, (0.1, 0.0, 1e-10))  # empty run: a no-op
+    kernels.apply_run(kernels.KIND_ADAGRAD, 0, p[:0], p[:0], e, e, e, (0.1, 0.0, 0.0, 1e-10), steps)  # empty run
     np.testing.assert_array_equal(p, before)
+    assert steps.tolist() == [1.0, 1.0]  # ... its parameters' steps still count, as torch's do
 
 
 def test_protocol_codes_match_the_reference_and_pxd():
@@ -206,7 +214,7 @@ def test_kernels_give_the_same_bits_on_one_and_two_threads(dtype):
         for threads in (1, 2):
             _runtime.set_omp_threads(threads)
             p, m, v, vmax, buf, s1, s2, s3 = param0.copy(), *(np.zeros(n, dtype) for _ in range(7))
-            kernels.adam_step(p, grad, m, v, vmax, 0.01, 0.9, 0.999, 1e-8, 0.1, True, True, True, 0.1, 0.001)
+            kernels.adam_step(p, grad, m, v, vmax, 0.01, 0.9, 0.999, 1e-8, 0.1, True, True, True, 2.0)
             kernels.sgd_step(p, grad, buf, 0.1, 0.9, 0.0, 0.01, True, False, True)
             kernels.rmsprop_step(p, grad, s1, s2, s3, 0.01, 0.99, 1e-8, 0.1, 0.9, True, True)
             kernels.adagrad_step(p, grad, s1, 0.1, 0.1, 0.1, 1e-10, False, 2.0)
@@ -256,9 +264,10 @@ def _steps(opt, params, grads):
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("name, config", CONFIGS, ids=str)
-def test_fused_runs_do_the_bookkeeping_and_step_like_the_reference(dtype, name, config):
-    """_fused_runs() returns ready runs (state created, steps counted); applying them with the NumPy twin
-    of apply_run gives step()'s result. A hole (b0 without grad on some steps) splits the run."""
+def test_fused_runs_create_the_state_and_step_like_the_reference(dtype, name, config):
+    """_fused_runs() returns ready runs (missing state created; the steps are counted by the update); applying
+    them with the NumPy twin of apply_run gives step()'s result. A hole (b0 without grad on some steps) splits
+    the run."""
     ours, twin = (parameters_from_arrays(_init_arrays(), dtype=dtype) for _ in range(2))
     opt, opt_twin = OPTIMIZERS[name](ours, **config), OPTIMIZERS[name](twin, **config)
     for step, step_grads in enumerate(_grads(6)):
@@ -269,14 +278,20 @@ def test_fused_runs_do_the_bookkeeping_and_step_like_the_reference(dtype, name, 
         runs = opt_twin._fused_runs()
         assert len(runs) >= (2 if step % 2 else 1)  # (Adam's and Adagrad's also split where step counts differ)
         assert sum(run[2].size for run in runs) == sum(p.size for p in twin if p.has_grad)
-        for p in twin:  # bookkeeping done before any update: state exists, step counts went up
-            if p.has_grad and name != "SGD":
-                assert float(opt_twin.state[p]["step"]) == counts.get(p, 0.0) + 1
-        for kind, flags, param, grad, s0, s1, s2, scalars in runs:
-            assert kind == KINDS[name] and isinstance(flags, int) and len(scalars) <= 8
+        stepped = [p for p in twin if p.has_grad]
+        assert sum(run[8].size for run in runs) == (0 if name == "SGD" else len(stepped))
+        for p in stepped:  # the state exists, with the counts of before the update
+            if name != "SGD":
+                assert float(opt_twin.state[p]["step"]) == counts.get(p, 0.0)
+        for kind, flags, param, grad, s0, s1, s2, hp, steps in runs:
+            assert kind == KINDS[name] and isinstance(flags, int) and len(hp) <= 8
             assert np.shares_memory(param, twin[0].arena.data) and np.shares_memory(grad, twin[0].arena.grad)
             assert all(s.dtype == dtype and s.ndim == 1 and s.size in (0, param.size) for s in (s0, s1, s2))
-            reference.apply_run(kind, flags, param, grad, s0, s1, s2, scalars)
+            assert steps.dtype == np.float32 and (steps.size == 0 or steps.base is opt_twin._steps)
+            reference.apply_run(kind, flags, param, grad, s0, s1, s2, hp, steps)
+        for p in stepped:  # counted by the update, in place
+            if name != "SGD":
+                assert float(opt_twin.state[p]["step"]) == counts.get(p, 0.0) + 1
         for p, q in zip(ours, twin):
             np.testing.assert_allclose(p.data, q.data, **KERNEL_TOL[dtype], err_msg=f"step {step + 1}")
     for p, q in zip(ours, twin):
@@ -284,28 +299,36 @@ def test_fused_runs_do_the_bookkeeping_and_step_like_the_reference(dtype, name, 
             np.testing.assert_allclose(value, opt_twin.state[q][key], **KERNEL_TOL[dtype], err_msg=key)
 
 
-def test_fused_runs_flags_and_scalars_follow_the_pxd():
+def test_fused_runs_flags_and_hyper_parameters_follow_the_pxd():
     params = parameters_from_arrays(_init_arrays(), dtype=np.float64)
     for p in params:
         p.grad = np.ones(p.shape)
     (run,) = Adam(params, lr=0.1, betas=(0.8, 0.9), eps=1e-3, weight_decay=0.5, amsgrad=True)._fused_runs()
     assert run[:2] == (kernels.KIND_ADAM, kernels.FLAG_WEIGHT_DECAY | kernels.FLAG_AMSGRAD)
-    assert run[7] == pytest.approx((0.2, 0.9, 0.1, 1e-3, 0.5, 0.95, 0.1 / 0.2, 0.1**0.5))
+    assert run[7] == (0.1, 0.8, 0.9, 1e-3, 0.5) and run[8].tolist() == [0.0] * 4  # counted by the update
+    assert kernels.next_scalars(run[0], run[7], run[8].copy()) == pytest.approx(
+        (0.2, 0.9, 0.1, 1e-3, 0.5, 0.95, 0.1 / 0.2, 0.1**0.5))
     (run,) = AdamW(params, lr=0.1, maximize=True)._fused_runs()
     assert run[1] == kernels.FLAG_MAXIMIZE | kernels.FLAG_WEIGHT_DECAY | kernels.FLAG_DECOUPLED
     assert run[6].size == 0  # no amsgrad: no max_exp_avg_sq
     sgd = SGD(params, lr=0.1, momentum=0.9, dampening=0.25, nesterov=False)
     (run,) = sgd._fused_runs()
-    assert run[1] == kernels.FLAG_MOMENTUM | kernels.FLAG_FIRST_STEP and run[7] == (0.1, 0.9, 0.75, 0.0)
+    assert run[1] == kernels.FLAG_MOMENTUM | kernels.FLAG_FIRST_STEP and run[7] == (0.1, 0.9, 0.25, 0.0)
+    assert run[8].size == 0 and kernels.next_scalars(run[0], run[7], run[8])[:4] == (0.1, 0.9, 0.75, 0.0)
     kernels.apply_run(*run)
     assert sgd._fused_runs()[0][1] == kernels.FLAG_MOMENTUM  # the buffer exists now
     (run,) = RMSprop(params, momentum=0.5, centered=True)._fused_runs()
-    assert run[1] == kernels.FLAG_MOMENTUM | kernels.FLAG_CENTERED and run[7] == (0.01, 0.99, 1 - 0.99, 1e-8, 0.0, 0.5)
+    assert run[1] == kernels.FLAG_MOMENTUM | kernels.FLAG_CENTERED and run[7] == (0.01, 0.99, 1e-8, 0.0, 0.5)
+    assert kernels.next_scalars(run[0], run[7], run[8].copy())[:6] == (0.01, 0.99, 1 - 0.99, 1e-8, 0.0, 0.5)
     assert all(s.size == 174 for s in run[4:7])
     adagrad = Adagrad(params, lr=0.1, lr_decay=0.5)
-    assert [adagrad._fused_runs()[0][7][0] for _ in range(3)] == [0.1, 0.1 / 1.5, 0.1 / 2.0]  # steps 1, 2, 3
+    (run,) = adagrad._fused_runs()
+    assert run[7] == (0.1, 0.5, 0.0, 1e-10)
+    assert [kernels.next_scalars(run[0], run[7], run[8])[0] for _ in range(3)] == [0.1, 0.1 / 1.5, 0.1 / 2.0]
+    assert [float(adagrad.state[p]["step"]) for p in params] == [3.0] * 4  # steps 1, 2, 3, counted in place
     (run,) = Adadelta(params, weight_decay=0.1)._fused_runs()
-    assert run[:2] == (kernels.KIND_ADADELTA, kernels.FLAG_WEIGHT_DECAY) and run[7] == (1.0, 0.9, 1 - 0.9, 1e-6, 0.1)
+    assert run[:2] == (kernels.KIND_ADADELTA, kernels.FLAG_WEIGHT_DECAY) and run[7] == (1.0, 0.9, 1e-6, 0.1)
+    assert kernels.next_scalars(run[0], run[7], run[8].copy())[:5] == (1.0, 0.9, 1 - 0.9, 1e-6, 0.1)
 
 
 # ---------------------------------------------------------------------------------------------------------------------
