@@ -1,7 +1,9 @@
 """Optimizers: fused kernels vs their NumPy twins, the fused-run protocol, arena layout, save/resume, convergence,
 validation. The comparisons against torch.optim are in test_optim_torch_table.py."""
 
+import copy
 import itertools
+import pickle
 
 import numpy as np
 import pytest
@@ -188,6 +190,38 @@ def test_apply_run_rejects_bad_runs(dtype):
     kernels.apply_run(kernels.KIND_ADAGRAD, 0, p[:0], p[:0], e, e, e, (0.1, 0.0, 0.0, 1e-10), steps)  # empty run
     np.testing.assert_array_equal(p, before)
     assert steps.tolist() == [1.0, 1.0]  # ... its parameters' steps still count, as torch's do
+
+
+@pytest.mark.parametrize("kind, hp", [
+    (kernels.KIND_SGD, (0.05, 0.9, 0.1, 0.01)),
+    (kernels.KIND_ADAM, (0.02, 0.9, 0.999, 1e-8, 0.1)),
+    (kernels.KIND_ADAM, (1e-3, 0.3, 0.5, 1e-3, 0.0)),
+    (kernels.KIND_ADAM, (0.1, 0.0, 0.0, 1e-8, 0.0)),
+    (kernels.KIND_RMSPROP, (0.01, 0.99, 1e-8, 0.1, 0.9)),
+    (kernels.KIND_ADAGRAD, (0.1, 0.1, 0.1, 1e-10)),
+    (kernels.KIND_ADAGRAD, (0.1, 0.0, 0.0, 1e-10)),
+    (kernels.KIND_ADADELTA, (1.0, 0.9, 1e-6, 0.1)),
+], ids=str)
+def test_step_scalars_count_in_float32_and_equal_pythons_arithmetic_bit_for_bit(kind, hp):
+    """The kernel's per-step arithmetic (step_scalars) is the twin's Python arithmetic exactly (** is libm's pow):
+    counts go t := float32(t + 1), so they stop at 2**24."""
+    starts = [0, 1, 2, 9, 99, 12345, 2**24 - 3, 2**24, 2**40]
+    steps, twin_steps = np.array(starts, np.float32), np.array(starts, np.float32)
+    for _ in range(3):
+        ours = kernels.next_scalars(kind, hp, steps[:1])
+        n = 0 if kind == kernels.KIND_SGD else 1
+        if n:
+            twin_steps[:1] = twin_steps[:1].astype(np.float64) + 1.0
+        want = reference._scalars(kind, hp, float(twin_steps[0]))
+        assert ours[:len(want)] == want and not any(ours[len(want):])
+        for i in range(1, len(starts)):  # every other count, alone (sc depends on the first count only)
+            got = kernels.next_scalars(kind, hp, steps[i:i + 1])
+            if n:
+                twin_steps[i] = np.float32(float(twin_steps[i]) + 1.0)
+            assert got[:len(want)] == reference._scalars(kind, hp, float(twin_steps[i]))
+    np.testing.assert_array_equal(steps, twin_steps)
+    if kind != kernels.KIND_SGD:
+        assert steps[6:].tolist() == [2**24, 2**24, 2**40] and steps[0] == 3
 
 
 def test_protocol_codes_match_the_reference_and_pxd():
@@ -469,6 +503,58 @@ def test_state_tensors_are_views_of_one_flat_buffer_per_kind(dtype):
         assert addresses == [addresses[0] + p.offset * base.itemsize for p in params]  # parallel to the arena
     steps = [opt.state[p]["step"] for p in params]
     assert all(s.shape == () and s.dtype == np.float32 and s == 1 for s in steps)
+
+
+def _step_views_of(opt, params):
+    """The step counts of `params`, after checking each is a 0-d float32 view of its slot in opt's step buffer."""
+    counts = []
+    for p in params:
+        step = opt.state[p]["step"]
+        assert step.shape == () and step.dtype == np.float32 and step.base is opt._steps
+        assert step.__array_interface__["data"][0] == opt._steps.ctypes.data + 4 * opt._slots[p]
+        counts.append(float(step))
+    return counts
+
+
+COUNTING = [(name, config) for name, config in CONFIGS if name != "SGD"]
+
+
+@pytest.mark.parametrize("name, config", COUNTING, ids=str)
+def test_step_counts_live_in_one_buffer_and_survive_growth_copies_pickles_and_loads(name, config):
+    params = parameters_from_arrays(_init_arrays(), dtype=np.float32)
+    opt = OPTIMIZERS[name](params[:3], **config)
+    grads = _grads(4)
+    for step, step_grads in enumerate(grads):  # b0 skipped twice: the counts differ
+        for p, g in zip(params, step_grads):
+            p.grad = None if (p is params[1] and step < 2) else g
+        opt.step()
+    assert _step_views_of(opt, params[:3]) == [4.0, 2.0, 4.0]
+    opt.add_param_group({"params": params[3:]})  # the buffer grows; the views follow, the counts stay
+    opt.step()
+    assert _step_views_of(opt, params) == [5.0, 3.0, 5.0, 1.0] and opt._steps.tolist() == [5.0, 3.0, 5.0, 1.0]
+    for clone in (copy.deepcopy, lambda obj: pickle.loads(pickle.dumps(obj))):
+        params2, opt2 = clone((params, opt))
+        assert _step_views_of(opt2, params2) == _step_views_of(opt, params)
+        assert not np.shares_memory(opt2._steps, opt._steps)
+        for ps, o in ((params, opt), (params2, opt2)):
+            for p, g in zip(ps, grads[0]):
+                p.grad = g
+            o.step()
+        np.testing.assert_array_equal(params2[0].arena.data, params[0].arena.data)
+        assert _step_views_of(opt2, params2) == _step_views_of(opt, params)
+    saved = opt.state_dict()
+    assert [float(st["step"]) for st in saved["state"].values()] == [7.0, 5.0, 7.0, 3.0]
+    fresh = parameters_from_arrays([p.data for p in params], dtype=np.float32)
+    loaded = OPTIMIZERS[name]([{"params": fresh[:3]}, {"params": fresh[3:]}], **config)
+    loaded.load_state_dict(saved)
+    assert _step_views_of(loaded, fresh) == [7.0, 5.0, 7.0, 3.0]
+    assert [list(st) for st in loaded.state_dict()["state"].values()] == [list(st) for st in saved["state"].values()]
+    for ps, o in ((params, opt), (fresh, loaded)):
+        for p, g in zip(ps, grads[1]):
+            p.grad = g
+        o.step()
+    np.testing.assert_array_equal(fresh[0].arena.data, params[0].arena.data)
+    assert _step_views_of(loaded, fresh) == _step_views_of(opt, params) == [8.0, 6.0, 8.0, 4.0]
 
 
 def test_mixed_dtypes_step_each_arena_like_its_own_optimizer():
