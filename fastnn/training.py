@@ -13,8 +13,8 @@ reproduces the uninterrupted run.
 
 Data path. X and y are validated and converted to the model's dtype once per call. The epoch's full
 batches run on the compiled epoch loop (``Engine.train_batches``): chunks of consecutive batches,
-each chunk ONE nogil call that gathers every batch's rows, runs its whole step and redoes the
-optimizer's per-step bookkeeping in C; the chunk's losses and training-mode outputs then update the
+each chunk ONE nogil call that gathers every batch's rows, runs its whole step and the optimizer's
+update (whose kernel counts the steps); the chunk's losses and training-mode outputs then update the
 loss and metrics with NumPy (the same per-batch sums in the same order, so History is the same
 bits). A chunk returns after about 0.1 s of wall time (the C loop looks at the clock after each
 batch); between chunks the progress bar is updated and a pending Ctrl-C is delivered. The last,
@@ -23,7 +23,7 @@ backward with gradients overwritten, optimizer step; the batch gathered by ``np.
 into buffers allocated once, unshuffled batches are views), which leaves the batch's training-mode
 output in ``self._train_out`` for the metrics. So does every batch when a callback other than the
 progress bar overrides a batch hook, ``_train_step`` is replaced on the model, or the engine cannot
-run the step whole (a loss without a plan kernel, an optimizer other than fastnn's six classes).
+run the step whole (a loss without a plan kernel, an optimizer without a kernel kind).
 Both paths give the same weights, optimizer state, dropout counter and History bit for bit.
 evaluate/predict run ``_predict_batch(x)`` per batch in eval mode.
 
