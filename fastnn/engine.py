@@ -13,9 +13,9 @@ the training-mode forward (dropout masks from the model's seed, the layer's stre
 the model's dropout step counter, which it advances exactly like the per-layer forward), the loss's fused loss +
 gradient (its reduction, weights, ignore_index, label_smoothing, pos_weight), backward into the
 gradient arena with beta = 0 (every gradient is overwritten; afterwards every parameter has
-``has_grad = True``) and the optimizer update, whose bookkeeping ``optimizer._fused_runs()`` does in
-Python just before. It returns the loss (reduction 'none': the sum of the per-sample losses, whose
-gradient it backpropagates).
+``has_grad = True``) and the optimizer update (the runs of ``optimizer._fused_runs()``, see
+fastnn/_kernels/_optim.pxd). It returns the loss (reduction 'none': the sum of the per-sample losses,
+whose gradient it backpropagates).
 
 A plan is built once per (model stages, parameter arena, batch size, target format, loss object and
 its settings, optimizer object, dropout rates, thread count) and rebuilt only when one of them
@@ -24,12 +24,10 @@ the full batch and the last, partial one); a step allocates nothing after warm-u
 
 ``train_batches`` runs `count` consecutive full batches of an epoch (rows ``order[b*bs:(b+1)*bs]``
 of the whole x and t, or in order) in ONE nogil call (TrainPlan.run_batches): per batch the gather,
-the whole step, its loss into ``losses`` and its output rows into ``outputs``. The optimizer's
-bookkeeping runs in Python for the first batch (``_fused_runs``) and is repeated in C for the rest
-(step counts, Adam's bias corrections, Adagrad's decayed lr, SGD's first momentum step); afterwards
-the Python state (``state[p]["step"]``, ``model._step``) is what as many train_step calls leave, and
-weights, state and losses are the same bits. Only fastnn's own SGD, Adam, AdamW, RMSprop, Adagrad
-and Adadelta (not subclasses), a loss with a plan kernel and a model the plan runs qualify
+the whole step, its loss into ``losses`` and its output rows into ``outputs``. Every batch applies the
+same optimizer runs, whose updates advance the step counts in place, so weights, optimizer state
+(``state[p]["step"]`` included) and losses are the bits that as many train_step calls leave. It needs an
+optimizer with a kernel (``_batchable``), a loss with a plan kernel and a model the plan runs
 (``supports_batches``); anything else steps per batch. It stops after a non-finite loss.
 
 The optimizer's runs are re-read every step (every train_batches call), so param-group changes
@@ -42,8 +40,7 @@ Fallbacks (each gives the same numbers as the compiled step):
   CrossEntropyLoss, NLLLoss, or a subclass overriding ``_forward_backward``): the plan's forward, then
   ``loss._forward_backward`` from Python, then the plan's backward - two nogil calls;
 * an optimizer that is not a fastnn Optimizer stepping through ``_fused_runs`` (a subclass overriding
-  ``step()``, a ``step`` wrapped on the instance, or an ``_optim`` build without the fused run update):
-  its ``step()`` from Python after the plan's call;
+  ``step()``, or a ``step`` wrapped on the instance): its ``step()`` from Python after the plan's call;
 * a model stage the plan does not know: the per-layer Python path (``Execution.forward``,
   ``loss._forward_backward``, ``Execution.backward``, ``optimizer.step()``); ``forward`` then runs
   ``Execution.forward`` in eval mode.
@@ -86,35 +83,15 @@ _PLAN_LOSSES = frozenset(cls for cls in _losses.LOSSES.values() if cls.plan_kind
 
 
 _MAX_PLANS = 4   # TrainPlans kept per engine (one per batch size and target format)
-_STEP_EXACT = float(1 << 24)   # float32 counts every integer up to here
+_HOOKS = ("step", "_fused_runs", "_runs", "_run_key", "_prepare_run", "_with_state")
 
 
-def _schedule(optimizer):
-    """(RunSched mode, counts steps) if run_batches can redo this optimizer's per-step bookkeeping in C, else None.
-
-    Only fastnn's own optimizer classes (not subclasses, nothing replaced on the instance): their
-    ``_prepare_run`` is known, so the plan repeats it exactly (see _plan.pyx, RunSched).
-    """
-    from . import optim
-
-    table = {optim.SGD: (_plan.SchedMode.SCHED_CONST, False), optim.Adam: (_plan.SchedMode.SCHED_ADAM, True),
-             optim.AdamW: (_plan.SchedMode.SCHED_ADAM, True), optim.RMSprop: (_plan.SchedMode.SCHED_CONST, True),
-             optim.Adagrad: (_plan.SchedMode.SCHED_ADAGRAD, True),
-             optim.Adadelta: (_plan.SchedMode.SCHED_CONST, True)}
-    entry = table.get(type(optimizer))
-    hooks = ("step", "_fused_runs", "_runs", "_run_key", "_prepare_run", "_with_state")
-    if entry is None or any(name in vars(optimizer) for name in hooks) or not _fusable(optimizer):
-        return None
-    return entry
-
-
-def _advance_step(value: float, k: int) -> float:
-    """A float32 step count after k more ``step = float32(step + 1)`` (as Optimizer._with_state counts)."""
-    if 0.0 <= value and value + k <= _STEP_EXACT and value == int(value):
-        return value + k
-    for _ in range(k):
-        value = float(np.float32(value + 1.0))
-    return value
+def _batchable(optimizer) -> bool:
+    """Whether run_batches may apply one step's runs to every batch: a fastnn Optimizer with a kernel kind
+    (``_kind``), stepped by the base class's step(), no hook replaced on the instance (the kernel itself
+    advances the step counts, see _optim.pxd)."""
+    return (_fusable(optimizer) and getattr(type(optimizer), "_kind", None) is not None
+            and not any(name in vars(optimizer) for name in _HOOKS))
 
 
 _LOSS_SETTINGS = ("reduction", "ignore_index", "label_smoothing", "_weight", "_pos_weight")
@@ -127,12 +104,10 @@ def _loss_settings(loss) -> list:
 
 def _fusable(optimizer) -> bool:
     """Whether the plan can run this optimizer's update: its step() is the base class's (nothing else to
-    do than apply ``_fused_runs()``), not wrapped on the instance, and _optim has the C update."""
+    do than apply ``_fused_runs()``) and not wrapped on the instance."""
     from .optim.optimizer import Optimizer
 
-    cls = type(optimizer)
-    return (isinstance(optimizer, Optimizer) and cls.step is Optimizer.step and "step" not in vars(optimizer)
-            and callable(getattr(cls, "_fused_runs", None)) and _plan.fused_optimizer_available())
+    return isinstance(optimizer, Optimizer) and type(optimizer).step is Optimizer.step and "step" not in vars(optimizer)
 
 
 def _loss_kind(loss, t) -> int | None:
@@ -270,7 +245,7 @@ class Engine:
 
     def supports_batches(self, t, loss, optimizer) -> bool:
         """Whether train_batches can run this model, loss (for targets like t) and optimizer."""
-        return (_schedule(optimizer) is not None and _loss_kind(loss, t) is not None
+        return (_batchable(optimizer) and _loss_kind(loss, t) is not None
                 and self._ex.specs(with_grads=False, training=True) is not None)
 
     def train_batches(self, x, t, order, batch_size, first, count, loss, optimizer, losses, outputs=None,
@@ -286,8 +261,7 @@ class Engine:
         (``state[p]["step"]``, SGD's momentum buffers) and ``model._step`` end exactly as after that
         many train_step calls. Needs supports_batches(t, loss, optimizer).
         """
-        sched_entry = _schedule(optimizer)
-        if sched_entry is None:
+        if not _batchable(optimizer):
             raise ValueError(f"train_batches cannot step a {type(optimizer).__name__}: use train_step per batch")
         plan = self._plan
         if (plan is None and not self._python) or self._stale(loss, optimizer):
@@ -300,30 +274,9 @@ class Engine:
             plan = self._plan
         model = self._ex
         self._mark_grads()
-        mode, counts = sched_entry
-        groups = [optimizer._runs(group) for group in optimizer.param_groups]   # the runs _fused_runs makes
-        runs = optimizer._fused_runs()   # the first batch's bookkeeping
-        state = optimizer.state
-        sched = []
-        for group, pairs in zip(optimizer.param_groups, groups):
-            for run, _ in pairs:
-                if mode == _plan.SchedMode.SCHED_ADAM:
-                    sched.append((mode, float(state[run[0]]["step"]), group["lr"], *group["betas"]))
-                elif mode == _plan.SchedMode.SCHED_ADAGRAD:
-                    sched.append((mode, float(state[run[0]]["step"]), group["lr"], group["lr_decay"], 0.0))
-                else:
-                    sched.append((mode, 0.0, 0.0, 0.0, 0.0))
-        if len(sched) != len(runs):
-            raise RuntimeError(f"train_batches: {len(runs)} optimizer runs, {len(sched)} expected")
-        done = plan.run_batches(x, t, order, first, count, model.seed, model.step + 1, losses, outputs, runs,
-                                sched, seconds)
+        done = plan.run_batches(x, t, order, first, count, model.seed, model.step + 1, losses, outputs,
+                                optimizer._fused_runs(), seconds)
         model.step += done
-        if counts and done > 1:   # the later batches' step += 1, done in C, in the Python state
-            for pairs in groups:
-                for run, _ in pairs:
-                    for p in run:
-                        step = state[p]["step"]
-                        step[()] = _advance_step(float(step), done - 1)
         self.last_output = plan.output
         return done
 

@@ -523,6 +523,18 @@ class _PlainSGD(fnn.optim.Optimizer):
                     p.data -= group["lr"] * p.grad
 
 
+class _NoKind(fnn.optim.Optimizer):
+    """A fastnn Optimizer with its own _prepare_run (plain SGD through the SGD kernel) but no kernel kind."""
+
+    def __init__(self, params, lr=0.1):
+        super().__init__(params, {"lr": lr})
+
+    def _prepare_run(self, group, run, key):
+        param, grad = self._flat(run)
+        e = np.empty(0, param.dtype)
+        return (0, 0, param, grad, e, e, e, (group["lr"], 0.0, 0.0, 0.0), np.empty(0, np.float32))
+
+
 @pytest.mark.parametrize("reduction", ["mean", "none"])
 @pytest.mark.parametrize("opt", ["plain", "adam"])
 def test_fallback_loss_and_optimizer(reduction, opt):
@@ -806,6 +818,15 @@ def test_train_batches_refuses_what_it_cannot_run():
     sub = _PlainSGD(m.parameters(), lr=0.1)
     assert not engine.supports_batches(t, loss, sub)
     assert not engine.supports_batches(t, _ScaledMSE(), opt)
+    assert not engine.supports_batches(t, loss, _NoKind(m.parameters()))   # stepped by the base class, but no kernel
+    hooked = fnn.optim.SGD(m.parameters(), lr=0.1)
+    hooked._prepare_run = hooked._prepare_run   # a hook replaced on the instance: each step must call it
+    assert not engine.supports_batches(t, loss, hooked)
+
+    class MySGD(fnn.optim.SGD):   # a subclass inherits the kernel kind
+        pass
+
+    assert engine.supports_batches(t, loss, MySGD(m.parameters(), lr=0.1))
     with pytest.raises(ValueError, match="train_batches cannot step a _PlainSGD"):
         engine.train_batches(x, t, None, 4, 0, 2, loss, sub, np.empty(2))
     bad = order.copy()
@@ -818,11 +839,26 @@ def test_train_batches_refuses_what_it_cannot_run():
         engine.train_batches(x, t, None, 4, 0, 3, loss, opt, np.empty(2))
 
 
-def test_advance_step_counts_in_float32():
-    from fastnn.engine import _advance_step
-
-    for start, k in [(0.0, 5), (16777210.0, 9), (16777216.0, 3), (2.5, 4), (3e9, 2)]:
-        v = np.float32(start)
-        for _ in range(k):
-            v = np.float32(float(v) + 1.0)
-        assert _advance_step(float(np.float32(start)), k) == float(v)
+@pytest.mark.parametrize("opt_name,opt_kw", [("Adam", {}), ("Adagrad", {"lr_decay": 0.01}), ("RMSprop", {})])
+def test_train_batches_counts_steps_in_float32_in_place(opt_name, opt_kw):
+    """The batch loop's updates advance state[p]["step"] in place, as float32 counts (stuck at 2**24), like
+    train_step per batch; counts that differ between parameters stay apart."""
+    (ma, mb), (oa, ob), (la, lb), x, t, order = _batch_problem(opt_name, opt_kw, np.float32)
+    for opt in (oa, ob):
+        for p, start in zip(opt.param_groups[0]["params"], [2.0**24 - 3, 2.0**24 - 3, 7.0, 2.0**24, 0.0, 3e9]):
+            opt.state[p]["step"] = np.float32(start)   # replaced by the next step's view
+    sd = oa.state_dict()
+    oa.load_state_dict(sd)
+    ob.load_state_dict(sd)
+    ea, eb = Engine(ma), Engine(mb)
+    bs = 6
+    for b in range(5):
+        idx = order[b * bs:(b + 1) * bs]
+        ea.train_step(np.ascontiguousarray(x[idx]), t[idx], la, oa)
+    assert eb.train_batches(x, t, order, bs, 0, 5, lb, ob, np.empty(5)) == 5
+    steps = [ob.state[p]["step"] for p in ob.param_groups[0]["params"]]
+    assert [float(s) for s in steps] == [2.0**24, 2.0**24, 12.0, 2.0**24, 5.0, 3e9]
+    assert all(s.base is ob._steps for s in steps)
+    np.testing.assert_array_equal(ob._steps, oa._steps)
+    for pa, pb in zip(ma.parameters(), mb.parameters()):
+        np.testing.assert_array_equal(pb.data, pa.data)

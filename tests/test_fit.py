@@ -670,6 +670,42 @@ def test_compiled_epoch_loop_is_bit_identical_to_per_batch_steps(monkeypatch, op
     assert model._step == 3 * 13 and len(hist.history["accuracy"]) == 3
 
 
+@pytest.mark.parametrize("opt_name,opt_kw", [o for o in OPTIMIZERS if o[0] != "SGD"], ids=lambda v: str(v))
+def test_compiled_epoch_loop_counts_steps_in_the_optimizers_step_buffer(monkeypatch, opt_name, opt_kw):
+    r = np.random.default_rng(8)
+    x, y = r.standard_normal((96, 6)), r.integers(0, 3, 96)   # 12 full batches of 8, no partial one
+
+    def make():
+        model = _net("float32")
+        model.compile(getattr(fnn.optim, opt_name)(model.parameters(), **opt_kw), "cross_entropy")
+        return model
+
+    (model, _, chunks), _ = _fit_both(monkeypatch, make, dict(X=x, y=y, epochs=2, batch_size=8, verbose=0))
+    assert sum(chunks) == 2 * 12   # every batch on the compiled loop
+    opt = model.optimizer
+    for p in model.parameters():
+        step = opt.state[p]["step"]
+        assert float(step) == 2 * 12 and step.shape == () and step.dtype == np.float32
+        assert step.base is opt._steps   # counted in place by the kernel, no copy written back
+    assert opt._steps.tolist() == [24.0] * len(model.parameters())
+
+
+@pytest.mark.parametrize("base", ["Adam", "AdamW", "SGD"])
+def test_a_subclass_of_a_fastnn_optimizer_runs_on_the_compiled_epoch_loop(monkeypatch, base):
+    r = np.random.default_rng(9)
+    x, y = r.standard_normal((90, 6)), r.integers(0, 3, 90)
+    sub = type("My" + base, (getattr(fnn.optim, base),), {})   # overrides nothing: it has its base's kernel
+
+    def make():
+        model = _net("float64")
+        model.compile(sub(model.parameters(), lr=0.01, **({"momentum": 0.9} if base == "SGD" else {})),
+                      "cross_entropy", ["accuracy"])
+        return model
+
+    (model, _, chunks), _ = _fit_both(monkeypatch, make, dict(X=x, y=y, epochs=2, batch_size=8, verbose=0))
+    assert sum(chunks) == 2 * 11 and type(model.optimizer) is sub
+
+
 @pytest.mark.parametrize("loss,metrics", [("mse", ["mae", "mse", "accuracy"]),
                                           ("bce_with_logits", ["binary_accuracy", "mae", "acc"])])
 def test_compiled_epoch_loop_metrics_on_float_targets(monkeypatch, loss, metrics):

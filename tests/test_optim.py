@@ -1,7 +1,9 @@
 """Optimizers: fused kernels vs their NumPy twins, the fused-run protocol, arena layout, save/resume, convergence,
 validation. The comparisons against torch.optim are in test_optim_torch_table.py."""
 
+import copy
 import itertools
+import pickle
 
 import numpy as np
 import pytest
@@ -72,7 +74,7 @@ def test_adam_kernel_matches_reference(dtype, n, weight_decay, decoupled, amsgra
         vmax = np.zeros(n, dtype) if amsgrad else np.empty(0, dtype)
         for t, grad in enumerate(grads, start=1):
             impl.adam_step(param, grad, m, v, vmax, 0.01, beta1, beta2, 1e-8, weight_decay, decoupled, amsgrad,
-                           maximize, 1 - beta1**t, 1 - beta2**t)
+                           maximize, float(t))
         results.append((param, m, v, vmax))
     for got, want in zip(*results):
         np.testing.assert_allclose(got, want, **KERNEL_TOL[dtype])
@@ -149,10 +151,10 @@ def test_kernels_reject_buffers_of_the_wrong_length(dtype):
         kernels.sgd_step(p, p.copy(), e, 0.1, 0.9, 0.0, 0.0, False, False, True)
     with pytest.raises(ValueError, match=r"exp_avg_sq must have 7 elements like param, got 6"):
         kernels.adam_step(p, p.copy(), p.copy(), short, short, 0.1, 0.9, 0.999, 1e-8, 0.0, False, False, False,
-                          0.1, 0.001)
+                          1.0)
     with pytest.raises(ValueError, match=r"max_exp_avg_sq must have 7 elements like param, got 0"):
         kernels.adam_step(p, p.copy(), p.copy(), p.copy(), e, 0.1, 0.9, 0.999, 1e-8, 0.0, False,
-                          True, False, 0.1, 0.001)
+                          True, False, 1.0)
     with pytest.raises(ValueError, match=r"square_avg must have 7 elements like param, got 6"):
         kernels.rmsprop_step(p, p.copy(), short, e, e, 0.1, 0.99, 1e-8, 0.0, 0.0, False, False)
     with pytest.raises(ValueError, match=r"momentum_buffer must have 7 elements like param, got 0"):
@@ -167,19 +169,59 @@ def test_kernels_reject_buffers_of_the_wrong_length(dtype):
 
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_apply_run_rejects_bad_runs(dtype):
-    p, e = np.zeros(7, dtype), np.empty(0, dtype)
+    p, e, steps, none = np.zeros(7, dtype), np.empty(0, dtype), np.zeros(2, np.float32), np.empty(0, np.float32)
     with pytest.raises(ValueError, match=r"kind must be one of \[0, 1, 2, 3, 4\], got 7"):
-        kernels.apply_run(7, 0, p, p.copy(), e, e, e, ())
-    with pytest.raises(ValueError, match=r"scalars must hold at most 8 numbers, got 9"):
-        kernels.apply_run(kernels.KIND_SGD, 0, p, p.copy(), e, e, e, [0.0] * 9)
+        kernels.apply_run(7, 0, p, p.copy(), e, e, e, (), steps)
+    with pytest.raises(ValueError, match=r"hp must hold the 4 hyper-parameters \(lr, momentum, dampening, "
+                                         r"weight_decay\) of kind 0, got 9 numbers"):
+        kernels.apply_run(kernels.KIND_SGD, 0, p, p.copy(), e, e, e, [0.0] * 9, none)
     with pytest.raises(ValueError, match=r"square_avg must have 7 elements like param, got 0"):
-        kernels.apply_run(kernels.KIND_ADADELTA, 0, p, p.copy(), e, p.copy(), e, (1.0, 0.9, 0.1, 1e-6, 0.0))
+        kernels.apply_run(kernels.KIND_ADADELTA, 0, p, p.copy(), e, p.copy(), e, (1.0, 0.9, 1e-6, 0.0), steps)
+    with pytest.raises(ValueError, match=r"steps must hold the run's step counts \(one per parameter\), got none"):
+        kernels.apply_run(kernels.KIND_ADAM, 0, p, p.copy(), p.copy(), p.copy(), e, (0.1, 0.9, 0.999, 1e-8, 0.0), none)
     other = np.float64 if dtype == np.float32 else np.float32
     with pytest.raises(ValueError, match=r"Buffer dtype mismatch"):  # one dtype for all buffers
-        kernels.apply_run(kernels.KIND_SGD, 0, p, p.astype(other), e, e, e, (0.1, 0.0, 1.0, 0.0))
+        kernels.apply_run(kernels.KIND_SGD, 0, p, p.astype(other), e, e, e, (0.1, 0.0, 0.0, 0.0), none)
+    with pytest.raises(ValueError, match=r"Buffer dtype mismatch"):  # step counts are float32
+        kernels.apply_run(kernels.KIND_ADAGRAD, 0, p, p.copy(), p.copy(), e, e, (0.1, 0.0, 0.0, 1e-10),
+                          steps.astype(np.float64))
+    assert not steps.any()  # nothing was counted by a refused run
     before = p.copy()
-    kernels.apply_run(kernels.KIND_ADAGRAD, 0, p[:0], p[:0], e, e, e, (0.1, 0.0, 1e-10))  # empty run: a no-op
+    kernels.apply_run(kernels.KIND_ADAGRAD, 0, p[:0], p[:0], e, e, e, (0.1, 0.0, 0.0, 1e-10), steps)  # empty run
     np.testing.assert_array_equal(p, before)
+    assert steps.tolist() == [1.0, 1.0]  # ... its parameters' steps still count, as torch's do
+
+
+@pytest.mark.parametrize("kind, hp", [
+    (kernels.KIND_SGD, (0.05, 0.9, 0.1, 0.01)),
+    (kernels.KIND_ADAM, (0.02, 0.9, 0.999, 1e-8, 0.1)),
+    (kernels.KIND_ADAM, (1e-3, 0.3, 0.5, 1e-3, 0.0)),
+    (kernels.KIND_ADAM, (0.1, 0.0, 0.0, 1e-8, 0.0)),
+    (kernels.KIND_RMSPROP, (0.01, 0.99, 1e-8, 0.1, 0.9)),
+    (kernels.KIND_ADAGRAD, (0.1, 0.1, 0.1, 1e-10)),
+    (kernels.KIND_ADAGRAD, (0.1, 0.0, 0.0, 1e-10)),
+    (kernels.KIND_ADADELTA, (1.0, 0.9, 1e-6, 0.1)),
+], ids=str)
+def test_step_scalars_count_in_float32_and_equal_pythons_arithmetic_bit_for_bit(kind, hp):
+    """The kernel's per-step arithmetic (step_scalars) is the twin's Python arithmetic exactly (** is libm's pow):
+    counts go t := float32(t + 1), so they stop at 2**24."""
+    starts = [0, 1, 2, 9, 99, 12345, 2**24 - 3, 2**24, 2**40]
+    steps, twin_steps = np.array(starts, np.float32), np.array(starts, np.float32)
+    for _ in range(3):
+        ours = kernels.next_scalars(kind, hp, steps[:1])
+        n = 0 if kind == kernels.KIND_SGD else 1
+        if n:
+            twin_steps[:1] = twin_steps[:1].astype(np.float64) + 1.0
+        want = reference._scalars(kind, hp, float(twin_steps[0]))
+        assert ours[:len(want)] == want and not any(ours[len(want):])
+        for i in range(1, len(starts)):  # every other count, alone (sc depends on the first count only)
+            got = kernels.next_scalars(kind, hp, steps[i:i + 1])
+            if n:
+                twin_steps[i] = np.float32(float(twin_steps[i]) + 1.0)
+            assert got[:len(want)] == reference._scalars(kind, hp, float(twin_steps[i]))
+    np.testing.assert_array_equal(steps, twin_steps)
+    if kind != kernels.KIND_SGD:
+        assert steps[6:].tolist() == [2**24, 2**24, 2**40] and steps[0] == 3
 
 
 def test_protocol_codes_match_the_reference_and_pxd():
@@ -206,7 +248,7 @@ def test_kernels_give_the_same_bits_on_one_and_two_threads(dtype):
         for threads in (1, 2):
             _runtime.set_omp_threads(threads)
             p, m, v, vmax, buf, s1, s2, s3 = param0.copy(), *(np.zeros(n, dtype) for _ in range(7))
-            kernels.adam_step(p, grad, m, v, vmax, 0.01, 0.9, 0.999, 1e-8, 0.1, True, True, True, 0.1, 0.001)
+            kernels.adam_step(p, grad, m, v, vmax, 0.01, 0.9, 0.999, 1e-8, 0.1, True, True, True, 2.0)
             kernels.sgd_step(p, grad, buf, 0.1, 0.9, 0.0, 0.01, True, False, True)
             kernels.rmsprop_step(p, grad, s1, s2, s3, 0.01, 0.99, 1e-8, 0.1, 0.9, True, True)
             kernels.adagrad_step(p, grad, s1, 0.1, 0.1, 0.1, 1e-10, False, 2.0)
@@ -256,9 +298,10 @@ def _steps(opt, params, grads):
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("name, config", CONFIGS, ids=str)
-def test_fused_runs_do_the_bookkeeping_and_step_like_the_reference(dtype, name, config):
-    """_fused_runs() returns ready runs (state created, steps counted); applying them with the NumPy twin
-    of apply_run gives step()'s result. A hole (b0 without grad on some steps) splits the run."""
+def test_fused_runs_create_the_state_and_step_like_the_reference(dtype, name, config):
+    """_fused_runs() returns ready runs (missing state created; the steps are counted by the update); applying
+    them with the NumPy twin of apply_run gives step()'s result. A hole (b0 without grad on some steps) splits
+    the run."""
     ours, twin = (parameters_from_arrays(_init_arrays(), dtype=dtype) for _ in range(2))
     opt, opt_twin = OPTIMIZERS[name](ours, **config), OPTIMIZERS[name](twin, **config)
     for step, step_grads in enumerate(_grads(6)):
@@ -269,14 +312,20 @@ def test_fused_runs_do_the_bookkeeping_and_step_like_the_reference(dtype, name, 
         runs = opt_twin._fused_runs()
         assert len(runs) >= (2 if step % 2 else 1)  # (Adam's and Adagrad's also split where step counts differ)
         assert sum(run[2].size for run in runs) == sum(p.size for p in twin if p.has_grad)
-        for p in twin:  # bookkeeping done before any update: state exists, step counts went up
-            if p.has_grad and name != "SGD":
-                assert float(opt_twin.state[p]["step"]) == counts.get(p, 0.0) + 1
-        for kind, flags, param, grad, s0, s1, s2, scalars in runs:
-            assert kind == KINDS[name] and isinstance(flags, int) and len(scalars) <= 8
+        stepped = [p for p in twin if p.has_grad]
+        assert sum(run[8].size for run in runs) == (0 if name == "SGD" else len(stepped))
+        for p in stepped:  # the state exists, with the counts of before the update
+            if name != "SGD":
+                assert float(opt_twin.state[p]["step"]) == counts.get(p, 0.0)
+        for kind, flags, param, grad, s0, s1, s2, hp, steps in runs:
+            assert kind == KINDS[name] and isinstance(flags, int) and len(hp) <= 8
             assert np.shares_memory(param, twin[0].arena.data) and np.shares_memory(grad, twin[0].arena.grad)
             assert all(s.dtype == dtype and s.ndim == 1 and s.size in (0, param.size) for s in (s0, s1, s2))
-            reference.apply_run(kind, flags, param, grad, s0, s1, s2, scalars)
+            assert steps.dtype == np.float32 and (steps.size == 0 or steps.base is opt_twin._steps)
+            reference.apply_run(kind, flags, param, grad, s0, s1, s2, hp, steps)
+        for p in stepped:  # counted by the update, in place
+            if name != "SGD":
+                assert float(opt_twin.state[p]["step"]) == counts.get(p, 0.0) + 1
         for p, q in zip(ours, twin):
             np.testing.assert_allclose(p.data, q.data, **KERNEL_TOL[dtype], err_msg=f"step {step + 1}")
     for p, q in zip(ours, twin):
@@ -284,28 +333,36 @@ def test_fused_runs_do_the_bookkeeping_and_step_like_the_reference(dtype, name, 
             np.testing.assert_allclose(value, opt_twin.state[q][key], **KERNEL_TOL[dtype], err_msg=key)
 
 
-def test_fused_runs_flags_and_scalars_follow_the_pxd():
+def test_fused_runs_flags_and_hyper_parameters_follow_the_pxd():
     params = parameters_from_arrays(_init_arrays(), dtype=np.float64)
     for p in params:
         p.grad = np.ones(p.shape)
     (run,) = Adam(params, lr=0.1, betas=(0.8, 0.9), eps=1e-3, weight_decay=0.5, amsgrad=True)._fused_runs()
     assert run[:2] == (kernels.KIND_ADAM, kernels.FLAG_WEIGHT_DECAY | kernels.FLAG_AMSGRAD)
-    assert run[7] == pytest.approx((0.2, 0.9, 0.1, 1e-3, 0.5, 0.95, 0.1 / 0.2, 0.1**0.5))
+    assert run[7] == (0.1, 0.8, 0.9, 1e-3, 0.5) and run[8].tolist() == [0.0] * 4  # counted by the update
+    assert kernels.next_scalars(run[0], run[7], run[8].copy()) == pytest.approx(
+        (0.2, 0.9, 0.1, 1e-3, 0.5, 0.95, 0.1 / 0.2, 0.1**0.5))
     (run,) = AdamW(params, lr=0.1, maximize=True)._fused_runs()
     assert run[1] == kernels.FLAG_MAXIMIZE | kernels.FLAG_WEIGHT_DECAY | kernels.FLAG_DECOUPLED
     assert run[6].size == 0  # no amsgrad: no max_exp_avg_sq
     sgd = SGD(params, lr=0.1, momentum=0.9, dampening=0.25, nesterov=False)
     (run,) = sgd._fused_runs()
-    assert run[1] == kernels.FLAG_MOMENTUM | kernels.FLAG_FIRST_STEP and run[7] == (0.1, 0.9, 0.75, 0.0)
+    assert run[1] == kernels.FLAG_MOMENTUM | kernels.FLAG_FIRST_STEP and run[7] == (0.1, 0.9, 0.25, 0.0)
+    assert run[8].size == 0 and kernels.next_scalars(run[0], run[7], run[8])[:4] == (0.1, 0.9, 0.75, 0.0)
     kernels.apply_run(*run)
     assert sgd._fused_runs()[0][1] == kernels.FLAG_MOMENTUM  # the buffer exists now
     (run,) = RMSprop(params, momentum=0.5, centered=True)._fused_runs()
-    assert run[1] == kernels.FLAG_MOMENTUM | kernels.FLAG_CENTERED and run[7] == (0.01, 0.99, 1 - 0.99, 1e-8, 0.0, 0.5)
+    assert run[1] == kernels.FLAG_MOMENTUM | kernels.FLAG_CENTERED and run[7] == (0.01, 0.99, 1e-8, 0.0, 0.5)
+    assert kernels.next_scalars(run[0], run[7], run[8].copy())[:6] == (0.01, 0.99, 1 - 0.99, 1e-8, 0.0, 0.5)
     assert all(s.size == 174 for s in run[4:7])
     adagrad = Adagrad(params, lr=0.1, lr_decay=0.5)
-    assert [adagrad._fused_runs()[0][7][0] for _ in range(3)] == [0.1, 0.1 / 1.5, 0.1 / 2.0]  # steps 1, 2, 3
+    (run,) = adagrad._fused_runs()
+    assert run[7] == (0.1, 0.5, 0.0, 1e-10)
+    assert [kernels.next_scalars(run[0], run[7], run[8])[0] for _ in range(3)] == [0.1, 0.1 / 1.5, 0.1 / 2.0]
+    assert [float(adagrad.state[p]["step"]) for p in params] == [3.0] * 4  # steps 1, 2, 3, counted in place
     (run,) = Adadelta(params, weight_decay=0.1)._fused_runs()
-    assert run[:2] == (kernels.KIND_ADADELTA, kernels.FLAG_WEIGHT_DECAY) and run[7] == (1.0, 0.9, 1 - 0.9, 1e-6, 0.1)
+    assert run[:2] == (kernels.KIND_ADADELTA, kernels.FLAG_WEIGHT_DECAY) and run[7] == (1.0, 0.9, 1e-6, 0.1)
+    assert kernels.next_scalars(run[0], run[7], run[8].copy())[:5] == (1.0, 0.9, 1 - 0.9, 1e-6, 0.1)
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -446,6 +503,58 @@ def test_state_tensors_are_views_of_one_flat_buffer_per_kind(dtype):
         assert addresses == [addresses[0] + p.offset * base.itemsize for p in params]  # parallel to the arena
     steps = [opt.state[p]["step"] for p in params]
     assert all(s.shape == () and s.dtype == np.float32 and s == 1 for s in steps)
+
+
+def _step_views_of(opt, params):
+    """The step counts of `params`, after checking each is a 0-d float32 view of its slot in opt's step buffer."""
+    counts = []
+    for p in params:
+        step = opt.state[p]["step"]
+        assert step.shape == () and step.dtype == np.float32 and step.base is opt._steps
+        assert step.__array_interface__["data"][0] == opt._steps.ctypes.data + 4 * opt._slots[p]
+        counts.append(float(step))
+    return counts
+
+
+COUNTING = [(name, config) for name, config in CONFIGS if name != "SGD"]
+
+
+@pytest.mark.parametrize("name, config", COUNTING, ids=str)
+def test_step_counts_live_in_one_buffer_and_survive_growth_copies_pickles_and_loads(name, config):
+    params = parameters_from_arrays(_init_arrays(), dtype=np.float32)
+    opt = OPTIMIZERS[name](params[:3], **config)
+    grads = _grads(4)
+    for step, step_grads in enumerate(grads):  # b0 skipped twice: the counts differ
+        for p, g in zip(params, step_grads):
+            p.grad = None if (p is params[1] and step < 2) else g
+        opt.step()
+    assert _step_views_of(opt, params[:3]) == [4.0, 2.0, 4.0]
+    opt.add_param_group({"params": params[3:]})  # the buffer grows; the views follow, the counts stay
+    opt.step()
+    assert _step_views_of(opt, params) == [5.0, 3.0, 5.0, 1.0] and opt._steps.tolist() == [5.0, 3.0, 5.0, 1.0]
+    for clone in (copy.deepcopy, lambda obj: pickle.loads(pickle.dumps(obj))):
+        params2, opt2 = clone((params, opt))
+        assert _step_views_of(opt2, params2) == _step_views_of(opt, params)
+        assert not np.shares_memory(opt2._steps, opt._steps)
+        for ps, o in ((params, opt), (params2, opt2)):
+            for p, g in zip(ps, grads[0]):
+                p.grad = g
+            o.step()
+        np.testing.assert_array_equal(params2[0].arena.data, params[0].arena.data)
+        assert _step_views_of(opt2, params2) == _step_views_of(opt, params)
+    saved = opt.state_dict()
+    assert [float(st["step"]) for st in saved["state"].values()] == [7.0, 5.0, 7.0, 3.0]
+    fresh = parameters_from_arrays([p.data for p in params], dtype=np.float32)
+    loaded = OPTIMIZERS[name]([{"params": fresh[:3]}, {"params": fresh[3:]}], **config)
+    loaded.load_state_dict(saved)
+    assert _step_views_of(loaded, fresh) == [7.0, 5.0, 7.0, 3.0]
+    assert [list(st) for st in loaded.state_dict()["state"].values()] == [list(st) for st in saved["state"].values()]
+    for ps, o in ((params, opt), (fresh, loaded)):
+        for p, g in zip(ps, grads[1]):
+            p.grad = g
+        o.step()
+    np.testing.assert_array_equal(fresh[0].arena.data, params[0].arena.data)
+    assert _step_views_of(loaded, fresh) == _step_views_of(opt, params) == [8.0, 6.0, 8.0, 4.0]
 
 
 def test_mixed_dtypes_step_each_arena_like_its_own_optimizer():

@@ -79,7 +79,7 @@ def test_optimizer_result_does_not_depend_on_threads_or_split(dtype, n):
             parts = (slice(0, n // 2), slice(n // 2, n)) if halves else (slice(0, n),)
             for s in parts:
                 _optim.adam_step(p[s], g[s], m[s], v[s], vmax[s], 1e-2, 0.9, 0.999, 1e-8, 0.01, True, True, False,
-                                 0.271, 0.002997)
+                                 3.0)
                 _optim.sgd_step(p[s], g[s], m[s], 0.01, 0.9, 0.1, 0.0, True, False, False)
         results.append((p, m, v, vmax))
     for other in results[1:]:
@@ -93,7 +93,7 @@ def test_serial_adam_matches_the_numpy_twin(dtype):
     p, g, m, v, _ = _adam_buffers(n, dtype, seed=3)
     p0, m0, v0 = (a.astype(np.float64) for a in (p, m, v))
     lr, b1, b2, eps, bc1, bc2 = 1e-2, 0.9, 0.999, 1e-8, 1 - 0.9 ** 3, 1 - 0.999 ** 3
-    _optim.adam_step(p, g, m, v, p[:0], lr, b1, b2, eps, 0.0, False, False, False, bc1, bc2)
+    _optim.adam_step(p, g, m, v, p[:0], lr, b1, b2, eps, 0.0, False, False, False, 3.0)
     g64 = g.astype(np.float64)
     m0 += (1 - b1) * (g64 - m0)
     v0 = b2 * v0 + (1 - b2) * g64 * g64
@@ -119,7 +119,7 @@ def test_avx2_adam_differs_from_the_sse2_loop_only_in_the_fused_lerp(dtype, n):
                     p, g, m, v, vmax = _adam_buffers(n, dtype, seed=n)
                     for _ in range(3):
                         _optim.adam_step(p, g, m, v, vmax if amsgrad else p[:0], 1e-2, beta1, 0.999, 1e-8, wd,
-                                         decoupled, amsgrad, maximize, 0.271, 0.002997)
+                                         decoupled, amsgrad, maximize, 3.0)
                     results.append((p, m, v, vmax))
                 for a, b in zip(*results):
                     if beta1 == 0.0:

@@ -1,6 +1,7 @@
 from collections.abc import Sequence
 
 import numpy as np
+import numpy.typing as npt
 
 THRESHOLD: int
 AVX2_THRESHOLD: int
@@ -32,8 +33,10 @@ def apply_run(
     s0: np.ndarray,
     s1: np.ndarray,
     s2: np.ndarray,
-    scalars: Sequence[float],
+    hp: Sequence[float],
+    steps: npt.NDArray[np.float32],
 ) -> None: ...
+def next_scalars(kind: int, hp: Sequence[float], steps: npt.NDArray[np.float32]) -> tuple[float, ...]: ...
 def sgd_step(
     param: np.ndarray,
     grad: np.ndarray,
@@ -60,8 +63,7 @@ def adam_step(
     decoupled: bool,
     amsgrad: bool,
     maximize: bool,
-    bias_correction1: float,
-    bias_correction2: float,
+    step: float,
 ) -> None: ...
 def rmsprop_step(
     param: np.ndarray,

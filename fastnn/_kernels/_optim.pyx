@@ -6,11 +6,18 @@
 # whole model is usually one call. Element i of every buffer belongs to the same scalar parameter,
 # so each update is a single pass with no cross-element dependence.
 #
-# Protocol (_optim.pxd): a run is an OptRun {kind, flags, n, param, grad, s0, s1, s2, sc[8]}; the
-# .pxd documents, per kind, which state buffer is which, the flag bits and the order of the per-step
-# scalars. run_update_f32/_f64 are the C entry points (the compiled training plan calls them inside
-# its own nogil call); apply_run is the Python one; sgd_step ... adadelta_step are conveniences that
-# derive flags and scalars from torch's hyper-parameters and go through the same code.
+# Protocol (_optim.pxd): a run is an OptRun {kind, flags, n, param, grad, s0, s1, s2, steps, nsteps, hp[8],
+# sc[8]}; the .pxd documents, per kind, the order of the hyper-parameters hp, which state buffer is which,
+# the flag bits and the per-step scalars sc. run_update_f32/_f64 are the C entry points (the compiled
+# training plan calls them inside its own nogil call, once per step on the same OptRun); apply_run is
+# the Python one (Optimizer.step); sgd_step ... adadelta_step are conveniences that derive flags from
+# torch's hyper-parameters and go through the same code.
+#
+# Per-step arithmetic lives in step_scalars and nowhere else: it advances the run's float32 step counts
+# as torch's float32 tensors count (t := float32(t + 1)) and computes sc in double from hp and t (Adam's
+# bias corrections with libm's pow, exactly as Python's ** computes them; Adagrad's decayed lr; built for
+# the baseline ISA, so no product and sum are contracted into an FMA). run_update then runs the kernel and
+# clears OPT_FIRST_STEP (SGD's new momentum buffers exist after one update).
 #
 # Layout/dtype: all buffers are C-contiguous, of the one fused type `real` and of equal length; an
 # optional state buffer that the flags leave unused is NULL (a length-0 array in Python). Arithmetic
@@ -18,9 +25,8 @@
 # (v*g)/d), and lerp_ in its vectorised form base + c*(end - self) with (c, base) = (w, self) for
 # |w| < 0.5, else (w - 1, end). Torch's AVX2 kernels fuse some of these multiply-adds (FMA) that this
 # SSE2 build rounds twice (Adam's AVX2 path below fuses the lerp as torch does), so results agree with
-# torch to an ulp or so per step, not bitwise. Per-step
-# scalars arrive precomputed in double (bias corrections, decayed lr, 1 - beta, ...), are rounded to
-# `real` once per call, as torch rounds its Python-float scalars, and never per element.
+# torch to an ulp or so per step, not bitwise. The per-step scalars are rounded to `real` once per
+# call, as torch rounds its Python-float scalars, and never per element.
 #
 # Threading: the GIL is released; each kernel updates a span [lo, hi) in a plain loop. _run calls it
 # once for the whole run up to the kind's threshold (THRESHOLDS), and above it (with more than one
@@ -47,7 +53,7 @@
 # separate loops. Keep both rules when editing or adding kernels.
 
 from cython.parallel cimport prange
-from libc.math cimport sqrt, sqrtf
+from libc.math cimport pow, sqrt, sqrtf
 
 from fastnn._kernels._types cimport real
 
@@ -286,6 +292,49 @@ cdef void _adadelta(Py_ssize_t lo, Py_ssize_t hi, int flags, real* param, const 
 
 # ------------------------------------------------------------------------------------- the protocol
 
+cdef void step_scalars(OptRun* r) noexcept nogil:
+    """Advance the run's step counts (t := float32(t + 1), torch's float32 count) and fill sc from hp and t."""
+    cdef const double* hp = r.hp
+    cdef double* sc = r.sc
+    cdef double t = 0.0
+    cdef Py_ssize_t i
+    for i in range(r.nsteps):
+        r.steps[i] = <float>(<double>r.steps[i] + 1.0)
+    if r.nsteps > 0:
+        t = r.steps[0]
+    if r.kind == OPT_SGD:            # lr, momentum, dampening, weight_decay
+        sc[0] = hp[0]
+        sc[1] = hp[1]
+        sc[2] = 1.0 - hp[2]
+        sc[3] = hp[3]
+    elif r.kind == OPT_ADAM:         # lr, beta1, beta2, eps, weight_decay
+        sc[0] = 1.0 - hp[1]
+        sc[1] = hp[2]
+        sc[2] = 1.0 - hp[2]
+        sc[3] = hp[3]
+        sc[4] = hp[4]
+        sc[5] = 1.0 - hp[0] * hp[4]
+        sc[6] = hp[0] / (1.0 - pow(hp[1], t))        # lr / (1 - beta1**t)
+        sc[7] = pow(1.0 - pow(hp[2], t), 0.5)       # (1 - beta2**t) ** 0.5
+    elif r.kind == OPT_RMSPROP:      # lr, alpha, eps, weight_decay, momentum
+        sc[0] = hp[0]
+        sc[1] = hp[1]
+        sc[2] = 1.0 - hp[1]
+        sc[3] = hp[2]
+        sc[4] = hp[3]
+        sc[5] = hp[4]
+    elif r.kind == OPT_ADAGRAD:      # lr, lr_decay, weight_decay, eps
+        sc[0] = hp[0] / (1.0 + (t - 1.0) * hp[1])   # step 1 undecayed
+        sc[1] = hp[2]
+        sc[2] = hp[3]
+    elif r.kind == OPT_ADADELTA:     # lr, rho, eps, weight_decay
+        sc[0] = hp[0]
+        sc[1] = hp[1]
+        sc[2] = 1.0 - hp[1]
+        sc[3] = hp[2]
+        sc[4] = hp[3]
+
+
 cdef inline void _span(const OptRun* r, real* param, Py_ssize_t lo, Py_ssize_t hi) noexcept nogil:
     """The run's update of elements [lo, hi)."""
     cdef const real* grad = <const real*>r.grad
@@ -331,12 +380,16 @@ cdef inline void _run(const OptRun* r, real* param) noexcept nogil:
             _span(r, param, lo, min(lo + chunk, n))
 
 
-cdef void run_update_f32(const OptRun* r) noexcept nogil:
+cdef void run_update_f32(OptRun* r) noexcept nogil:
+    step_scalars(r)
     _run(r, <float*>r.param)
+    r.flags = r.flags & ~(<int>OPT_FIRST_STEP)
 
 
-cdef void run_update_f64(const OptRun* r) noexcept nogil:
+cdef void run_update_f64(OptRun* r) noexcept nogil:
+    step_scalars(r)
     _run(r, <double*>r.param)
+    r.flags = r.flags & ~(<int>OPT_FIRST_STEP)
 
 
 # State buffers per kind, with the flag that makes each one used (0: always used).
@@ -346,6 +399,14 @@ cdef dict _STATE = {
     OPT_RMSPROP: (("square_avg", 0), ("momentum_buffer", OPT_MOMENTUM), ("grad_avg", OPT_CENTERED)),
     OPT_ADAGRAD: (("sum", 0),),
     OPT_ADADELTA: (("square_avg", 0), ("acc_delta", 0)),
+}
+# The hyper-parameters hp of each kind, in the .pxd's order.
+cdef dict _HP = {
+    OPT_SGD: ("lr", "momentum", "dampening", "weight_decay"),
+    OPT_ADAM: ("lr", "beta1", "beta2", "eps", "weight_decay"),
+    OPT_RMSPROP: ("lr", "alpha", "eps", "weight_decay", "momentum"),
+    OPT_ADAGRAD: ("lr", "lr_decay", "weight_decay", "eps"),
+    OPT_ADADELTA: ("lr", "rho", "eps", "weight_decay"),
 }
 
 
@@ -367,31 +428,64 @@ cdef void* _state_ptr(real[::1] s, Py_ssize_t n, int kind, int flags, int slot) 
     return &s[0] if n else NULL
 
 
-def apply_run(int kind, int flags, real[::1] param not None, const real[::1] grad not None,
-              real[::1] s0 not None, real[::1] s1 not None, real[::1] s2 not None, scalars):
-    """One fused update of a run: fills an OptRun (see _optim.pxd) and calls run_update_* without the GIL."""
+cdef int _apply(int kind, int flags, real[::1] param, const real[::1] grad, real[::1] s0, real[::1] s1,
+                real[::1] s2, object hp, float* steps, Py_ssize_t nsteps) except -1:
+    """Fill an OptRun (checking the buffers and hp) and call run_update_* on it without the GIL."""
     cdef OptRun r
     cdef Py_ssize_t n = param.shape[0], k
     if kind not in _STATE:
         raise ValueError(f"kind must be one of {sorted(_STATE)}, got {kind}")
     _check_len(n, grad.shape[0], "grad")
-    scalars = tuple(scalars)
-    if len(scalars) > 8:
-        raise ValueError(f"scalars must hold at most 8 numbers, got {len(scalars)}")
+    hp = tuple(hp)
+    names = _HP[kind]
+    if len(hp) != len(names):
+        raise ValueError(f"hp must hold the {len(names)} hyper-parameters ({', '.join(names)}) of kind {kind}, "
+                         f"got {len(hp)} numbers")
     r.kind, r.flags, r.n = kind, flags, n
     r.s0 = _state_ptr(s0, n, kind, flags, 0)
     r.s1 = _state_ptr(s1, n, kind, flags, 1)
     r.s2 = _state_ptr(s2, n, kind, flags, 2)
     for k in range(8):
-        r.sc[k] = scalars[k] if k < len(scalars) else 0.0
-    if n == 0:
-        return
-    r.param, r.grad = &param[0], <void*>&grad[0]
+        r.hp[k] = hp[k] if k < len(hp) else 0.0
+        r.sc[k] = 0.0
+    if kind == OPT_SGD:   # SGD counts no steps
+        r.steps, r.nsteps = NULL, 0
+    elif nsteps < 1:
+        raise ValueError("steps must hold the run's step counts (one per parameter), got none")
+    else:
+        r.steps, r.nsteps = steps, nsteps
+    r.param = &param[0] if n else NULL
+    r.grad = <void*>&grad[0] if n else NULL
     with nogil:
         if real is float:
             run_update_f32(&r)
         else:
             run_update_f64(&r)
+    return 0
+
+
+def apply_run(int kind, int flags, real[::1] param not None, const real[::1] grad not None,
+              real[::1] s0 not None, real[::1] s1 not None, real[::1] s2 not None, hp, float[::1] steps not None):
+    """One fused update of a run, in the protocol of _optim.pxd: fills an OptRun and calls run_update_* without the
+    GIL, which advances the run's step counts `steps` (float32, one per parameter; length 0 for SGD) in place."""
+    _apply(kind, flags, param, grad, s0, s1, s2, hp, &steps[0] if steps.shape[0] else NULL, steps.shape[0])
+
+
+def next_scalars(int kind, hp, float[::1] steps not None):
+    """The per-step scalars sc[0..8] of a run's next update (for tests): step_scalars on an OptRun of this kind, hp
+    and step counts, which it advances in place as the update does (SGD: steps are ignored)."""
+    cdef OptRun r
+    if kind not in _HP or len(hp) != len(_HP[kind]):
+        raise ValueError(f"hp must hold the hyper-parameters {_HP.get(kind)} of kind {kind}, got {hp!r}")
+    r.kind = kind
+    r.steps, r.nsteps = NULL, 0
+    if kind != OPT_SGD and steps.shape[0]:
+        r.steps, r.nsteps = &steps[0], steps.shape[0]
+    for k in range(8):
+        r.hp[k] = hp[k] if k < len(hp) else 0.0
+        r.sc[k] = 0.0
+    step_scalars(&r)
+    return tuple(r.sc[k] for k in range(8))
 
 
 # ------------------------------------------------------------- per-optimizer wrappers (torch's hyper-parameters)
@@ -407,21 +501,21 @@ def sgd_step(real[::1] param, const real[::1] grad, real[::1] momentum_buffer, d
     cdef int flags = (_bit(maximize, OPT_MAXIMIZE) | _bit(weight_decay != 0, OPT_WEIGHT_DECAY)
                       | _bit(momentum != 0, OPT_MOMENTUM) | _bit(nesterov, OPT_NESTEROV)
                       | _bit(first_step, OPT_FIRST_STEP))
-    apply_run(OPT_SGD, flags, param, grad, momentum_buffer, param[:0], param[:0],
-              (lr, momentum, 1.0 - dampening, weight_decay))
+    _apply(OPT_SGD, flags, param, grad, momentum_buffer, param[:0], param[:0],
+           (lr, momentum, dampening, weight_decay), NULL, 0)
 
 
 def adam_step(real[::1] param, const real[::1] grad, real[::1] exp_avg, real[::1] exp_avg_sq,
               real[::1] max_exp_avg_sq, double lr, double beta1, double beta2, double eps,
-              double weight_decay, bint decoupled, bint amsgrad, bint maximize,
-              double bias_correction1, double bias_correction2):
+              double weight_decay, bint decoupled, bint amsgrad, bint maximize, double step):
     """g := ±grad (+ wd*param, or param *= 1 - lr*wd if decoupled); m := lerp(m, g, 1-b1); v := b2*v + (1-b2)*g*g;
-    param -= lr/bc1 * m / (sqrt(amsgrad ? vmax := max(vmax, v) : v) / sqrt(bc2) + eps)."""
+    param -= lr/(1 - b1^t) * m / (sqrt(amsgrad ? vmax := max(vmax, v) : v) / sqrt(1 - b2^t) + eps), t = step
+    (the count after this step's increment, a whole number <= 2**24)."""
     cdef int flags = (_bit(maximize, OPT_MAXIMIZE) | _bit(weight_decay != 0, OPT_WEIGHT_DECAY)
                       | _bit(amsgrad, OPT_AMSGRAD) | _bit(decoupled, OPT_DECOUPLED))
-    apply_run(OPT_ADAM, flags, param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq,
-              (1.0 - beta1, beta2, 1.0 - beta2, eps, weight_decay, 1.0 - lr * weight_decay, lr / bias_correction1,
-               bias_correction2 ** 0.5))
+    cdef float count = <float>(step - 1.0)   # step_scalars counts it up to `step`
+    _apply(OPT_ADAM, flags, param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, (lr, beta1, beta2, eps, weight_decay),
+           &count, 1)
 
 
 def rmsprop_step(real[::1] param, const real[::1] grad, real[::1] square_avg, real[::1] momentum_buffer,
@@ -431,16 +525,19 @@ def rmsprop_step(real[::1] param, const real[::1] grad, real[::1] square_avg, re
     param -= lr * (momentum > 0 ? b := mu*b + g/d : g/d)."""
     cdef int flags = (_bit(maximize, OPT_MAXIMIZE) | _bit(weight_decay != 0, OPT_WEIGHT_DECAY)
                       | _bit(momentum > 0, OPT_MOMENTUM) | _bit(centered, OPT_CENTERED))
-    apply_run(OPT_RMSPROP, flags, param, grad, square_avg, momentum_buffer, grad_avg,
-              (lr, alpha, 1.0 - alpha, eps, weight_decay, momentum))
+    cdef float count = 0   # unused by the update
+    _apply(OPT_RMSPROP, flags, param, grad, square_avg, momentum_buffer, grad_avg,
+           (lr, alpha, eps, weight_decay, momentum), &count, 1)
 
 
 def adagrad_step(real[::1] param, const real[::1] grad, real[::1] state_sum, double lr, double lr_decay,
                  double weight_decay, double eps, bint maximize, double step):
-    """g := ±grad + wd*param; s := s + g*g; param -= lr / (1 + (step-1)*lr_decay) * g / (sqrt(s) + eps)."""
+    """g := ±grad + wd*param; s := s + g*g; param -= lr / (1 + (step-1)*lr_decay) * g / (sqrt(s) + eps), step the
+    count after this step's increment (a whole number <= 2**24)."""
     cdef int flags = _bit(maximize, OPT_MAXIMIZE) | _bit(weight_decay != 0, OPT_WEIGHT_DECAY)
-    apply_run(OPT_ADAGRAD, flags, param, grad, state_sum, param[:0], param[:0],
-              (lr / (1 + (step - 1) * lr_decay), weight_decay, eps))
+    cdef float count = <float>(step - 1.0)   # step_scalars counts it up to `step`
+    _apply(OPT_ADAGRAD, flags, param, grad, state_sum, param[:0], param[:0], (lr, lr_decay, weight_decay, eps),
+           &count, 1)
 
 
 def adadelta_step(real[::1] param, const real[::1] grad, real[::1] square_avg, real[::1] acc_delta, double lr,
@@ -448,5 +545,6 @@ def adadelta_step(real[::1] param, const real[::1] grad, real[::1] square_avg, r
     """g := ±grad + wd*param; v := rho*v + (1-rho)*g*g; d := sqrt(u + eps)/sqrt(v + eps)*g;
     u := rho*u + (1-rho)*d*d; param -= lr*d."""
     cdef int flags = _bit(maximize, OPT_MAXIMIZE) | _bit(weight_decay != 0, OPT_WEIGHT_DECAY)
-    apply_run(OPT_ADADELTA, flags, param, grad, square_avg, acc_delta, param[:0],
-              (lr, rho, 1.0 - rho, eps, weight_decay))
+    cdef float count = 0   # unused by the update
+    _apply(OPT_ADADELTA, flags, param, grad, square_avg, acc_delta, param[:0], (lr, rho, eps, weight_decay),
+           &count, 1)

@@ -21,11 +21,9 @@
 # Batch loop. `run_batches` runs `count` consecutive full batches of an epoch in the same one nogil
 # call: per batch it gathers the rows x[order[i]], t[order[i]] into the plan's own buffers (or reads
 # them in place when unshuffled), runs the step, stores the batch loss and (optionally) the output
-# rows, and redoes the optimizer's per-step bookkeeping in C (RunSched: a run's float32 step count t
-# += 1 as torch counts; Adam's lr/(1 - beta1^t) and pow(1 - beta2^t, 0.5), Adagrad's
-# lr/(1 + (t-1)*lr_decay), with libm's pow as Python's ** calls it; SGD's FIRST_STEP only on the first
-# step), so that the weights and optimizer state equal `count` separate steps bit for bit. It stops
-# after the first batch whose loss is not finite.
+# rows, and applies the optimizer's runs again: each run_update advances the run's step counts in place
+# and derives that step's scalars (_optim's step_scalars), so that the weights and optimizer state equal
+# `count` separate steps bit for bit. It stops after the first batch whose loss is not finite.
 #
 # Layout/dtype. Row-major C-contiguous (n, features) blocks of one dtype (float32 or float64, the
 # fused `real`); parameters and gradients are views into the model's flat arenas; labels are int64.
@@ -49,8 +47,7 @@
 # 486, deep 0.16 vs 0.16.
 
 from cpython.mem cimport PyMem_Malloc, PyMem_Realloc, PyMem_Free
-from cpython.pycapsule cimport PyCapsule_CheckExact, PyCapsule_GetName, PyCapsule_GetPointer
-from libc.math cimport isfinite, pow
+from libc.math cimport isfinite
 from libc.stdint cimport int64_t, uint8_t, uint32_t, uint64_t
 from libc.string cimport memcpy, memset
 from posix.time cimport CLOCK_MONOTONIC, clock_gettime, timespec
@@ -62,7 +59,7 @@ from fastnn._kernels._blas cimport gemm, use_small_gemm
 from fastnn._kernels._activations cimport Act, bias_act_forward, act_backward
 from fastnn._kernels._dense cimport colsum
 from fastnn._kernels._dropout cimport dropout_forward, dropout_backward
-from fastnn._kernels._optim cimport OptRun, OPT_FIRST_STEP
+from fastnn._kernels._optim cimport OptRun, OPT_SGD, run_update_f32, run_update_f64
 from fastnn._kernels._losses cimport (Reduction, _mse, _bce, _bce_logits, _cross_entropy, _cross_entropy_prob,
                                       _nll)
 
@@ -119,40 +116,6 @@ class PlanMismatch(ValueError):
     """The arrays handed to a plan do not fit it (shape, dtype, layout): rebuild or validate."""
 
 
-# ------------------------------------------------------------------------------------------ optimizer updates
-
-# The optimizer's fused update (fastnn._kernels._optim, run_update_f32 / _f64 over OptRun descriptors)
-# is looked up at run time in _optim's C-API table, so that this module also loads against an _optim
-# built without it; the engine then steps the optimizer from Python after the plan's call.
-ctypedef void (*update_fn)(const OptRun*) noexcept nogil
-
-cdef update_fn _update_f32 = NULL
-cdef update_fn _update_f64 = NULL
-cdef bytes _UPDATE_SIGNATURE = b"void (__pyx_t_6fastnn_8_kernels_6_optim_OptRun const *)"
-
-
-cdef update_fn _capi_function(dict capi, str name):
-    """The exported C function `name`, if its signature is the one this module was compiled against."""
-    capsule = capi.get(name)
-    if capsule is None or not PyCapsule_CheckExact(capsule):
-        return NULL
-    cdef const char* signature = PyCapsule_GetName(capsule)
-    if signature == NULL or <bytes>signature != _UPDATE_SIGNATURE:
-        return NULL
-    return <update_fn>PyCapsule_GetPointer(capsule, signature)
-
-
-def fused_optimizer_available():
-    """True if _optim exports run_update_f32/_f64: the plan can run the optimizer update itself."""
-    global _update_f32, _update_f64
-    if _update_f32 == NULL or _update_f64 == NULL:
-        from fastnn._kernels import _optim
-        capi = getattr(_optim, "__pyx_capi__", None) or {}
-        _update_f32 = _capi_function(capi, "run_update_f32")
-        _update_f64 = _capi_function(capi, "run_update_f64")
-    return _update_f32 != NULL and _update_f64 != NULL
-
-
 # ------------------------------------------------------------------------------------------ descriptors
 
 ctypedef struct Stage:
@@ -174,18 +137,6 @@ ctypedef struct Stage:
     uint8_t* mask       # (n * m) dropout mask
     double p            # dropout probability
     uint32_t stream     # dropout stream (the layer's index in the model)
-
-
-ctypedef struct RunSched:  # how an OptRun's per-step scalars change from one step to the next (run_batches)
-    int mode            # SCHED_CONST, SCHED_ADAM (sc[6], sc[7]) or SCHED_ADAGRAD (sc[0])
-    float t             # the run's step count (torch's float32 tensor) at the step the run was packed for
-    double lr, a, b     # lr and (beta1, beta2) for Adam; lr and lr_decay for Adagrad
-
-
-cpdef enum SchedMode:
-    SCHED_CONST = 0
-    SCHED_ADAM = 1
-    SCHED_ADAGRAD = 2
 
 
 ctypedef struct Loss:
@@ -460,7 +411,6 @@ cdef class TrainPlan:
     cdef int _t_ndim, _t_type
     cdef Py_ssize_t _t_d1
     cdef OptRun* runs                    # the optimizer's runs of this step (packed in place)
-    cdef RunSched* sched                 # run_batches: how each run's scalars change per step (cap_runs long)
     cdef int nruns, cap_runs
     cdef object _xg, _tg                 # run_batches: the gathered batch (made at the first shuffled call)
     cdef char* _xgp
@@ -470,14 +420,12 @@ cdef class TrainPlan:
         self.st = NULL
         self.ns = 0
         self.runs = NULL
-        self.sched = NULL
         self.nruns = self.cap_runs = 0
         self._xgp = self._tgp = NULL
 
     def __dealloc__(self):
         PyMem_Free(self.st)
         PyMem_Free(self.runs)
-        PyMem_Free(self.sched)
 
     def __init__(self, dtype, int n, int in_features, list stages, object loss, int threads=1):
         dtype = _plan_dtype(dtype, n, stages, "a batch")
@@ -534,27 +482,25 @@ cdef class TrainPlan:
         return 0
 
     cdef int _pack(self, list runs) except -1:
-        """Fill the OptRun array from Optimizer._fused_runs() tuples (kind, flags, param, grad, s0, s1, s2, sc)."""
+        """The OptRun array from Optimizer._fused_runs()'s (kind, flags, param, grad, s0, s1, s2, hp, steps) tuples."""
         cdef int i, j, nr = len(runs)
         cdef OptRun* r
-        cdef Py_ssize_t size
-        cdef RunSched* rs
+        cdef Py_ssize_t size, nsteps
         if nr > self.cap_runs:   # grows once, at warm-up
             r = <OptRun*>PyMem_Realloc(self.runs, nr * sizeof(OptRun))
             if r == NULL:
                 raise MemoryError()
-            self.runs = r
-            rs = <RunSched*>PyMem_Realloc(self.sched, nr * sizeof(RunSched))
-            if rs == NULL:
-                raise MemoryError()
-            self.sched, self.cap_runs = rs, nr
+            self.runs, self.cap_runs = r, nr
         self.nruns = 0
         for i in range(nr):
-            kind, flags, param, grad, s0, s1, s2, sc = runs[i]
+            kind, flags, param, grad, s0, s1, s2, hp, steps = runs[i]
             size = cnp.PyArray_SIZE(<cnp.ndarray>param) if cnp.PyArray_Check(param) else -1
+            nsteps = cnp.PyArray_SIZE(<cnp.ndarray>steps) if cnp.PyArray_Check(steps) else -1
             if not (_fits(param, self.typenum, 1, size, 0) and _fits(grad, self.typenum, 1, size, 0)
                     and _state_fits(s0, self.typenum, size) and _state_fits(s1, self.typenum, size)
-                    and _state_fits(s2, self.typenum, size) and len(sc) <= 8):
+                    and _state_fits(s2, self.typenum, size) and len(hp) <= 8
+                    and _fits(steps, cnp.NPY_FLOAT32, 1, nsteps, 0)
+                    and cnp.PyArray_ISWRITEABLE(<cnp.ndarray>steps) and (nsteps == 0) == (kind == OPT_SGD)):
                 raise ValueError(f"plan: optimizer run {i} is malformed (lengths, dtype {self.dtype} or layout)")
             r = &self.runs[i]
             r.kind, r.flags, r.n = kind, flags, size
@@ -562,14 +508,13 @@ cdef class TrainPlan:
             r.s0 = _ptr(s0) if cnp.PyArray_SIZE(<cnp.ndarray>s0) else NULL
             r.s1 = _ptr(s1) if cnp.PyArray_SIZE(<cnp.ndarray>s1) else NULL
             r.s2 = _ptr(s2) if cnp.PyArray_SIZE(<cnp.ndarray>s2) else NULL
+            r.steps, r.nsteps = <float*>_ptr(steps) if nsteps else NULL, nsteps
             for j in range(8):
-                r.sc[j] = sc[j] if j < len(sc) else 0.0
+                r.hp[j] = hp[j] if j < len(hp) else 0.0
         self.nruns = nr
         return 0
 
     cdef int _pack_from(self, optimizer) except -1:
-        if _update_f32 == NULL and not fused_optimizer_available():
-            raise RuntimeError("plan: this build of fastnn._kernels._optim has no fused run update")
         return self._pack(optimizer._fused_runs())
 
     cdef double _run(self, const void* xp, const void* tp, uint64_t seed, uint64_t step, int phases) noexcept nogil:
@@ -580,44 +525,14 @@ cdef class TrainPlan:
                                 <float*>self._workp)
             if phases & 8:
                 for i in range(self.nruns):
-                    _update_f32(&self.runs[i])
+                    run_update_f32(&self.runs[i])
         else:
             value = _train_step(self.st, self.ns, &self.L, <const double*>xp, tp, self.n, seed, step, phases,
                                 <double*>self._workp)
             if phases & 8:
                 for i in range(self.nruns):
-                    _update_f64(&self.runs[i])
+                    run_update_f64(&self.runs[i])
         return value
-
-    cdef int _fill_sched(self, list sched) except -1:
-        """The RunSched of each packed run from (mode, t, lr, a, b) tuples (see RunSched)."""
-        cdef int i
-        cdef RunSched* s
-        if len(sched) != self.nruns:
-            raise ValueError(f"plan: {len(sched)} run schedules for {self.nruns} optimizer runs")
-        for i in range(self.nruns):
-            mode, t, lr, a, b = sched[i]
-            if mode not in (SchedMode.SCHED_CONST, SchedMode.SCHED_ADAM, SchedMode.SCHED_ADAGRAD):
-                raise ValueError(f"plan: run schedule {i} has an unknown mode {mode!r}")
-            s = &self.sched[i]
-            s.mode, s.t, s.lr, s.a, s.b = mode, t, lr, a, b
-        return 0
-
-    cdef void _advance(self) noexcept nogil:
-        """Each run's bookkeeping for the next step, as the Python optimizers do it (see RunSched)."""
-        cdef int i
-        cdef RunSched* s
-        cdef double t
-        for i in range(self.nruns):
-            s = &self.sched[i]
-            self.runs[i].flags = self.runs[i].flags & ~(<int>OPT_FIRST_STEP)   # SGD: the momentum buffers exist now
-            s.t = <float>(<double>s.t + 1.0)              # torch's float32 step += 1
-            t = s.t
-            if s.mode == SchedMode.SCHED_ADAM:            # lr / (1 - beta1**t), (1 - beta2**t) ** 0.5
-                self.runs[i].sc[6] = s.lr / (1.0 - pow(s.a, t))
-                self.runs[i].sc[7] = pow(1.0 - pow(s.b, t), 0.5)
-            elif s.mode == SchedMode.SCHED_ADAGRAD:       # lr / (1 + (t - 1) * lr_decay)
-                self.runs[i].sc[0] = s.lr / (1.0 + (t - 1.0) * s.a)
 
     cdef Py_ssize_t _batches(self, const char* x, const char* t, const int64_t* order, Py_ssize_t first,
                              Py_ssize_t count, uint64_t seed, uint64_t step, int phases, double* losses,
@@ -634,8 +549,6 @@ cdef class TrainPlan:
         cdef const char* tp
         cdef double value
         for b in range(count):
-            if b > 0 and phases & 8:
-                self._advance()
             base = (first + b) * n
             if order == NULL:
                 xp, tp = x + base * xrow, t + base * trow
@@ -658,14 +571,14 @@ cdef class TrainPlan:
         return count
 
     def run_batches(self, x, t, order, Py_ssize_t first, Py_ssize_t count, uint64_t seed, uint64_t step,
-                    losses, outputs=None, list runs=None, list sched=None, double seconds=0.0):
+                    losses, outputs=None, list runs=None, double seconds=0.0):
         """Full batches first .. first+count-1 of an epoch (rows order[b*n:(b+1)*n] of x and t, or rows
         b*n .. (b+1)*n - 1 if order is None), each a whole step as `step` runs it, in one nogil call.
 
         Batch k uses dropout step `step + k`, writes its loss to losses[k] (float64) and, given outputs
         ((>= count*n, out) of the plan's dtype), its training-mode output rows to outputs[k*n:(k+1)*n].
-        runs: the optimizer's _fused_runs() for the first batch (its bookkeeping already done), with one
-        (mode, t, lr, a, b) schedule per run (RunSched): later batches redo that bookkeeping in C. Stops
+        runs: the optimizer's _fused_runs(), applied after every batch (each update advances its runs' step
+        counts in place and clears SGD's FIRST_STEP, so the same runs serve every batch). Stops
         after a batch whose loss is not finite, or (seconds > 0) after the batch that ends `seconds` of
         wall time, so that the caller gets control back in time (Ctrl-C, progress); returns the number
         of batches run.
@@ -706,10 +619,7 @@ cdef class TrainPlan:
                 raise ValueError(f"outputs must be a writeable C-contiguous {self.dtype} array of shape "
                                  f"(>= {count * n}, {self.out_features})")
         if runs is not None:
-            if sched is None:
-                raise ValueError("plan: optimizer runs need their schedules")
             self._pack(runs)
-            self._fill_sched(sched)
             phases = 15
         cdef const char* xp = <const char*>_ptr(x)
         cdef const char* tp = <const char*>_ptr(t)

@@ -4,7 +4,8 @@ Each function updates a 1-D run of parameters in place, plus the matching runs o
 state, following NUMERICS 1.1-1.5 in torch's operation order (mul_ then addcmul_, addcdiv_, lerp_
 as base + c*(end - self)), in the arrays' own dtype: every per-step scalar is rounded to that dtype
 once, as the kernels and torch do. Unused optional state buffers may be length-0 dummies.
-``apply_run`` takes the protocol's (kind, flags, ..., scalars) as documented in _optim.pxd.
+``apply_run`` takes the protocol's (kind, flags, ..., hp, steps) as documented in _optim.pxd: it counts
+the steps and derives the per-step scalars (``_scalars``, the twin of step_scalars) before the update.
 """
 
 from __future__ import annotations
@@ -86,12 +87,41 @@ _KERNELS = {SGD: (_sgd, 1), ADAM: (_adam, 3), RMSPROP: (_rmsprop, 3), ADAGRAD: (
             ADADELTA: (_adadelta, 2)}
 
 
-def apply_run(kind, flags, param, grad, s0, s1, s2, scalars):
-    """One update of a run, as _optim.apply_run (kind, flags and scalars as documented in _optim.pxd)."""
+def _scalars(kind, hp, t):
+    """The per-step scalars sc of a run from its hyper-parameters hp and step count t (see _optim.pxd)."""
+    if kind == SGD:
+        lr, momentum, dampening, weight_decay = hp
+        return lr, momentum, 1.0 - dampening, weight_decay
+    if kind == ADAM:
+        lr, beta1, beta2, eps, weight_decay = hp
+        return (1.0 - beta1, beta2, 1.0 - beta2, eps, weight_decay, 1.0 - lr * weight_decay, lr / (1.0 - beta1**t),
+                (1.0 - beta2**t) ** 0.5)
+    if kind == RMSPROP:
+        lr, alpha, eps, weight_decay, momentum = hp
+        return lr, alpha, 1.0 - alpha, eps, weight_decay, momentum
+    if kind == ADAGRAD:
+        lr, lr_decay, weight_decay, eps = hp
+        return lr / (1 + (t - 1) * lr_decay), weight_decay, eps
+    lr, rho, eps, weight_decay = hp
+    return lr, rho, 1.0 - rho, eps, weight_decay
+
+
+def apply_run(kind, flags, param, grad, s0, s1, s2, hp, steps):
+    """One update of a run, as _optim.apply_run (kind, flags and hp as documented in _optim.pxd): the float32
+    step counts `steps` (none for SGD) go up by one, then the update runs with the scalars for the first count."""
     kernel, n_state = _KERNELS[kind]
+    t = 0.0
+    if kind != SGD:
+        steps[...] = steps.astype(np.float64) + 1.0  # rounded to float32, as torch's float32 add rounds
+        t = float(steps[0])
     dtype = param.dtype.type
-    scalars = [dtype(s) for s in scalars] + [dtype(0)] * (8 - len(scalars))
-    kernel(flags, param, grad, *(s0, s1, s2)[:n_state], *scalars)
+    scalars = [dtype(s) for s in _scalars(kind, tuple(hp), t)]
+    kernel(flags, param, grad, *(s0, s1, s2)[:n_state], *scalars, *[dtype(0)] * (8 - len(scalars)))
+
+
+def _count(step):
+    """A one-element step count that apply_run advances to `step`."""
+    return np.array([step - 1.0], np.float32)
 
 
 def _bits(**flags):
@@ -105,17 +135,17 @@ def sgd_step(param, grad, momentum_buffer, lr, momentum, dampening, weight_decay
     """g := ±grad + wd*param; b := first_step ? g : mu*b + (1-dampening)*g; param -= lr*(nesterov ? g + mu*b : b)."""
     flags = _bits(maximize=maximize, weight_decay=weight_decay != 0, momentum=momentum != 0, nesterov=nesterov,
                   first_step=first_step)
-    apply_run(SGD, flags, param, grad, momentum_buffer, None, None, (lr, momentum, 1.0 - dampening, weight_decay))
+    apply_run(SGD, flags, param, grad, momentum_buffer, None, None, (lr, momentum, dampening, weight_decay),
+              np.empty(0, np.float32))
 
 
 def adam_step(param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, lr, beta1, beta2, eps, weight_decay,
-              decoupled, amsgrad, maximize, bias_correction1, bias_correction2):
+              decoupled, amsgrad, maximize, step):
     """g := ±grad (+ wd*param, or param *= 1 - lr*wd if decoupled); m := lerp(m, g, 1-b1); v := b2*v + (1-b2)*g*g;
-    param -= lr/bc1 * m / (sqrt(amsgrad ? vmax := max(vmax, v) : v) / sqrt(bc2) + eps)."""
+    param -= lr/(1 - b1^t) * m / (sqrt(amsgrad ? vmax := max(vmax, v) : v) / sqrt(1 - b2^t) + eps), t = step."""
     flags = _bits(maximize=maximize, weight_decay=weight_decay != 0, amsgrad=amsgrad, decoupled=decoupled)
-    apply_run(ADAM, flags, param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq,
-              (1.0 - beta1, beta2, 1.0 - beta2, eps, weight_decay, 1.0 - lr * weight_decay, lr / bias_correction1,
-               bias_correction2**0.5))
+    apply_run(ADAM, flags, param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, (lr, beta1, beta2, eps, weight_decay),
+              _count(step))
 
 
 def rmsprop_step(param, grad, square_avg, momentum_buffer, grad_avg, lr, alpha, eps, weight_decay, momentum,
@@ -124,17 +154,17 @@ def rmsprop_step(param, grad, square_avg, momentum_buffer, grad_avg, lr, alpha, 
     param -= lr * (momentum > 0 ? b := mu*b + g/d : g/d)."""
     flags = _bits(maximize=maximize, weight_decay=weight_decay != 0, momentum=momentum > 0, centered=centered)
     apply_run(RMSPROP, flags, param, grad, square_avg, momentum_buffer, grad_avg,
-              (lr, alpha, 1.0 - alpha, eps, weight_decay, momentum))
+              (lr, alpha, eps, weight_decay, momentum), _count(1.0))
 
 
 def adagrad_step(param, grad, state_sum, lr, lr_decay, weight_decay, eps, maximize, step):
     """g := ±grad + wd*param; s := s + g*g; param -= lr / (1 + (step-1)*lr_decay) * g / (sqrt(s) + eps)."""
     flags = _bits(maximize=maximize, weight_decay=weight_decay != 0)
-    apply_run(ADAGRAD, flags, param, grad, state_sum, None, None, (lr / (1 + (step - 1) * lr_decay), weight_decay, eps))
+    apply_run(ADAGRAD, flags, param, grad, state_sum, None, None, (lr, lr_decay, weight_decay, eps), _count(step))
 
 
 def adadelta_step(param, grad, square_avg, acc_delta, lr, rho, eps, weight_decay, maximize):
     """g := ±grad + wd*param; v := rho*v + (1-rho)*g*g; d := sqrt(u + eps)/sqrt(v + eps)*g;
     u := rho*u + (1-rho)*d*d; param -= lr*d."""
     flags = _bits(maximize=maximize, weight_decay=weight_decay != 0)
-    apply_run(ADADELTA, flags, param, grad, square_avg, acc_delta, None, (lr, rho, 1.0 - rho, eps, weight_decay))
+    apply_run(ADADELTA, flags, param, grad, square_avg, acc_delta, None, (lr, rho, eps, weight_decay), _count(1.0))

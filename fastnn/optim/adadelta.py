@@ -16,6 +16,7 @@ class Adadelta(Optimizer):
     State: ``step`` (0-d float32), ``square_avg`` (v) and ``acc_delta`` (u), both starting at zero.
     """
 
+    _kind = KIND_ADADELTA
     _state_kinds = ("square_avg", "acc_delta")
     _torch_flags = {"capturable": False, "foreach": None, "differentiable": False}
 
@@ -33,8 +34,7 @@ class Adadelta(Optimizer):
 
     def _prepare_run(self, group, run, key):
         self._with_state(run, self._state_kinds)
-        rho = group["rho"]
         param, grad = self._flat(run)
-        return (KIND_ADADELTA, self._base_flags(group), param, grad, self._flat_state("square_avg", run),
+        return (self._kind, self._base_flags(group), param, grad, self._flat_state("square_avg", run),
                 self._flat_state("acc_delta", run), dummy(param.dtype),
-                (group["lr"], rho, 1.0 - rho, group["eps"], group["weight_decay"]))
+                (group["lr"], group["rho"], group["eps"], group["weight_decay"]), self._flat_steps(run))

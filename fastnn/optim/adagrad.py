@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import numpy as np
-
 from .._kernels._optim import KIND_ADAGRAD
 from .._validation import check_bool, check_float
 from .optimizer import Optimizer, dummy
@@ -19,6 +17,7 @@ class Adagrad(Optimizer):
     get theirs at their first step, from the constructor's initial_accumulator_value.
     """
 
+    _kind = KIND_ADAGRAD
     _state_kinds = ("sum",)
     _torch_flags = {"foreach": None, "differentiable": False, "fused": None}
 
@@ -28,7 +27,7 @@ class Adagrad(Optimizer):
                         initial_accumulator_value=initial_accumulator_value, maximize=maximize)
         super().__init__(params, defaults)
         for group in self.param_groups:
-            self._with_state(group["params"], count=False)
+            self._with_state(group["params"])
 
     def _check_group(self, group):
         group["lr"] = check_float(group["lr"], "lr", low=0)
@@ -40,17 +39,15 @@ class Adagrad(Optimizer):
         group["maximize"] = check_bool(group["maximize"], "maximize")
         return group
 
-    def _with_state(self, run, kinds=(), count=True):
-        """A missing "step" (0) and "sum" (the constructor's initial_accumulator_value), as torch creates them;
-        with `count`, step += 1."""
+    def _with_state(self, run, kinds=()):
+        """A missing "step" (0) and "sum" (the constructor's initial_accumulator_value), as torch creates them."""
         for p in run:
             st = self.state[p]
             if "step" not in st:
-                st["step"] = np.zeros((), np.float32)
+                st["step"] = self._new_step(p)
             if "sum" not in st:
                 st["sum"] = self._state_view("sum", p)
                 st["sum"].fill(self.defaults["initial_accumulator_value"])
-        super()._with_state(run, (), count)
 
     def _run_key(self, group, p):
         # the decayed lr depends on the step count, unless lr_decay == 0 (then clr = lr / 1 exactly)
@@ -59,8 +56,7 @@ class Adagrad(Optimizer):
 
     def _prepare_run(self, group, run, key):
         self._with_state(run)
-        step = float(self.state[run[0]]["step"])  # equal across the run unless lr_decay == 0
-        clr = group["lr"] / (1 + (step - 1) * group["lr_decay"])
         param, grad = self._flat(run)
-        return (KIND_ADAGRAD, self._base_flags(group), param, grad, self._flat_state("sum", run), dummy(param.dtype),
-                dummy(param.dtype), (clr, group["weight_decay"], group["eps"]))
+        return (self._kind, self._base_flags(group), param, grad, self._flat_state("sum", run), dummy(param.dtype),
+                dummy(param.dtype), (group["lr"], group["lr_decay"], group["weight_decay"], group["eps"]),
+                self._flat_steps(run))

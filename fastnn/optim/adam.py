@@ -17,6 +17,7 @@ class Adam(Optimizer):
     State: ``step`` (0-d float32), ``exp_avg``, ``exp_avg_sq`` and, with amsgrad, ``max_exp_avg_sq``.
     """
 
+    _kind = KIND_ADAM
     _state_kinds = ("exp_avg", "exp_avg_sq", "max_exp_avg_sq")
     _torch_flags = {"foreach": None, "capturable": False, "differentiable": False, "fused": None}
     _load_defaults = {"amsgrad": False, "maximize": False, "decoupled_weight_decay": False}  # torch's __setstate__
@@ -48,15 +49,13 @@ class Adam(Optimizer):
         amsgrad = group["amsgrad"]
         # state exists once stepped; max_exp_avg_sq may be missing if amsgrad was switched on later (starts at zero)
         self._with_state(run, self._state_kinds if amsgrad else () if step else self._state_kinds[:2])
-        t = float(self.state[run[0]]["step"])  # torch counts in a float32 tensor and corrects with its value
-        lr, (beta1, beta2), weight_decay = group["lr"], group["betas"], group["weight_decay"]
         flags = self._base_flags(group) | (FLAG_AMSGRAD if amsgrad else 0)
         flags |= FLAG_DECOUPLED if group["decoupled_weight_decay"] else 0
         param, grad = self._flat(run)
         max_exp_avg_sq = self._flat_state("max_exp_avg_sq", run) if amsgrad else dummy(param.dtype)
-        return (KIND_ADAM, flags, param, grad, self._flat_state("exp_avg", run), self._flat_state("exp_avg_sq", run),
-                max_exp_avg_sq, (1.0 - beta1, beta2, 1.0 - beta2, group["eps"], weight_decay, 1.0 - lr * weight_decay,
-                                 lr / (1.0 - beta1**t), (1.0 - beta2**t) ** 0.5))
+        return (self._kind, flags, param, grad, self._flat_state("exp_avg", run), self._flat_state("exp_avg_sq", run),
+                max_exp_avg_sq, (group["lr"], *group["betas"], group["eps"], group["weight_decay"]),
+                self._flat_steps(run))
 
 
 class AdamW(Adam):

@@ -2,29 +2,27 @@
 
 State layout. Each per-element state kind an optimizer keeps (Adam: exp_avg, exp_avg_sq,
 max_exp_avg_sq) lives in one flat buffer per (kind, dtype), laid out parallel to the optimizer's
-parameters in the order they were added. ``state[p][kind]`` is a view of p's slice. A buffer is
-allocated the first time any parameter needs that kind. If ``add_param_group`` adds parameters
-later, the buffer grows: its contents are copied and the existing views are re-pointed. Buffers
-start on a 64-byte boundary (``parameter.aligned_zeros``), as the arenas do.
+parameters in the order they were added; the step counts live in one flat float32 buffer with one
+slot per parameter, in the same order. ``state[p][kind]`` is a view of p's slice (``state[p]["step"]``
+a 0-d view of its slot). A buffer is allocated the first time any parameter needs that kind. If
+``add_param_group`` adds parameters later, the buffers grow: their contents are copied and the
+existing views are re-pointed. State buffers start on a 64-byte boundary (``parameter.aligned_zeros``).
 
-Stepping. ``_fused_runs()`` splits each group's parameters into maximal *runs*. A run is a
-sequence of neighbours in the group that all have a gradient, are contiguous in the same parameter
-arena, and share a run key (Adam: the step count; SGD: whether the momentum buffer exists). Such
-neighbours are contiguous in the state buffers too, since a group's parameters are laid out there in
-order. ``_fused_runs()`` also does all of a step's bookkeeping (creates missing state, increments the
-per-parameter step counts, computes bias corrections and decayed learning rates once per run) and
-returns one ``(kind, flags, param, grad, s0, s1, s2, scalars)`` tuple per run, in the protocol of
-fastnn/_kernels/_optim.pxd. ``step()`` hands each to ``_optim.apply_run`` (one kernel call per run);
-a compiled training plan may instead run them inside its own nogil call, but must then apply every
-run it was given, since the bookkeeping is already done. A model whose parameters form one group
-takes one call. As in torch, a parameter whose grad is None is skipped entirely. Before any
-bookkeeping, ``_fused_runs()`` re-checks the hyper-parameters of every group that changed since its
-last check (``param_groups[i]["lr"] = nan`` is refused by the next step, on every path); unchanged
-groups cost one comparison per key.
+Stepping. ``_fused_runs()`` splits each group's parameters into maximal *runs*: neighbours in the group
+that all have a gradient, are contiguous in the same parameter arena and share a run key (Adam: the
+step count; SGD: whether the momentum buffer exists), hence contiguous in every state buffer and in the
+step buffer too. For each run it creates missing state and returns the kernel's tuple
+``(kind, flags, param, grad, s0, s1, s2, hp, steps)`` (fastnn/_kernels/_optim.pxd): flat views and the
+group's hyper-parameters. ``step()`` hands each to ``_optim.apply_run``; the kernel does all per-step
+arithmetic (step counts += 1, bias corrections, decayed lr) in C, so a compiled training loop may apply
+the same runs step after step. As in torch, a parameter whose grad is None is skipped entirely. First,
+``_fused_runs()`` re-checks the hyper-parameters of every group that changed since its last check
+(``param_groups[i]["lr"] = nan`` is refused by the next step, on every path).
 
-Subclasses define ``_state_kinds``, ``_torch_flags`` (torch's implementation flags, reported in
-state_dict() groups and ignored on load), ``_check_group`` (validate and normalise the
-hyper-parameters of a group), ``_run_key`` and ``_prepare_run`` (bookkeeping of one run -> its tuple).
+Subclasses define ``_kind`` (the kernel kind), ``_state_kinds``, ``_torch_flags`` (torch's implementation
+flags, reported in state_dict() groups and ignored on load), ``_check_group`` (validate and normalise a
+group's hyper-parameters), ``_run_key`` and ``_prepare_run`` (a run's missing state -> its tuple; it
+must depend only on the group and the state, as the compiled loop repeats it).
 """
 
 from __future__ import annotations
@@ -41,6 +39,7 @@ from .._validation import FLOAT_DTYPES, check_bool
 from ..parameter import Parameter, aligned_zeros
 
 _DUMMY = {dt: np.empty(0, dt) for dt in FLOAT_DTYPES}
+NO_STEPS = np.empty(0, np.float32)  # the steps of a kind that counts none (SGD)
 
 
 def dummy(dtype) -> np.ndarray:
@@ -51,6 +50,8 @@ def dummy(dtype) -> np.ndarray:
 class Optimizer:
     """Base class: param groups, lazily created state in flat buffers, fused steps over runs."""
 
+    #: the kernel kind (_optim.KIND_*) this class's runs use; None: no kernel of its own
+    _kind: int | None = None
     _state_kinds: tuple[str, ...] = ()
     _torch_flags: dict = {}
     #: what torch's ``__setstate__`` fills into a loaded param group that lacks the key (older state dicts)
@@ -66,6 +67,8 @@ class Optimizer:
         self._joins: dict[Parameter, bool] = {}  # parameter -> it continues its group predecessor in the arena
         self._sizes: dict[np.dtype, int] = {}  # dtype -> elements laid out so far
         self._buffers: dict[tuple[str, np.dtype], np.ndarray] = {}  # (kind, dtype) -> flat state buffer
+        self._slots: dict[Parameter, int] = {}  # parameter -> its slot in the step buffer (order added)
+        self._steps = np.zeros(0, np.float32)  # the step counts, one slot per parameter
         self._views: dict[tuple, object] = {}  # (first, last) / (kind, first, last) -> a run's flat slices
         self._checked: list[tuple[dict, dict]] = []  # per param group: (the group, its hyper-parameters as checked)
         for group in _param_groups(params):
@@ -82,7 +85,7 @@ class Optimizer:
         return None
 
     def _prepare_run(self, group: dict, run: list[Parameter], key) -> tuple:
-        """A run's bookkeeping (missing state, step counts); its (kind, flags, param, grad, s0, s1, s2, scalars)."""
+        """A run's missing state; its (kind, flags, param, grad, s0, s1, s2, hp, steps) (see _optim.pxd)."""
         raise NotImplementedError
 
     # ------------------------------------------------------------------ public API
@@ -108,10 +111,12 @@ class Optimizer:
             self._offsets[p] = self._sizes.get(p.dtype, 0)
             self._sizes[p.dtype] = self._offsets[p] + p.size
             self._joins[p] = q is not None and p.arena is q.arena and p.offset == q.offset + q.size
+            self._slots[p] = len(self._slots)
         self.param_groups.append(group)
         self._arenas = list({id(p.arena): p.arena for g in self.param_groups for p in g["params"]}.values())
         for kind, dtype in list(self._buffers):  # grow now, so that no buffer moves in the middle of a step
             self._buffer(kind, dtype)
+        self._grow_steps()
 
     def step(self, closure=None):
         """One update of every parameter that has a gradient; returns closure() if given.
@@ -136,12 +141,12 @@ class Optimizer:
         return loss
 
     def _fused_runs(self) -> list[tuple]:
-        """Do all of a step's bookkeeping; return one (kind, flags, param, grad, s0, s1, s2, scalars) per run.
+        """Create missing state; return one (kind, flags, param, grad, s0, s1, s2, hp, steps) per run.
 
-        The tuples are ready for ``_optim.apply_run`` (see _optim.pxd for kinds, flags and scalars);
-        the caller must apply every one of them, once, before the next call. First, any hyper-parameter
-        changed since it was last checked (``param_groups[i]["lr"] = ...``) is checked again with the
-        constructor's rules (ValueError/TypeError naming the group), before any state or weight changes.
+        The tuples are ready for ``_optim.apply_run`` (see _optim.pxd), which also advances the run's step
+        counts. First, any hyper-parameter changed since it was last checked (``param_groups[i]["lr"] = ...``)
+        is checked again with the constructor's rules (ValueError/TypeError naming the group), before any
+        state or weight changes.
         """
         self._check_changed_groups()
         return [self._prepare_run(group, run, key) for group in self.param_groups for run, key in self._runs(group)]
@@ -255,7 +260,8 @@ class Optimizer:
             st = self.state[p]
             for kind, value in entry.items():
                 if kind == "step":
-                    st[kind] = value
+                    st[kind] = self._new_step(p)
+                    st[kind][()] = value
                 elif kind in self._state_kinds:
                     st[kind] = self._state_view(kind, p)
                     st[kind][...] = value
@@ -263,11 +269,12 @@ class Optimizer:
                     st[kind] = value.copy()
 
     def __getstate__(self):
-        """Copies and pickles: per-element state is stored once, in the flat buffers (each
+        """Copies and pickles: per-element state and step counts are stored once, in the flat buffers (each
         ``state[p][kind]`` is a view into them, re-pointed by __setstate__); cached run views are dropped."""
         state = self.__dict__.copy()
         kinds = self._state_kinds
-        state["state"] = {p: {k: (None if k in kinds else v) for k, v in st.items()} for p, st in self.state.items()}
+        state["state"] = {p: {k: (None if k in kinds or k == "step" else v) for k, v in st.items()}
+                          for p, st in self.state.items()}
         state["_views"] = {}
         return state
 
@@ -276,7 +283,9 @@ class Optimizer:
         self.state = defaultdict(dict, self.state)
         for p, st in self.state.items():
             for kind in st:
-                if kind in self._state_kinds:
+                if kind == "step":
+                    st[kind] = self._steps[self._slots[p], ...]
+                elif kind in self._state_kinds:
                     st[kind] = self._slice(self._buffers[kind, p.dtype], p).reshape(p.shape)
 
     def __repr__(self) -> str:
@@ -330,21 +339,34 @@ class Optimizer:
         view.fill(0)
         return view
 
-    def _with_state(self, run: list[Parameter], kinds=(), count: bool = True) -> None:
-        """Give each parameter of the run a float32 0-d "step" and zeros for its missing state `kinds`;
-        with `count`, step += 1 (in float32, as torch counts). Keys are created in torch's order: step
-        first, then `kinds` in the order given."""
+    def _grow_steps(self) -> None:
+        """Give every parameter a step slot: grow the step buffer and re-point the "step" views."""
+        old = self._steps
+        if old.size != len(self._slots):
+            self._steps = np.zeros(len(self._slots), np.float32)
+            self._steps[:old.size] = old
+            self._views.clear()
+            for p, st in self.state.items():
+                if "step" in st:
+                    st["step"] = self._steps[self._slots[p], ...]
+
+    def _new_step(self, p: Parameter) -> np.ndarray:
+        """p's step count, 0: a 0-d float32 view of its slot in the step buffer."""
+        view = self._steps[self._slots[p], ...]
+        view[()] = 0
+        return view
+
+    def _with_state(self, run: list[Parameter], kinds=()) -> None:
+        """Give each parameter of the run its "step" count (0) and zeros for its missing state `kinds`, if missing.
+        Keys are created in torch's order: step first, then `kinds` in the order given."""
         state = self.state
         for p in run:
             st = state[p]
-            step = st.get("step")
-            if step is None:
-                st["step"] = step = np.zeros((), np.float32)
+            if "step" not in st:
+                st["step"] = self._new_step(p)
             for kind in kinds:
                 if kind not in st:
                     st[kind] = self._zeros(kind, p)
-            if count:
-                step[()] = float(step) + 1.0  # rounded to float32 on assignment, as torch's float32 add rounds
 
     @staticmethod
     def _base_flags(group: dict) -> int:
@@ -359,6 +381,14 @@ class Optimizer:
             lo, hi = first.offset, last.offset + last.size
             views = self._cache((first, last), (first.arena.data[lo:hi], first.arena.grad[lo:hi]))
         return views
+
+    def _flat_steps(self, run: list[Parameter]) -> np.ndarray:
+        """The run's slots of the step buffer (cached until it grows)."""
+        first, last = run[0], run[-1]
+        view = self._views.get(("step", first, last))
+        if view is None:
+            view = self._cache(("step", first, last), self._steps[self._slots[first]:self._slots[last] + 1])
+        return view
 
     def _flat_state(self, kind: str, run: list[Parameter]) -> np.ndarray:
         """The run's flat slice of the `kind` state buffer (cached until a buffer grows)."""

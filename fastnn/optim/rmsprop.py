@@ -17,6 +17,7 @@ class RMSprop(Optimizer):
     ``grad_avg`` (centered), all starting at zero.
     """
 
+    _kind = KIND_RMSPROP
     _state_kinds = ("square_avg", "momentum_buffer", "grad_avg")
     _torch_flags = {"capturable": False, "foreach": None, "differentiable": False}
     _load_defaults = {"momentum": 0, "centered": False, "maximize": False}  # torch's __setstate__
@@ -38,12 +39,12 @@ class RMSprop(Optimizer):
         return group
 
     def _prepare_run(self, group, run, key):
-        momentum, centered, alpha = group["momentum"], group["centered"], group["alpha"]
+        momentum, centered = group["momentum"], group["centered"]
         kinds = ("square_avg",) + (("momentum_buffer",) if momentum > 0 else ()) + (("grad_avg",) if centered else ())
         self._with_state(run, kinds)  # a buffer switched on later starts at zero
         flags = self._base_flags(group) | (FLAG_MOMENTUM if momentum > 0 else 0) | (FLAG_CENTERED if centered else 0)
         param, grad = self._flat(run)
         buf = self._flat_state("momentum_buffer", run) if momentum > 0 else dummy(param.dtype)
         grad_avg = self._flat_state("grad_avg", run) if centered else dummy(param.dtype)
-        return (KIND_RMSPROP, flags, param, grad, self._flat_state("square_avg", run), buf, grad_avg,
-                (group["lr"], alpha, 1.0 - alpha, group["eps"], group["weight_decay"], momentum))
+        return (self._kind, flags, param, grad, self._flat_state("square_avg", run), buf, grad_avg,
+                (group["lr"], group["alpha"], group["eps"], group["weight_decay"], momentum), self._flat_steps(run))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from .._kernels._optim import FLAG_FIRST_STEP, FLAG_MOMENTUM, FLAG_NESTEROV, KIND_SGD
 from .._validation import check_bool, check_float
-from .optimizer import Optimizer, dummy
+from .optimizer import NO_STEPS, Optimizer, dummy
 
 
 class SGD(Optimizer):
@@ -15,6 +15,7 @@ class SGD(Optimizer):
     momentum*b : b). State: ``momentum_buffer`` (only when momentum != 0), no step counter.
     """
 
+    _kind = KIND_SGD
     _state_kinds = ("momentum_buffer",)
     _torch_flags = {"foreach": None, "differentiable": False, "fused": None}
     _counts_steps = False
@@ -47,11 +48,11 @@ class SGD(Optimizer):
         buf = dummy(run[0].dtype)
         if momentum != 0:
             flags |= FLAG_MOMENTUM | (FLAG_NESTEROV if group["nesterov"] else 0)
-            if not has_buffer:  # the kernel writes the first buffer (= g)
+            if not has_buffer:  # the kernel writes the first buffer (= g), then clears the flag
                 flags |= FLAG_FIRST_STEP
                 for p in run:
                     self.state[p]["momentum_buffer"] = self._state_view("momentum_buffer", p)
             buf = self._flat_state("momentum_buffer", run)
         param, grad = self._flat(run)
-        return (KIND_SGD, flags, param, grad, buf, dummy(param.dtype), dummy(param.dtype),
-                (group["lr"], momentum, 1.0 - group["dampening"], group["weight_decay"]))
+        return (self._kind, flags, param, grad, buf, dummy(param.dtype), dummy(param.dtype),
+                (group["lr"], momentum, group["dampening"], group["weight_decay"]), NO_STEPS)
