@@ -1,7 +1,9 @@
 """Build fastnn's compiled kernels.
 
-Every ``fastnn/_kernels/*.pyx`` becomes an extension module. Cython directives are
-set here, once, for all of them. Environment switches:
+Every ``fastnn/_kernels/*.pyx`` becomes an extension module. Some of them (and their ``.pxd``) are
+generated: each ``fastnn/_kernels/*.tp`` is a Tempita template rendered to the file without ``.tp``
+before cythonize (build products, listed in .gitignore). Cython directives are set here, once, for
+all modules. Environment switches:
 
 * ``FASTNN_NO_OPENMP=1``    build without OpenMP (prange runs serially, one thread).
 * ``FASTNN_DEBUG_CYTHON=1`` bounds checks, wraparound and initialisation checks on; -O0 -g.
@@ -117,7 +119,26 @@ def _write_build_info(build_lib, cflags, lflags, openmp):
             target.write_text(text)
 
 
+def render_templates():
+    """Render each fastnn/_kernels/X.tp to X when X is missing or older than a template of its module (the
+    templates of one module share its table: _activations.pxd.tp reads _activations.pyx.tp's) or this file.
+    X is rewritten only if its text changes, so that cythonize does not rebuild its dependents for nothing."""
+    from Cython import Tempita
+
+    templates = sorted((HERE / "fastnn" / "_kernels").glob("*.tp"))
+    for template in templates:
+        out = template.with_suffix("")
+        module = template.name.split(".")[0]
+        sources = [t for t in templates if t.name.split(".")[0] == module] + [HERE / "setup.py"]
+        if out.exists() and out.stat().st_mtime >= max(t.stat().st_mtime for t in sources):
+            continue
+        text = Tempita.sub(template.read_text(encoding="utf-8"), __name=str(template))
+        if not out.exists() or out.read_text(encoding="utf-8") != text:
+            out.write_text(text, encoding="utf-8")
+
+
 def extensions():
+    render_templates()
     only = {s.strip() for s in os.environ.get("FASTNN_EXTENSIONS", "").split(",") if s.strip()}
     exts = []
     for pyx in sorted(glob("fastnn/_kernels/*.pyx")):

@@ -20,7 +20,7 @@ import numpy as np
 from shapes import SHAPES, batch, fastnn_step, numpy_step, torch_step
 
 import fastnn
-from fastnn._kernels import _plan
+from fastnn._kernels import _blas
 from fastnn.engine import Engine
 
 
@@ -34,11 +34,11 @@ def engine_step(sizes, n, dtype, small_gemm=True):
     x, y = batch(sizes, n, dtype)
     t = np.ascontiguousarray(y, np.int64)
     engine = Engine(model)
-    _plan.set_small_gemm(small_gemm)   # read when the plan is built (the first step)
+    _blas.set_small_gemm(small_gemm)   # read when the plan is built (the first step)
     try:
         engine.train_step(x, t, loss_fn, opt)
     finally:
-        _plan.set_small_gemm(True)
+        _blas.set_small_gemm(True)
     return lambda: engine.train_step(x, t, loss_fn, opt)
 
 

@@ -10,8 +10,8 @@
  * packing and dispatching (SciPy's OpenBLAS 0.3.30, 1 thread, Zen: 32x64x64 takes 5.4 us, 48
  * GFLOP/s; 4x784x128 takes 67 us). These kernels read the operands in place (no packing) and run
  * at 80-90 GFLOP/s there (2.9 us; 11 us). From ~10^7 multiply-adds on, OpenBLAS's cache blocking
- * wins; fnn_gemm_small_rule() below is the measured rule its callers (fastnn._kernels._plan, and the
- * per-layer path through _blas.pxd's gemm_auto) use to decide.
+ * wins; fnn_gemm_small_rule() below is the measured rule its callers (_blas.pxd's _small_gemm for the
+ * compiled plan, and gemm_auto for the per-layer path) use to decide.
  *
  * Kernels (float: 8 lanes, double: 4):
  *   NN, TN  - MR x (2 vectors) register blocks, MR <= 6: per k, two vector loads of B's row and MR
@@ -30,7 +30,7 @@
 #ifndef FNN_GEMM_H
 #define FNN_GEMM_H
 
-/* The dispatch rule, shared by the compiled plan (fastnn._kernels._plan) and the per-layer path
+/* The dispatch rule, shared by the compiled plan (_blas.pxd's _small_gemm) and the per-layer path
  * (_blas.pxd's gemm_auto, used by _dense): whether C[M, N] = op(A)[M, K] @ op(B)[K, N] goes to these
  * kernels rather than to BLAS, for a run with `threads` threads (it does not check availability).
  * Limits in multiply-adds (M*N*K), measured: at one thread the own kernels win up to ~1e7 (float32;

@@ -14,7 +14,7 @@ from fastnn.parameter import parameters_from_arrays
 
 DTYPES = [np.float32, np.float64]
 NORM_TYPES = [1.0, 2.0, math.inf, -math.inf, 3.0, 0.5, -1.5]
-BIG = max(kernels.NORM_THRESHOLD, kernels.SCALE_THRESHOLD) + 4099  # takes the threaded path in every kernel
+BIG = max(kernels.PAR_MIN_NORM, kernels.PAR_MIN_SCALE) + 4099  # takes the threaded path in every kernel
 SIZES = [0, 1, 3, 4, 13, kernels.CHUNK + 3, 3 * kernels.CHUNK, BIG]
 SHAPES = [(7, 13), (13,), (13, 5), (5,)]  # a small MLP: W0, b0, W1, b1
 NORM_RTOL = {np.float32: 1e-6, np.float64: 1e-12}  # the returned total vs torch

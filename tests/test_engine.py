@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import fastnn as fnn
-from fastnn._kernels import _activations, _plan
+from fastnn._kernels import _activations, _blas, _plan
 from fastnn._reference import activations as ref_act
 from fastnn._reference import dense as ref_dense
 from fastnn._reference import dropout as ref_drop
@@ -418,7 +418,7 @@ def _dense_model(sizes, dtype="float32"):
 def test_gemm_choice_rule(threads):
     """Own kernels for small GEMMs (and, with threads, only those BLAS would not thread or of few rows)."""
     fnn.set_num_threads(threads)
-    own = _plan.small_gemm_available()
+    own = _blas.small_gemm_available()
 
     def choice(sizes, n, dtype="float32"):
         model = _dense_model(sizes, dtype)
@@ -437,9 +437,9 @@ def test_gemm_choice_rule(threads):
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32], ids=["f64", "f32"])
 def test_small_gemm_kernels(dtype):
-    if not _plan.small_gemm_available():
+    if not _blas.small_gemm_available():
         with pytest.raises(RuntimeError, match="AVX2 and FMA"):
-            _plan.gemm_small(np.ones((2, 2)), np.ones((2, 2)), np.ones((2, 2)))
+            _blas.gemm_small(np.ones((2, 2)), np.ones((2, 2)), np.ones((2, 2)))
         return
     r = np.random.default_rng(7)
     tol = dict(rtol=1e-12, atol=1e-12) if dtype == np.float64 else dict(rtol=1e-5, atol=1e-5)
@@ -449,20 +449,20 @@ def test_small_gemm_kernels(dtype):
         a = r.standard_normal((K, M) if mode == 1 else (M, K)).astype(dtype)
         b = r.standard_normal((N, K) if mode == 2 else (K, N)).astype(dtype)
         c = np.full((M, N), np.nan, dtype)
-        _plan.gemm_small(a, b, c, trans_a=mode == 1, trans_b=mode == 2)
+        _blas.gemm_small(a, b, c, trans_a=mode == 1, trans_b=mode == 2)
         expect = (a.T if mode == 1 else a).astype(np.float64) @ (b.T if mode == 2 else b).astype(np.float64)
         np.testing.assert_allclose(c, expect, **tol, err_msg=f"{M}x{N}x{K} mode {mode}")
     with pytest.raises(ValueError, match="shapes do not agree"):
-        _plan.gemm_small(np.ones((2, 3), dtype), np.ones((2, 3), dtype), np.ones((2, 3), dtype))
+        _blas.gemm_small(np.ones((2, 3), dtype), np.ones((2, 3), dtype), np.ones((2, 3), dtype))
     with pytest.raises(ValueError, match="cannot both be transposed"):
-        _plan.gemm_small(np.ones((2, 2), dtype), np.ones((2, 2), dtype), np.ones((2, 2), dtype), True, True)
+        _blas.gemm_small(np.ones((2, 2), dtype), np.ones((2, 2), dtype), np.ones((2, 2), dtype), True, True)
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32], ids=["f64", "f32"])
 def test_step_is_bitwise_the_python_path_with_blas_gemms(dtype):
     """Without the own GEMM kernels, at one thread, the compiled step runs the very same operations."""
     fnn.set_num_threads(1)
-    _plan.set_small_gemm(False)
+    _blas.set_small_gemm(False)
     try:
         (ma, mb), (la, lb), x, t = _problem("CrossEntropyLoss", {"label_smoothing": 0.1}, "labels", dtype, True,
                                             n=13, key="bitwise")
@@ -475,7 +475,7 @@ def test_step_is_bitwise_the_python_path_with_blas_gemms(dtype):
         for pa, pb in zip(ma.parameters(), mb.parameters()):
             np.testing.assert_array_equal(pb.data, pa.data)
     finally:
-        _plan.set_small_gemm(True)
+        _blas.set_small_gemm(True)
 
 
 def test_no_allocation_after_warmup():
@@ -673,7 +673,7 @@ def test_forward_gives_a_row_the_same_bits_whatever_the_batch(dtype):
     full = engine.forward(x).copy()
     rows = [engine.forward(x[i]).copy() for i in range(13)]
     part = engine.forward(x[2:9]).copy()
-    if _plan.small_gemm_available():
+    if _blas.small_gemm_available():
         np.testing.assert_array_equal(np.stack(rows), full)
         np.testing.assert_array_equal(part, full[2:9])
     else:

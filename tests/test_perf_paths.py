@@ -6,12 +6,12 @@ import pytest
 import scipy.linalg.blas as sblas
 
 import fastnn as fnn
-from fastnn._kernels import _dense, _optim, _plan
+from fastnn._kernels import _blas, _dense, _optim
 from fastnn.engine import Engine
 from fastnn.parameter import ALIGNMENT, Arena, aligned_zeros, parameters_from_arrays
 
 DTYPES = [np.float64, np.float32]
-OWN = _plan.small_gemm_available()
+OWN = _blas.small_gemm_available()
 
 
 @pytest.fixture(autouse=True)
@@ -19,7 +19,7 @@ def _restore_threads():
     before = fnn.get_num_threads()
     yield
     fnn.set_num_threads(before)
-    _plan.set_small_gemm(True)
+    _blas.set_small_gemm(True)
 
 
 # ------------------------------------------------------------------------------------------ alignment
@@ -178,9 +178,9 @@ def test_small_gemms_take_the_plans_kernels_and_the_switch_restores_blas(dtype):
     x, w = r.standard_normal((1, 784)).astype(dtype), r.standard_normal((784, 128)).astype(dtype)
     own, blas, ref = (np.empty((1, 128), dtype) for _ in range(3))
     _dense.matmul(x, w, own)
-    _plan.gemm_small(x, w, ref)
+    _blas.gemm_small(x, w, ref)
     np.testing.assert_array_equal(own, ref)                 # the plan's kernel, bit for bit
-    _plan.set_small_gemm(False)
+    _blas.set_small_gemm(False)
     _dense.matmul(x, w, blas)
     gemv = sblas.sgemv if dtype == np.float32 else sblas.dgemv   # one row: BLAS's GEMV (gemm would pack w)
     np.testing.assert_array_equal(blas[0], gemv(1.0, w.T, x[0]))   # switched off: the same BLAS call, bit for bit
@@ -245,7 +245,7 @@ def test_second_backward_accumulates_on_the_small_path(dtype):
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_one_row_matmul_goes_through_gemv_correctly(own, ta, tb, n, k, dtype):
     """m == 1 runs BLAS ?gemv (or the own one-row kernel): every transpose, alpha and beta, any stride."""
-    _plan.set_small_gemm(own)
+    _blas.set_small_gemm(own)
     rng = np.random.default_rng(n * 1000 + k)
     a = rng.standard_normal((k, 1) if ta else (1, k)).astype(dtype)
     b = rng.standard_normal((n, k) if tb else (k, n)).astype(dtype)

@@ -1,7 +1,10 @@
 import numpy as np
 from numpy.typing import NDArray
 
-CODES: dict[str, int]
+CODES: dict[str, int]           # activation name -> Act code (from the table in _activations.pyx.tp)
+PARAM_DEFAULTS: dict[str, float]  # name -> default `param`, for the activations that take one
+PAR_MIN_CHEAP: int
+PAR_MIN_TRANSCENDENTAL: int
 
 def forward(z: NDArray[np.floating], b: NDArray[np.floating], a_out: NDArray[np.floating], act: int,
             param: float = 0.0) -> None: ...

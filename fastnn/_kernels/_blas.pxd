@@ -1,29 +1,26 @@
-# Row-major GEMM over scipy.linalg.cython_blas, and the shared BLAS-or-own-kernels rule (inlined into
-# every kernel module that cimports it).
+# GEMM dispatch: row-major GEMM over scipy.linalg.cython_blas, and THE rule for when csrc/fnn_gemm.h's own
+# small-GEMM kernels replace BLAS (inlined into every kernel module that cimports it; the switch and the
+# test hook are in _blas.pyx).
 #
 # NumPy arrays are C-ordered (row-major) and BLAS is column-major. A row-major
 # matrix M (r x c, leading dimension c) is the column-major matrix M^T, so
 #     C = op(A) @ op(B)   (row-major)   <=>   C^T = op(B)^T @ op(A)^T   (column-major)
 # and we call ?gemm with A and B swapped and the same transpose flags.
 #
-# gemm is always BLAS. gemm_auto sends a GEMM to csrc/fnn_gemm.h's unpacked AVX2/FMA kernels where
-# use_small_gemm() says they beat BLAS (small operands, few rows: no packing, no dispatch; the rule and
-# its measurements are fnn_gemm_small_rule in fnn_gemm.h), else to gemm. use_small_gemm is THE rule:
-# the compiled plan (_plan._small_gemm) and the per-layer path (_dense, through gemm_auto) both use it,
-# so a layer gives the same bits either way.
+# gemm is always BLAS (one row: ?gemv, which does not pack B). The own kernels take a GEMM where
+# use_small_gemm says they beat BLAS (small operands or few rows: no packing, no dispatch; the limits are
+# fnn_gemm_small_rule in fnn_gemm.h) and the switch _small_enabled (set_small_gemm) is on: _small_gemm
+# for the compiled plan, which decides once per stage when it is built, and gemm_auto for the per-layer
+# path (_dense), which decides per call. Both use the same rule, so a layer gives the same bits on either
+# path. The own kernels change the rounding, not the math (results agree with BLAS to float tolerance),
+# and give a row the same bits whatever the batch size.
 from scipy.linalg.cython_blas cimport sgemm, dgemm, sgemv, dgemv
 from fastnn._kernels._types cimport real
+from fastnn._kernels._csrc cimport (fnn_gemm_available, fnn_gemm_small_rule, fnn_sgemm_small, fnn_dgemm_small,
+                                    fnn_sgemm_small_acc, fnn_dgemm_small_acc, fnn_omp_get_max_threads)
 
-cdef extern from "fnn_gemm.h" nogil:
-    int fnn_gemm_available()
-    int fnn_gemm_small_rule(long M, long N, long K, int f64, int threads)
-    void fnn_sgemm_small_acc(int trans_a, int trans_b, int accumulate, int M, int N, int K, const float* A,
-                             int lda, const float* B, int ldb, float* C, int ldc, float* work)
-    void fnn_dgemm_small_acc(int trans_a, int trans_b, int accumulate, int M, int N, int K, const double* A,
-                             int lda, const double* B, int ldb, double* C, int ldc, double* work)
-
-cdef extern from "fnn_omp.h" nogil:
-    int fnn_omp_get_max_threads()
+# The own small-GEMM kernels are enabled (set_small_gemm; True by default where fnn_gemm_available()).
+cdef bint _small_enabled
 
 
 cdef inline void gemm(bint trans_a, bint trans_b, int m, int n, int k,
@@ -31,7 +28,7 @@ cdef inline void gemm(bint trans_a, bint trans_b, int m, int n, int k,
                       real beta, real* c, int ldc) noexcept nogil:
     """C[m, n] := alpha * op(A)[m, k] @ op(B)[k, n] + beta * C (all row-major), through BLAS.
 
-    One row (m == 1) is a GEMV: ?gemm would pack all of B for it (784x128 float32: 75 us against 7 us).
+    One row (m == 1) is a GEMV: ?gemm would pack all of B for it.
     """
     cdef char ta = b'T' if trans_a else b'N'
     cdef char tb = b'T' if trans_b else b'N'
@@ -64,6 +61,11 @@ cdef inline bint use_small_gemm(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, bint f
     return fnn_gemm_available() != 0 and fnn_gemm_small_rule(m, n, k, f64, threads) != 0
 
 
+cdef inline bint _small_gemm(Py_ssize_t M, Py_ssize_t N, Py_ssize_t K, bint f64, int threads) noexcept nogil:
+    """use_small_gemm, if the switch is on: the plan's choice for one GEMM of a stage."""
+    return _small_enabled and use_small_gemm(M, N, K, f64, threads)
+
+
 cdef inline void gemm_auto(bint allow_small, bint trans_a, bint trans_b, int m, int n, int k,
                            real alpha, const real* a, int lda, const real* b, int ldb,
                            real beta, real* c, int ldc, real* work) noexcept nogil:
@@ -80,3 +82,20 @@ cdef inline void gemm_auto(bint allow_small, bint trans_a, bint trans_b, int m, 
             fnn_dgemm_small_acc(trans_a, trans_b, beta == 1, m, n, k, a, lda, b, ldb, c, ldc, work)
     else:
         gemm(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
+
+
+cdef inline void _mm(bint own, bint trans_a, bint trans_b, int M, int N, int K, const real* A, int lda,
+                     const real* B, int ldb, real* C, int ldc, real* work) noexcept nogil:
+    """C := op(A) @ op(B) (beta = 0), through the own kernels (own: the plan's _small_gemm choice) or BLAS."""
+    if own:
+        if real is float:
+            fnn_sgemm_small(trans_a, trans_b, M, N, K, A, lda, B, ldb, C, ldc, work)
+        else:
+            fnn_dgemm_small(trans_a, trans_b, M, N, K, A, lda, B, ldb, C, ldc, work)
+    else:
+        gemm(trans_a, trans_b, M, N, K, <real>1, A, lda, B, ldb, <real>0, C, ldc)
+
+
+cdef inline void _gemv_row(const real* x, const real* w, real* z, int k, int m) noexcept nogil:
+    """z := x @ w for one row x (k,) and row-major w (k, m): BLAS's GEMV (gemm's one-row case)."""
+    gemm(False, False, 1, m, k, <real>1, x, k, w, m, <real>0, z, m)

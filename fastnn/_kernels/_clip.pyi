@@ -1,7 +1,7 @@
 import numpy as np
 
-NORM_THRESHOLD: int
-SCALE_THRESHOLD: int
+PAR_MIN_NORM: int
+PAR_MIN_SCALE: int
 CHUNK: int
 MAX_CHUNKS: int
 

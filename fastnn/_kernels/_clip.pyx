@@ -17,17 +17,14 @@
 # alone; each chunk is reduced serially (sums with four interleaved accumulators, to break the add
 # dependency chain) into a stack array of partials, and the partials are combined in chunk order. The result is
 # therefore identical for any number of threads. The chunk loop is a static prange that forks above
-# NORM_THRESHOLD elements. Nothing is allocated (the partials live on the stack).
+# PAR_MIN_NORM elements. Nothing is allocated (the partials live on the stack).
 #
 # scale_ (g *= coef) and clamp_ (g = min(max(g, lo), hi), NaN kept, lo > hi gives hi everywhere as torch's
-# clamp_min_ then clamp_max_) are element-wise static pranges over `real` that fork above SCALE_THRESHOLD.
+# clamp_min_ then clamp_max_) are element-wise static pranges over `real` that fork above PAR_MIN_SCALE.
 # Scalars are rounded to `real` once, as torch rounds a Python scalar to the tensor dtype.
 #
-# Thresholds, measured with the passive OpenMP pool on 2 cores, float32, 8k-4M elements: one thread
-# takes ~0.25 ns/element for the sum/max reductions (vectorised, SSE2) and ~0.1-0.16 ns/element for
-# scale_/clamp_; waking the pool costs ~15 us. Two threads win above ~130k elements for the
-# read-only reduction (0.25 -> 0.19 ns/element at 262k, 0.13 at 4M) and above ~400-500k for the
-# read-write passes (0.06-0.09 ns/element at 1M+).
+# Thresholds: the read-only reduction pays for waking the pool earlier than the read-write passes, which
+# are memory-bound sooner (measurements: bench/README.md).
 
 from cython.parallel cimport prange
 from libc.math cimport fabs, pow, INFINITY
@@ -36,14 +33,13 @@ from libc.string cimport memcpy
 
 from fastnn._kernels._types cimport real
 
-# Elements per call below which the pass runs on one thread.
-NORM_THRESHOLD = 131072
-SCALE_THRESHOLD = 524288
+# Elements per call above which a pass runs on the OpenMP pool.
+cpdef enum:
+    PAR_MIN_NORM = 131072
+    PAR_MIN_SCALE = 524288
 # Reduction chunking: chunk count depends on n only, so the result does not depend on the thread count.
 CHUNK = 4096
 MAX_CHUNKS = 64
-cdef Py_ssize_t _NORM_THRESHOLD = NORM_THRESHOLD
-cdef Py_ssize_t _SCALE_THRESHOLD = SCALE_THRESHOLD
 cdef Py_ssize_t _CHUNK = CHUNK
 cdef int64_t _ABS64 = 0x7FFFFFFFFFFFFFFF  # clears the sign bit of a double
 cdef int64_t _INF64 = 0x7FF0000000000000  # bits of +inf
@@ -172,7 +168,7 @@ cdef double _reduce(const real* g, Py_ssize_t n, int kind, double p) noexcept no
         nchunks = _MAX_CHUNKS
     if nchunks < 1:
         nchunks = 1
-    for c in prange(nchunks, nogil=True, schedule="static", use_threads_if=n > _NORM_THRESHOLD):
+    for c in prange(nchunks, nogil=True, schedule="static", use_threads_if=n > PAR_MIN_NORM):
         lo = c * n // nchunks
         hi = (c + 1) * n // nchunks
         partial[c] = _reduce_chunk(g + lo, hi - lo, kind, p)
@@ -190,14 +186,14 @@ cdef double _reduce(const real* g, Py_ssize_t n, int kind, double p) noexcept no
 
 cdef void _scale(real* g, Py_ssize_t n, real coef) noexcept nogil:
     cdef Py_ssize_t i
-    for i in prange(n, nogil=True, schedule="static", use_threads_if=n > _SCALE_THRESHOLD):
+    for i in prange(n, nogil=True, schedule="static", use_threads_if=n > PAR_MIN_SCALE):
         g[i] = g[i] * coef
 
 
 cdef void _clamp(real* g, Py_ssize_t n, real lo, real hi) noexcept nogil:
     cdef Py_ssize_t i
     cdef real x
-    for i in prange(n, nogil=True, schedule="static", use_threads_if=n > _SCALE_THRESHOLD):
+    for i in prange(n, nogil=True, schedule="static", use_threads_if=n > PAR_MIN_SCALE):
         x = g[i]
         x = lo if x < lo else x
         x = hi if x > hi else x

@@ -1,6 +1,8 @@
 import numpy as np
 from numpy.typing import NDArray
 
+PAR_MIN_COLSUM: int
+
 def forward(x: NDArray[np.floating], w: NDArray[np.floating], b: NDArray[np.floating],
             z_out: NDArray[np.floating], a_out: NDArray[np.floating], act: int, param: float = 0.0) -> None: ...
 def backward(x: NDArray[np.floating], w: NDArray[np.floating], z: NDArray[np.floating], a: NDArray[np.floating],

@@ -7,25 +7,27 @@
 #     dW := X^T @ dZ (+ dW)         (GEMM; beta = 1 accumulates into an existing gradient)
 #     db := colsum(dZ) (+ db)       (double accumulators, blocks of columns)
 #     dX := dZ @ W^T                (GEMM; skipped when the input needs no gradient)
-# GEMMs: _blas.pxd's gemm_auto, i.e. the compiled plan's rule (use_small_gemm, fnn_gemm.h): small
-# operands and few rows go to csrc/fnn_gemm.h's unpacked AVX2/FMA kernels, the rest to BLAS. At batch 1
-# (784-128-10) that is what takes model(x) from ~80 us (OpenBLAS packs the whole 784x128 weight for one
-# row) to the plan's order; a layer gives the same bits here as in the plan. dX := dZ @ W^T on the own
-# kernels needs W^T in a work buffer of in*out elements, which the def wrapper allocates for that call
-# only. The switch is the plan's (fastnn._kernels._plan.set_small_gemm), read by each def wrapper.
+# GEMMs: _blas.pxd's gemm_auto, i.e. the compiled plan's rule (use_small_gemm, fnn_gemm.h) and switch
+# (_blas.set_small_gemm, read by each def wrapper): small operands and few rows go to csrc/fnn_gemm.h's
+# unpacked AVX2/FMA kernels, the rest to BLAS, so a layer gives the same bits here as in the plan (and a
+# batch-1 call avoids BLAS packing the whole weight for one row). dX := dZ @ W^T on the own kernels needs
+# W^T in a work buffer of in*out elements, which the def wrapper allocates for that call only.
 # Threads: GEMMs run from serial code; BLAS threads its own, the small kernels run on the calling
 # thread (the rule keeps for them only GEMMs BLAS would not thread, or of few rows); element-wise
-# passes and the column sums split across OpenMP threads above PAR_MIN elements. BLAS is never
+# passes and the column sums split across OpenMP threads from PAR_MIN_<pass> elements. BLAS is never
 # called inside a prange body.
 
 from cython.parallel cimport prange
 import numpy as np
 
 from fastnn._kernels._types cimport real
-from fastnn._kernels._blas cimport gemm_auto, use_small_gemm, fnn_omp_get_max_threads
-from fastnn._kernels._activations cimport Act, bias_act_forward, act_backward
+from fastnn._kernels._blas cimport _small_enabled, gemm_auto, use_small_gemm
+from fastnn._kernels._csrc cimport fnn_omp_get_max_threads
+from fastnn._kernels._activations cimport _check_act, bias_act_forward, act_backward
+from fastnn._kernels._wrapcheck cimport _check
 
-cdef Py_ssize_t PAR_MIN = 262144   # column sums are memory-bound: see _activations' design note
+cpdef enum:
+    PAR_MIN_COLSUM = 262144   # column sums are memory-bound, as _activations' PAR_MIN_CHEAP passes
 cdef enum:
     COLBLOCK = 256
 
@@ -47,7 +49,7 @@ cdef void colsum(const real* dz, real* db, Py_ssize_t n, Py_ssize_t m, bint accu
     """db := sum_rows dz (+ db)."""
     cdef Py_ssize_t nblocks = (m + COLBLOCK - 1) // COLBLOCK
     cdef Py_ssize_t blk, j0
-    if nblocks == 1 or n * m < PAR_MIN:   # a plain loop: a serial prange still costs an OpenMP barrier
+    if nblocks == 1 or n * m < PAR_MIN_COLSUM:   # a plain loop: a serial prange still costs an OpenMP barrier
         for blk in range(nblocks):
             j0 = blk * COLBLOCK
             _colsum_block(dz, db, n, m, j0, min(<Py_ssize_t>COLBLOCK, m - j0), accumulate)
@@ -80,31 +82,12 @@ cdef void dense_backward(const real* x, const real* w, const real* z, const real
         gemm_auto(small, False, True, n, k, m, <real>1, g, m, w, m, <real>0, dx, k, work)
 
 
-cdef object _switch = None   # fastnn._kernels._plan.small_gemm_available, looked up on first use
-
-
-cdef bint _small_allowed() except -1:
-    """The per-layer path follows the plan's switch (_plan.set_small_gemm; True by default where available)."""
-    global _switch
-    if _switch is None:
-        from fastnn._kernels._plan import small_gemm_available   # imported late: _plan cimports this module
-        _switch = small_gemm_available
-    return _switch()
-
-
-cdef int _check(bint ok, str what) except -1:
-    """The def wrappers' only checks: shapes agree, so a misuse raises instead of corrupting memory."""
-    if not ok:
-        raise ValueError(f"kernel buffers disagree: {what}")
-    return 0
-
-
 cdef int _check_dense(Py_ssize_t n, Py_ssize_t k, Py_ssize_t m, const real[:, ::1] x, const real[:, ::1] w,
                       const real[:, ::1] z, const real[:, ::1] a, int act) except -1:
     _check(n > 0 and k > 0 and m > 0, f"empty operands (n={n}, in={k}, out={m})")
     _check(x.shape[1] == k and w.shape[0] == k and w.shape[1] == m, "x (n, in) and w (in, out)")
     _check(z.shape[0] == n and z.shape[1] == m and a.shape[0] == n and a.shape[1] == m, "z and a are (n, out)")
-    _check(Act.LINEAR <= act <= Act.SOFTMAX, f"unknown activation code {act}")
+    _check_act(act)
     return 0
 
 
@@ -114,7 +97,7 @@ def forward(const real[:, ::1] x, const real[:, ::1] w, const real[::1] b, real[
     _check_dense(x.shape[0], x.shape[1], w.shape[1], x, w, z_out, a_out, act)
     _check(b.shape[0] in (0, w.shape[1]), "b is empty or (out,)")
     cdef const real* bp = &b[0] if b.shape[0] > 0 else NULL
-    cdef bint small = _small_allowed()
+    cdef bint small = _small_enabled   # the plan's switch (_blas.set_small_gemm)
     with nogil:
         dense_forward(&x[0, 0], &w[0, 0], bp, &z_out[0, 0], &a_out[0, 0],
                       x.shape[0], x.shape[1], w.shape[1], act, param, small)
@@ -137,7 +120,7 @@ def backward(const real[:, ::1] x, const real[:, ::1] w, const real[:, ::1] z, c
     _check(dx_out.shape[0] == 0 or (dx_out.shape[0] == n and dx_out.shape[1] == k), "dx_out is empty or (n, in)")
     cdef real* dbp = &db_out[0] if db_out.shape[0] > 0 else NULL
     cdef real* dxp = &dx_out[0, 0] if dx_out.shape[0] > 0 else NULL
-    cdef bint small = _small_allowed()
+    cdef bint small = _small_enabled   # the plan's switch (_blas.set_small_gemm)
     cdef real[::1] work
     cdef real* workp = NULL
     if small and dxp != NULL and use_small_gemm(n, k, m, real is double, fnn_omp_get_max_threads()):
@@ -157,7 +140,7 @@ def matmul(const real[:, ::1] a, const real[:, ::1] b, real[:, ::1] c_out, bint 
     _check((b.shape[1] if trans_b else b.shape[0]) == k and (b.shape[0] if trans_b else b.shape[1]) == n,
            "op(b) is (k, n)")
     _check(m > 0 and n > 0 and k > 0, "empty operands")
-    cdef bint small = _small_allowed()
+    cdef bint small = _small_enabled   # the plan's switch (_blas.set_small_gemm)
     cdef real[::1] work
     cdef real* workp = NULL
     if small and trans_b and not trans_a:

@@ -1,6 +1,8 @@
 import numpy as np
 from numpy.typing import NDArray
 
+PAR_MIN_DROPOUT: int
+
 def forward(x: NDArray[np.floating], y_out: NDArray[np.floating], mask_out: NDArray[np.uint8], p: float,
             seed: int, stream: int, step: int) -> None: ...
 def backward(g: NDArray[np.floating], mask: NDArray[np.uint8], dx_out: NDArray[np.floating], p: float) -> None: ...

@@ -7,17 +7,16 @@
 # of (seed, stream, step, i): identical for any thread count and split.
 # p = 1 gives y := x * 0 (NaN for inf/NaN inputs, as PyTorch) with no division by zero.
 # Layout: flat contiguous arrays of n elements; mask is uint8 (1 = kept).
-# Threads: blocks of 4 elements split across OpenMP threads above PAR_MIN elements.
+# Threads: blocks of 4 elements split across OpenMP threads from PAR_MIN_DROPOUT elements (Philox makes
+# the pass compute-bound, so it pays earlier than a memory-bound pass); below, a plain loop.
 
 from cython.parallel cimport prange
 from libc.stdint cimport uint8_t, uint32_t, uint64_t
 from fastnn._kernels._types cimport real
+from fastnn._kernels._csrc cimport fnn_philox4x32_10, fnn_philox_block
 
-cdef extern from "fnn_rng.h" nogil:
-    void fnn_philox4x32_10(const uint32_t* ctr, uint64_t seed, uint32_t* out)
-    void fnn_philox_block(uint64_t seed, uint32_t stream, uint64_t step, uint32_t block, uint32_t* out)
-
-cdef Py_ssize_t PAR_MIN = 49152    # Philox costs ~1.5 ns/element; waking the pool ~15-20 us
+cpdef enum:
+    PAR_MIN_DROPOUT = 49152
 
 
 cdef inline uint64_t keep_threshold(double p) noexcept nogil:
@@ -44,7 +43,7 @@ cdef void dropout_forward(const real* x, real* y, uint8_t* mask, Py_ssize_t n, d
     cdef uint64_t thr = keep_threshold(p)
     cdef real scale = <real>(1.0 / (1.0 - p)) if p < 1.0 else 0
     cdef Py_ssize_t nblocks = (n + 3) // 4, blk
-    if n < PAR_MIN:   # a plain loop: a serial prange still costs an OpenMP barrier (~1.5 us)
+    if n < PAR_MIN_DROPOUT:   # a plain loop: a serial prange still costs an OpenMP barrier
         for blk in range(nblocks):
             _forward_block(x, y, mask, n, blk, thr, scale, seed, stream, step)
         return
@@ -56,7 +55,7 @@ cdef void dropout_backward(const real* g, const uint8_t* mask, real* dx, Py_ssiz
     """dx := g * mask / (1 - p)."""
     cdef real scale = <real>(1.0 / (1.0 - p)) if p < 1.0 else 0
     cdef Py_ssize_t i
-    if n < PAR_MIN:
+    if n < PAR_MIN_DROPOUT:
         for i in range(n):
             dx[i] = g[i] * scale if mask[i] else g[i] * 0
         return

@@ -14,7 +14,8 @@ _Float = npt.NDArray[np.float32] | npt.NDArray[np.float64]
 _Labels = npt.NDArray[np.int64]
 _Reduction = Literal["mean", "sum", "none"]
 
-PARALLEL_THRESHOLDS: dict[str, int]
+PAR_MIN_CHEAP: int
+PAR_MIN_TRANSCENDENTAL: int
 
 def mse_loss(
     x: _Float, y: _Float, grad_out: _Float, reduction: _Reduction = "mean",

@@ -53,9 +53,9 @@ from libc.string cimport memcpy, memset
 from posix.time cimport CLOCK_MONOTONIC, clock_gettime, timespec
 cimport numpy as cnp
 
-from scipy.linalg.cython_blas cimport sgemv, dgemv
 from fastnn._kernels._types cimport real
-from fastnn._kernels._blas cimport gemm, use_small_gemm
+from fastnn._kernels._blas cimport _small_enabled, _small_gemm, _mm, _gemv_row
+from fastnn._kernels._wrapcheck cimport _ptr, _fits, _rows, _state_fits
 from fastnn._kernels._activations cimport Act, bias_act_forward, act_backward
 from fastnn._kernels._dense cimport colsum
 from fastnn._kernels._dropout cimport dropout_forward, dropout_backward
@@ -66,13 +66,6 @@ from fastnn._kernels._losses cimport (Reduction, _mse, _bce, _bce_logits, _cross
 import numpy as np
 
 cnp.import_array()
-
-cdef extern from "fnn_gemm.h" nogil:
-    int fnn_gemm_available()
-    void fnn_sgemm_small(int trans_a, int trans_b, int M, int N, int K, const float* A, int lda,
-                         const float* B, int ldb, float* C, int ldc, float* work)
-    void fnn_dgemm_small(int trans_a, int trans_b, int M, int N, int K, const double* A, int lda,
-                         const double* B, int ldb, double* C, int ldc, double* work)
 
 # ------------------------------------------------------------------------------------------ constants
 
@@ -90,27 +83,6 @@ cpdef enum LossKind:
     NLL = 5
 
 REDUCTIONS = {"none": Reduction.NONE, "mean": Reduction.MEAN, "sum": Reduction.SUM}
-
-# _small_gemm's limits live in csrc/fnn_gemm.h (fnn_gemm_small_rule, with their measurements), shared with
-# the per-layer path through _blas.pxd's use_small_gemm, so a layer gives the same bits on either path.
-cdef bint _small_enabled = fnn_gemm_available() != 0
-
-
-def small_gemm_available():
-    """True if fnn_gemm.h's kernels run on this CPU (x86-64 with AVX2 and FMA) and are enabled."""
-    return _small_enabled
-
-
-def set_small_gemm(bint enabled):
-    """Enable or disable the own small-GEMM kernels for plans built from now on (False: BLAS only)."""
-    global _small_enabled
-    _small_enabled = enabled and fnn_gemm_available() != 0
-
-
-cdef inline bint _small_gemm(Py_ssize_t M, Py_ssize_t N, Py_ssize_t K, bint f64, int threads) noexcept nogil:
-    """Whether C[M, N] = op(A)[M, K] @ op(B)[K, N] goes to the own kernels (fnn_gemm.h's measured rule)."""
-    return _small_enabled and use_small_gemm(M, N, K, f64, threads)
-
 
 class PlanMismatch(ValueError):
     """The arrays handed to a plan do not fit it (shape, dtype, layout): rebuild or validate."""
@@ -148,45 +120,6 @@ ctypedef struct Loss:
     void* loss_out      # reduction "none": (n * C) element-wise or (n,) row losses; else NULL
     int64_t ignore_index
     double eps          # label smoothing
-
-
-cdef inline void* _ptr(object a):
-    """Data pointer of a C-contiguous ndarray (None -> NULL)."""
-    if a is None:
-        return NULL
-    return cnp.PyArray_DATA(<cnp.ndarray>a)
-
-
-cdef inline bint _fits(object a, int typenum, int ndim, Py_ssize_t d0, Py_ssize_t d1) noexcept:
-    """a is an aligned C-contiguous ndarray of this type and shape (d1 ignored for ndim 1)."""
-    if not cnp.PyArray_Check(a):
-        return False
-    cdef cnp.ndarray arr = <cnp.ndarray>a
-    if cnp.PyArray_TYPE(arr) != typenum or cnp.PyArray_NDIM(arr) != ndim:
-        return False
-    if not (cnp.PyArray_IS_C_CONTIGUOUS(arr) and cnp.PyArray_ISALIGNED(arr)):
-        return False
-    cdef cnp.npy_intp* dims = cnp.PyArray_DIMS(arr)
-    return dims[0] == d0 and (ndim == 1 or dims[1] == d1)
-
-
-cdef inline Py_ssize_t _rows(object a, int typenum, int ndim, Py_ssize_t d1) noexcept:
-    """The rows of a if it is an aligned C-contiguous ndarray of this type, ndim and (ndim 2) columns, else -1."""
-    if not cnp.PyArray_Check(a):
-        return -1
-    cdef cnp.ndarray arr = <cnp.ndarray>a
-    if cnp.PyArray_TYPE(arr) != typenum or cnp.PyArray_NDIM(arr) != ndim:
-        return -1
-    if not (cnp.PyArray_IS_C_CONTIGUOUS(arr) and cnp.PyArray_ISALIGNED(arr)):
-        return -1
-    if ndim == 2 and cnp.PyArray_DIMS(arr)[1] != d1:
-        return -1
-    return cnp.PyArray_DIMS(arr)[0]
-
-
-cdef inline bint _state_fits(object a, int typenum, Py_ssize_t size) noexcept:
-    """An optimizer state buffer: the run's length, or length 0 (unused)."""
-    return _fits(a, typenum, 1, size, 0) or _fits(a, typenum, 1, 0, 0)
 
 
 cdef object _ensure(object a, object dtype, tuple shape, str name):
@@ -274,31 +207,6 @@ cdef int _build_stages(Stage* st, list stages, object dtype, int n, int in_featu
         has_params = has_params or s.kind == StageKind.DENSE
         width = s.m
     return width
-
-
-# ------------------------------------------------------------------------------------------ GEMM dispatch
-
-cdef inline void _mm(bint own, bint trans_a, bint trans_b, int M, int N, int K, const real* A, int lda,
-                     const real* B, int ldb, real* C, int ldc, real* work) noexcept nogil:
-    """C := op(A) @ op(B) (beta = 0), through the own kernels or BLAS."""
-    if own:
-        if real is float:
-            fnn_sgemm_small(trans_a, trans_b, M, N, K, A, lda, B, ldb, C, ldc, work)
-        else:
-            fnn_dgemm_small(trans_a, trans_b, M, N, K, A, lda, B, ldb, C, ldc, work)
-    else:
-        gemm(trans_a, trans_b, M, N, K, <real>1, A, lda, B, ldb, <real>0, C, ldc)
-
-
-cdef inline void _gemv_row(const real* x, const real* w, real* z, int k, int m) noexcept nogil:
-    """z := x @ w for one row: row-major w (k, m) is column-major (m, k), z = w_cm @ x."""
-    cdef char tr = b'N'
-    cdef int inc = 1
-    cdef real one = 1, zero = 0
-    if real is float:
-        sgemv(&tr, &m, &k, &one, <float*>w, &m, <float*>x, &inc, &zero, z, &inc)
-    else:
-        dgemv(&tr, &m, &k, &one, <double*>w, &m, <double*>x, &inc, &zero, z, &inc)
 
 
 # ------------------------------------------------------------------------------------------ the step (nogil)
@@ -809,29 +717,3 @@ cdef class InferPlan:
                           else self._out[:n * self.out_features].reshape(n, self.out_features))
             self._view_n = n
         return self._view
-
-
-# ------------------------------------------------------------------------------------------ testing hook
-
-def gemm_small(a, b, c, bint trans_a=False, bint trans_b=False):
-    """c := op(a) @ op(b) with the own small-GEMM kernels (C-contiguous 2-D arrays of one float dtype; for tests)."""
-    if not fnn_gemm_available():
-        raise RuntimeError("the small-GEMM kernels need an x86-64 CPU with AVX2 and FMA")
-    a, b, c = np.asarray(a), np.asarray(b), np.asarray(c)
-    if not (a.dtype == b.dtype == c.dtype and a.dtype in (np.float32, np.float64) and a.ndim == b.ndim == c.ndim == 2
-            and a.flags.c_contiguous and b.flags.c_contiguous and c.flags.c_contiguous and c.flags.writeable):
-        raise ValueError("gemm_small: a, b, c must be C-contiguous 2-D arrays of one float dtype (c writeable)")
-    if trans_a and trans_b:
-        raise ValueError("gemm_small: op(a) and op(b) cannot both be transposed")
-    cdef int M = a.shape[1] if trans_a else a.shape[0]
-    cdef int K = a.shape[0] if trans_a else a.shape[1]
-    cdef int N = b.shape[0] if trans_b else b.shape[1]
-    if (b.shape[1] if trans_b else b.shape[0]) != K or c.shape[0] != M or c.shape[1] != N or min(M, N, K) < 1:
-        raise ValueError(f"gemm_small: shapes do not agree: op(a) {M}x{K}, op(b) from {b.shape}, c {c.shape}")
-    work = np.empty(N * K, a.dtype)
-    if a.dtype == np.float32:
-        fnn_sgemm_small(trans_a, trans_b, M, N, K, <float*>_ptr(a), a.shape[1], <float*>_ptr(b), b.shape[1],
-                        <float*>_ptr(c), N, <float*>_ptr(work))
-    else:
-        fnn_dgemm_small(trans_a, trans_b, M, N, K, <double*>_ptr(a), a.shape[1], <double*>_ptr(b), b.shape[1],
-                        <double*>_ptr(c), N, <double*>_ptr(work))

@@ -4,11 +4,7 @@
 # OpenMP (FASTNN_NO_OPENMP=1). fastnn._config wraps these with the BLAS side
 # (threadpoolctl) so one knob governs both pools.
 
-cdef extern from "fnn_omp.h" nogil:
-    int fnn_omp_enabled()
-    int fnn_omp_get_max_threads()
-    void fnn_omp_set_num_threads(int n)
-    int fnn_omp_version()
+from fastnn._kernels._csrc cimport fnn_omp_enabled, fnn_omp_get_max_threads, fnn_omp_set_num_threads, fnn_omp_version
 
 
 def openmp_enabled():

@@ -1,0 +1,53 @@
+# Design note: _blas - the GEMM dispatch's global switch and its test hook.
+#
+# The dispatch itself is inline C in _blas.pxd (gemm, gemm_auto, _small_gemm, _mm, _gemv_row), compiled
+# into _dense and _plan. This module owns what must exist once per process: the switch _small_enabled
+# (set_small_gemm / small_gemm_available), which the plans read when they are built and the per-layer
+# path at every call, and gemm_small, which runs the own kernels directly for tests. It imports no other
+# kernel module, so _dense and _plan both depend on it and not on each other at run time.
+
+cimport numpy as cnp
+import numpy as np
+
+from fastnn._kernels._csrc cimport fnn_gemm_available, fnn_sgemm_small, fnn_dgemm_small
+from fastnn._kernels._wrapcheck cimport _ptr
+
+cnp.import_array()
+
+cdef bint _small_enabled = fnn_gemm_available() != 0
+
+
+def small_gemm_available():
+    """True if fnn_gemm.h's kernels run on this CPU (x86-64 with AVX2 and FMA) and are enabled."""
+    return _small_enabled
+
+
+def set_small_gemm(bint enabled):
+    """Enable or disable the own small-GEMM kernels for plans built from now on and for per-layer calls
+    (False: BLAS only)."""
+    global _small_enabled
+    _small_enabled = enabled and fnn_gemm_available() != 0
+
+
+def gemm_small(a, b, c, bint trans_a=False, bint trans_b=False):
+    """c := op(a) @ op(b) with the own small-GEMM kernels (C-contiguous 2-D arrays of one float dtype; for tests)."""
+    if not fnn_gemm_available():
+        raise RuntimeError("the small-GEMM kernels need an x86-64 CPU with AVX2 and FMA")
+    a, b, c = np.asarray(a), np.asarray(b), np.asarray(c)
+    if not (a.dtype == b.dtype == c.dtype and a.dtype in (np.float32, np.float64) and a.ndim == b.ndim == c.ndim == 2
+            and a.flags.c_contiguous and b.flags.c_contiguous and c.flags.c_contiguous and c.flags.writeable):
+        raise ValueError("gemm_small: a, b, c must be C-contiguous 2-D arrays of one float dtype (c writeable)")
+    if trans_a and trans_b:
+        raise ValueError("gemm_small: op(a) and op(b) cannot both be transposed")
+    cdef int M = a.shape[1] if trans_a else a.shape[0]
+    cdef int K = a.shape[0] if trans_a else a.shape[1]
+    cdef int N = b.shape[0] if trans_b else b.shape[1]
+    if (b.shape[1] if trans_b else b.shape[0]) != K or c.shape[0] != M or c.shape[1] != N or min(M, N, K) < 1:
+        raise ValueError(f"gemm_small: shapes do not agree: op(a) {M}x{K}, op(b) from {b.shape}, c {c.shape}")
+    work = np.empty(N * K, a.dtype)
+    if a.dtype == np.float32:
+        fnn_sgemm_small(trans_a, trans_b, M, N, K, <float*>_ptr(a), a.shape[1], <float*>_ptr(b), b.shape[1],
+                        <float*>_ptr(c), N, <float*>_ptr(work))
+    else:
+        fnn_dgemm_small(trans_a, trans_b, M, N, K, <double*>_ptr(a), a.shape[1], <double*>_ptr(b), b.shape[1],
+                        <double*>_ptr(c), N, <double*>_ptr(work))

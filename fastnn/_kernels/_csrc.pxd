@@ -1,0 +1,48 @@
+# The C side of the kernels, declared once: every function of csrc/fnn_*.h that a module calls.
+# Modules cimport the names they use from here (never a `cdef extern` block of their own). Each header
+# documents its functions; all are static (inline) C, so a module compiles in what it calls.
+from libc.stdint cimport uint32_t, uint64_t
+
+cdef extern from "fnn_omp.h" nogil:
+    # OpenMP queries that also compile without OpenMP (FASTNN_NO_OPENMP=1: one thread).
+    int fnn_omp_enabled()
+    int fnn_omp_get_max_threads()
+    void fnn_omp_set_num_threads(int n)
+    int fnn_omp_version()
+
+cdef extern from "fnn_math.h" nogil:
+    # Branch-free float32 transcendentals (vectorisable; within 1-3 ulp).
+    float fnn_expf(float x)
+    float fnn_tanhf(float x)
+    float fnn_erff(float x)
+    float fnn_expm1f(float x)
+
+cdef extern from "fnn_rng.h" nogil:
+    # Philox4x32-10, the dropout masks' counter-based generator.
+    void fnn_philox4x32_10(const uint32_t* ctr, uint64_t seed, uint32_t* out)
+    void fnn_philox_block(uint64_t seed, uint32_t stream, uint64_t step, uint32_t block, uint32_t* out)
+
+cdef extern from "fnn_gemm.h" nogil:
+    # The own small-GEMM kernels (AVX2/FMA) and the rule that picks them over BLAS.
+    int fnn_gemm_available()
+    int fnn_gemm_small_rule(long M, long N, long K, int f64, int threads)
+    void fnn_sgemm_small(int trans_a, int trans_b, int M, int N, int K, const float* A, int lda,
+                         const float* B, int ldb, float* C, int ldc, float* work)
+    void fnn_dgemm_small(int trans_a, int trans_b, int M, int N, int K, const double* A, int lda,
+                         const double* B, int ldb, double* C, int ldc, double* work)
+    void fnn_sgemm_small_acc(int trans_a, int trans_b, int accumulate, int M, int N, int K, const float* A,
+                             int lda, const float* B, int ldb, float* C, int ldc, float* work)
+    void fnn_dgemm_small_acc(int trans_a, int trans_b, int accumulate, int M, int N, int K, const double* A,
+                             int lda, const double* B, int ldb, double* C, int ldc, double* work)
+
+cdef extern from "fnn_optim.h" nogil:
+    # Adam's AVX2 update (fastnn._kernels._optim).
+    int fnn_optim_avx2_available()
+    void fnn_adam_avx2_f32(long lo, long hi, int maximize, int coupled, int decoupled, int small, int amsgrad,
+                           float* param, const float* grad, float* exp_avg, float* exp_avg_sq, float* max_exp_avg_sq,
+                           float w1, float beta2, float omb2, float eps, float wd, float decay, float step,
+                           float bc2s)
+    void fnn_adam_avx2_f64(long lo, long hi, int maximize, int coupled, int decoupled, int small, int amsgrad,
+                           double* param, const double* grad, double* exp_avg, double* exp_avg_sq,
+                           double* max_exp_avg_sq, double w1, double beta2, double omb2, double eps, double wd,
+                           double decay, double step, double bc2s)
