@@ -708,3 +708,6 @@ def _restore_training(model: Sequential, training: dict, arrays: dict) -> None:
             raise _Invalid(f"the model cannot be compiled with the saved set-up: {exc}") from None
     else:
         model.optimizer, model.loss, model.compiled_metrics = opt, loss, metrics
+
+
+Sequential._writer = staticmethod(save_model)   # Sequential.save delegates here (model.py cannot import io)

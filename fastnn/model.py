@@ -222,9 +222,11 @@ class Sequential(TrainingMixin):
         include_optimizer=True and a compiled model also the optimizer state, loss and metrics.
         The path is used as given (no suffix is added). See fastnn.io.
         """
-        from .io import save_model
+        Sequential._writer(self, path, include_optimizer=include_optimizer)
 
-        save_model(self, path, include_optimizer=include_optimizer)
+    #: the file writer, fastnn.io.save_model, which installs itself here when fastnn.io is imported (by
+    #: ``import fastnn``): io rebuilds models from files, so it imports this module, never the reverse
+    _writer = None
 
     def __repr__(self) -> str:
         inner = ",\n".join(f"  ({i}): {layer!r}" for i, layer in enumerate(self.layers))

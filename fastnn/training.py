@@ -35,6 +35,7 @@ from . import optim as _optim
 from ._epochs import Batches, finite, run_epochs
 from ._interrupt import deferred
 from ._kernels import _runtime
+from .engine import Engine
 from .layers import Dense
 
 __all__ = ["TrainingMixin"]
@@ -249,8 +250,6 @@ class TrainingMixin:
         """The model's compiled fast paths (fastnn.engine.Engine), made on first use."""
         engine = self.__dict__.get("_compiled_engine")
         if engine is None:
-            from .engine import Engine  # here, not at the top: engine imports model, which imports this module
-
             engine = self._compiled_engine = Engine(self)
         return engine
 

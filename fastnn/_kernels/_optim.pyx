@@ -57,19 +57,8 @@ from libc.math cimport pow, sqrt, sqrtf
 
 from fastnn._kernels._types cimport real
 
-cdef extern from "fnn_omp.h" nogil:
-    int fnn_omp_get_max_threads()
-
-cdef extern from "fnn_optim.h" nogil:
-    int fnn_optim_avx2_available()
-    void fnn_adam_avx2_f32(long lo, long hi, int maximize, int coupled, int decoupled, int small, int amsgrad,
-                           float* param, const float* grad, float* exp_avg, float* exp_avg_sq, float* max_exp_avg_sq,
-                           float w1, float beta2, float omb2, float eps, float wd, float decay, float step,
-                           float bc2s)
-    void fnn_adam_avx2_f64(long lo, long hi, int maximize, int coupled, int decoupled, int small, int amsgrad,
-                           double* param, const double* grad, double* exp_avg, double* exp_avg_sq,
-                           double* max_exp_avg_sq, double w1, double beta2, double omb2, double eps, double wd,
-                           double decay, double step, double bc2s)
+from fastnn._kernels._csrc cimport (fnn_adam_avx2_f32, fnn_adam_avx2_f64, fnn_omp_get_max_threads,
+                                    fnn_optim_avx2_available)
 
 # Elements per call above which a kind's update uses OpenMP threads (see the design note).
 SGD_THRESHOLD = 196608
