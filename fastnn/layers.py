@@ -94,6 +94,13 @@ class Tanh(Activation):
     onnx_op = "Tanh"
 
 
+class Softsign(Activation):
+    """x / (1 + |x|), as torch.nn.Softsign."""
+    kind = "softsign"
+    torch_module = "Softsign"
+    onnx_op = "Softsign"
+
+
 class SiLU(Activation):
     kind = "silu"
     torch_module = "SiLU"
@@ -165,6 +172,7 @@ class Softmax(Activation):
 ACTIVATIONS = {
     "linear": Identity, "identity": Identity, "relu": ReLU, "sigmoid": Sigmoid, "tanh": Tanh,
     "leaky_relu": LeakyReLU, "gelu": GELU, "elu": ELU, "silu": SiLU, "softmax": Softmax,
+    "softsign": Softsign,
 }
 
 

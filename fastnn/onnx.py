@@ -15,7 +15,7 @@ Opset 17 rather than 20 or 24: any runtime from onnxruntime 1.13 on loads it. Th
 newer, or that onnxruntime's CPU provider has no double kernel for, are written as compositions
 (``_LOWERED``): ``Swish`` (SiLU) as ``x * Sigmoid(x)``; ``Gelu`` as ``0.5 x (1 + Tanh(sqrt(2/pi) (x +
 0.044715 x^3)))`` or ``0.5 x (1 + Erf(x / sqrt(2)))``; in float64 models ``LeakyRelu`` as ``PRelu``,
-``Elu`` as ``Relu(x) + alpha (Exp(Min(x, 0)) - 1)`` and ``Erf`` as Cephes' rational approximations of
+``Elu`` as ``Relu(x) + alpha (Exp(Min(x, 0)) - 1)``, ``Softsign`` as ``x / (1 + Abs(x))`` and ``Erf`` as Cephes' rational approximations of
 erf and erfc (those of ``ndtr``, error ~1e-16) built from Mul/Add/Div/Exp/Clip/Where.
 
 The model's doc string describes the architecture; producer_name is "fastnn" and producer_version
@@ -143,6 +143,12 @@ def _elu(g: _Graph, x: str, alpha: float = 1.0) -> str:
     return g.op("Add", g.op("Relu", x), g.op("Mul", g.const(alpha), neg))
 
 
+def _softsign(g: _Graph, x: str) -> str:
+    if g.dtype != np.float64:
+        return g.op("Softsign", x)
+    return g.op("Div", x, g.op("Add", g.const(1.0), g.op("Abs", x)))
+
+
 def _swish(g: _Graph, x: str, alpha: float = 1.0) -> str:
     return g.op("Mul", x, g.op("Sigmoid", x if alpha == 1.0 else g.op("Mul", g.const(alpha), x)))
 
@@ -159,7 +165,8 @@ def _gelu(g: _Graph, x: str, approximate: str = "none") -> str:
 
 
 #: ONNX operators written as compositions (newer than OPSET, or without a double kernel in onnxruntime)
-_LOWERED = {"Identity": lambda g, x: x, "LeakyRelu": _leaky_relu, "Elu": _elu, "Swish": _swish, "Gelu": _gelu}
+_LOWERED = {"Identity": lambda g, x: x, "LeakyRelu": _leaky_relu, "Elu": _elu, "Swish": _swish, "Gelu": _gelu,
+            "Softsign": _softsign}
 
 
 _ACTIVATIONS = frozenset(L.ACTIVATIONS.values())

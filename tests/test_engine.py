@@ -15,7 +15,7 @@ from fastnn._reference import losses as ref_loss
 from fastnn._stages import ActStage, DenseStage
 from fastnn.engine import Engine
 
-ACTS = ["relu", "sigmoid", "tanh", "leaky_relu", "gelu", "elu", "silu", "softmax", None,
+ACTS = ["relu", "sigmoid", "tanh", "leaky_relu", "gelu", "elu", "silu", "softmax", "softsign", None,
         lambda: fnn.GELU(approximate="tanh"), lambda: fnn.LeakyReLU(0.2), lambda: fnn.ELU(0.5)]
 
 # (loss class, keywords, target kind); "W" in a keyword is replaced by a random positive weight

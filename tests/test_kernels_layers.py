@@ -11,7 +11,7 @@ from fastnn._reference import dropout as ref_drop
 
 ACTS = [("linear", 0.0), ("relu", 0.0), ("leaky_relu", 0.01), ("leaky_relu", -0.3), ("sigmoid", 0.0),
         ("tanh", 0.0), ("gelu", 0.0), ("gelu_tanh", 0.0), ("elu", 1.0), ("elu", 0.5), ("silu", 0.0),
-        ("softmax", 0.0)]
+        ("softmax", 0.0), ("softsign", 0.0)]
 SHAPES = [(1, 1), (1, 7), (7, 1), (13, 33), (1100, 257)]   # the last one crosses every parallel threshold
 SPECIAL = np.array([0.0, -0.0, 1e-300, -1e-300, 30.0, -30.0, 700.0, -700.0, 800.0, -800.0, 1.0, -1.0])
 
@@ -86,6 +86,7 @@ TORCH_ACTS = {
     "gelu": lambda F, x, p: F.gelu(x), "gelu_tanh": lambda F, x, p: F.gelu(x, approximate="tanh"),
     "elu": lambda F, x, p: F.elu(x, p), "silu": lambda F, x, p: F.silu(x),
     "softmax": lambda F, x, p: F.softmax(x, dim=-1), "linear": lambda F, x, p: x * 1,
+    "softsign": lambda F, x, p: F.softsign(x),
 }
 
 
@@ -115,7 +116,8 @@ def test_derivative_conventions_at_zero():
     z = np.zeros((1, 1))
     g = np.ones((1, 1))
     for act, param, expect in [("relu", 0, 0.0), ("leaky_relu", 0.2, 0.2), ("elu", 0.5, 0.5), ("sigmoid", 0, 0.25),
-                               ("tanh", 0, 1.0), ("gelu", 0, 0.5), ("gelu_tanh", 0, 0.5), ("silu", 0, 0.5)]:
+                               ("tanh", 0, 1.0), ("gelu", 0, 0.5), ("gelu_tanh", 0, 0.5), ("silu", 0, 0.5),
+                               ("softsign", 0, 1.0)]:
         code = _activations.CODES[act]
         a = np.empty_like(z)
         _activations.forward(z.copy(), np.empty(0), a, code, param)

@@ -8,7 +8,7 @@ import fastnn as fnn
 from fastnn._config import config
 from fastnn._reference import activations as ref_act
 
-ACT_SPECS = [None, "relu", "sigmoid", "tanh", "leaky_relu", "gelu", "elu", "silu", "softmax",
+ACT_SPECS = [None, "relu", "sigmoid", "tanh", "leaky_relu", "gelu", "elu", "silu", "softmax", "softsign",
              fnn.GELU(approximate="tanh"), fnn.LeakyReLU(0.2), fnn.ELU(0.5)]
 
 
@@ -147,7 +147,8 @@ def test_initialisers(rng):
 
 
 TORCH_ACT = {None: None, "relu": "ReLU", "sigmoid": "Sigmoid", "tanh": "Tanh", "leaky_relu": "LeakyReLU",
-             "gelu": "GELU", "elu": "ELU", "silu": "SiLU", "softmax": "Softmax"}
+             "gelu": "GELU", "elu": "ELU", "silu": "SiLU", "softmax": "Softmax",
+             "softsign": "Softsign"}
 
 
 def _torch_twin(torch, model):

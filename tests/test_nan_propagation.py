@@ -35,7 +35,7 @@ def _torch_act(torch, name, t, p):
         "linear": lambda: t * 1, "relu": lambda: torch.relu(t), "leaky_relu": lambda: F.leaky_relu(t, p),
         "sigmoid": lambda: torch.sigmoid(t), "tanh": lambda: torch.tanh(t), "gelu": lambda: F.gelu(t),
         "gelu_tanh": lambda: F.gelu(t, approximate="tanh"), "elu": lambda: F.elu(t, p), "silu": lambda: F.silu(t),
-        "softmax": lambda: torch.softmax(t, 1),
+        "softmax": lambda: torch.softmax(t, 1), "softsign": lambda: F.softsign(t),
     }[name]()
 
 

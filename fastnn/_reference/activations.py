@@ -41,6 +41,8 @@ def f(z, name, param=0.0):
     if name == "softmax":
         e = np.exp(z - z.max(axis=1, keepdims=True))
         return e / e.sum(axis=1, keepdims=True)
+    if name == "softsign":
+        return z / (1 + np.abs(z))
     raise ValueError(name)
 
 
@@ -68,6 +70,9 @@ def df_times(g, z, a, name, param=0.0):
         return g * s * (1 + z * (1 - s))
     if name == "softmax":
         return a * (g - (g * a).sum(axis=1, keepdims=True))
+    if name == "softsign":
+        d = 1 + np.abs(z)
+        return g * (1 / d - np.abs(z) / (d * d))   # torch's autograd form: NaN at +-inf, as torch
     raise ValueError(name)
 
 
