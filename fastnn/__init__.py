@@ -28,6 +28,7 @@ from .layers import (
     Sigmoid,
     SiLU,
     Softmax,
+    Softplus,
     Softsign,
     Tanh,
 )
@@ -38,7 +39,7 @@ __all__ = [
     "__version__",
     "get_default_dtype", "get_num_threads", "set_default_dtype", "set_num_threads", "show_config",
     "Activation", "Dense", "Dropout", "ELU", "GELU", "Identity", "Layer", "LeakyReLU", "ReLU", "Sigmoid",
-    "SiLU", "Softmax", "Softsign", "Tanh",
+    "SiLU", "Softmax", "Softplus", "Softsign", "Tanh",
     "Sequential", "Parameter", "load_model", "clip_grad_norm_", "clip_grad_value_",
     "callbacks", "datasets", "io", "losses", "metrics", "optim", "plot",
 ]

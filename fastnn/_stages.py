@@ -41,6 +41,7 @@ class DenseSpec(NamedTuple):
     """GEMM + fused bias/activation: w (k, m), b (m,) or None; dw, db the gradients (training plans)."""
     act: int
     param: float
+    param2: float
     k: int
     m: int
     w: np.ndarray
@@ -54,6 +55,7 @@ class ActSpec(NamedTuple):
     """An element-wise activation over m features."""
     act: int
     param: float
+    param2: float
     m: int
     kind = "act"
 
@@ -105,8 +107,8 @@ class DenseStage(Stage):
         w, *rest = layer.params
         b = rest[0] if rest else None
         grads = (w._grad, b._grad if b is not None else None) if with_grads else (None, None)
-        return DenseSpec(self.code, float(self.act.param), layer.in_features, layer.out_features, w.data,
-                         b.data if b is not None else None, *grads)
+        return DenseSpec(self.code, float(self.act.param), float(self.act.param2), layer.in_features,
+                         layer.out_features, w.data, b.data if b is not None else None, *grads)
 
     def allocate(self, n, dtype):
         super().allocate(n, dtype)
@@ -118,7 +120,7 @@ class DenseStage(Stage):
         self.x = x
         w = self.layer.params[0].data
         b = self.layer.params[1].data if self.layer.use_bias else _EMPTY[x.dtype]
-        _dense.forward(x, w, b, self.z, self.out, self.code, self.act.param)
+        _dense.forward(x, w, b, self.z, self.out, self.code, self.act.param, self.act.param2)
         return self.out
 
     def backward(self, dx_out):
@@ -127,7 +129,7 @@ class DenseStage(Stage):
         dx = dx_out if dx_out is not None else _EMPTY2[self.z.dtype]
         # a gradient that is None is written (beta = 0), an existing one is added to
         _dense.backward(self.x, w.data, self.z, self.out, self.gout, w._grad, db, dx,
-                        self.code, self.act.param, w.has_grad, rest[0].has_grad if rest else False)
+                        self.code, self.act.param, w.has_grad, rest[0].has_grad if rest else False, self.act.param2)
         for p in self.layer.params:
             p.has_grad = True
 
@@ -139,7 +141,7 @@ class ActStage(Stage):
         self.out_features = width
 
     def spec(self, with_grads, training):
-        return ActSpec(self.code, float(self.act.param), self.out_features)
+        return ActSpec(self.code, float(self.act.param), float(self.act.param2), self.out_features)
 
     def allocate(self, n, dtype):
         super().allocate(n, dtype)
@@ -147,12 +149,12 @@ class ActStage(Stage):
 
     def forward(self, x, training, ex):
         self.x = x
-        _activations.forward(x, _EMPTY[x.dtype], self.out, self.code, self.act.param)
+        _activations.forward(x, _EMPTY[x.dtype], self.out, self.code, self.act.param, self.act.param2)
         return self.out
 
     def backward(self, dx_out):
         if dx_out is not None:
-            _activations.backward(self.gout, self.x, self.out, dx_out, self.code, self.act.param)
+            _activations.backward(self.gout, self.x, self.out, dx_out, self.code, self.act.param, self.act.param2)
 
 
 class DropoutStage(Stage):

@@ -43,7 +43,8 @@ class Activation(Layer):
     Each class carries what the rest of fastnn looks up about it:
 
     - ``kind``: its kernel's name, the key into ``fastnn._kernels._activations.CODES`` (an instance may
-      refine it: GELU(approximate="tanh") is "gelu_tanh"); ``param`` is the kernel's scalar parameter;
+      refine it: GELU(approximate="tanh") is "gelu_tanh"); ``param`` and ``param2`` are the kernel's
+      scalar parameters (most activations use none or ``param`` only);
     - ``elementwise``: False for an activation that mixes a row (softmax), which only ends a network;
     - ``torch_module`` and ``torch_params``: the torch.nn class computing the same function and
       {fastnn keyword: torch attribute and keyword} (fastnn.io.to_torch / from_torch);
@@ -60,7 +61,7 @@ class Activation(Layer):
 
     def __init__(self):
         super().__init__()
-        self.param = 0.0
+        self.param = self.param2 = 0.0
 
     @property
     def code_name(self) -> str:
@@ -133,6 +134,21 @@ class ELU(Activation):
         self.alpha = self.param = V.check_float(alpha, "alpha")
 
 
+class Softplus(Activation):
+    """log(1 + exp(beta x)) / beta, and x itself where beta x > threshold (as torch.nn.Softplus)."""
+    kind = "softplus"
+    config_types = {"beta": "float", "threshold": "float"}
+    torch_module = "Softplus"
+    torch_params = {"beta": "beta", "threshold": "threshold"}
+    onnx_op = "Softplus"
+    onnx_attrs = {"beta": "beta", "threshold": "threshold"}
+
+    def __init__(self, beta: float = 1.0, threshold: float = 20.0):
+        super().__init__()
+        self.beta = self.param = V.check_float(beta, "beta", low=0, low_open=True)
+        self.threshold = self.param2 = V.check_float(threshold, "threshold")
+
+
 class GELU(Activation):
     kind = "gelu"
     config_types = {"approximate": "str"}
@@ -172,7 +188,7 @@ class Softmax(Activation):
 ACTIVATIONS = {
     "linear": Identity, "identity": Identity, "relu": ReLU, "sigmoid": Sigmoid, "tanh": Tanh,
     "leaky_relu": LeakyReLU, "gelu": GELU, "elu": ELU, "silu": SiLU, "softmax": Softmax,
-    "softsign": Softsign,
+    "softsign": Softsign, "softplus": Softplus,
 }
 
 

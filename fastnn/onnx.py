@@ -14,8 +14,10 @@ inference function (eval mode: Dropout is the identity and is left out) with sta
 Opset 17 rather than 20 or 24: any runtime from onnxruntime 1.13 on loads it. The operators that are
 newer, or that onnxruntime's CPU provider has no double kernel for, are written as compositions
 (``_LOWERED``): ``Swish`` (SiLU) as ``x * Sigmoid(x)``; ``Gelu`` as ``0.5 x (1 + Tanh(sqrt(2/pi) (x +
-0.044715 x^3)))`` or ``0.5 x (1 + Erf(x / sqrt(2)))``; in float64 models ``LeakyRelu`` as ``PRelu``,
-``Elu`` as ``Relu(x) + alpha (Exp(Min(x, 0)) - 1)``, ``Softsign`` as ``x / (1 + Abs(x))`` and ``Erf`` as Cephes' rational approximations of
+0.044715 x^3)))`` or ``0.5 x (1 + Erf(x / sqrt(2)))``; ``Softplus`` (torch's beta and threshold) as
+``Where(beta x > threshold, x, Softplus(beta x) / beta)``; in float64 models ``LeakyRelu`` as ``PRelu``,
+``Elu`` as ``Relu(x) + alpha (Exp(Min(x, 0)) - 1)``, ``Softsign`` as ``x / (1 + Abs(x))``, ``Softplus(u)``
+as ``Relu(u) + Log(1 + Exp(-|u|))`` and ``Erf`` as Cephes' rational approximations of
 erf and erfc (those of ``ndtr``, error ~1e-16) built from Mul/Add/Div/Exp/Clip/Where.
 
 The model's doc string describes the architecture; producer_name is "fastnn" and producer_version
@@ -130,12 +132,31 @@ def _normal_cdf_double(g: _Graph, x: str) -> str:
     return g.op("Where", g.op("Less", z, g.const(1.0)), phi_small, phi_big)
 
 
+#: ONNX operator -> its composition from older / float64-capable operators (see the module docstring)
+_LOWERED: dict = {}
+
+
+def _lowers(op: str):
+    """Register the decorated function as the lowering of ONNX operator `op`."""
+    def register(fn):
+        _LOWERED[op] = fn
+        return fn
+    return register
+
+
+@_lowers("Identity")
+def _identity(g: _Graph, x: str) -> str:
+    return x
+
+
+@_lowers("LeakyRelu")
 def _leaky_relu(g: _Graph, x: str, alpha: float = 0.01) -> str:
     if g.dtype == np.float64:   # attributes are float32: a double slope goes in as a tensor (PRelu)
         return g.op("PRelu", x, g.const(alpha))
     return g.op("LeakyRelu", x, alpha=alpha)
 
 
+@_lowers("Elu")
 def _elu(g: _Graph, x: str, alpha: float = 1.0) -> str:
     if g.dtype != np.float64:
         return g.op("Elu", x, alpha=alpha)
@@ -143,16 +164,33 @@ def _elu(g: _Graph, x: str, alpha: float = 1.0) -> str:
     return g.op("Add", g.op("Relu", x), g.op("Mul", g.const(alpha), neg))
 
 
+@_lowers("Softsign")
 def _softsign(g: _Graph, x: str) -> str:
     if g.dtype != np.float64:
         return g.op("Softsign", x)
     return g.op("Div", x, g.op("Add", g.const(1.0), g.op("Abs", x)))
 
 
+@_lowers("Softplus")
+def _softplus(g: _Graph, x: str, beta: float = 1.0, threshold: float = 20.0) -> str:
+    """torch's Softplus(beta, threshold): x where beta x > threshold, else Softplus(beta x) / beta (ONNX's
+    Softplus has neither; in float64, which onnxruntime's Softplus lacks, as Relu(u) + Log(1 + Exp(-|u|)))."""
+    u = x if beta == 1.0 else g.op("Mul", g.const(beta), x)
+    if g.dtype != np.float64:
+        soft = g.op("Softplus", u)
+    else:
+        tail = g.op("Log", g.op("Add", g.const(1.0), g.op("Exp", g.op("Neg", g.op("Abs", u)))))
+        soft = g.op("Add", g.op("Relu", u), tail)
+    soft = soft if beta == 1.0 else g.op("Div", soft, g.const(beta))
+    return g.op("Where", g.op("Greater", u, g.const(threshold)), x, soft)
+
+
+@_lowers("Swish")
 def _swish(g: _Graph, x: str, alpha: float = 1.0) -> str:
     return g.op("Mul", x, g.op("Sigmoid", x if alpha == 1.0 else g.op("Mul", g.const(alpha), x)))
 
 
+@_lowers("Gelu")
 def _gelu(g: _Graph, x: str, approximate: str = "none") -> str:
     if approximate == "tanh":
         cube = g.op("Mul", g.op("Mul", x, x), x)
@@ -165,8 +203,6 @@ def _gelu(g: _Graph, x: str, approximate: str = "none") -> str:
 
 
 #: ONNX operators written as compositions (newer than OPSET, or without a double kernel in onnxruntime)
-_LOWERED = {"Identity": lambda g, x: x, "LeakyRelu": _leaky_relu, "Elu": _elu, "Swish": _swish, "Gelu": _gelu,
-            "Softsign": _softsign}
 
 
 _ACTIVATIONS = frozenset(L.ACTIVATIONS.values())

@@ -16,7 +16,8 @@ from fastnn._stages import ActStage, DenseStage
 from fastnn.engine import Engine
 
 ACTS = ["relu", "sigmoid", "tanh", "leaky_relu", "gelu", "elu", "silu", "softmax", "softsign", None,
-        lambda: fnn.GELU(approximate="tanh"), lambda: fnn.LeakyReLU(0.2), lambda: fnn.ELU(0.5)]
+        lambda: fnn.GELU(approximate="tanh"), lambda: fnn.LeakyReLU(0.2), lambda: fnn.ELU(0.5),
+        "softplus", lambda: fnn.Softplus(2.0, 5.0)]
 
 # (loss class, keywords, target kind); "W" in a keyword is replaced by a random positive weight
 LOSSES = [
@@ -233,11 +234,11 @@ def _reference_step(model, x, t, loss):
             b = rest[0].data if rest else np.empty(0, dt)
             z = np.empty((n, m), dt)
             a = z if s.act.kind == "linear" else np.empty((n, m), dt)
-            ref_dense.forward(h, w.data, b, z, a, _activations.CODES[s.act.kind], s.act.param)
+            ref_dense.forward(h, w.data, b, z, a, _activations.CODES[s.act.kind], s.act.param, s.act.param2)
             saved.append((h, z, a, None))
         elif isinstance(s, ActStage):
             a = np.empty((n, m), dt)
-            ref_act.forward(h.copy(), np.empty(0, dt), a, _activations.CODES[s.act.kind], s.act.param)
+            ref_act.forward(h.copy(), np.empty(0, dt), a, _activations.CODES[s.act.kind], s.act.param, s.act.param2)
             saved.append((h, None, a, None))
         elif s.layer.p > 0:
             a, mask = np.empty(n * m, dt), np.empty(n * m, np.uint8)
@@ -260,12 +261,13 @@ def _reference_step(model, x, t, loss):
         if isinstance(s, DenseStage):
             w, *rest = s.layer.params
             dw, db = np.empty_like(w.data), (np.empty_like(rest[0].data) if rest else np.empty(0, dt))
-            ref_dense.backward(xin, w.data, z, a, g, dw, db, dx, _activations.CODES[s.act.kind], s.act.param)
+            ref_dense.backward(xin, w.data, z, a, g, dw, db, dx, _activations.CODES[s.act.kind], s.act.param,
+                               param2=s.act.param2)
             grads[w.name] = dw
             if rest:
                 grads[rest[0].name] = db
         elif isinstance(s, ActStage):
-            ref_act.backward(g, xin, a, dx, _activations.CODES[s.act.kind], s.act.param)
+            ref_act.backward(g, xin, a, dx, _activations.CODES[s.act.kind], s.act.param, s.act.param2)
         elif mask is not None:
             ref_drop.backward(g.reshape(-1), mask, dx.reshape(-1), s.layer.p)
         else:

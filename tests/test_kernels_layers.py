@@ -11,7 +11,13 @@ from fastnn._reference import dropout as ref_drop
 
 ACTS = [("linear", 0.0), ("relu", 0.0), ("leaky_relu", 0.01), ("leaky_relu", -0.3), ("sigmoid", 0.0),
         ("tanh", 0.0), ("gelu", 0.0), ("gelu_tanh", 0.0), ("elu", 1.0), ("elu", 0.5), ("silu", 0.0),
-        ("softmax", 0.0), ("softsign", 0.0)]
+        ("softmax", 0.0), ("softsign", 0.0), ("softplus", (1.0, 20.0)), ("softplus", (2.0, 5.0)),
+        ("softplus", (0.5, 1.0))]   # (name, param) or (name, (param, param2))
+
+
+def _pp(param):
+    """The kernel's (param, param2) of an ACTS entry."""
+    return tuple(param) if isinstance(param, tuple) else (param, 0.0)
 SHAPES = [(1, 1), (1, 7), (7, 1), (13, 33), (1100, 257)]   # the last one crosses every parallel threshold
 SPECIAL = np.array([0.0, -0.0, 1e-300, -1e-300, 30.0, -30.0, 700.0, -700.0, 800.0, -800.0, 1.0, -1.0])
 
@@ -35,14 +41,14 @@ def test_activation_kernel_matches_twin(act, param, shape, dtype, rng):
     g = _z(rng, shape, dtype)
     z1, z2 = z0.copy(), z0.copy()
     a1, a2 = np.empty_like(z0), np.empty_like(z0)
-    _activations.forward(z1, b, a1, code, param)
-    ref_act.forward(z2, b, a2, code, param)
+    _activations.forward(z1, b, a1, code, *_pp(param))
+    ref_act.forward(z2, b, a2, code, *_pp(param))
     rtol, atol = _act_tols(dtype)
     np.testing.assert_allclose(z1, z2, rtol=rtol, atol=atol)
     np.testing.assert_allclose(a1, a2, rtol=rtol, atol=atol)
     d1, d2 = np.empty_like(z0), np.empty_like(z0)
-    _activations.backward(g, z1, a1, d1, code, param)
-    ref_act.backward(g, z2, a2, d2, code, param)
+    _activations.backward(g, z1, a1, d1, code, *_pp(param))
+    ref_act.backward(g, z2, a2, d2, code, *_pp(param))
     np.testing.assert_allclose(d1, d2, rtol=rtol, atol=atol)
     assert a1.dtype == dtype and d1.dtype == dtype
 
@@ -52,12 +58,12 @@ def test_activation_in_place_and_no_bias(act, param, rng):
     code = _activations.CODES[act]
     z = _z(rng, (5, 6), np.float64)
     a = np.empty_like(z)
-    _activations.forward(z.copy(), np.empty(0), a, code, param)
-    expect = ref_act.f(z, act, param)
+    _activations.forward(z.copy(), np.empty(0), a, code, *_pp(param))
+    expect = ref_act.f(z, act, *_pp(param))
     np.testing.assert_allclose(a, expect, rtol=1e-10, atol=1e-12)
     g = _z(rng, (5, 6), np.float64)
-    expect_dz = ref_act.df_times(g, z, a, act, param)
-    _activations.backward(g, z, a, g, code, param)   # dz written over g
+    expect_dz = ref_act.df_times(g, z, a, act, *_pp(param))
+    _activations.backward(g, z, a, g, code, *_pp(param))   # dz written over g
     np.testing.assert_allclose(g, expect_dz, rtol=1e-10, atol=1e-12)
 
 
@@ -70,13 +76,13 @@ def test_activation_gradient_finite_differences(act, param, rng):
 
     def loss(zz):
         a = np.empty_like(zz)
-        _activations.forward(zz.copy(), np.empty(0), a, code, param)
+        _activations.forward(zz.copy(), np.empty(0), a, code, *_pp(param))
         return float((g * a).sum())
 
     a = np.empty_like(z)
-    _activations.forward(z.copy(), np.empty(0), a, code, param)
+    _activations.forward(z.copy(), np.empty(0), a, code, *_pp(param))
     dz = np.empty_like(z)
-    _activations.backward(g, z, a, dz, code, param)
+    _activations.backward(g, z, a, dz, code, *_pp(param))
     np.testing.assert_allclose(dz, numerical_grad(loss, z), rtol=1e-6, atol=1e-8)
 
 
@@ -86,7 +92,7 @@ TORCH_ACTS = {
     "gelu": lambda F, x, p: F.gelu(x), "gelu_tanh": lambda F, x, p: F.gelu(x, approximate="tanh"),
     "elu": lambda F, x, p: F.elu(x, p), "silu": lambda F, x, p: F.silu(x),
     "softmax": lambda F, x, p: F.softmax(x, dim=-1), "linear": lambda F, x, p: x * 1,
-    "softsign": lambda F, x, p: F.softsign(x),
+    "softsign": lambda F, x, p: F.softsign(x), "softplus": lambda F, x, p: F.softplus(x, *p),
 }
 
 
@@ -100,9 +106,9 @@ def test_activation_matches_torch_including_edges(act, param, dtype, rng):
         z[0, :4] = [1000, -1000, 999, 0]
     g = _z(rng, z.shape, dtype)
     a = np.empty_like(z)
-    _activations.forward(z.copy(), np.empty(0, dtype), a, code, param)
+    _activations.forward(z.copy(), np.empty(0, dtype), a, code, *_pp(param))
     dz = np.empty_like(z)
-    _activations.backward(g, z, a, dz, code, param)
+    _activations.backward(g, z, a, dz, code, *_pp(param))
     zt = torch.tensor(z, requires_grad=True)
     at = TORCH_ACTS[act](F, zt, param)
     at.backward(torch.tensor(g))
@@ -120,9 +126,9 @@ def test_derivative_conventions_at_zero():
                                ("softsign", 0, 1.0)]:
         code = _activations.CODES[act]
         a = np.empty_like(z)
-        _activations.forward(z.copy(), np.empty(0), a, code, param)
+        _activations.forward(z.copy(), np.empty(0), a, code, *_pp(param))
         dz = np.empty_like(z)
-        _activations.backward(g, z, a, dz, code, param)
+        _activations.backward(g, z, a, dz, code, *_pp(param))
         assert dz[0, 0] == pytest.approx(expect, abs=1e-15), act
 
 

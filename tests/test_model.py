@@ -9,7 +9,7 @@ from fastnn._config import config
 from fastnn._reference import activations as ref_act
 
 ACT_SPECS = [None, "relu", "sigmoid", "tanh", "leaky_relu", "gelu", "elu", "silu", "softmax", "softsign",
-             fnn.GELU(approximate="tanh"), fnn.LeakyReLU(0.2), fnn.ELU(0.5)]
+             fnn.GELU(approximate="tanh"), fnn.LeakyReLU(0.2), fnn.ELU(0.5), "softplus", fnn.Softplus(2.0, 5.0)]
 
 
 def _fd_check(model, x, rng, h=1e-6, rtol=1e-6, atol=1e-8):
@@ -42,7 +42,8 @@ def test_layer_contract_dense_with_activation(act, rng):
     w.data[...] = 0.0
     b.data[...] = 0.5
     layer = model.layers[0]   # writing p.data in place sets the parameter
-    expect = ref_act.f(np.full((3, 4), 0.5), layer.activation.kind, layer.activation.param)
+    expect = ref_act.f(np.full((3, 4), 0.5), layer.activation.kind, layer.activation.param,
+                        layer.activation.param2)
     np.testing.assert_allclose(model(x), expect, rtol=1e-15)
     model2 = fnn.Sequential([fnn.Dense(5, 4, activation=act)], dtype="float64", seed=3)
     _fd_check(model2, x, rng)
@@ -148,7 +149,7 @@ def test_initialisers(rng):
 
 TORCH_ACT = {None: None, "relu": "ReLU", "sigmoid": "Sigmoid", "tanh": "Tanh", "leaky_relu": "LeakyReLU",
              "gelu": "GELU", "elu": "ELU", "silu": "SiLU", "softmax": "Softmax",
-             "softsign": "Softsign"}
+             "softsign": "Softsign", "softplus": "Softplus"}
 
 
 def _torch_twin(torch, model):
@@ -174,6 +175,8 @@ def _torch_twin(torch, model):
                 mods.append(torch.nn.LeakyReLU(act.param))
             elif act.kind == "elu":
                 mods.append(torch.nn.ELU(act.param))
+            elif act.kind == "softplus":
+                mods.append(torch.nn.Softplus(act.beta, act.threshold))
             else:
                 mods.append(getattr(torch.nn, name)())
     return torch.nn.Sequential(*mods)

@@ -19,7 +19,13 @@ from fastnn._reference import activations as RA
 from fastnn._reference import losses as RL
 
 ACTS = list(K.CODES)
-PARAM = {"leaky_relu": 0.01, "elu": 0.7}
+PARAM = {"leaky_relu": 0.01, "elu": 0.7, "softplus": (2.0, 5.0)}
+
+
+def _pp(name):
+    """The kernel's (param, param2) for `name`."""
+    p = PARAM.get(name, 0.0)
+    return tuple(p) if isinstance(p, tuple) else (p, 0.0)
 SPECIALS = [np.nan, np.inf, -np.inf, -0.0, 0.0, 100.0, -100.0, 1e30, -1e30]
 COLS = [0, 3, 4, 7, 8, 15, 16, 31, 33, 62, 63]   # several SIMD lanes, vector bodies and tails
 
@@ -36,6 +42,7 @@ def _torch_act(torch, name, t, p):
         "sigmoid": lambda: torch.sigmoid(t), "tanh": lambda: torch.tanh(t), "gelu": lambda: F.gelu(t),
         "gelu_tanh": lambda: F.gelu(t, approximate="tanh"), "elu": lambda: F.elu(t, p), "silu": lambda: F.silu(t),
         "softmax": lambda: torch.softmax(t, 1), "softsign": lambda: F.softsign(t),
+        "softplus": lambda: F.softplus(t, *p),
     }[name]()
 
 
@@ -83,13 +90,13 @@ def _backward_inputs(case, dtype):
 
 def _kernel_forward(z, name):
     a = np.empty_like(z)
-    K.forward(z.copy(), np.empty(0, z.dtype), a, K.CODES[name], PARAM.get(name, 0.0))
+    K.forward(z.copy(), np.empty(0, z.dtype), a, K.CODES[name], *_pp(name))
     return a
 
 
 def _kernel_backward(g, z, name):
     dz = np.empty_like(z)
-    K.backward(g, z, _kernel_forward(z, name), dz, K.CODES[name], PARAM.get(name, 0.0))
+    K.backward(g, z, _kernel_forward(z, name), dz, K.CODES[name], *_pp(name))
     return dz
 
 
@@ -97,11 +104,11 @@ def _twin(z, g, name):
     """The NumPy twin's forward and (given g) backward."""
     with np.errstate(all="ignore"):
         a = np.empty_like(z)
-        RA.forward(z.copy(), np.empty(0, z.dtype), a, K.CODES[name], PARAM.get(name, 0.0))
+        RA.forward(z.copy(), np.empty(0, z.dtype), a, K.CODES[name], *_pp(name))
         if g is None:
             return a
         dz = np.empty_like(z)
-        RA.backward(g, z, a, dz, K.CODES[name], PARAM.get(name, 0.0))
+        RA.backward(g, z, a, dz, K.CODES[name], *_pp(name))
         return dz
 
 
@@ -333,13 +340,15 @@ def _torch_model(torch, layers, x):
             continue
         else:
             act = layer
-        h = _torch_act(torch, act.kind, h, act.param)
+        h = _torch_act(torch, act.kind, h, (act.param, act.param2) if act.kind == "softplus" else act.param)
     return h, leaves
 
 
 def _act_layer(act):
     if act == "gelu_tanh":
         return fnn.GELU(approximate="tanh")
+    if act == "softplus":
+        return fnn.Softplus(*PARAM["softplus"])
     return fnn.ELU(alpha=PARAM["elu"]) if act == "elu" else fnn.layers.get_activation(act)
 
 

@@ -24,7 +24,7 @@ ACTIVATIONS = [
     ("relu", fnn.ReLU), ("leaky_relu", fnn.LeakyReLU), ("leaky_relu_0.2", lambda: fnn.LeakyReLU(0.2)),
     ("sigmoid", fnn.Sigmoid), ("tanh", fnn.Tanh), ("gelu", fnn.GELU), ("gelu_tanh", lambda: fnn.GELU("tanh")),
     ("elu", fnn.ELU), ("elu_0.7", lambda: fnn.ELU(0.7)), ("silu", fnn.SiLU), ("softmax", fnn.Softmax),
-    ("softsign", fnn.Softsign),
+    ("softsign", fnn.Softsign), ("softplus", fnn.Softplus), ("softplus_2_5", lambda: fnn.Softplus(2.0, 5.0)),
     ("softmax_dim1", lambda: fnn.Softmax(1)), ("identity", fnn.Identity),
 ]
 

@@ -3,7 +3,8 @@ from fastnn._kernels._types cimport real
 
 cdef void colsum(const real* dz, real* db, Py_ssize_t n, Py_ssize_t m, bint accumulate) noexcept nogil
 cdef void dense_forward(const real* x, const real* w, const real* b, real* z, real* a,
-                        int n, int k, int m, int act, double param, bint small) noexcept nogil
+                        int n, int k, int m, int act, double param, double param2,
+                        bint small) noexcept nogil
 cdef void dense_backward(const real* x, const real* w, const real* z, const real* a, real* g,
-                         real* dw, real* db, real* dx, int n, int k, int m, int act, double param,
+                         real* dw, real* db, real* dx, int n, int k, int m, int act, double param, double param2,
                          bint accumulate_w, bint accumulate_b, bint small, real* work) noexcept nogil

@@ -60,20 +60,21 @@ cdef void colsum(const real* dz, real* db, Py_ssize_t n, Py_ssize_t m, bint accu
 
 
 cdef void dense_forward(const real* x, const real* w, const real* b, real* z, real* a,
-                        int n, int k, int m, int act, double param, bint small) noexcept nogil:
+                        int n, int k, int m, int act, double param, double param2,
+                        bint small) noexcept nogil:
     """z := x @ w + b ; a := f(z). small: GEMMs may use the own kernels (gemm_auto)."""
     gemm_auto(small, False, False, n, m, k, <real>1, x, k, w, m, <real>0, z, m, <real*>NULL)
-    bias_act_forward(z, b, a, n, m, act, param)
+    bias_act_forward(z, b, a, n, m, act, param, param2)
 
 
 cdef void dense_backward(const real* x, const real* w, const real* z, const real* a, real* g,
-                         real* dw, real* db, real* dx, int n, int k, int m, int act, double param,
+                         real* dw, real* db, real* dx, int n, int k, int m, int act, double param, double param2,
                          bint accumulate_w, bint accumulate_b, bint small, real* work) noexcept nogil:
     """dz := g * f'(z, a) (in place in g); dw (+)= x^T dz; db (+)= colsum(dz); dx := dz @ w^T if dx.
 
     small: GEMMs may use the own kernels (gemm_auto); dx's then needs work (in*out elements, else BLAS).
     """
-    act_backward(g, z, a, g, n, m, act, param)
+    act_backward(g, z, a, g, n, m, act, param, param2)
     gemm_auto(small, True, False, k, m, n, <real>1, x, k, g, m, <real>(1 if accumulate_w else 0), dw, m,
               <real*>NULL)
     if db != NULL:
@@ -92,7 +93,7 @@ cdef int _check_dense(Py_ssize_t n, Py_ssize_t k, Py_ssize_t m, const real[:, ::
 
 
 def forward(const real[:, ::1] x, const real[:, ::1] w, const real[::1] b, real[:, ::1] z_out,
-            real[:, ::1] a_out, int act, double param=0.0):
+            real[:, ::1] a_out, int act, double param=0.0, double param2=0.0):
     """z_out := x @ w + b ; a_out := f(z_out). b may be empty (no bias); a_out may be z_out."""
     _check_dense(x.shape[0], x.shape[1], w.shape[1], x, w, z_out, a_out, act)
     _check(b.shape[0] in (0, w.shape[1]), "b is empty or (out,)")
@@ -100,12 +101,12 @@ def forward(const real[:, ::1] x, const real[:, ::1] w, const real[::1] b, real[
     cdef bint small = _small_enabled   # the plan's switch (_blas.set_small_gemm)
     with nogil:
         dense_forward(&x[0, 0], &w[0, 0], bp, &z_out[0, 0], &a_out[0, 0],
-                      x.shape[0], x.shape[1], w.shape[1], act, param, small)
+                      x.shape[0], x.shape[1], w.shape[1], act, param, param2, small)
 
 
 def backward(const real[:, ::1] x, const real[:, ::1] w, const real[:, ::1] z, const real[:, ::1] a,
              real[:, ::1] g, real[:, ::1] dw_out, real[::1] db_out, real[:, ::1] dx_out,
-             int act, double param=0.0, bint accumulate=False, accumulate_b=None):
+             int act, double param=0.0, bint accumulate=False, accumulate_b=None, double param2=0.0):
     """g := g * f'(z, a); dw_out (+)= x^T g; db_out (+)= colsum(g); dx_out := g @ w^T.
 
     db_out or dx_out may be empty (no bias / no input gradient wanted). g is overwritten.
@@ -128,7 +129,7 @@ def backward(const real[:, ::1] x, const real[:, ::1] w, const real[:, ::1] z, c
         workp = &work[0]
     with nogil:
         dense_backward(&x[0, 0], &w[0, 0], &z[0, 0], &a[0, 0], &g[0, 0], &dw_out[0, 0], dbp, dxp,
-                       x.shape[0], x.shape[1], w.shape[1], act, param, accumulate, acc_b, small, workp)
+                       x.shape[0], x.shape[1], w.shape[1], act, param, param2, accumulate, acc_b, small, workp)
 
 
 def matmul(const real[:, ::1] a, const real[:, ::1] b, real[:, ::1] c_out, bint trans_a=False,

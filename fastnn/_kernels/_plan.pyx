@@ -93,7 +93,8 @@ class PlanMismatch(ValueError):
 ctypedef struct Stage:
     int kind            # StageKind
     int act             # Act code (DENSE, ACT)
-    double param        # activation parameter
+    double param        # activation parameters (Softplus: beta, threshold)
+    double param2
     int k, m            # input and output features
     void* w             # (k, m) weight, (m,) bias or NULL, and their gradients (DENSE)
     void* b
@@ -161,7 +162,7 @@ cdef int _build_stages(Stage* st, list stages, object dtype, int n, int in_featu
         kind = spec.kind
         if kind == "dense":
             act, param, k, m, w, b = spec.act, spec.param, spec.k, spec.m, spec.w, spec.b
-            s.kind, s.act, s.param, s.k, s.m = StageKind.DENSE, act, param, k, m
+            s.kind, s.act, s.param, s.param2, s.k, s.m = StageKind.DENSE, act, param, spec.param2, k, m
             s.w = _ptr(_ensure(w, dtype, (k, m), "w"))
             s.b = _ptr(_ensure(b, dtype, (m,), "b") if b is not None else None)
             keep += [w, b]
@@ -180,7 +181,7 @@ cdef int _build_stages(Stage* st, list stages, object dtype, int n, int in_featu
                 keep += [dw, db, z, a]
         elif kind == "act":
             act, param, m = spec.act, spec.param, spec.m
-            s.kind, s.act, s.param, s.k, s.m = StageKind.ACT, act, param, m, m
+            s.kind, s.act, s.param, s.param2, s.k, s.m = StageKind.ACT, act, param, spec.param2, m, m
             if training:
                 a = np.empty((n, m), dtype)
                 s.a = _ptr(a)
@@ -220,9 +221,9 @@ cdef void _forward_train(Stage* st, int ns, const real* x, int n, uint64_t seed,
         s = &st[i]
         if s.kind == StageKind.DENSE:   # z := h @ w ; z += b, a := f(z)
             _mm(s.own_fwd, False, False, n, s.m, s.k, h, s.k, <real*>s.w, s.m, <real*>s.z, s.m, NULL)
-            bias_act_forward(<real*>s.z, <real*>s.b, <real*>s.a, n, s.m, s.act, s.param)
+            bias_act_forward(<real*>s.z, <real*>s.b, <real*>s.a, n, s.m, s.act, s.param, s.param2)
         elif s.kind == StageKind.ACT:   # b == NULL: the input is only read
-            bias_act_forward(<real*>h, <real*>NULL, <real*>s.a, n, s.m, s.act, s.param)
+            bias_act_forward(<real*>h, <real*>NULL, <real*>s.a, n, s.m, s.act, s.param, s.param2)
         else:
             dropout_forward(h, <real*>s.a, s.mask, <Py_ssize_t>n * s.m, s.p, seed, s.stream, step)
         h = <real*>s.a
@@ -266,7 +267,7 @@ cdef void _backward(Stage* st, int ns, const real* x, int n, real* work) noexcep
         dx = <real*>st[i - 1].g if s.need_dx else NULL
         if s.kind == StageKind.DENSE:
             gz = <real*>s.g
-            act_backward(gz, <real*>s.z, <real*>s.a, gz, n, s.m, s.act, s.param)
+            act_backward(gz, <real*>s.z, <real*>s.a, gz, n, s.m, s.act, s.param, s.param2)
             _mm(s.own_dw, True, False, s.k, s.m, n, xin, s.k, gz, s.m, <real*>s.dw, s.m, NULL)
             if s.db != NULL:
                 colsum(gz, <real*>s.db, n, s.m, False)
@@ -274,7 +275,7 @@ cdef void _backward(Stage* st, int ns, const real* x, int n, real* work) noexcep
                 _mm(s.own_dx, False, True, n, s.k, s.m, gz, s.m, <real*>s.w, s.m, dx, s.k, work)
         elif dx != NULL:
             if s.kind == StageKind.ACT:
-                act_backward(<real*>s.g, xin, <real*>s.a, dx, n, s.m, s.act, s.param)
+                act_backward(<real*>s.g, xin, <real*>s.a, dx, n, s.m, s.act, s.param, s.param2)
             else:
                 dropout_backward(<real*>s.g, s.mask, dx, <Py_ssize_t>n * s.m, s.p)
 
@@ -610,10 +611,10 @@ cdef void _forward_eval(Stage* st, int ns, const real* x, real* buf0, real* buf1
                 _gemv_row(h, <real*>s.w, dst, s.k, s.m)
             else:   # the own kernels give a row the same bits whatever the batch size
                 _mm(own, False, False, n, s.m, s.k, h, s.k, <real*>s.w, s.m, dst, s.m, NULL)
-            bias_act_forward(dst, <real*>s.b, dst, n, s.m, s.act, s.param)
+            bias_act_forward(dst, <real*>s.b, dst, n, s.m, s.act, s.param, s.param2)
         else:
             dst = buf0 if h == x else <real*>h   # in place once the data is ours
-            bias_act_forward(<real*>h, <real*>NULL, dst, n, s.m, s.act, s.param)
+            bias_act_forward(<real*>h, <real*>NULL, dst, n, s.m, s.act, s.param, s.param2)
         h = dst
 
 

@@ -19,7 +19,7 @@ def sigmoid(x):
     return np.where(x >= 0, 1 / (1 + e), e / (1 + e))
 
 
-def f(z, name, param=0.0):
+def f(z, name, param=0.0, param2=0.0):
     if name == "linear":
         return z.copy()
     if name == "relu":
@@ -43,10 +43,14 @@ def f(z, name, param=0.0):
         return e / e.sum(axis=1, keepdims=True)
     if name == "softsign":
         return z / (1 + np.abs(z))
+    if name == "softplus":   # param = beta, param2 = threshold, as torch.nn.Softplus
+        u = z * param
+        with np.errstate(over="ignore"):
+            return np.where(u > param2, z, np.log1p(np.exp(u)) / param)
     raise ValueError(name)
 
 
-def df_times(g, z, a, name, param=0.0):
+def df_times(g, z, a, name, param=0.0, param2=0.0):
     """g * f'(z) (softmax: a * (g - rowsum(g * a)))."""
     if name == "linear":
         return g.copy()
@@ -73,16 +77,21 @@ def df_times(g, z, a, name, param=0.0):
     if name == "softsign":
         d = 1 + np.abs(z)
         return g * (1 / d - np.abs(z) / (d * d))   # torch's autograd form: NaN at +-inf, as torch
+    if name == "softplus":
+        u = z * param
+        with np.errstate(over="ignore", invalid="ignore"):
+            e = np.exp(u)
+            return np.where(u > param2, g, g * (e / (e + 1)))
     raise ValueError(name)
 
 
-def forward(z, b, a_out, act, param=0.0):
+def forward(z, b, a_out, act, param=0.0, param2=0.0):
     """z := z + b (b may be empty: no bias); a_out := f(z). a_out may be z itself."""
     if b.shape[0]:
         z += b
-    a_out[...] = f(z, _NAMES[act], param)
+    a_out[...] = f(z, _NAMES[act], param, param2)
 
 
-def backward(g, z, a, dz_out, act, param=0.0):
+def backward(g, z, a, dz_out, act, param=0.0, param2=0.0):
     """dz_out := g * f'(z, a). dz_out may be g itself."""
-    dz_out[...] = df_times(g, z, a, _NAMES[act], param)
+    dz_out[...] = df_times(g, z, a, _NAMES[act], param, param2)

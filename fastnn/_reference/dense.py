@@ -5,15 +5,15 @@ import numpy as np
 from . import activations
 
 
-def forward(x, w, b, z_out, a_out, act, param=0.0):
+def forward(x, w, b, z_out, a_out, act, param=0.0, param2=0.0):
     """z_out := x @ w + b ; a_out := f(z_out)."""
     np.matmul(x, w, out=z_out)
-    activations.forward(z_out, b, a_out, act, param)
+    activations.forward(z_out, b, a_out, act, param, param2)
 
 
-def backward(x, w, z, a, g, dw_out, db_out, dx_out, act, param=0.0, accumulate=False, accumulate_b=None):
+def backward(x, w, z, a, g, dw_out, db_out, dx_out, act, param=0.0, accumulate=False, accumulate_b=None, param2=0.0):
     """g := g * f'(z, a); dw_out (+)= x^T g; db_out (+)= colsum(g); dx_out := g @ w^T."""
-    activations.backward(g, z, a, g, act, param)
+    activations.backward(g, z, a, g, act, param, param2)
     dw = x.T @ g
     db = g.sum(axis=0, dtype=np.float64).astype(g.dtype)
     dw_out[...] = dw_out + dw if accumulate else dw
