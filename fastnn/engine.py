@@ -61,7 +61,7 @@ forked child, see fastnn._config) and rebuilt when it changes. It runs serial co
 are threaded by BLAS, except the small ones, which run on one thread in fastnn's own AVX2 kernels
 where those are faster than (threaded) BLAS; element-wise passes go parallel above their measured
 thresholds. The measurements behind this rule (OpenMP row partitions with single-threaded BLAS, or
-one thread for the whole step, never won at 2 threads) are in fastnn/_kernels/_plan.pyx.
+one thread for the whole step, never won at 2 threads) are in bench/README.md ("Measurements behind the kernel rules").
 """
 
 from __future__ import annotations

@@ -10,13 +10,11 @@
 # An InferPlan runs the eval-mode forward only (no dropout, nothing kept for backward): each Dense
 # writes its GEMM into one of two ping-pong buffers and applies bias + activation in place.
 #
-# GEMMs. Each GEMM goes either to BLAS (scipy.linalg.cython_blas; threaded by BLAS itself) or, for
-# small operands, to fnn_gemm.h's AVX2/FMA kernels, which skip BLAS's packing and dispatch and are
-# 1.2-2x faster there at one thread (4-6x for a few rows: SciPy's OpenBLAS 0.3.30 spends ~65 us
-# on any 784x128 GEMM of under 8 rows). _small_gemm() holds the rule (measured, see below); a single
-# row takes the own kernels too where they apply (5.1-5.5 us for 784x128 vs 4.9 for BLAS's GEMV, but
-# the same bits as the row within any batch), else BLAS's GEMV. Own kernels change the rounding, not
-# the math: results agree with the per-layer path to float tolerance, no longer bit for bit.
+# GEMMs. Each GEMM goes to BLAS (scipy.linalg.cython_blas, threaded by BLAS itself) or to fnn_gemm.h's
+# own AVX2/FMA kernels, chosen once per stage when the plan is built by _blas's _small_gemm (the rule
+# and switch the per-layer path shares); a single row takes the own kernels where they apply (the same
+# bits as the row within any batch), else BLAS's GEMV. Own kernels change the rounding, not the math.
+# The measurements behind the rule: bench/README.md, "Measurements behind the kernel rules".
 #
 # Batch loop. `run_batches` runs `count` consecutive full batches of an epoch in the same one nogil
 # call: per batch it gathers the rows x[order[i]], t[order[i]] into the plan's own buffers (or reads
@@ -33,18 +31,11 @@
 # descriptor arrays with PyMem_Malloc; the optimizer's run array grows once, at the first step); a
 # step allocates nothing. The input x is read in place (forward and backward happen in one call).
 #
-# Threads (DESIGN "Threads"). Measured on the project's 2-core machine at 2 threads, float32, Adam,
-# cross-entropy, ms per step, alternating in one process (BLAS GEMMs only): BLAS-threaded GEMMs from
-# serial code beat running the whole step on one thread (BLAS and OpenMP switched to 1 for the call)
-# on tiny (0.37 vs 0.49) and medium (6.0 vs 10.5) and tie on deep (0.197 vs 0.198: its GEMMs are below
-# OpenBLAS's threading threshold). OpenMP row partitions with single-threaded BLAS lost everywhere
-# (forward only: tiny 0.24-0.28 vs 0.112, medium 4.4 vs 2.1): each thread packs the whole weight
-# matrix again, and the passive OpenMP pool costs a wake-up per parallel region. So a plan runs serial
-# control flow; GEMMs are threaded by BLAS, or run on one thread in the own kernels where those beat
-# (threaded) BLAS (_small_gemm, which depends on the thread count the plan is built for); element-wise
-# passes go parallel above their modules' measured thresholds. BLAS is never called inside a prange.
-# With the own kernels: 2 threads vs 1 - tiny 0.36 vs 0.45-0.50, medium 6.0 vs 10.6, large 260 vs
-# 486, deep 0.16 vs 0.16.
+# Threads. A plan runs serial control flow: GEMMs are threaded by BLAS, or run on one thread in the own
+# kernels where those beat (threaded) BLAS (_small_gemm depends on the thread count the plan is built
+# for); element-wise passes go parallel above their modules' PAR_MIN_* thresholds; BLAS is never called
+# inside a prange. Running the whole step on one thread, or OpenMP row partitions over single-threaded
+# BLAS, both lost when measured (bench/README.md, "Measurements behind the kernel rules").
 
 from cpython.mem cimport PyMem_Malloc, PyMem_Realloc, PyMem_Free
 from libc.math cimport isfinite
