@@ -1,7 +1,7 @@
 """Layer descriptors: what the user writes, and the registries of layer and activation classes.
 
 Layers hold configuration (and, once inside a Sequential, their Parameters); the model's planner
-turns them into fused execution stages (model.py). Activation names and keywords follow PyTorch.
+turns them into fused execution stages (fastnn._stages). Activation names and keywords follow PyTorch.
 
 ``ACTIVATIONS`` (name -> class) and ``LAYERS`` (class name -> class) are the only lists of them in
 fastnn: the file format's allow-list and schema (fastnn.io), PyTorch interop, ONNX export and the
