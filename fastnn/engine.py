@@ -75,6 +75,7 @@ from . import _validation as V
 from . import losses as _losses
 from ._kernels import _plan, _runtime
 from ._stages import DropoutStage, LossSpec
+from .optim.optimizer import Optimizer
 
 __all__ = ["Engine"]
 
@@ -105,8 +106,6 @@ def _loss_settings(loss) -> list:
 def _fusable(optimizer) -> bool:
     """Whether the plan can run this optimizer's update: its step() is the base class's (nothing else to
     do than apply ``_fused_runs()``) and not wrapped on the instance."""
-    from .optim.optimizer import Optimizer
-
     return isinstance(optimizer, Optimizer) and type(optimizer).step is Optimizer.step and "step" not in vars(optimizer)
 
 
