@@ -4,7 +4,7 @@ Compiled Cython kernels (BLAS through scipy.linalg.cython_blas, OpenMP) under a
 PyTorch-style API. See DESIGN.md for the public contract.
 """
 
-from . import callbacks, datasets, io, losses, metrics, optim, plot
+from . import callbacks, datasets, functional, io, losses, metrics, nn, optim, plot
 from ._config import (
     get_default_dtype,
     get_num_threads,
@@ -32,7 +32,8 @@ from .layers import (
     Softsign,
     Tanh,
 )
-from .model import Sequential
+from .losses import GradientTape
+from .model import Sequential, no_grad
 from .parameter import Parameter
 
 __all__ = [
@@ -40,6 +41,6 @@ __all__ = [
     "get_default_dtype", "get_num_threads", "set_default_dtype", "set_num_threads", "show_config",
     "Activation", "Dense", "Dropout", "ELU", "GELU", "Identity", "Layer", "LeakyReLU", "ReLU", "Sigmoid",
     "SiLU", "Softmax", "Softplus", "Softsign", "Tanh",
-    "Sequential", "Parameter", "load_model", "clip_grad_norm_", "clip_grad_value_",
-    "callbacks", "datasets", "io", "losses", "metrics", "optim", "plot",
+    "Sequential", "Parameter", "load_model", "clip_grad_norm_", "clip_grad_value_", "GradientTape", "no_grad",
+    "callbacks", "datasets", "functional", "io", "losses", "metrics", "nn", "optim", "plot",
 ]

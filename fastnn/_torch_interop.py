@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import layers as L
+from . import optim as _optim
 from .model import Sequential
 
 __all__ = ["to_torch", "from_torch", "load_torch_weights", "copy_weights_to_torch"]
@@ -76,13 +77,20 @@ def _flat_modules(nn, module, prefix=""):
             yield full, child
 
 
-def from_torch(torch_sequential, dtype=None, seed=None) -> Sequential:
+def from_torch(torch_sequential, dtype=None, seed=None, optimizer=None):
     """A fastnn Sequential equal to a torch nn.Sequential of Linear, activation and Dropout modules.
 
     Supported modules: nn.Linear, nn.Dropout and the torch counterparts of fastnn.layers.ACTIVATIONS
     (nn.ReLU, nn.GELU, nn.Softmax over the last dim, ...; nested nn.Sequential is flattened); anything
     else raises ValueError naming it. dtype=None takes the Linear weights' dtype (float32 or float64:
     the weights are then copied bit-exactly); seed as in Sequential.
+
+    optimizer: a torch.optim optimizer over (some of) the module's parameters. Then the result is
+    ``(model, fastnn_optimizer)``: the fastnn optimizer of the same class (``fastnn.optim.OPTIMIZERS``:
+    SGD, Adam, AdamW, RMSprop, Adagrad, Adadelta) with torch's param groups and hyper-parameters and
+    its state (exp_avg, exp_avg_sq, max_exp_avg_sq, momentum_buffer, square_avg, grad_avg, acc_delta,
+    sum, step), the nn.Linear weights' state transposed to fastnn's (in, out) layout. Continuing
+    training in both gives the same numbers (up to float rounding of the matrix products).
     """
     torch = _torch()
     nn = torch.nn
@@ -120,7 +128,53 @@ def from_torch(torch_sequential, dtype=None, seed=None) -> Sequential:
     model = Sequential(layers, dtype=dtype, seed=seed)
     load_torch_weights(model, torch_sequential)
     model.train(torch_sequential.training)
-    return model
+    if optimizer is None:
+        return model
+    return model, _convert_optimizer(torch, model, torch_sequential, optimizer)
+
+
+def _convert_optimizer(torch, model: Sequential, torch_module, torch_opt):
+    """The fastnn optimizer equal to torch_opt (class, param groups, hyper-parameters, state) for `model`."""
+    if not isinstance(torch_opt, torch.optim.Optimizer):
+        raise TypeError(f"optimizer must be a torch.optim optimizer, got {type(torch_opt).__name__}")
+    classes = {cls.__name__: cls for cls in _optim.OPTIMIZERS.values()}
+    name = type(torch_opt).__name__
+    cls = classes.get(name)
+    if cls is None or getattr(torch.optim, name, None) is not type(torch_opt):
+        raise ValueError(f"optimizer {name} has no fastnn counterpart; from_torch converts "
+                         f"{', '.join('torch.optim.' + n for n in classes)}")
+    # torch parameter (by identity) -> (fastnn Parameter, transpose?)
+    where = {}
+    for layer, lin in _linear_pairs(model, torch_module):
+        where[id(lin.weight)] = (layer.params[0], True)
+        if layer.use_bias:
+            where[id(lin.bias)] = (layer.params[1], False)
+    groups, order = [], []
+    for g, group in enumerate(torch_opt.param_groups):
+        params = []
+        for tp in group["params"]:
+            if id(tp) not in where:
+                raise ValueError(f"optimizer param group {g} holds a parameter of shape {tuple(tp.shape)} that is "
+                                 "not a weight or bias of the module's nn.Linear layers")
+            params.append(where[id(tp)])
+        order.extend(params)
+        groups.append({"params": [p for p, _ in params]})
+    saved = torch_opt.state_dict()
+    fnn_opt = cls(groups)
+    state = {}
+    for i, entry in saved["state"].items():
+        _, transpose = order[i]
+        state[i] = {kind: _state_array(value, transpose and kind != "step") for kind, value in entry.items()}
+    fnn_opt.load_state_dict({"state": state, "param_groups": saved["param_groups"]})
+    return fnn_opt
+
+
+def _state_array(value, transpose: bool):
+    """A torch state entry as NumPy (a weight's per-element state transposed from (out, in) to (in, out))."""
+    if value is None or not hasattr(value, "detach"):
+        return value
+    arr = value.detach().cpu().numpy()
+    return np.ascontiguousarray(arr.T) if transpose and arr.ndim == 2 else arr.copy()
 
 
 def _linear_pairs(model: Sequential, torch_module):

@@ -3,8 +3,15 @@
 Protocol (the PyTorch-style loop)::
 
     loss_fn = CrossEntropyLoss()
-    loss = loss_fn(y_pred, y)     # a float (an ndarray for reduction='none'); stores the gradient
+    loss = loss_fn(model(x), y)   # a LossValue (a float; an ndarray for reduction='none'); stores the gradient
+    loss.backward()               # backpropagates into the model that produced the prediction, or:
     g = loss_fn.backward()        # d loss / d y_pred: an ndarray of y_pred's shape and dtype
+    model.backward(g)
+
+Model outputs are tagged (``_tag_output``, called by ``Sequential.forward``): a weak reference to the
+returned array, keyed by its id, that names the model and that forward pass. The loss looks y_pred up
+there to give its LossValue a working ``backward()``, and refuses Keras's argument order
+``loss_fn(y, model(x))`` (y_pred not a model output, y one), which would otherwise train uphill.
 
 The loss value and its gradient come from one fused compiled pass (fastnn._kernels._losses);
 cross-entropy is fused with its softmax, so a model ends in raw logits. The computation dtype is
@@ -22,13 +29,16 @@ file's allow-list read it. Each class carries ``plan_kind``, the compiled plan's
 
 from __future__ import annotations
 
+import weakref
+
 import numpy as np
 
 from . import _validation as V
 from ._kernels import _losses as K
 from ._kernels._plan import LossKind
+from .parameter import Parameter
 
-__all__ = ["MSELoss", "BCELoss", "BCEWithLogitsLoss", "CrossEntropyLoss", "NLLLoss"]
+__all__ = ["LossValue", "GradientTape", "MSELoss", "BCELoss", "BCEWithLogitsLoss", "CrossEntropyLoss", "NLLLoss"]
 
 _REDUCTIONS = ("mean", "sum", "none")
 _INT64 = (-(2**63), 2**63 - 1)
@@ -59,6 +69,192 @@ def _optional_weight(weight, name: str, ndim=None) -> np.ndarray | None:
     w = np.array(V.as_float_array(weight, name, np.float64, ndim=ndim, finite=True))
     w.setflags(write=False)
     return w
+
+
+# ------------------------------------------------------------------------------------------
+# model outputs and loss values: what makes loss.backward() work
+# ------------------------------------------------------------------------------------------
+
+#: id(model output array) -> its _OutputTag; an entry leaves when its array is freed
+_OUTPUTS: dict = {}
+
+
+def _forget(tag) -> None:
+    """Weakref callback: the tagged output array was freed (drop the entry if it is still this tag's)."""
+    if _OUTPUTS.get(tag.key) is tag:
+        _OUTPUTS.pop(tag.key, None)
+
+
+class _OutputTag(weakref.ref):
+    """A weak reference to one array returned by model(x), naming the model (weakly) and that forward pass.
+
+    The model keeps the tag of its latest forward pass (``model._out_tag``): a LossValue's backward()
+    checks that its tag is still the model's latest, since the model's buffers hold only that pass."""
+
+    __slots__ = ("key", "model")
+
+    def __new__(cls, out, model_ref):   # the referent and the callback are taken here, by weakref.ref
+        self = super().__new__(cls, out, _forget)
+        self.key = id(out)
+        self.model = model_ref
+        return self
+
+    def __init__(self, out, model_ref):
+        super().__init__(out, _forget)
+
+
+def _tag_output(out: np.ndarray, model_ref) -> _OutputTag:
+    """Record `out` as the output of the forward pass just run by the model `model_ref` (a weakref)."""
+    tag = _OutputTag(out, model_ref)
+    _OUTPUTS[tag.key] = tag
+    return tag
+
+
+def _output_tag(a) -> _OutputTag | None:
+    """The tag of `a` if `a` is an array returned by model(x) (and still alive), else None."""
+    tag = _OUTPUTS.get(id(a))
+    return tag if tag is not None and tag() is a else None
+
+
+class LossValue(float):
+    """The value of a loss, as returned by ``loss_fn(y_pred, y)``: a float with PyTorch's ``backward()``.
+
+    It is a float everywhere (``float(loss)``, ``loss.item()``, ``f"{loss:.4f}"``, comparisons;
+    arithmetic gives plain floats; it pickles and copies as a plain float). ``loss.backward()``
+    backpropagates d loss / d y_pred into the model whose ``model(x)`` produced y_pred (exactly
+    ``model.backward(loss_fn.backward())``): gradients accumulate into ``p.grad``.
+
+    It holds weak references only (to the gradient array, which its loss function keeps until its next
+    call, and to the model), so a list of loss values keeps no batch alive. ``backward()`` raises
+    RuntimeError, saying what to do, when it cannot give PyTorch's result: y_pred was not a model's
+    output (a plain array, a slice or a copy of one), another forward pass of the model ran since
+    (the model keeps one pass), the loss function was called again since, or it already ran for this
+    value (as PyTorch's freed graph; ``retain_graph=True`` allows another, which adds the gradients again).
+    """
+
+    __slots__ = ("_grad_ref", "_tag", "_done")
+
+    def __new__(cls, value, grad=None, tag=None):
+        self = super().__new__(cls, value)
+        self._grad_ref = weakref.ref(grad) if grad is not None else None
+        self._tag = tag
+        self._done = False
+        return self
+
+    def item(self) -> float:
+        """The value as a plain Python float (as torch's ``Tensor.item()``)."""
+        return float(self)
+
+    def detach(self) -> float:
+        """The value as a plain float, without backward()."""
+        return float(self)
+
+    def backward(self, retain_graph: bool = False) -> None:
+        """Backpropagate this loss into the model that produced the prediction (see the class docstring)."""
+        tag = self._tag
+        if tag is None:
+            raise RuntimeError(
+                "loss.backward() needs a prediction that came from a model: loss_fn(model(x), y). This loss was "
+                "computed on an array that is not a model's output (a plain array, or a slice or copy of one); "
+                "call model.backward(loss_fn.backward()) for the model that should receive the gradient")
+        if self._done:
+            raise RuntimeError(
+                "loss.backward() already ran for this loss value (as in PyTorch, the graph is used once); compute "
+                "the loss again from a new model(x), or pass retain_graph=True to the first backward() to add the "
+                "gradients again")
+        model = tag.model()
+        if model is None:
+            raise RuntimeError("loss.backward(): the model that produced the prediction no longer exists")
+        if model._out_tag is not tag:
+            raise RuntimeError(
+                "loss.backward(): another forward pass of the model ran after the one this loss was computed on, "
+                "and a fastnn model keeps only its latest pass; call model(x), loss_fn(...), loss.backward() in "
+                "that order for each batch")
+        grad = self._grad_ref() if self._grad_ref is not None else None
+        if grad is None:
+            raise RuntimeError(
+                "loss.backward(): the loss function was called again after computing this value, which replaced "
+                "its gradient; call loss.backward() before the next loss_fn(...) call")
+        model.backward(grad)
+        if not retain_graph:
+            self._done = True
+
+    def __reduce__(self):
+        return (float, (float(self),))
+
+
+class GradientTape:
+    """TensorFlow's custom-training-loop shape over fastnn's LossValue::
+
+        with fnn.GradientTape() as tape:
+            logits = model(x, training=True)
+            loss_value = loss_fn(y, logits)          # a Keras-ordered loss; PyTorch's: loss_fn(logits, y)
+        grads = tape.gradient(loss_value, model.trainable_variables)
+        optimizer.apply_gradients(zip(grads, model.trainable_variables))
+
+    Nothing is recorded while the block runs (a fastnn model keeps its latest forward pass anyway);
+    ``gradient`` backpropagates the loss value into the model that produced its prediction and
+    returns new arrays: d loss / d variable for each variable (a list for a list, one array for one
+    Parameter; None for a variable of another model, as TensorFlow's unconnected gradients). It leaves
+    the parameters' ``.grad`` as it found them. As TensorFlow, a tape computes one set of gradients
+    unless ``persistent=True``.
+    """
+
+    def __init__(self, persistent: bool = False, watch_accessed_variables: bool = True):
+        self.persistent = V.check_bool(persistent, "persistent")
+        self._used = False
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+    def watch(self, tensor) -> None:
+        """Accepted for TensorFlow code; every model parameter is watched anyway."""
+
+    def gradient(self, target, sources):
+        """d target / d each source: see the class docstring."""
+        if not isinstance(target, LossValue):
+            raise TypeError(f"tape.gradient(target, sources): target must be the value a fastnn loss returned "
+                            f"(loss_fn(...) on model(x)), got {type(target).__name__}")
+        if self._used and not self.persistent:
+            raise RuntimeError("a GradientTape computes one set of gradients (as TensorFlow's); use "
+                               "GradientTape(persistent=True) to call gradient() more than once")
+        one = isinstance(sources, Parameter)
+        items = [sources] if one else list(sources)
+        for i, p in enumerate(items):
+            if not isinstance(p, Parameter):
+                raise TypeError(f"tape.gradient: sources[{i}] must be a fastnn Parameter (from "
+                                f"model.trainable_variables), got {type(p).__name__}")
+        model = target._tag.model() if target._tag is not None else None
+        if model is None:   # backward() says what went wrong
+            target.backward(retain_graph=True)
+        params = model._arena.params
+        flags = [p.has_grad for p in params]
+        saved = model._arena.grad.copy() if any(flags) else None
+        for p in params:
+            p.has_grad = False
+        try:
+            target.backward(retain_graph=True)
+            mine = set(params)
+            grads = [p._grad.copy() if p in mine and p.has_grad else None for p in items]
+        finally:
+            if saved is not None:
+                model._arena.grad[...] = saved
+            for p, flag in zip(params, flags):
+                p.has_grad = flag
+        self._used = True
+        return grads[0] if one else grads
+
+
+def _order_error(loss) -> ValueError:
+    name = type(loss).__name__
+    return ValueError(
+        f"{name}(y_pred, y) takes the model's output first (PyTorch's order: loss_fn(y_pred, y_true)), but "
+        f"the second argument is a model's output and the first is not: this looks like Keras's order "
+        f"loss_fn(y_true, y_pred), which would send the gradient to the targets and train uphill. Write "
+        f"loss_fn(model(x), y); for Keras's order use the Keras-named losses or model.compile(loss=...)")
 
 
 class _Loss:
@@ -97,10 +293,15 @@ class _Loss:
 
     # -- public protocol --------------------------------------------------------------------
     def __call__(self, y_pred, y):
-        """The loss of y_pred against y: a float, or an ndarray for reduction='none'.
+        """The loss of y_pred against y: a LossValue (a float), or an ndarray for reduction='none'.
 
-        The gradient d loss / d y_pred is computed in the same pass; ``backward()`` returns it.
+        The gradient d loss / d y_pred is computed in the same pass; ``backward()`` returns it, and
+        the LossValue's ``backward()`` sends it into the model that produced y_pred. PyTorch's order:
+        if y is a model's output and y_pred is not (Keras's ``loss_fn(y_true, y_pred)``), ValueError.
         """
+        tag = _output_tag(y_pred)
+        if tag is None and _output_tag(y) is not None:
+            raise _order_error(self)
         self._check_memory(y_pred)
         x, t = self._prepare(y_pred, y)
         grad = np.empty_like(x)
@@ -108,7 +309,7 @@ class _Loss:
         value = self._forward_backward(x, t, grad, loss_out)
         self._grad = grad
         self._saved = (x, t) if self.reduction == "none" else None
-        return value if loss_out is None else loss_out
+        return LossValue(value, grad, tag) if loss_out is None else loss_out
 
     forward = __call__
 

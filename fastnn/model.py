@@ -8,7 +8,10 @@ All parameters live in one flat arena and all gradients in another (fastnn.param
 
 from __future__ import annotations
 
+import functools
 import threading
+import weakref
+from typing import NamedTuple
 
 import numpy as np
 
@@ -17,6 +20,7 @@ from ._config import get_default_dtype
 from ._stages import Execution, plan_stages
 from .init import init_dense
 from .layers import Dense, Layer
+from .losses import _tag_output
 from .parameter import Arena
 from .training import TrainingMixin
 
@@ -56,6 +60,8 @@ class Sequential(TrainingMixin):
         seed = V.check_int(seed, "seed", low=0, high=(1 << 64) - 1)
         self.training = True
         self._last_forward = None   # (thread, eval-mode input or None, single sample) of the last forward
+        self._out_tag = None        # the tag of the array the last model(x) returned (fastnn.losses._tag_output)
+        self._self_ref = weakref.ref(self)
         stages = plan_stages(layers)
         self.in_features = next(layer for layer in layers if isinstance(layer, Dense)).in_features
         self.out_features = stages[-1].out_features
@@ -103,6 +109,35 @@ class Sequential(TrainingMixin):
             b = layer.params[1].data if layer.use_bias else None
             init_dense(rng, layer.init, w, b)
 
+    # ---------------------------------------------------------------- the layers as a container (torch)
+    def __len__(self) -> int:
+        """The number of layers (as len(torch.nn.Sequential))."""
+        return len(self.layers)
+
+    def __iter__(self):
+        """The layers, in order."""
+        return iter(self.layers)
+
+    def __getitem__(self, index):
+        """Layer `index` (negative counts from the end). Slices raise TypeError (see docs/howto-pytorch.md).
+
+        PyTorch's model[a:b] is a new Sequential sharing the layers (and their parameters) with the model;
+        a fastnn layer's parameters are views into its model's one flat parameter arena and a layer
+        belongs to one model, so a slice that shares them cannot exist.
+        """
+        if isinstance(index, slice):
+            raise TypeError(
+                "a fastnn Sequential cannot be sliced (model[a:b]): in PyTorch a slice shares its layers' "
+                "parameters with the model, and a fastnn layer's parameters live in its own model's flat arena. "
+                "Index one layer (model[i]), iterate (for layer in model), or build a new fnn.Sequential of new "
+                "layers and copy the weights in with new_model.load_state_dict(...)")
+        if isinstance(index, (bool, np.bool_)) or not isinstance(index, (int, np.integer)):
+            raise TypeError(f"model[index]: index must be an integer, got {type(index).__name__} {index!r}")
+        n = len(self.layers)
+        if not -n <= index < n:
+            raise IndexError(f"model[index]: index {index} is out of range for a model of {n} layers")
+        return self.layers[index]
+
     # ---------------------------------------------------------------- public API
     def parameters(self):
         """Each Dense layer's weight (in, out) then bias (out,), in layer order."""
@@ -110,6 +145,71 @@ class Sequential(TrainingMixin):
 
     def named_parameters(self):
         return [(p.name, p) for p in self._arena.params]
+
+    @property
+    def trainable_variables(self):
+        """The parameters (Keras/TensorFlow's name; the list parameters() returns)."""
+        return list(self._arena.params)
+
+    @property
+    def trainable_weights(self):
+        """The parameters (Keras's name; the list parameters() returns)."""
+        return list(self._arena.params)
+
+    def state_dict(self) -> dict:
+        """{name: copy of the parameter's values}, in parameter order.
+
+        Names are ``"<layer index>.weight"`` and ``"<layer index>.bias"``, the index being the Dense
+        layer's position in ``model.layers`` (as torch.nn.Sequential's keys). Layout is fastnn's: a
+        weight has shape (in_features, out_features) (z = x @ W + b), the transpose of torch's
+        nn.Linear weight (out_features, in_features); a bias is (out_features,). The arrays are copies
+        in the model's dtype: later training does not change them.
+        """
+        return {p.name: p.data.copy() for p in self._arena.params}
+
+    def load_state_dict(self, state_dict, strict: bool = True):
+        """Copy arrays from a state_dict() (fastnn's names and layout) into the parameters.
+
+        strict=True (as torch): the keys must be exactly this model's, else RuntimeError listing the
+        missing and unexpected keys. strict=False loads the keys both have and reports the others.
+        Every array must have its parameter's shape (a torch-layout (out, in) weight is named as
+        such in the error) and real values (converted to the model's dtype). Everything is checked
+        before anything is copied. Returns (missing_keys, unexpected_keys), as torch.
+        """
+        if not hasattr(state_dict, "keys") or not hasattr(state_dict, "__getitem__"):
+            raise TypeError(f"state_dict must be a dict of name -> array (as model.state_dict() returns), got "
+                            f"{type(state_dict).__name__}")
+        strict = V.check_bool(strict, "strict")
+        params = {p.name: p for p in self._arena.params}
+        missing = [k for k in params if k not in state_dict]
+        unexpected = [k for k in state_dict.keys() if k not in params]
+        if strict and (missing or unexpected):
+            raise RuntimeError(
+                "Error(s) in loading state_dict for Sequential: "
+                + "; ".join(f"{what} key(s): {', '.join(map(repr, keys))}"
+                            for what, keys in (("missing", missing), ("unexpected", unexpected)) if keys)
+                + f" (this model's keys: {', '.join(params)})")
+        arrays = {}
+        for name, p in params.items():
+            if name not in state_dict:
+                continue
+            value = state_dict[name]
+            if hasattr(value, "detach") and hasattr(value, "cpu"):   # a torch tensor
+                value = value.detach().cpu().numpy()
+            arr = np.asarray(value)
+            if arr.dtype.kind not in "biuf":
+                raise TypeError(f"state_dict[{name!r}] must hold real numbers, got an array of dtype {arr.dtype}")
+            if arr.shape != p.shape:
+                hint = ""
+                if len(p.shape) == 2 and arr.shape == p.shape[::-1]:
+                    hint = (" - that is PyTorch's nn.Linear layout (out, in); fastnn's weights are (in, out): "
+                            "pass the transpose, or use fnn.io.load_torch_weights(model, torch_module)")
+                raise RuntimeError(f"size mismatch for {name}: the model's parameter has shape {p.shape}, "
+                                   f"state_dict[{name!r}] has shape {arr.shape}{hint}")
+            arrays[p] = arr
+        for p, arr in arrays.items():
+            p.data[...] = arr
+        return _IncompatibleKeys(missing, unexpected)
 
     def train(self, mode: bool = True):
         self.training = bool(mode)
@@ -123,8 +223,17 @@ class Sequential(TrainingMixin):
         for p in self._arena.params:
             p.zero_grad(set_to_none)
 
-    def __call__(self, x):
-        return self.forward(x)
+    def __call__(self, x, training=None):
+        """model(x): forward(x). training=True/False (Keras's keyword) runs this one call in training /
+        inference mode and then restores the model's mode (None: the model's mode, model.train()/eval())."""
+        if training is None:
+            return self.forward(x)
+        training = V.check_bool(training, "training")
+        mode, self.training = self.training, training
+        try:
+            return self.forward(x)
+        finally:
+            self.training = mode
 
     def forward(self, x):
         """The model's output for x of shape (n, in_features) (or one sample (in_features,)).
@@ -152,7 +261,9 @@ class Sequential(TrainingMixin):
             xc = np.array(x, dtype=self.dtype, order="C")
             out = self._engine().forward(xc)
             self._last_forward = (threading.get_ident(), xc, single)   # one assignment: never torn
-        return out[0] if single else out
+        res = out[0] if single else out
+        self._out_tag = _tag_output(res, self._self_ref)   # loss_fn(res, y).backward() comes back here
+        return res
 
     def _forward(self, x, single=False):
         """Run the stages on a validated x (any layout, any real dtype); returns the output buffer.
@@ -201,7 +312,7 @@ class Sequential(TrainingMixin):
     # Buffers, compiled plans and the use guard are rebuilt lazily by the copy; the parameter arena
     # (weights, gradients) and everything else is copied. Pickle is for in-process and trusted use
     # (multiprocessing, joblib, copies); model.save / fastnn.load_model is the safe file format.
-    _TRANSIENT = ("_exec", "_compiled_engine", "_last_forward", "_train_out")
+    _TRANSIENT = ("_exec", "_compiled_engine", "_last_forward", "_train_out", "_out_tag", "_self_ref")
 
     def __getstate__(self):
         state = {k: v for k, v in self.__dict__.items() if k not in self._TRANSIENT}
@@ -213,6 +324,8 @@ class Sequential(TrainingMixin):
         seed, step = state.pop("seed"), state.pop("_step")
         self.__dict__.update(state)
         self._last_forward = None
+        self._out_tag = None
+        self._self_ref = weakref.ref(self)
         self._exec = Execution(plan_stages(self.layers), self._arena, self.dtype, self.in_features, seed, step)
 
     def save(self, path, include_optimizer: bool = True) -> None:
@@ -231,3 +344,32 @@ class Sequential(TrainingMixin):
     def __repr__(self) -> str:
         inner = ",\n".join(f"  ({i}): {layer!r}" for i, layer in enumerate(self.layers))
         return f"Sequential(\n{inner}\n), dtype={self.dtype}, seed={self.seed}"
+
+
+class _IncompatibleKeys(NamedTuple):
+    """What load_state_dict returns (as torch's): the keys it did not find, and those it did not use."""
+
+    missing_keys: list
+    unexpected_keys: list
+
+
+class no_grad:   # noqa: N801 - PyTorch's name
+    """PyTorch's ``with torch.no_grad():`` (also as a decorator): a no-op in fastnn, accepted so that the
+    lecture's evaluation code runs unchanged.
+
+    fastnn records no graph during a forward pass (gradients come only from a backward pass), so there
+    is nothing to switch off. It does not change the model's mode: as in PyTorch, ``model.eval()``
+    turns dropout off.
+    """
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+    def __call__(self, func):
+        @functools.wraps(func)
+        def wrapper(*args, **kwargs):
+            return func(*args, **kwargs)
+        return wrapper

@@ -140,6 +140,58 @@ class Optimizer:
                 arena.guard.exit_train()
         return loss
 
+    def apply_gradients(self, grads_and_vars) -> None:
+        """Keras/TensorFlow's ``optimizer.apply_gradients(zip(grads, variables))``: set each variable's grad, step.
+
+        Each pair is (gradient array or None, Parameter of this optimizer). A None gradient skips its
+        variable (as TensorFlow); the optimizer's parameters not listed are not updated this step (their
+        grads are left as they were). Everything is checked before anything changes: a variable that is
+        not a Parameter (TypeError) or not in this optimizer, a gradient whose shape differs from its
+        variable's, or a variable listed twice (ValueError). The update is step()'s (same numbers).
+        """
+        try:
+            pairs = list(grads_and_vars)
+        except TypeError:
+            raise TypeError(f"grads_and_vars must be an iterable of (gradient, variable) pairs, e.g. "
+                            f"zip(grads, model.trainable_variables), got {_short(grads_and_vars)}") from None
+        given: dict[Parameter, np.ndarray | None] = {}
+        for i, pair in enumerate(pairs):
+            if not isinstance(pair, (tuple, list)) or len(pair) != 2:
+                raise TypeError(f"grads_and_vars[{i}] must be a (gradient, variable) pair, got {_short(pair)}")
+            g, p = pair
+            if not isinstance(p, Parameter):
+                raise TypeError(f"grads_and_vars[{i}]: the variable must be a fastnn Parameter (from "
+                                f"model.trainable_variables), got {type(p).__name__}")
+            if p not in self._offsets:
+                raise ValueError(f"grads_and_vars[{i}]: variable {p.name} {p.shape} is not optimized by this "
+                                 f"optimizer (build it with the model's parameters: "
+                                 f"{type(self).__name__}(model.trainable_variables, ...))")
+            if p in given:
+                raise ValueError(f"grads_and_vars[{i}]: variable {p.name} appears twice")
+            if g is not None:
+                if hasattr(g, "detach") and hasattr(g, "cpu"):   # a torch tensor
+                    g = g.detach().cpu().numpy()
+                g = np.asarray(g)
+                if g.dtype.kind not in "biuf":
+                    raise TypeError(f"grads_and_vars[{i}]: the gradient of {p.name} must hold real numbers, "
+                                    f"got dtype {g.dtype}")
+                if g.shape != p.shape:
+                    raise ValueError(f"grads_and_vars[{i}]: the gradient of {p.name} must have the variable's "
+                                     f"shape {p.shape}, got {g.shape}")
+            given[p] = g
+        others = [p for p in self._offsets if p not in given or given[p] is None]
+        flags = [p.has_grad for p in others]
+        for p, g in given.items():
+            if g is not None:
+                p.grad = g
+        for p in others:
+            p.has_grad = False
+        try:
+            self.step()
+        finally:
+            for p, flag in zip(others, flags):
+                p.has_grad = flag
+
     def _fused_runs(self) -> list[tuple]:
         """Create missing state; return one (kind, flags, param, grad, s0, s1, s2, hp, steps) per run.
 
