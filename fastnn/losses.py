@@ -38,7 +38,8 @@ from ._kernels import _losses as K
 from ._kernels._plan import LossKind
 from .parameter import Parameter
 
-__all__ = ["LossValue", "GradientTape", "MSELoss", "BCELoss", "BCEWithLogitsLoss", "CrossEntropyLoss", "NLLLoss"]
+# LossValue and GradientTape are public too (fastnn.GradientTape); __all__ lists the losses only (the allow-list)
+__all__ = ["MSELoss", "BCELoss", "BCEWithLogitsLoss", "CrossEntropyLoss", "NLLLoss"]
 
 _REDUCTIONS = ("mean", "sum", "none")
 _INT64 = (-(2**63), 2**63 - 1)
@@ -124,19 +125,20 @@ class LossValue(float):
     backpropagates d loss / d y_pred into the model whose ``model(x)`` produced y_pred (exactly
     ``model.backward(loss_fn.backward())``): gradients accumulate into ``p.grad``.
 
-    It holds weak references only (to the gradient array, which its loss function keeps until its next
-    call, and to the model), so a list of loss values keeps no batch alive. ``backward()`` raises
-    RuntimeError, saying what to do, when it cannot give PyTorch's result: y_pred was not a model's
-    output (a plain array, a slice or a copy of one), another forward pass of the model ran since
-    (the model keeps one pass), the loss function was called again since, or it already ran for this
-    value (as PyTorch's freed graph; ``retain_graph=True`` allows another, which adds the gradients again).
+    It holds the gradient array (which its loss function holds anyway) until the loss function's next
+    call, and a weak reference to the prediction's model, so a list of loss values keeps no batch alive.
+    ``backward()`` raises RuntimeError, saying what to do, when it cannot give PyTorch's result:
+    y_pred was not a model's output (a plain array, a slice or a copy of one), another forward pass
+    of the model ran since (the model keeps one pass), the loss function was called again since, or
+    it already ran for this value (as PyTorch's freed graph; ``retain_graph=True`` allows another,
+    which adds the gradients again).
     """
 
-    __slots__ = ("_grad_ref", "_tag", "_done")
+    __slots__ = ("_grad", "_tag", "_done")
 
     def __new__(cls, value, grad=None, tag=None):
         self = super().__new__(cls, value)
-        self._grad_ref = weakref.ref(grad) if grad is not None else None
+        self._grad = grad   # dropped (None) by the loss function's next call
         self._tag = tag
         self._done = False
         return self
@@ -170,7 +172,7 @@ class LossValue(float):
                 "loss.backward(): another forward pass of the model ran after the one this loss was computed on, "
                 "and a fastnn model keeps only its latest pass; call model(x), loss_fn(...), loss.backward() in "
                 "that order for each batch")
-        grad = self._grad_ref() if self._grad_ref is not None else None
+        grad = self._grad
         if grad is None:
             raise RuntimeError(
                 "loss.backward(): the loss function was called again after computing this value, which replaced "
@@ -309,7 +311,13 @@ class _Loss:
         value = self._forward_backward(x, t, grad, loss_out)
         self._grad = grad
         self._saved = (x, t) if self.reduction == "none" else None
-        return LossValue(value, grad, tag) if loss_out is None else loss_out
+        if loss_out is not None:
+            return loss_out
+        prev = self.__dict__.get("_value")
+        if prev.__class__ is LossValue:
+            prev._grad = None   # that value's gradient is no longer the loss function's: let it go
+        self._value = value = LossValue(value, grad, tag)
+        return value
 
     forward = __call__
 
