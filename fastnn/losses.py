@@ -94,14 +94,13 @@ class _OutputTag(weakref.ref):
 
     __slots__ = ("key", "model")
 
-    def __new__(cls, out, model_ref):   # the referent and the callback are taken here, by weakref.ref
-        self = super().__new__(cls, out, _forget)
+    # weakref.ref takes the referent and the callback in __new__; its __init__ (inherited) only parses
+    # its arguments. No Python-level __init__ and no super(): a tag is made on every model(x).
+    def __new__(cls, out, model_ref):
+        self = weakref.ref.__new__(cls, out, _forget)
         self.key = id(out)
         self.model = model_ref
         return self
-
-    def __init__(self, out, model_ref):
-        super().__init__(out, _forget)
 
 
 def _tag_output(out: np.ndarray, model_ref) -> _OutputTag:
