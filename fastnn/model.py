@@ -240,7 +240,8 @@ class Sequential(TrainingMixin):
 
         Training mode runs the per-layer path on the model's buffers (training is exclusive to one
         thread: a second thread gets a RuntimeError). Eval mode runs the compiled inference plan,
-        which any number of threads may call at once.
+        which any number of threads may call at once. The returned array is tagged as this pass's
+        output (a weak reference, fastnn.losses._tag_output): loss_fn(out, y).backward() comes back here.
         """
         single = isinstance(x, np.ndarray) and x.ndim == 1
         x = V.as_float_array(x, "x", None, ndim=(1, 2) if single else 2)   # converted once, below

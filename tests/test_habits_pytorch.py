@@ -327,6 +327,28 @@ def test_from_torch_converts_the_optimizer_state_and_training_continues_identica
         np.testing.assert_allclose(layer.bias.data, lin.bias.detach().numpy(), rtol=rtol, atol=rtol)
 
 
+def test_from_torch_optimizer_param_groups_and_a_subset_of_the_parameters():
+    torch = pytest.importorskip("torch")
+    tm = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.ReLU(), torch.nn.Linear(4, 2)).double()
+    topt = torch.optim.Adam([{"params": tm[0].parameters(), "lr": 0.1}, {"params": tm[2].parameters()}], lr=0.01)
+    sched = torch.optim.lr_scheduler.StepLR(topt, 1)
+    tm(torch.ones(2, 3, dtype=torch.float64)).sum().backward()
+    topt.step()
+    sched.step()
+    model, opt = fnn.io.from_torch(tm, optimizer=topt)
+    assert [g["lr"] for g in opt.param_groups] == [g["lr"] for g in topt.param_groups]
+    assert [len(g["params"]) for g in opt.param_groups] == [2, 2]
+    np.testing.assert_array_equal(opt.state[model[0].weight]["exp_avg"], topt.state[tm[0].weight]["exp_avg"].numpy().T)
+    assert float(opt.state[model[2].bias]["step"]) == 1.0
+    only_last = torch.optim.SGD(tm[2].parameters(), lr=0.1, momentum=0.9)   # the first layer frozen
+    tm(torch.ones(2, 3, dtype=torch.float64)).sum().backward()
+    only_last.step()
+    model, opt = fnn.io.from_torch(tm, optimizer=only_last)
+    assert opt.param_groups[0]["params"] == [model[2].weight, model[2].bias]
+    np.testing.assert_array_equal(opt.state[model[2].weight]["momentum_buffer"],
+                                  only_last.state[tm[2].weight]["momentum_buffer"].numpy().T)
+
+
 def test_from_torch_optimizer_errors():
     torch = pytest.importorskip("torch")
     tm = torch.nn.Sequential(torch.nn.Linear(3, 2))
