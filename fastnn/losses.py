@@ -136,7 +136,7 @@ class LossValue(float):
     __slots__ = ("_grad", "_tag", "_done")
 
     def __new__(cls, value, grad=None, tag=None):
-        self = super().__new__(cls, value)
+        self = float.__new__(cls, value)   # (not super(): one is made per loss call)
         self._grad = grad   # dropped (None) by the loss function's next call
         self._tag = tag
         self._done = False
