@@ -5,7 +5,12 @@ history(history, ...)            training and validation loss (and metrics) per 
 loss_landscape(model, X, y, params=[(name, index), (name, index)], ...)
                                  the loss over two chosen weights around their current values, with
                                  an optimizer's path on it (record one with PathRecorder).
-loss_surface(...)                the numbers behind loss_landscape (no matplotlib needed).
+loss_landscape(model, X, y, directions="filter_normalized", seed=0, ...)
+                                 the standard view (Li et al. 2018): the loss along two random
+                                 filter-normalised directions around the trained weights, with the
+                                 path projected onto them (docs/loss-landscape.md).
+loss_surface(...), direction_surface(...), filter_normalized_directions(...)
+                                 the numbers behind loss_landscape (no matplotlib needed).
 
 matplotlib is imported lazily inside the drawing functions. With path= the figure is drawn on a
 standalone Agg canvas (works headless, not registered with pyplot) and saved as a PNG; without
@@ -22,7 +27,8 @@ import numpy as np
 
 from . import _validation as V
 
-__all__ = ["history", "loss_landscape", "loss_surface", "PathRecorder"]
+__all__ = ["history", "loss_landscape", "loss_surface", "direction_surface", "filter_normalized_directions",
+           "PathRecorder"]
 
 from .callbacks import Callback
 from .losses import LOSSES, CrossEntropyLoss, MSELoss
