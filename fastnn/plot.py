@@ -500,6 +500,9 @@ def _view(model, params, directions, trajectory, seed, biases):
         if rec is not None and rec.directions:
             raise ValueError("trajectory: this PathRecorder recorded the random-direction view; draw it with "
                              "directions='filter_normalized' (or record with PathRecorder(model, params))")
+        if rec is not None and [label for _, _, label in _resolve_params(model, params)] != rec.labels:
+            raise ValueError(f"params name {[label for _, _, label in _resolve_params(model, params)]} but the "
+                             f"PathRecorder recorded {rec.labels}; leave params out to use the recorder's")
         return "weights", params
     V.check_choice(directions, "directions", _VIEWS)
     if rec is None:
