@@ -292,7 +292,7 @@ class _Directions:
             out[:2 * self.units] = np.concatenate(   # (2, units), row k for direction k
                 [np.einsum("io,kio->ko", theta[off:off + shape[0] * shape[1]].reshape(shape),
                            self._raw_view(off, shape)) for off, shape in self._weights], axis=1).ravel()
-        if self.biases == "keep":
+        if self.biases == "keep" and self._bias:
             out[2 * self.units:] = np.concatenate([theta[off:off + int(np.prod(s))] for off, s in self._bias])
         return out
 
@@ -304,7 +304,7 @@ class _Directions:
             return np.zeros((0, 2))
         q = summaries[:, :2 * self.units].reshape(n, 2, self.units)
         dots = np.einsum("nku,ku->nk", q, scales)                  # <theta_t, d_k> over the weights
-        if self.biases == "keep":
+        if self.biases == "keep" and self._bias:
             center_bias = np.concatenate([np.asarray(center[off:off + int(np.prod(s))], dtype=np.float64)
                                           for off, s in self._bias])
             dots += (summaries[:, 2 * self.units:] @ center_bias)[:, None]   # both directions' biases are the centre's
