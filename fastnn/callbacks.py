@@ -553,11 +553,13 @@ class ProgressBar(Callback):
     (``fastnn train > log.txt``, ``fastnn predict > out.csv``). The verbose=2 lines are a record of
     the training, one line per epoch as Keras prints them: stdout, as Keras. file= sends either anywhere.
 
-    Width: the bar's line fits the terminal (ncols=None: its width, read at each redraw; or a fixed
-    ncols) without hiding the metrics. Of the layouts below, the richest that fits is drawn: the rate is
-    never shown, then the timing, the bar and its percentage, the step counter and the " - " separators
-    go, in that order. So at 80 columns the end-of-epoch line still shows loss, a metric, val_loss and
-    the validation metric ("Epoch 20/20 loss: 0.2723 accuracy: 0.9826 val_loss: 0.2629 val_accuracy: 0.9500").
+    Width: the bar's line fits the terminal without hiding the metrics: ncols columns if given, else
+    $COLUMNS less one if set (shutil.get_terminal_size's order; one less, as tqdm, so that a full line
+    does not wrap), else the terminal's width read at each redraw (none when not a terminal). Of the
+    layouts below, the richest that fits is drawn: the rate is never shown, then the timing, the bar
+    and its percentage, the " - " separators and the step counter go, in that order. So at 80
+    columns the end-of-epoch line still shows loss, a metric, val_loss and the validation metric
+    ("Epoch 20/20 loss: 0.2723 accuracy: 0.9826 val_loss: 0.2629 val_accuracy: 0.9500").
     """
 
     #: (bar_format without the metrics, separator between the metrics), richest first
@@ -595,9 +597,10 @@ class ProgressBar(Callback):
         if self.verbose == 1:
             from tqdm.auto import tqdm
 
+            ncols = self.ncols if self.ncols is not None else _columns_from_environment()
             self._bar = tqdm(total=self._steps, desc=f"Epoch {epoch + 1}/{self._epochs}", unit="step",
                              file=self._out(), leave=True, bar_format=self.LAYOUTS[0][0],
-                             ncols=self.ncols, dynamic_ncols=self.ncols is None)
+                             ncols=ncols, dynamic_ncols=ncols is None)
             self._last = self._start
 
     def _show(self, logs):
@@ -653,6 +656,15 @@ class ProgressBar(Callback):
 
     def on_train_end(self, logs=None):
         self.close()
+
+
+def _columns_from_environment():
+    """$COLUMNS - 1 when it holds a width (> 1), else None."""
+    try:
+        columns = int(os.environ.get("COLUMNS", ""))
+    except ValueError:
+        return None
+    return columns - 1 if columns > 1 else None
 
 
 ProgbarLogger = ProgressBar   # Keras's name
