@@ -221,3 +221,13 @@ def test_fastnn_command_has_predict_and_version(flowers, capsys):
         fastnn_main(["predict", "--data", str(data)])
     assert exc.value.code == 2
     assert "the following arguments are required: --model" in capsys.readouterr().err
+
+
+def test_load_csv_without_a_target_reads_every_column_as_a_feature(tmp_path):
+    (tmp_path / "x.csv").write_text("a, b\n1,2\n\n3 ,4.5\n")
+    X, y, classes = load_csv(tmp_path / "x.csv", target=None, dtype="float64")
+    assert y is None and classes is None
+    np.testing.assert_array_equal(X, [[1, 2], [3, 4.5]])
+    (tmp_path / "t.csv").write_text("a,label\n1,cat\n")
+    with pytest.raises(ValueError, match=r"t.csv, line 2, column 'label': value 'cat' is not a number"):
+        load_csv(tmp_path / "t.csv", target=None)
