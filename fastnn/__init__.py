@@ -4,6 +4,7 @@ Compiled Cython kernels (BLAS through scipy.linalg.cython_blas, OpenMP) under a
 PyTorch-style API. See docs/design.md for the public contract (docs/README.md: all the documentation).
 """
 
+from . import _build_check  # noqa: F401, I001 - first: a clear ImportError when the kernels are not built
 from . import callbacks, datasets, io, losses, metrics, optim, plot
 from ._config import (
     get_default_dtype,

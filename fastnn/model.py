@@ -228,6 +228,10 @@ class Sequential(TrainingMixin):
     #: ``import fastnn``): io rebuilds models from files, so it imports this module, never the reverse
     _writer = None
 
+    #: what the model is for, saved in its file: None or {"task", "classes", "features", "target"}
+    #: (fastnn train sets it; fastnn.io checks it on save and load)
+    meta = None
+
     def __repr__(self) -> str:
         inner = ",\n".join(f"  ({i}): {layer!r}" for i, layer in enumerate(self.layers))
         return f"Sequential(\n{inner}\n), dtype={self.dtype}, seed={self.seed}"

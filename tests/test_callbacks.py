@@ -565,7 +565,7 @@ def test_verbose_1_shows_a_bar_per_epoch(capsys):
     pytest.importorskip("tqdm")
     model = _tiny(metrics=["mae"])
     model.fit(_X, _Y, epochs=2, batch_size=2, validation_split=0.5, verbose=1)
-    out = capsys.readouterr().out
+    out = capsys.readouterr().err   # the bar is on stderr (ProgressBar's docstring)
     assert "Epoch 1/2" in out and "Epoch 2/2" in out
     assert "2/2" in out and "val_loss: " in out and "mae: " in out
 

@@ -733,7 +733,7 @@ def test_compiled_epoch_loop_chunks_follow_the_progress_bar(monkeypatch, capsys)
 
     (_, _, chunks), _ = _fit_both(monkeypatch, make, dict(X=x, y=y, epochs=1, batch_size=4, verbose=1))
     assert sum(chunks) == 50   # 51 steps: 50 full batches in timed chunks, the last batch on its own
-    assert "51/51" in capsys.readouterr().out
+    assert "51/51" in capsys.readouterr().err   # the progress bar is on stderr
 
 
 def test_callbacks_with_batch_hooks_or_a_replaced_train_step_force_per_batch_steps(monkeypatch):
