@@ -257,7 +257,8 @@ def test_layer_classes_carry_their_schema(cls):
     layer = _default(cls)
     assert list(layer._config()) == list(cls.config_types)
     assert set(cls.config_types.values()) <= {"int", "float", "bool", "str", "activation"}
-    assert list(cls.config_types) == [n for n in inspect.signature(cls).parameters]   # every keyword, in order
+    # every keyword, in order (config first, then the keywords that only give a width)
+    assert list(cls.config_types) + list(cls.build_keywords) == [n for n in inspect.signature(cls).parameters]
 
 
 @pytest.mark.parametrize("cls", list(dict.fromkeys(layers.ACTIVATIONS.values())))

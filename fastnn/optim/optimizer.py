@@ -505,3 +505,20 @@ def _state_dict_parts(state_dict) -> tuple[list, dict]:
             except TypeError:
                 raise TypeError(f"state_dict['param_groups'][{i}]['params'] holds an unhashable {_short(j)}") from None
     return list(groups), state
+
+
+class DefaultLR(float):
+    """A constructor's default learning rate (a float that knows it was not given), so that ``learning_rate=``
+    (Keras's name) and ``lr=`` (torch's) can be told apart: giving both is an error."""
+
+    __slots__ = ()
+
+
+def resolve_lr(lr, learning_rate, cls_name: str):
+    """The learning rate from torch's ``lr`` or Keras's ``learning_rate`` (not both)."""
+    if learning_rate is None:
+        return float(lr) if type(lr) is DefaultLR else lr
+    if type(lr) is not DefaultLR:
+        raise TypeError(f"{cls_name}() got both lr={lr!r} and learning_rate={learning_rate!r}; give one of them "
+                        "(lr is PyTorch's name, learning_rate Keras's)")
+    return learning_rate
