@@ -300,7 +300,7 @@ def _report(args, s, history):
         _say(args, f"early stopping after epoch {early.stopped_epoch + 1}; "
                    f"restored the weights of epoch {early.best_epoch + 1} ({early.monitor} {early.best:.4f})")
     if task == "classification":
-        scores = model.evaluate(Xs_test, y_test)
+        scores = model.evaluate(Xs_test, y_test, return_dict=True)
         pred = np.asarray(model.predict(Xs_test)).argmax(axis=1)
         correct = int((pred == y_test).sum())
         print(f"test loss {scores['loss']:.4f} - test accuracy {correct / len(y_test):.4f} "

@@ -333,12 +333,11 @@ def _prod(shape) -> int:
     return out
 
 
-class Input(Layer):
+class Input:
     """keras.Input(shape=(n,)): the input width of a Sequential, as its first entry. It holds no weights
-    and is not one of the model's layers (``model.layers`` starts after it), as in Keras."""
+    and is not a layer of the model (``model.layers`` starts after it; nothing of it is saved), as in Keras."""
 
     def __init__(self, shape=None, *, batch_size=None, name=None):
-        super().__init__()
         if shape is None:
             raise TypeError("Input() needs the shape of one sample: fnn.Input(shape=(n,))")
         self.width = _check_shape(shape, "shape")

@@ -34,7 +34,7 @@ class Sequential(TrainingMixin):
     """
 
     def __init__(self, *layers, dtype=None, seed=None):
-        if len(layers) == 1 and not isinstance(layers[0], Layer):
+        if len(layers) == 1 and not isinstance(layers[0], (Layer, Input)):
             layers = layers[0]   # one list (or other iterable) of layers
             if isinstance(layers, (str, bytes, dict, np.ndarray)) or not hasattr(layers, "__iter__"):
                 raise TypeError(f"layers must be a list of fastnn layers (or the layers as arguments), got "
