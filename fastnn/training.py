@@ -80,8 +80,10 @@ class TrainingMixin:
         object (reduction 'mean' or 'sum') or a Keras-style one (fastnn.losses.SparseCategoricalCrossentropy
         (from_logits=...), ...). metrics: names among "accuracy" ("acc"), "binary_accuracy",
         "categorical_accuracy", "sparse_categorical_accuracy", "mae", "mse" (logged under the name given).
-        Sets ``optimizer``, ``loss`` and ``compiled_metrics``. An unbuilt model (Dense(units) without
-        fnn.Input) takes an optimizer name only; the optimizer is made when the model is built.
+        An optimizer made without parameters (Keras's ``fnn.optim.Adam(learning_rate=1e-3)``; the class's
+        other defaults are PyTorch's) takes this model's parameters. Sets ``optimizer``, ``loss`` and
+        ``compiled_metrics``. An unbuilt model (Dense(units) without fnn.Input) takes a name or an
+        optimizer without parameters; it gets the parameters when the model is built.
         """
         loss_obj = self._resolve_loss(loss)
         names = self._resolve_metrics(metrics, loss_obj)
@@ -97,7 +99,8 @@ class TrainingMixin:
         return ["loss"] + [name for name, _ in self._metric_names]
 
     def _resolve_optimizer(self, optimizer):
-        """(optimizer, None), or (None, name) for a name given to an unbuilt model."""
+        """(optimizer, None), or (None, name or optimizer) for a name or an optimizer made without parameters
+        (Keras's Adam(learning_rate=...)) given to an unbuilt model."""
         if isinstance(optimizer, str) and optimizer.lower() in _optim.OPTIMIZERS:
             name = optimizer.lower()
             if not self.built:
@@ -105,6 +108,11 @@ class TrainingMixin:
             return _optim.from_name(name, self.parameters()), None
         optimizer = _from_registry(optimizer, "optimizer", _optim.OPTIMIZERS, _optim.Optimizer,
                                    "a fastnn.optim optimizer", "model.parameters(), lr=...", None)
+        if not optimizer.param_groups:   # made without parameters (Keras's habit): it takes this model's
+            if not self.built:
+                return None, optimizer
+            optimizer.add_param_group({"params": self.parameters()})
+            return optimizer, None
         if not self.built:
             raise ValueError("optimizer: the model is not built yet, so no optimizer can hold its parameters; "
                              "pass the optimizer's name (compile(optimizer='adam')), or build the model first "
@@ -117,8 +125,13 @@ class TrainingMixin:
         return optimizer, None
 
     def _on_built(self) -> None:
-        if self._pending_optimizer is not None:   # compile(optimizer="name") before the model was built
-            self.optimizer = _optim.from_name(self._pending_optimizer, self.parameters())
+        pending = self._pending_optimizer
+        if pending is not None:   # compile(optimizer="name" or Adam(learning_rate=...)) before the model was built
+            if isinstance(pending, str):
+                self.optimizer = _optim.from_name(pending, self.parameters())
+            else:
+                pending.add_param_group({"params": self.parameters()})
+                self.optimizer = pending
             self._pending_optimizer = None
 
     def _resolve_loss(self, loss):

@@ -402,3 +402,23 @@ def test_predict_proba_whatever_the_head():
     big.compile("adam", "cross_entropy")
     p = big.predict_proba(r.standard_normal((4, 1)).astype(np.float32) * 1e4)   # no overflow
     assert np.all(np.isfinite(p)) and np.allclose(p.sum(1), 1)
+
+
+def test_an_optimizer_made_without_parameters_is_bound_by_compile():
+    # Keras: compile(optimizer=keras.optimizers.Adam(learning_rate=0.01)); the class's other defaults are torch's
+    for model in (_keras_net(), _eager_net()):   # unbuilt (bound at build) and built
+        opt = fnn.optim.Adam(learning_rate=0.01)
+        model.compile(optimizer=opt, loss="sparse_categorical_crossentropy")
+        model.fit(X5, Y3, epochs=1, verbose=0)
+        assert model.optimizer is opt and opt.param_groups[0]["params"] == model.parameters()
+        assert opt.defaults["lr"] == 0.01 and opt.defaults["eps"] == 1e-8
+        with pytest.raises(ValueError, match="other parameter"):
+            _eager_net().compile(optimizer=opt, loss="mse")   # already bound to the first model
+    eager, keras_way = _eager_net(), _eager_net()
+    eager.compile(fnn.optim.SGD(eager.parameters(), lr=0.1), "sparse_categorical_crossentropy")
+    keras_way.compile(fnn.optim.SGD(learning_rate=0.1), "sparse_categorical_crossentropy")
+    assert eager.fit(X5, Y3, epochs=2, verbose=0).history == keras_way.fit(X5, Y3, epochs=2, verbose=0).history
+    with pytest.raises(RuntimeError, match=r"no parameters to update: pass it to model.compile"):
+        fnn.optim.SGD(learning_rate=0.1).step()
+    with pytest.raises(TypeError, match=r"write Adam\(learning_rate=0.01\)"):
+        fnn.optim.Adam(0.01)   # Keras's positional learning rate

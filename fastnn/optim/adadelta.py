@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from .._kernels._optim import KIND_ADADELTA
 from .._validation import check_bool, check_float
-from .optimizer import DefaultLR, Optimizer, dummy, resolve_lr
+from .optimizer import LATER, DefaultLR, Optimizer, dummy, resolve_lr
 
 _LR = DefaultLR(1.0)   # torch's default learning rate, told apart from an lr given (learning_rate=)
 
@@ -21,7 +21,7 @@ class Adadelta(Optimizer):
     _state_kinds = ("square_avg", "acc_delta")
     _torch_flags = {"capturable": False, "foreach": None, "differentiable": False}
 
-    def __init__(self, params, lr=_LR, rho=0.9, eps=1e-6, weight_decay=0, *, maximize=False,
+    def __init__(self, params=LATER, lr=_LR, rho=0.9, eps=1e-6, weight_decay=0, *, maximize=False,
                  learning_rate=None):
         lr = resolve_lr(lr, learning_rate, type(self).__name__)
         defaults = dict(lr=lr, rho=rho, eps=eps, weight_decay=weight_decay, maximize=maximize)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from .._kernels._optim import FLAG_FIRST_STEP, FLAG_MOMENTUM, FLAG_NESTEROV, KIND_SGD
 from .._validation import check_bool, check_float
-from .optimizer import NO_STEPS, DefaultLR, Optimizer, dummy, resolve_lr
+from .optimizer import LATER, NO_STEPS, DefaultLR, Optimizer, dummy, resolve_lr
 
 _LR = DefaultLR(1e-3)   # torch's default learning rate, told apart from an lr given (learning_rate=)
 
@@ -22,7 +22,7 @@ class SGD(Optimizer):
     _counts_steps = False
     _load_defaults = {"nesterov": False, "maximize": False}  # torch's __setstate__
 
-    def __init__(self, params, lr=_LR, momentum=0, dampening=0, weight_decay=0, nesterov=False, *,
+    def __init__(self, params=LATER, lr=_LR, momentum=0, dampening=0, weight_decay=0, nesterov=False, *,
                  maximize=False, learning_rate=None):
         lr = resolve_lr(lr, learning_rate, type(self).__name__)
         defaults = dict(lr=lr, momentum=momentum, dampening=dampening, weight_decay=weight_decay,
