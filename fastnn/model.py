@@ -28,12 +28,16 @@ class Sequential(TrainingMixin):
     The first entry may be ``fnn.Input(shape=(n,))`` (Keras), which fixes the input width; a model whose
     first Dense was written ``Dense(units)`` without it is *unbuilt* until it first sees data (a call,
     fit, predict, evaluate, train_step or ``build``), as in Keras: its weights are made then, from the
-    same seed, exactly as if the width had been given.
+    same seed, exactly as if the width had been given. Keras's ``Sequential()`` followed by
+    ``model.add(layer)`` works too (see ``add``).
     `seed` seeds everything random in the model: initial weights and dropout masks (same seed ->
     bit-identical results). A new model is in training mode; model.eval() turns dropout off.
     """
 
     def __init__(self, *layers, dtype=None, seed=None):
+        if not layers:   # Keras's Sequential() then model.add(layer) ...
+            self._empty(dtype, seed)
+            return
         if len(layers) == 1 and not isinstance(layers[0], (Layer, Input)):
             layers = layers[0]   # one list (or other iterable) of layers
             if isinstance(layers, (str, bytes, dict, np.ndarray)) or not hasattr(layers, "__iter__"):
@@ -68,7 +72,7 @@ class Sequential(TrainingMixin):
         self.training = True
         self._last_forward = None   # (thread, eval-mode input or None, single sample) of the last forward
         if next(layer for layer in layers if isinstance(layer, Dense)).in_features is None:
-            self._unbuilt(seed)   # Keras's Dense(units): the weights wait for the input width
+            self._unbuilt(seed, input_width)   # Keras's Dense(units): the weights wait for the input width
             return
         stages = plan_stages(layers)
         self.in_features = next(layer for layer in layers if isinstance(layer, Dense)).in_features
@@ -279,11 +283,45 @@ class Sequential(TrainingMixin):
         if width != self.in_features:
             raise ValueError(f"input_shape gives {width} features, but the model takes {self.in_features}")
 
-    def _unbuilt(self, seed) -> None:
+    def _empty(self, dtype, seed) -> None:
+        """Sequential() with no layers yet (Keras's model.add habit)."""
+        self.layers = []
+        self.dtype = V.resolve_dtype(get_default_dtype() if dtype is None else dtype)
+        if seed is None:
+            seed = int(np.random.SeedSequence().entropy % (1 << 63))
+        self.training = True
+        self._last_forward = None
+        self._unbuilt(V.check_int(seed, "seed", low=0, high=(1 << 64) - 1))
+
+    def add(self, layer) -> None:
+        """Append a layer (Keras's ``model.add``), or ``fnn.Input(shape=(n,))`` first. Only before the model
+        has its weights: they are made, from the seed, when it first needs them (data, ``build``,
+        ``compile``, ``summary``, ``parameters()``), exactly as for the same layers given at once."""
+        if self._exec is not None:
+            raise ValueError("add(): the model already has its weights; add every layer before using the model "
+                             "(or give all the layers to Sequential([...]))")
+        if isinstance(layer, Input):
+            if self.layers or self._input_width is not None:
+                raise ValueError("fnn.Input(shape=(n,)) can only be the first entry of a Sequential")
+            self._input_width = layer.width
+            return
+        if not isinstance(layer, Layer):
+            raise TypeError(f"add() takes a fastnn layer (or fnn.Input first), got {type(layer).__name__}")
+        if layer.params or getattr(layer, "_claimed", False) or any(layer is m for m in self.layers):
+            raise ValueError("a layer object can be used only once, in one model")
+        _infer_widths(self.layers + [layer], self._input_width)
+        self.layers.append(layer)
+        if isinstance(layer, Dense):
+            layer._claimed = True
+            self.out_features = layer.out_features
+
+    def _unbuilt(self, seed, input_width=None) -> None:
         self._arena = self._exec = None
         self._pending_seed = seed
+        self._input_width = input_width
         self.in_features = None
-        self.out_features = next(layer for layer in reversed(self.layers) if isinstance(layer, Dense)).out_features
+        self.out_features = next((layer.out_features for layer in reversed(self.layers) if isinstance(layer, Dense)),
+                                 None)
         for layer in self.layers:
             if isinstance(layer, Dense):
                 layer._claimed = True   # a layer belongs to one model, even before it has weights
@@ -292,8 +330,11 @@ class Sequential(TrainingMixin):
         """Build an unbuilt model for inputs of `width` features (nothing if it is built)."""
         if self._exec is not None:
             return
-        first = next(layer for layer in self.layers if isinstance(layer, Dense))
-        first._set_input_width(width)
+        first = next((layer for layer in self.layers if isinstance(layer, Dense)), None)
+        if first is None:
+            raise ValueError("the model has no Dense layer yet: add its layers first (model.add(fnn.Dense(...)))")
+        if first.in_features is None:
+            first._set_input_width(width)
         _infer_widths(self.layers, None)
         seed = self._pending_seed
         stages = plan_stages(self.layers)
@@ -301,12 +342,20 @@ class Sequential(TrainingMixin):
         self.out_features = stages[-1].out_features
         self._build_parameters(seed)
         self._exec = Execution(stages, self._arena, self.dtype, self.in_features, seed)
-        del self._pending_seed
+        del self._pending_seed, self._input_width
         for layer in self.layers:
             layer.__dict__.pop("_claimed", None)
         self._on_built()   # TrainingMixin: makes the optimizer compiled by name before the build
 
+    def _build_if_known(self) -> None:
+        """Build a model assembled with add() whose input width is known (fnn.Input, input_shape=)."""
+        if self._exec is None:
+            first = next((layer for layer in self.layers if isinstance(layer, Dense)), None)
+            if first is not None and first.in_features is not None:
+                self._build_for(first.in_features)
+
     def _require_built(self, what: str) -> None:
+        self._build_if_known()
         if self._exec is None:
             raise ValueError(f"{what}: the model is not built yet (its first Dense layer was given no input "
                              "width): call it on data (model(x), fit, predict), call model.build((None, n)), or "
@@ -325,6 +374,7 @@ class Sequential(TrainingMixin):
         and "0 (unbuilt)" as Keras does. positions, expand_nested, show_trainable and layer_range are
         accepted for Keras compatibility (no nested models; every weight is trainable)."""
         width = 80 if line_length is None else V.check_int(line_length, "line_length", low=40)
+        self._build_if_known()
         emit = print if print_fn is None else print_fn
         built = self.built
         rows = []

@@ -85,6 +85,8 @@ class TrainingMixin:
         ``compiled_metrics``. An unbuilt model (Dense(units) without fnn.Input) takes a name or an
         optimizer without parameters; it gets the parameters when the model is built.
         """
+        self._check_layers("compile")
+        self._build_if_known()   # a model assembled with add() after fnn.Input gets its weights now
         loss_obj = self._resolve_loss(loss)
         names = self._resolve_metrics(metrics, loss_obj)
         opt, pending = self._resolve_optimizer(optimizer)
@@ -92,6 +94,11 @@ class TrainingMixin:
         self._pending_optimizer = pending
         self._metric_names = tuple(names)
         self.compiled_metrics = [canonical for _, canonical in names]
+
+    def _check_layers(self, method: str) -> None:
+        if self.out_features is None:   # Sequential() before any model.add(fnn.Dense(...))
+            raise ValueError(f"{method}(): the model has no Dense layer yet; add its layers first "
+                             "(model.add(fnn.Dense(...)))")
 
     @property
     def metrics_names(self) -> list[str]:
@@ -320,6 +327,7 @@ class TrainingMixin:
         restored afterwards. verbose is accepted for Keras compatibility (no progress display).
         """
         _check_verbose(verbose)
+        self._check_layers("predict")
         bs = _PREDICT_BATCH if batch_size is None else V.check_int(batch_size, "batch_size", low=1)
         shape = getattr(X, "shape", None)
         if shape is not None and len(shape) == 2:   # X's copy and the predictions, before copying X

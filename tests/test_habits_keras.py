@@ -422,3 +422,34 @@ def test_an_optimizer_made_without_parameters_is_bound_by_compile():
         fnn.optim.SGD(learning_rate=0.1).step()
     with pytest.raises(TypeError, match=r"write Adam\(learning_rate=0.01\)"):
         fnn.optim.Adam(0.01)   # Keras's positional learning rate
+
+
+def test_sequential_then_add_as_keras():
+    model = fnn.Sequential(seed=3)
+    model.add(fnn.Input(shape=(5,)))
+    model.add(fnn.Dense(16, activation="relu"))
+    model.add(fnn.Dense(3, activation="softmax"))
+    assert not model.built and len(model.layers) == 2
+    assert model.count_params() == 5 * 16 + 16 + 16 * 3 + 3   # the width is known: built when needed
+    _same_weights(model, _eager_net())
+    with pytest.raises(ValueError, match="already has its weights"):
+        model.add(fnn.Dense(2))
+    later = fnn.Sequential(seed=3)   # no Input: built by the first data, as Keras
+    later.add(fnn.Dense(16, activation="relu"))
+    later.add(fnn.Dense(3, activation="softmax"))
+    later.compile("sgd", "sparse_categorical_crossentropy")
+    eager = _eager_net()
+    eager.compile("sgd", "sparse_categorical_crossentropy")
+    assert later.fit(X5, Y3, epochs=2, verbose=0).history == eager.fit(X5, Y3, epochs=2, verbose=0).history
+    _same_weights(later, eager)
+    empty = fnn.Sequential()
+    with pytest.raises(ValueError, match="no Dense layer yet"):
+        empty.compile("adam", "mse")
+    with pytest.raises(ValueError, match="no Dense layer yet"):
+        empty.predict(X5)
+    with pytest.raises(ValueError, match="only be the first"):
+        later2 = fnn.Sequential()
+        later2.add(fnn.Dense(3))
+        later2.add(fnn.Input(shape=(3,)))
+    with pytest.raises(TypeError, match="add\\(\\) takes a fastnn layer"):
+        fnn.Sequential().add("relu")
