@@ -23,6 +23,7 @@ from .layers import (
     Dense,
     Dropout,
     Identity,
+    Input,
     Layer,
     LeakyReLU,
     ReLU,
@@ -39,7 +40,7 @@ from .parameter import Parameter
 __all__ = [
     "__version__",
     "get_default_dtype", "get_num_threads", "set_default_dtype", "set_num_threads", "show_config",
-    "Activation", "Dense", "Dropout", "ELU", "GELU", "Identity", "Layer", "LeakyReLU", "ReLU", "Sigmoid",
+    "Activation", "Dense", "Dropout", "ELU", "GELU", "Identity", "Input", "Layer", "LeakyReLU", "ReLU", "Sigmoid",
     "SiLU", "Softmax", "Softplus", "Softsign", "Tanh",
     "Sequential", "Parameter", "load_model", "clip_grad_norm_", "clip_grad_value_",
     "callbacks", "datasets", "io", "losses", "metrics", "optim", "plot",

@@ -339,12 +339,6 @@ def _setup(args):
                 x_scaler=x_scaler, y_scaler=y_scaler)
 
 
-def _test_loss(model, X, y) -> float:
-    """The loss from model.evaluate, which returns a dict ({"loss": ...}) or Keras's scalar / list (loss first)."""
-    scores = model.evaluate(X, y)
-    return float(scores["loss"] if isinstance(scores, dict) else np.ravel(scores)[0])
-
-
 def _report(args, s, history):
     model, task = s["model"], s["task"]
     Xs_test, y_test = s["test"]
@@ -353,7 +347,7 @@ def _report(args, s, history):
         _say(args, f"early stopping after epoch {early.stopped_epoch + 1}; "
                    f"restored the weights of epoch {early.best_epoch + 1} ({early.monitor} {early.best:.4f})")
     if task == "classification":
-        loss = _test_loss(model, Xs_test, y_test)
+        loss = model.evaluate(Xs_test, y_test, return_dict=True)["loss"]
         pred = np.asarray(model.predict(Xs_test)).argmax(axis=1)
         correct = int((pred == y_test).sum())
         print(f"test loss {loss:.4f} - test accuracy {correct / len(y_test):.4f} "

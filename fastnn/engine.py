@@ -188,8 +188,9 @@ class Engine:
         entry = self._plans.get((n, kind))
         if entry is None:
             dtype = m.dtype
-            if kind is None:   # the plan needs a loss descriptor: MSE's is a placeholder never run
-                spec = LossSpec(_plan.LossKind.MSE, "sum", m.out_features)
+            if kind is None:   # the plan needs a loss descriptor: a placeholder never run, of the targets' format
+                labels = isinstance(t, np.ndarray) and t.dtype.kind == "i"
+                spec = LossSpec(_plan.LossKind.NLL if labels else _plan.LossKind.MSE, "sum", m.out_features)
             else:
                 shape = None if loss.row_wise else (n, m.out_features)
                 weight = (loss._converted("weight", dtype, shape) if getattr(loss, "_weight", None) is not None

@@ -208,7 +208,7 @@ def test_restore_best_weights_restores_a_real_training_run():
     best = int(np.argmin(hist.history["val_loss"]))
     assert es.best_epoch == best
     np.testing.assert_array_equal(model._arena.data, snaps[best])
-    assert model.evaluate(X[300:400], y[300:400], batch_size=16)["loss"] == pytest.approx(
+    assert model.evaluate(X[300:400], y[300:400], batch_size=16) == pytest.approx(
         hist.history["val_loss"][best], rel=1e-6)
 
 
@@ -535,7 +535,7 @@ def test_model_checkpoint_single_file_and_resume(tmp_path):
                      callbacks=[ModelCheckpoint(path, monitor="val_accuracy", save_best_only=True)])
     loaded = load_model(path)
     best = int(np.argmax(hist.history["val_accuracy"]))   # first maximum (strict improvements)
-    assert loaded.evaluate(X[150:200], y[150:200], batch_size=32)["accuracy"] == \
+    assert loaded.evaluate(X[150:200], y[150:200], batch_size=32, return_dict=True)["accuracy"] == \
         pytest.approx(hist.history["val_accuracy"][best])
 
 

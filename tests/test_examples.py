@@ -17,7 +17,7 @@ def test_examples_are_found():
     if not EXAMPLES.is_dir():
         pytest.skip("examples/ is not beside tests/ (the tests were copied out of the source tree)")
     assert {"lecture_loop.py", "fit_early_stopping.py", "regression_mse.py", "overfitting_dropout.py",
-            "loss_landscape.py"} <= set(SCRIPTS)
+            "loss_landscape.py", "lecture_keras_style.py"} <= set(SCRIPTS)
 
 
 @pytest.mark.parametrize("script", SCRIPTS)
