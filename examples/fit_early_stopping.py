@@ -39,7 +39,7 @@ def main(argv=None) -> int:
     ran = len(history.epoch)
     print(f"stopped after {ran} of 300 epochs; best val_loss {early.best:.4f} at epoch {early.best_epoch + 1} "
           "(its weights restored)")
-    scores = model.evaluate(X_test, y_test)
+    scores = model.evaluate(X_test, y_test, return_dict=True)
     print(f"test loss {scores['loss']:.4f}, test accuracy {scores['accuracy']:.2%} on {len(y_test)} digits")
     if args.plot:
         from fastnn import plot

@@ -63,7 +63,7 @@ def main(argv=None) -> int:
         model = build(p)
         history = model.fit(X_train, y_train, epochs=EPOCHS, batch_size=32, validation_data=(X_val, y_val), verbose=0)
         val = np.array(history.history["val_loss"])
-        acc = model.evaluate(X_test, y_test)["accuracy"]
+        _, acc = model.evaluate(X_test, y_test)   # [loss, accuracy], as Keras returns them
         runs[p] = (history, val, acc)
         label = "without dropout" if p == 0 else f"dropout {p}"
         print(f"{label:>16}: train loss {history.history['loss'][-1]:.4f} | val_loss best {val.min():.4f} "

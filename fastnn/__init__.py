@@ -1,9 +1,10 @@
 """fastnn: fast dense neural networks (multi-layer perceptrons) on the CPU.
 
 Compiled Cython kernels (BLAS through scipy.linalg.cython_blas, OpenMP) under a
-PyTorch-style API. See DESIGN.md for the public contract.
+PyTorch-style API. See docs/design.md for the public contract (docs/README.md: all the documentation).
 """
 
+from . import _build_check  # noqa: F401, I001 - first: a clear ImportError when the kernels are not built
 from . import callbacks, datasets, functional, io, losses, metrics, nn, optim, plot
 from ._config import (
     get_default_dtype,
@@ -22,6 +23,7 @@ from .layers import (
     Dense,
     Dropout,
     Identity,
+    Input,
     Layer,
     LeakyReLU,
     ReLU,
@@ -39,7 +41,7 @@ from .parameter import Parameter
 __all__ = [
     "__version__",
     "get_default_dtype", "get_num_threads", "set_default_dtype", "set_num_threads", "show_config",
-    "Activation", "Dense", "Dropout", "ELU", "GELU", "Identity", "Layer", "LeakyReLU", "ReLU", "Sigmoid",
+    "Activation", "Dense", "Dropout", "ELU", "GELU", "Identity", "Input", "Layer", "LeakyReLU", "ReLU", "Sigmoid",
     "SiLU", "Softmax", "Softplus", "Softsign", "Tanh",
     "Sequential", "Parameter", "load_model", "clip_grad_norm_", "clip_grad_value_", "GradientTape", "no_grad",
     "callbacks", "datasets", "functional", "io", "losses", "metrics", "nn", "optim", "plot",

@@ -1,8 +1,10 @@
 """The `fastnn` console command (also `python -m fastnn`).
 
     fastnn train    train an MLP (the bundled digits by default, or your CSV/.npz) and report test metrics
+    fastnn predict  a saved model's predictions (labels, probabilities or values) for new rows of a CSV file
     fastnn bench    benchmark one training step, optimizer steps and inference against NumPy/PyTorch
     fastnn info     version, OpenMP and threads, BLAS libraries and their threads, dtype, compiler flags
+    fastnn --version (-V)  the version
 
 Each command lives in its own module with `configure(parser)` and `run(args) -> int`.
 """
@@ -13,8 +15,11 @@ import argparse
 import importlib
 import sys
 
+from ._version import __version__
+
 COMMANDS = {
     "train": ("fastnn._cli_train", "train an MLP and report its test metrics"),
+    "predict": ("fastnn._cli_predict", "predict with a saved model for new rows of a CSV file"),
     "bench": ("fastnn.benchmarks.cli", "benchmark fastnn against NumPy, PyTorch and scikit-learn"),
     "info": (None, "print the build and runtime configuration"),
 }
@@ -41,6 +46,7 @@ def run(args: argparse.Namespace) -> int:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="fastnn", description="fastnn: fast dense neural networks on the CPU")
+    parser.add_argument("-V", "--version", action="version", version=f"fastnn {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     modules = {}
     for name, (module, help_text) in COMMANDS.items():

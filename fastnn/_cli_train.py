@@ -4,13 +4,19 @@
     fastnn train --data iris.csv --target species --hidden 32,16 --epochs 100 --early-stopping 10
     fastnn train --data data.npz --task regression --plot curves.png --save model.fnn
     fastnn train --save-onnx model.onnx                     # also (or only) as ONNX: pip install "fastnn[onnx]"
+    fastnn predict --model model.fnn --data new.csv --proba  # then use it (fastnn._cli_predict)
 
 Pipeline: load -> held-out test split (stratified for classification) -> validation split of
 the rest -> standardize the features with the training part's statistics (and the target, for
 regression) -> Dense layers with the activation (and dropout) -> fit with a progress bar ->
 test loss and accuracy (classification) or MSE (regression, in the target's own units).
 The model saved with --save (and --save-onnx) takes raw features: the standardization is folded into its first
-(and, for regression, last) Dense layer.
+(and, for regression, last) Dense layer. The --save file also records what the model is for (model.meta:
+the task, the class names, the feature columns and the target column when known), which `fastnn predict` uses.
+
+The task (--task auto): class labels that are not numbers -> classification; numbers that are not all
+integers -> regression; integer values -> classification when there are at most AUTO_MAX_CLASSES distinct
+values and each occurs in at least AUTO_MIN_CLASS_ROWS rows, else regression (with a note saying so).
 
 Bad arguments or unreadable data: a one-line message on stderr and exit code 2 (argparse's own
 errors print the short usage line first). A training run that diverges (NaN loss): exit code 1.
@@ -20,6 +26,7 @@ Command modules expose configure(parser) and run(args) -> int; main(argv) runs i
 from __future__ import annotations
 
 import argparse
+import csv
 import importlib.util
 import os
 import sys
@@ -37,6 +44,8 @@ from .model import Sequential
 from .optim import OPTIMIZERS
 
 PROG = "fastnn train"
+AUTO_MAX_CLASSES = 100     # --task auto: integer targets with more distinct values are regression
+AUTO_MIN_CLASS_ROWS = 2    # ... and so are those with a value seen only once (a count, an id, a measurement)
 
 
 class UsageError(Exception):
@@ -75,7 +84,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
                            "default: the bundled 8x8 handwritten digits")
     data.add_argument("--target", metavar="COLUMN", default=None, help="the CSV column to predict")
     data.add_argument("--task", choices=("auto", "classification", "regression"), default="auto",
-                      help="auto (default): regression when the target has non-integer numbers, else classification")
+                      help="auto (default): classification for text labels, and for integer targets with at most "
+                           f"{AUTO_MAX_CLASSES} distinct values each in at least {AUTO_MIN_CLASS_ROWS} rows; "
+                           "regression for other numbers (e.g. 214 distinct integers); "
+                           "classification or regression forces it")
     data.add_argument("--val-split", type=number(0.0, 1.0, False, True), default=0.1, metavar="FRACTION",
                       help="fraction of the training part held out for validation, 0 for none (default: 0.1)")
     data.add_argument("--test-split", type=number(0.0, 1.0, True, True), default=0.2, metavar="FRACTION",
@@ -135,8 +147,39 @@ def _load(args):
     raise UsageError(f"--data {path}: expected a .csv or .npz file, got {suffix or 'no suffix'!r}")
 
 
+def csv_columns(path, delimiter=","):
+    """A CSV file's column names: its first non-blank row, each name stripped (load_csv's header rule)."""
+    with open(path, newline="", encoding="utf-8-sig") as f:
+        for row in csv.reader(f, delimiter=delimiter):
+            if any(cell.strip() for cell in row):
+                return [cell.strip() for cell in row]
+    return []
+
+
+def _columns(args):
+    """(feature names or None, target name or None) of the data, as far as the file names them."""
+    if args.data is None or args.target is None:
+        return None, None
+    delimiter = "\t" if args.data.lower().endswith(".tsv") else ","
+    return [c for c in csv_columns(args.data, delimiter) if c != args.target], args.target
+
+
+def _auto_task(y, integral):
+    """--task auto for a numeric target: (task, note or None); see the module docstring."""
+    if not integral or y.ndim != 1:
+        return "regression", None
+    _, counts = np.unique(y, return_counts=True)
+    if len(counts) <= AUTO_MAX_CLASSES and counts.min() >= AUTO_MIN_CLASS_ROWS:
+        return "classification", None
+    why = (f"{len(counts)} distinct values, more than {AUTO_MAX_CLASSES}" if len(counts) > AUTO_MAX_CLASSES else
+           f"{int((counts < AUTO_MIN_CLASS_ROWS).sum())} of its {len(counts)} values occur in fewer than "
+           f"{AUTO_MIN_CLASS_ROWS} rows")
+    return "regression", (f"note: the integer target has {why}, so it is taken as a regression target; "
+                          "pass --task classification to treat its values as classes")
+
+
 def _prepare_target(y, classes, task):
-    """(task, y, class names or None) with classification labels as int64 0..k-1."""
+    """(task, y, class names or None, note or None) with classification labels as int64 0..k-1."""
     y = np.asarray(y)
     if y.ndim == 2 and y.shape[1] == 1:
         y = y[:, 0]
@@ -147,13 +190,14 @@ def _prepare_target(y, classes, task):
     integral = y.dtype.kind in "iub" or (y.dtype.kind == "f" and bool(np.all(y == np.round(y))))
     if y.dtype.kind == "f" and not np.isfinite(y).all():
         raise UsageError("the target contains NaN or inf")
+    note = None
     if task == "auto":
-        task = "classification" if labels_like or (integral and y.ndim == 1) else "regression"
+        task, note = ("classification", None) if labels_like else _auto_task(y, integral)
     if task == "regression":
         if labels_like:
             raise UsageError("--task regression needs a numeric target, but it holds class labels")
         y = y.astype(np.float64).reshape(len(y), -1)
-        return task, y, None
+        return task, y, None, note
     if y.ndim == 2:   # one-hot rows -> class indices
         if not (np.isin(y, (0, 1)).all() and (y.sum(axis=1) == 1).all()):
             raise UsageError(f"classification needs one label per row (or one-hot rows); got shape {y.shape}")
@@ -165,7 +209,7 @@ def _prepare_target(y, classes, task):
     names = classes[values] if classes is not None else values
     if len(values) < 2:
         raise UsageError(f"the target has a single class ({names[0]}); classification needs at least two")
-    return task, y, names
+    return task, y, names, note
 
 
 def _split(X, y, size, task, seed):
@@ -242,7 +286,8 @@ def _setup(args):
     X, y, classes, source = _load(args)
     if len(X) < 4:
         raise UsageError(f"{source}: {len(X)} rows are too few to split into training and test data")
-    task, y, names = _prepare_target(y, classes, args.task)
+    task, y, names, note = _prepare_target(y, classes, args.task)
+    features, target = _columns(args)
     X_train, X_test, y_train, y_test = _split(X, y, args.test_split, task, args.seed)
     X_val = y_val = None
     if args.val_split > 0:
@@ -273,9 +318,8 @@ def _setup(args):
     if task == "classification" and (classes is not None or not np.array_equal(names, np.arange(len(names)))):
         shown = ", ".join(f"{i}={c}" for i, c in enumerate(names[:20])) + (" ..." if len(names) > 20 else "")
         _say(args, f"classes: {shown}")
-    if task == "classification" and args.task == "auto" and len(names) > 50 and len(names) > len(X) / 5:
-        _say(args, f"note: {len(names)} distinct integer target values were taken as classes; "
-                   "pass --task regression for a numeric target")
+    if note is not None:
+        _say(args, note)
     _say(args, f"split: {len(X_train)} train, {0 if X_val is None else len(X_val)} validation, {len(X_test)} test; "
                f"features standardized with the training part's mean and std"
                + ("" if y_scaler is None else " (and the target, for training)"))
@@ -286,7 +330,10 @@ def _setup(args):
     Xs_train, ys_train = scale(X_train, y_train)
     Xs_val, ys_val = scale(X_val, y_val)
     Xs_test, _ = scale(X_test, y_test)
-    return dict(model=model, early=early, callbacks=callbacks, task=task, names=names,
+    meta = {"task": task, **({"classes": list(names)} if task == "classification" else {}),
+            **({"features": features} if features is not None and len(features) == X.shape[1] else {}),
+            **({"target": target} if target is not None else {})}
+    return dict(model=model, early=early, callbacks=callbacks, task=task, names=names, meta=meta,
                 train=(Xs_train, ys_train), val=None if X_val is None else (Xs_val, ys_val),
                 test=(Xs_test, y_test), X_test_raw=X_test, y_train=y_train,
                 x_scaler=x_scaler, y_scaler=y_scaler)
@@ -300,10 +347,10 @@ def _report(args, s, history):
         _say(args, f"early stopping after epoch {early.stopped_epoch + 1}; "
                    f"restored the weights of epoch {early.best_epoch + 1} ({early.monitor} {early.best:.4f})")
     if task == "classification":
-        scores = model.evaluate(Xs_test, y_test)
+        loss = model.evaluate(Xs_test, y_test, return_dict=True)["loss"]
         pred = np.asarray(model.predict(Xs_test)).argmax(axis=1)
         correct = int((pred == y_test).sum())
-        print(f"test loss {scores['loss']:.4f} - test accuracy {correct / len(y_test):.4f} "
+        print(f"test loss {loss:.4f} - test accuracy {correct / len(y_test):.4f} "
               f"({correct}/{len(y_test)})", flush=True)
         return correct / len(y_test)
     pred = s["y_scaler"].inverse_transform(np.asarray(model.predict(Xs_test), dtype=np.float64))
@@ -349,6 +396,7 @@ def run(args: argparse.Namespace) -> int:
         folded = ("it takes raw features: the standardization is folded into its first layer"
                   + (" and the target's into its last" if s["y_scaler"] is not None else ""))
     if args.save is not None:
+        model.meta = s["meta"]   # task, class names, feature and target columns: fastnn predict reads them
         model.save(args.save)
         _say(args, f"model saved to {args.save} (load with fastnn.load_model; {folded})")
     if args.save_onnx is not None:

@@ -1,4 +1,4 @@
-"""Keras-style callbacks for Sequential.fit (NUMERICS.md section 6).
+"""Keras-style callbacks for Sequential.fit (docs/numerics.md section 6).
 
 Hooks (all optional, with Keras's names and arguments)::
 
@@ -248,20 +248,25 @@ def _weights(model) -> np.ndarray:
     return model._arena.data
 
 
-def _format_logs(logs: dict) -> str:
-    """'loss: 0.1234 - accuracy: 0.9500' (Keras's number format)."""
+def _log_values(logs: dict) -> list[str]:
+    """['loss: 0.1234', 'accuracy: 0.9500'] (Keras's number format) for the numbers in logs."""
     parts = []
     for key, value in logs.items():
         if isinstance(value, numbers.Real):
             v = float(value)
             parts.append(f"{key}: {v:.4f}" if abs(v) > 1e-3 or v == 0 or not math.isfinite(v) else f"{key}: {v:.4e}")
-    return " - ".join(parts)
+    return parts
+
+
+def _format_logs(logs: dict) -> str:
+    """'loss: 0.1234 - accuracy: 0.9500' (Keras's number format)."""
+    return " - ".join(_log_values(logs))
 
 
 # ------------------------------------------------------------------------------------------ callbacks
 
 class EarlyStopping(Callback):
-    """Stop training when a monitored value stops improving: Keras 3's exact rule (NUMERICS 6.1).
+    """Stop training when a monitored value stops improving: Keras 3's exact rule (docs/numerics.md section 6.1).
 
     EarlyStopping(monitor="val_loss", min_delta=0, patience=0, verbose=0, mode="auto", baseline=None,
     restore_best_weights=False, start_from_epoch=0)
@@ -541,17 +546,44 @@ class LRSchedulerCallback(Callback):
 
 
 class ProgressBar(Callback):
-    """fit's progress display: verbose=1 a tqdm bar per epoch (loss, metrics, ETA), verbose=2 one line per epoch."""
+    """fit's progress display: verbose=1 a tqdm bar per epoch (loss, metrics, ETA), verbose=2 one line per epoch.
 
-    def __init__(self, verbose=1, file=None):
+    Where it goes (file=None): the verbose=1 bar to stderr, like tqdm's own default: it is a display
+    that redraws itself with carriage returns, so it stays out of stdout, where a program's results go
+    (``fastnn train > log.txt``, ``fastnn predict > out.csv``). The verbose=2 lines are a record of
+    the training, one line per epoch as Keras prints them: stdout, as Keras. file= sends either anywhere.
+
+    Width: the bar's line fits the terminal without hiding the metrics: ncols columns if given, else
+    $COLUMNS less one if set (shutil.get_terminal_size's order; one less, as tqdm, so that a full line
+    does not wrap), else the terminal's width read at each redraw (none when not a terminal). Of the
+    layouts below, the richest that fits is drawn: the rate is never shown, then the timing, the bar
+    and its percentage, the " - " separators and the step counter go, in that order. So at 80
+    columns the end-of-epoch line still shows loss, a metric, val_loss and the validation metric
+    ("Epoch 20/20 loss: 0.2723 accuracy: 0.9826 val_loss: 0.2629 val_accuracy: 0.9500").
+    """
+
+    #: (bar_format without the metrics, separator between the metrics), richest first
+    LAYOUTS = (
+        ("{desc} {percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt} [{elapsed}<{remaining}]", " - "),
+        ("{desc} {percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt}", " - "),
+        ("{desc} {n_fmt}/{total_fmt}", " - "),
+        ("{desc} {n_fmt}/{total_fmt}", " "),
+        ("{desc}", " "),
+    )
+    MIN_BAR = 10   # columns: a layout with a bar fits only if the bar gets at least this many
+
+    def __init__(self, verbose=1, file=None, ncols=None):
         super().__init__()
         self.verbose = V.check_choice(verbose, "verbose", (1, 2))
         self.file = file
+        self.ncols = None if ncols is None else V.check_int(ncols, "ncols", low=1)
         self._bar = None
         self._last = 0.0
 
     def _out(self):
-        return self.file if self.file is not None else sys.stdout
+        if self.file is not None:
+            return self.file
+        return sys.stderr if self.verbose == 1 else sys.stdout
 
     def _uses_batch_hooks(self) -> bool:
         return self.verbose == 1
@@ -565,9 +597,28 @@ class ProgressBar(Callback):
         if self.verbose == 1:
             from tqdm.auto import tqdm
 
+            ncols = self.ncols if self.ncols is not None else _columns_from_environment()
             self._bar = tqdm(total=self._steps, desc=f"Epoch {epoch + 1}/{self._epochs}", unit="step",
-                             file=self._out(), leave=True, dynamic_ncols=True)
+                             file=self._out(), leave=True, bar_format=self.LAYOUTS[0][0],
+                             ncols=ncols, dynamic_ncols=ncols is None)
             self._last = self._start
+
+    def _show(self, logs):
+        """Put the metrics of `logs` on the bar, in the richest layout that fits its width."""
+        bar = self._bar
+        values = _log_values(logs or {})
+        state = bar.format_dict   # (re)reads the terminal's width when it is dynamic
+        width = state.get("ncols")
+        for layout, sep in self.LAYOUTS:
+            text = sep.join(values).replace("{", "{{").replace("}", "}}")
+            fmt = f"{layout} {text}" if text else layout
+            if not width:
+                break
+            drawn = bar.format_meter(**{**state, "bar_format": fmt.replace("{bar}", "#" * self.MIN_BAR),
+                                        "ncols": None})
+            if len(drawn) <= width:
+                break
+        bar.bar_format = fmt
 
     def on_train_batch_end(self, batch, logs=None):
         bar = self._bar
@@ -576,7 +627,7 @@ class ProgressBar(Callback):
         now = time.perf_counter()
         if now - self._last >= bar.mininterval:   # format the numbers only when tqdm redraws
             self._last = now
-            bar.set_postfix_str(_format_logs(logs or {}), refresh=False)
+            self._show(logs)
         bar.update(1)
 
     def on_train_batches_end(self, batch, count, logs=None):
@@ -584,7 +635,7 @@ class ProgressBar(Callback):
         if bar is None:
             return
         self._last = time.perf_counter()
-        bar.set_postfix_str(_format_logs(logs or {}), refresh=False)
+        self._show(logs)
         bar.update(count)
 
     def on_epoch_end(self, epoch, logs=None):
@@ -594,7 +645,7 @@ class ProgressBar(Callback):
             text = _format_logs(logs or {})
             print(f"{line} - {text}" if text else line, file=self._out(), flush=True)
         elif self._bar is not None:
-            self._bar.set_postfix_str(_format_logs(logs or {}), refresh=False)
+            self._show(logs)
             self.close()
 
     def close(self):
@@ -605,6 +656,15 @@ class ProgressBar(Callback):
 
     def on_train_end(self, logs=None):
         self.close()
+
+
+def _columns_from_environment():
+    """$COLUMNS - 1 when it holds a width (> 1), else None."""
+    try:
+        columns = int(os.environ.get("COLUMNS", ""))
+    except ValueError:
+        return None
+    return columns - 1 if columns > 1 else None
 
 
 ProgbarLogger = ProgressBar   # Keras's name

@@ -56,7 +56,7 @@ What the engine reads of a model: ``model._execution()`` only (fastnn._stages.Ex
 and their plan records, the parameter arena, dtype, widths, seed and dropout step counter, which it
 advances, and the per-layer path for stages no plan runs).
 
-Threads (DESIGN "Threads"): a plan is built for the current ``fastnn.get_num_threads()`` (1 in a
+Threads (docs/design.md, "Threads"): a plan is built for the current ``fastnn.get_num_threads()`` (1 in a
 forked child, see fastnn._config) and rebuilt when it changes. It runs serial control flow: GEMMs
 are threaded by BLAS, except the small ones, which run on one thread in fastnn's own AVX2 kernels
 where those are faster than (threaded) BLAS; element-wise passes go parallel above their measured
@@ -188,8 +188,9 @@ class Engine:
         entry = self._plans.get((n, kind))
         if entry is None:
             dtype = m.dtype
-            if kind is None:   # the plan needs a loss descriptor: MSE's is a placeholder never run
-                spec = LossSpec(_plan.LossKind.MSE, "sum", m.out_features)
+            if kind is None:   # the plan needs a loss descriptor: a placeholder never run, of the targets' format
+                labels = isinstance(t, np.ndarray) and t.dtype.kind == "i"
+                spec = LossSpec(_plan.LossKind.NLL if labels else _plan.LossKind.MSE, "sum", m.out_features)
             else:
                 shape = None if loss.row_wise else (n, m.out_features)
                 weight = (loss._converted("weight", dtype, shape) if getattr(loss, "_weight", None) is not None

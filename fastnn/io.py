@@ -11,6 +11,20 @@ File format (version 1). A model file is a standard, uncompressed ``.npz`` archi
 - ``optimizer/state/<j>/<kind>``: the optimizer state of model parameter j (``step``, ``exp_avg``, ...);
 - ``loss/<name>``: array keywords of the loss (``weight``, ``pos_weight``).
 
+The header may also hold ``meta``, what the model is for, taken from ``model.meta`` when it is not
+None (``fastnn train`` sets it; ``load_model`` gives it back as ``model.meta``, None for files
+without it, ``load_info`` reads it without the weights). It is a small, fixed schema of strings and
+numbers only, checked on save and on load:
+
+- ``task``: ``"classification"`` or ``"regression"``;
+- ``classes``: the class names, output j's label (distinct strings or finite numbers; one per output,
+  or two for a single-output binary model; classification only);
+- ``features``: the input columns' names (distinct strings, one per input);
+- ``target``: the name of the predicted column (a string).
+
+Files without ``meta`` are exactly as before (and load as before); an older fastnn refuses a file with
+``meta`` ("unknown entry 'meta'") rather than dropping it.
+
 Members are written with a fixed timestamp, so the same state always gives the same bytes.
 
 Loading never unpickles and never looks a name up outside fixed allow-lists. Before anything is
@@ -45,7 +59,7 @@ import re
 import struct
 import zipfile
 import zlib
-from math import prod
+from math import isfinite, prod
 
 import numpy as np
 
@@ -60,7 +74,7 @@ from .model import Sequential
 from .onnx import to_onnx
 
 __all__ = [
-    "FORMAT", "FORMAT_VERSION", "save_model", "load_model",
+    "FORMAT", "FORMAT_VERSION", "save_model", "load_model", "load_info", "META_KEYS", "TASKS",
     "to_torch", "from_torch", "load_torch_weights", "copy_weights_to_torch", "to_onnx",
 ]
 
@@ -75,6 +89,9 @@ _CHUNK = 1 << 20                 # bytes read from a member at a time
 _MAX_COUNTER = (1 << 63) - 1     # the dropout step counter and the epoch fit an int64
 _ZIP_TIME = (1980, 1, 1, 0, 0, 0)
 _NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}\Z")
+META_KEYS = ("task", "classes", "features", "target")   # the only entries of the header's "meta"
+TASKS = ("classification", "regression")
+_MAX_META_TEXT = 1000            # characters in one class / feature / target name
 
 # ------------------------------------------------------------------------------------------------
 # allow-lists: the only classes a file can name, taken from the registries when fastnn.io is imported
@@ -241,8 +258,29 @@ def _model_arrays(model: Sequential, include_optimizer: bool) -> dict:
         },
         "training": training,
     }
+    meta = getattr(model, "meta", None)
+    if meta is not None:
+        try:
+            header["meta"] = _check_meta(_meta_json(meta), model.in_features, model.out_features, "model.meta")
+        except _Invalid as exc:
+            raise ValueError(str(exc)) from None
     text = json.dumps(header, indent=1, sort_keys=False).encode("utf-8")
     return {HEADER: np.frombuffer(text, np.uint8), **arrays}
+
+
+def _meta_json(meta):
+    """model.meta as plain JSON values (NumPy scalars and strings to Python's, tuples and arrays to lists)."""
+    if not isinstance(meta, dict):
+        raise _Invalid(f"model.meta must be None or a dict with entries among {', '.join(META_KEYS)}; "
+                       f"got {type(meta).__name__}")
+
+    def plain(value):
+        if isinstance(value, (list, tuple, np.ndarray)):
+            return [plain(v) for v in value]
+        if isinstance(value, np.generic):
+            return value.item()
+        return value
+    return {k: plain(v) for k, v in meta.items()}
 
 
 def _write_npz(fileobj, arrays: dict) -> None:
@@ -398,7 +436,7 @@ class _Spec:
 
 def _parse_header(header: dict):
     """Validate the header; return (model kwargs, layers, training section, _Spec of the arrays)."""
-    _fields(header, "(top level)", ("format", "format_version", "model"), ("fastnn_version", "training"))
+    _fields(header, "(top level)", ("format", "format_version", "model"), ("fastnn_version", "training", "meta"))
     if header["format"] != FORMAT:
         raise _Invalid(f"its format is {_short(header['format'])}, not {FORMAT!r}")
     version = _expect(header["format_version"], "int", "format_version")
@@ -430,8 +468,68 @@ def _parse_header(header: dict):
     training = header.get("training")
     if training is not None:
         training = _parse_training(training, shapes, dtype, spec)
-    kwargs = {"dtype": dtype, "seed": seed, "step": step, "epoch": epoch}
+    dense = [layer for layer in layers if isinstance(layer, L.Dense)]
+    meta = header.get("meta")
+    if meta is not None:
+        meta = _check_meta(meta, dense[0].in_features if dense else None,
+                           dense[-1].out_features if dense else None, "header field meta")
+    version = header.get("fastnn_version")   # informational (load_info), never checked
+    version = version if isinstance(version, str) else None
+    kwargs = {"dtype": dtype, "seed": seed, "step": step, "epoch": epoch, "meta": meta, "version": version}
     return kwargs, layers, training, spec
+
+
+def _check_meta(meta, n_in, n_out, where: str) -> dict:
+    """meta checked against META_KEYS' schema and the model's widths; a new dict (raises _Invalid)."""
+    if not isinstance(meta, dict):
+        raise _Invalid(f"{where} must be an object with entries among {', '.join(META_KEYS)}, got {_short(meta)}")
+    unknown = [k for k in meta if k not in META_KEYS]
+    if unknown:
+        raise _Invalid(f"{where} has an unknown entry {_short(unknown[0])} (known: {', '.join(META_KEYS)})")
+
+    def number(v):
+        if isinstance(v, bool):
+            return False
+        return isinstance(v, int) and abs(v) <= 1 << 53 or isinstance(v, float) and isfinite(v)
+
+    def names(key, numbers_too):
+        value = meta[key]
+        if not isinstance(value, list):
+            raise _Invalid(f"{where}['{key}'] must be a list, got {_short(value)}")
+        for v in value:
+            ok = isinstance(v, str) and 0 < len(v) <= _MAX_META_TEXT or numbers_too and number(v)
+            if not ok:
+                kind = "non-empty strings or finite numbers" if numbers_too else "non-empty strings"
+                raise _Invalid(f"{where}['{key}'] must hold {kind} (at most {_MAX_META_TEXT} characters), "
+                               f"got {_short(v)}")
+        if len({(type(v) is str, v) for v in value}) != len(value):
+            raise _Invalid(f"{where}['{key}'] holds a name twice: {_short(value)}")
+        return list(value)
+
+    out = {}
+    task = meta.get("task")
+    if task is not None:
+        if task not in TASKS:
+            raise _Invalid(f"{where}['task'] must be one of {', '.join(TASKS)}, got {_short(task)}")
+        out["task"] = task
+    if "classes" in meta:
+        classes = names("classes", True)
+        if task != "classification":
+            raise _Invalid(f"{where}['classes'] needs task 'classification', got task {_short(task)}")
+        if n_out is not None and not (len(classes) == n_out or (len(classes) == 2 and n_out == 1)):
+            raise _Invalid(f"{where}['classes'] names {len(classes)} classes, but the model has {n_out} outputs")
+        out["classes"] = classes
+    if "features" in meta:
+        features = names("features", False)
+        if n_in is not None and len(features) != n_in:
+            raise _Invalid(f"{where}['features'] names {len(features)} features, but the model takes {n_in}")
+        out["features"] = features
+    if "target" in meta:
+        target = meta["target"]
+        if not (isinstance(target, str) and 0 < len(target) <= _MAX_META_TEXT):
+            raise _Invalid(f"{where}['target'] must be a non-empty string, got {_short(target)}")
+        out["target"] = target
+    return out
 
 
 def _parse_training(t, shapes, dtype, spec: _Spec) -> dict:
@@ -636,7 +734,37 @@ def load_model(path) -> Sequential:
         model, kw = _load(f, p)
     model._step = kw["step"]
     model.epoch = kw["epoch"]
+    model.meta = kw["meta"]
     return model
+
+
+def load_info(path) -> dict:
+    """What a model file holds, without building the model or reading its weights.
+
+    Returns {"fastnn_version", "dtype", "in_features", "out_features", "layers" (class names),
+    "epoch", "trained_with" (optimizer class or None), "meta" (dict or None)}. The header and the
+    members' sizes are checked exactly as load_model checks them (ValueError naming the file).
+    """
+    p = _fspath(path)
+    with open(p, "rb") as f:
+        try:
+            archive_size = os.fstat(f.fileno()).st_size
+            with _open_archive(f) as zf:
+                (kw, layers, training, _), _members = _read_file(zf, archive_size)
+        except _Invalid as exc:
+            raise ValueError(f"cannot load model file '{p}': {exc}") from None
+        except (zipfile.BadZipFile, zlib.error, EOFError, struct.error, NotImplementedError, RuntimeError, OSError,
+                OverflowError, UnicodeError, ValueError, KeyError, IndexError, TypeError) as exc:
+            raise ValueError(f"cannot load model file '{p}': the file is damaged or is not a fastnn model file "
+                             f"({type(exc).__name__}: {exc})") from exc
+    dense = [layer for layer in layers if isinstance(layer, L.Dense)]
+    return {
+        "fastnn_version": kw["version"],
+        "dtype": kw["dtype"].name, "in_features": dense[0].in_features, "out_features": dense[-1].out_features,
+        "layers": [type(layer).__name__ for layer in layers], "epoch": kw["epoch"],
+        "trained_with": None if training is None else training["optimizer"][0].__name__,
+        "meta": kw["meta"],
+    }
 
 
 def _load(f, p: str):

@@ -24,6 +24,8 @@ class Layer:
     #: Constructor keyword -> JSON type ("int", "float", "bool", "str", or "activation": None, a name or a
     #: nested activation): the keys of ``_config()`` and the model file's schema for this class.
     config_types: dict = {}
+    #: Constructor keywords that are not part of the config (Dense's Keras width keywords)
+    build_keywords: tuple = ()
 
     def __init__(self):
         self.params = []
@@ -207,23 +209,74 @@ def get_activation(spec) -> Activation:
 
 
 class Dense(Layer):
-    """Fully connected layer: z = x @ W + b, W of shape (in_features, out_features), then activation."""
+    """Fully connected layer: z = x @ W + b, W of shape (in_features, out_features), then activation.
+
+    Two ways to write it:
+
+    - PyTorch's order: ``Dense(in_features, out_features, activation=None)`` (as torch.nn.Linear);
+    - Keras's: ``Dense(units, activation=None)`` (one width, or ``units=``): the input width is
+      inferred when the model first sees data (Keras's build), from ``fnn.Input(shape=(n,))`` at the
+      start of the Sequential, or from ``input_shape=(n,)`` (or ``input_dim=n``) on the layer.
+
+    A second positional argument that is a string, an Activation or None is the activation
+    (``Dense(10, "softmax")``, as in Keras); an integer is out_features. ``in_features`` is None until
+    the width is known.
+    """
 
     config_types = {"in_features": "int", "out_features": "int", "activation": "activation", "use_bias": "bool",
                     "init": "str"}
+    #: Keras's keywords that only say how wide the layer is (not part of the saved config)
+    build_keywords = ("units", "input_shape", "input_dim")
 
-    def __init__(self, in_features: int, out_features: int, activation=None, use_bias: bool = True,
-                 init: str = "glorot_uniform"):
+    def __init__(self, in_features=None, out_features=None, activation=None, use_bias: bool = True,
+                 init: str = "glorot_uniform", *, units=None, input_shape=None, input_dim=None):
         super().__init__()
-        self.in_features = V.check_int(in_features, "in_features", low=1)
+        if out_features is None or isinstance(out_features, (str, Activation)):
+            if out_features is not None:   # Dense(units, activation), Keras's positional order
+                if activation is not None:
+                    raise TypeError(f"Dense() got two activations: {out_features!r} (second argument) and "
+                                    f"activation={activation!r}")
+                activation = out_features
+            if units is not None:
+                if in_features is not None:
+                    raise TypeError(f"Dense() got both a width argument ({in_features!r}) and units={units!r}; "
+                                    "write Dense(units) or Dense(in_features, out_features)")
+                in_features = units
+            if in_features is None:
+                raise TypeError("Dense() needs its output width: Dense(units) (Keras) or "
+                                "Dense(in_features, out_features) (PyTorch)")
+            out_features, in_features = in_features, _input_width(input_shape, input_dim)
+        elif units is not None:
+            raise TypeError(f"Dense() got units={units!r} and two widths ({in_features!r}, {out_features!r}); write "
+                            "Dense(units) or Dense(in_features, out_features)")
+        elif input_shape is not None or input_dim is not None:
+            width = _input_width(input_shape, input_dim)
+            if width != in_features:
+                raise ValueError(f"Dense({in_features}, {out_features}) got input width {width} from "
+                                 "input_shape/input_dim; give the width once")
         self.out_features = V.check_int(out_features, "out_features", low=1)
+        self.in_features = None if in_features is None else V.check_int(in_features, "in_features", low=1)
+        if self.in_features is not None:
+            self._check_size()
+        self.activation = get_activation(activation)
+        self.use_bias = V.check_bool(use_bias, "use_bias")
+        self.init = check_init(init)
+
+    @property
+    def built(self) -> bool:
+        """Whether the input width is known (Keras's ``layer.built``; the weights exist once in a model)."""
+        return self.in_features is not None
+
+    def _check_size(self) -> None:
         # the weight (in, out) must fit in memory in the smallest model dtype (Sequential checks the
         # whole parameter arena in its own dtype)
         V.check_nbytes(f"in_features={self.in_features}, out_features={self.out_features}",
                        (self.in_features, self.out_features), "float32", what="the weight")
-        self.activation = get_activation(activation)
-        self.use_bias = V.check_bool(use_bias, "use_bias")
-        self.init = check_init(init)
+
+    def _set_input_width(self, width: int) -> None:
+        """Fix the input width of a layer made with Dense(units) (Keras's build)."""
+        self.in_features = V.check_int(width, "in_features", low=1)
+        self._check_size()
 
     @property
     def weight(self):
@@ -246,6 +299,53 @@ class Dense(Layer):
             "activation": None if isinstance(act, Identity) else act.kind, "use_bias": self.use_bias,
             "init": self.init,
         }
+
+
+def _input_width(input_shape, input_dim) -> int | None:
+    """The width from Keras's input_shape=(n,) or input_dim=n (None if neither is given)."""
+    if input_shape is not None and input_dim is not None:
+        raise TypeError("give input_shape=(n,) or input_dim=n, not both")
+    if input_dim is not None:
+        return V.check_int(input_dim, "input_dim", low=1)
+    if input_shape is None:
+        return None
+    return _check_shape(input_shape, "input_shape")
+
+
+def _check_shape(shape, name: str) -> int:
+    """n from a Keras shape (n,) of one sample (the batch axis left out)."""
+    if isinstance(shape, (int,)) and not isinstance(shape, bool):
+        raise TypeError(f"{name} must be a tuple (n,), the shape of one sample, got the int {shape}; write "
+                        f"{name}=({shape},)")
+    if not isinstance(shape, (tuple, list)):
+        raise TypeError(f"{name} must be a tuple (n,), the shape of one sample, got {type(shape).__name__}")
+    if len(shape) != 1:
+        hint = (f"; flatten the samples (X.reshape(len(X), -1)) and write {name}=({_prod(shape)},)"
+                if len(shape) > 1 and all(isinstance(d, int) for d in shape) else "")
+        raise ValueError(f"{name} must be (n,): fastnn's layers take rows of n features, got {tuple(shape)}{hint}")
+    return V.check_int(shape[0], f"{name}[0]", low=1)
+
+
+def _prod(shape) -> int:
+    out = 1
+    for d in shape:
+        out *= d
+    return out
+
+
+class Input:
+    """keras.Input(shape=(n,)): the input width of a Sequential, as its first entry. It holds no weights
+    and is not a layer of the model (``model.layers`` starts after it; nothing of it is saved), as in Keras."""
+
+    def __init__(self, shape=None, *, batch_size=None, name=None):
+        if shape is None:
+            raise TypeError("Input() needs the shape of one sample: fnn.Input(shape=(n,))")
+        self.width = _check_shape(shape, "shape")
+        self.shape = (self.width,)
+        self.name = name
+
+    def __repr__(self) -> str:
+        return f"Input(shape={self.shape})"
 
 
 class Dropout(Layer):

@@ -1,4 +1,4 @@
-"""Loss functions with PyTorch's names, keywords, defaults and numerics (NUMERICS.md section 2).
+"""Loss functions with PyTorch's names, keywords, defaults and numerics (docs/numerics.md section 2).
 
 Protocol (the PyTorch-style loop)::
 
@@ -575,3 +575,298 @@ class NLLLoss(_ClassLoss):
 #: Loss name -> class: the names ``compile(loss=...)`` and fastnn.plot accept (Keras-style).
 LOSSES = {"mse": MSELoss, "bce": BCELoss, "bce_with_logits": BCEWithLogitsLoss, "cross_entropy": CrossEntropyLoss,
           "nll": NLLLoss}
+
+
+# ------------------------------------------------------------------------------------------
+# Keras's losses (appended: issue 12). Two parts:
+#
+# - the Keras formulas on probabilities, in the PyTorch-style protocol above (loss_fn(y_pred, y),
+#   registered under Keras's names for compile): KerasBCELoss, KerasCrossEntropyLoss,
+#   KerasSparseCrossEntropyLoss, and L1Loss (mean absolute error). They run in NumPy (plan_kind None:
+#   the compiled step runs them from Python between its two plan calls);
+# - Keras's loss classes (BinaryCrossentropy, CategoricalCrossentropy, SparseCategoricalCrossentropy,
+#   MeanSquaredError, MeanAbsoluteError) with Keras's call order loss(y_true, y_pred) and from_logits
+#   meaning. Each delegates to one PyTorch-style loss (``.loss``): from_logits=True to the fused
+#   logits kernels (BCEWithLogitsLoss, CrossEntropyLoss), False to the Keras formulas; compile() uses
+#   that delegate, and whatever the delegate's call returns is returned as it is.
+#
+# Keras's probability formulas (keras/src/backend/*/nn.py): p is clipped to [eps, 1 - eps], eps = 1e-7;
+# categorical losses first divide each row by its sum; the clipped entries get no gradient.
+# ------------------------------------------------------------------------------------------
+
+#: Keras's backend epsilon, the clip of probabilities in its crossentropies
+KERAS_EPSILON = 1e-7
+
+
+def _reduce_rows(self, per, gper, count, grad_out, loss_out, grad_up) -> float:
+    """Reduce per-row losses `per` (N,) with per-row gradients `gper` (N, ...) into the protocol's outputs."""
+    if self.reduction == "none":
+        loss_out[...] = per.reshape(loss_out.shape)
+        if grad_up is not None:
+            gper *= grad_up.reshape((-1,) + (1,) * (gper.ndim - 1))
+        grad_out[...] = gper.reshape(grad_out.shape)
+        return float(per.sum(dtype=np.float64))
+    total = float(per.sum(dtype=np.float64))
+    if self.reduction == "mean":
+        scale = 1.0 / count if count else np.nan
+        gper *= gper.dtype.type(scale) if count else 0
+        total = total * scale if count else np.nan
+    grad_out[...] = gper.reshape(grad_out.shape)
+    return total
+
+
+class L1Loss(_ElementwiseLoss):
+    """Mean absolute error, as torch.nn.L1Loss: l = |y_pred - y|, gradient sign(y_pred - y) (0 where equal).
+
+    Keras's "mae" / "mean_absolute_error" (a mean over the columns, then over the rows: the same mean).
+    """
+
+    def __init__(self, reduction: str = "mean"):
+        super().__init__(reduction)
+
+    def _forward_backward(self, x, t, grad_out, loss_out=None, grad_up=None) -> float:
+        d = _view(x, -1) - _view(t, -1)
+        g = np.sign(d)
+        per = np.abs(d)
+        n = d.size
+        if self.reduction == "none":
+            _view(loss_out, -1)[...] = per
+            if grad_up is not None:
+                g *= _view(grad_up, -1)
+            _view(grad_out, -1)[...] = g
+            return float(per.sum(dtype=np.float64))
+        if self.reduction == "mean":
+            g *= g.dtype.type(1.0 / n) if n else 0
+        _view(grad_out, -1)[...] = g
+        total = float(per.sum(dtype=np.float64))
+        return total / n if self.reduction == "mean" else total
+
+
+class KerasBCELoss(_ElementwiseLoss):
+    """Keras's binary_crossentropy on probabilities: p clipped to [1e-7, 1 - 1e-7], then
+    -(y log p + (1 - y) log(1 - p)); 'mean' over every element (Keras: over the columns, then the rows).
+
+    The model must end in a sigmoid. Compared with BCELoss (torch's, logs clamped at -100) it differs
+    only where p is within 1e-7 of 0 or 1, where Keras's clip gives no gradient.
+    """
+
+    def __init__(self, reduction: str = "mean"):
+        super().__init__(reduction)
+
+    def _prepare(self, y_pred, y):
+        x, t = super()._prepare(y_pred, y)
+        V.check_in_range(x, "y_pred", 0.0, 1.0, " (binary_crossentropy takes probabilities: end the model in a "
+                         "sigmoid, or use BinaryCrossentropy(from_logits=True) for logits)")
+        V.check_in_range(t, "y", 0.0, 1.0, " (binary_crossentropy targets are 0/1 labels or probabilities)")
+        return x, t
+
+    def _forward_backward(self, x, t, grad_out, loss_out=None, grad_up=None) -> float:
+        eps = x.dtype.type(KERAS_EPSILON)
+        one = x.dtype.type(1)
+        xf, tf = _view(x, -1), _view(t, -1)
+        p = np.clip(xf, eps, one - eps)
+        per = -(tf * np.log(p) + (one - tf) * np.log(one - p))
+        g = (one - tf) / (one - p) - tf / p
+        g[(xf < eps) | (xf > one - eps)] = 0
+        if self.reduction == "none":
+            _view(loss_out, -1)[...] = per
+            if grad_up is not None:
+                g *= _view(grad_up, -1)
+            _view(grad_out, -1)[...] = g
+            return float(per.sum(dtype=np.float64))
+        n = per.size
+        if self.reduction == "mean":
+            g *= x.dtype.type(1.0 / n) if n else 0
+        _view(grad_out, -1)[...] = g
+        total = float(per.sum(dtype=np.float64))
+        return total / n if self.reduction == "mean" else total
+
+
+class _KerasCE(_ClassLoss):
+    """Keras's categorical crossentropy on probabilities: each row divided by its sum, clipped to
+    [1e-7, 1 - 1e-7], then -sum_j y_j log p_j per row; 'mean' divides by the number of rows."""
+
+    def __init__(self, reduction: str = "mean"):
+        super().__init__(None, -100, reduction)
+
+    def _forward_backward(self, x, t, grad_out, loss_out=None, grad_up=None) -> float:
+        C = x.shape[-1]
+        x2 = _view(x, (-1, C))
+        dt = x2.dtype.type
+        eps, one = dt(KERAS_EPSILON), dt(1)
+        s = x2.sum(axis=1, keepdims=True)
+        q = x2 / s
+        qc = np.clip(q, eps, one - eps)
+        if t.dtype.kind == "i":
+            labels = _view(t, -1)
+            kept = labels != self.ignore_index
+            rows = np.flatnonzero(kept)
+            target = np.zeros_like(x2)
+            target[rows, labels[rows]] = one
+            count = int(rows.size)
+        else:
+            target = _view(t, (-1, C))
+            count = x2.shape[0]
+        per = -(target * np.log(qc)).sum(axis=1)
+        gq = -target / qc
+        gq[(q < eps) | (q > one - eps)] = 0
+        # through q = x / s: d/dx_k = (gq_k - sum_j gq_j q_j) / s
+        gper = (gq - (gq * q).sum(axis=1, keepdims=True)) / s
+        return _reduce_rows(self, per, gper, count, _view(grad_out, (-1, C)),
+                            _view(loss_out, -1), _view(grad_up, -1))
+
+
+class KerasCrossEntropyLoss(_KerasCE):
+    """Keras's categorical_crossentropy on probabilities (the model ends in a softmax): y one-hot or
+    probability rows of y_pred's shape (integer one-hot rows are converted)."""
+
+    _probability_targets = True
+
+    def _prepare(self, y_pred, y):
+        y_arr = np.asarray(y)
+        if y_arr.ndim == 1 and np.ndim(y_pred) == 2:
+            raise ValueError(f"y must be one-hot rows of y_pred's shape {np.shape(y_pred)} for "
+                             f"categorical_crossentropy, got shape {y_arr.shape}; for class indices use "
+                             "sparse_categorical_crossentropy")
+        if y_arr.dtype.kind in "biu":
+            y_arr = y_arr.astype(np.float64)
+        x, t = super()._prepare(y_pred, y_arr)
+        V.check_in_range(x, "y_pred", 0.0, 1.0, " (categorical_crossentropy takes probabilities: end the model in "
+                         "a softmax, or use CategoricalCrossentropy(from_logits=True) for logits)")
+        return x, t
+
+
+class KerasSparseCrossEntropyLoss(_KerasCE):
+    """Keras's sparse_categorical_crossentropy on probabilities (the model ends in a softmax): y class
+    indices (N,) (or (N, 1))."""
+
+    def _prepare(self, y_pred, y):
+        y_arr = np.asarray(y)
+        if y_arr.ndim == 2 and y_arr.shape[1] == 1 and np.ndim(y_pred) == 2:
+            y_arr = y_arr[:, 0]
+        if y_arr.ndim == 2:
+            raise ValueError(f"y must be class indices ({y_arr.shape[0]},) for sparse_categorical_crossentropy, got "
+                             f"shape {y_arr.shape}; for one-hot rows use categorical_crossentropy")
+        x, t = super()._prepare(y_pred, y_arr)
+        V.check_in_range(x, "y_pred", 0.0, 1.0, " (sparse_categorical_crossentropy takes probabilities: end the "
+                         "model in a softmax, or use SparseCategoricalCrossentropy(from_logits=True) for logits)")
+        return x, t
+
+
+LOSSES.update({
+    "l1": L1Loss,
+    "mean_squared_error": MSELoss,
+    "mean_absolute_error": L1Loss, "mae": L1Loss,
+    "binary_crossentropy": KerasBCELoss,
+    "categorical_crossentropy": KerasCrossEntropyLoss,
+    "sparse_categorical_crossentropy": KerasSparseCrossEntropyLoss,
+})
+
+_KERAS_REDUCTIONS = {"sum_over_batch_size": "mean", "sum": "sum", None: "none", "none": "none"}
+
+
+class KerasLoss:
+    """Base of Keras's loss classes: loss(y_true, y_pred) (Keras's order), delegating to ``self.loss``,
+    a PyTorch-style fastnn loss (what compile() runs). reduction: "sum_over_batch_size" (the default),
+    "sum" or None ("none")."""
+
+    _elementwise = False   # Keras reduces these over the columns first: only the default reduction maps
+
+    def __init__(self, reduction="sum_over_batch_size", name=None):
+        key = reduction.lower() if isinstance(reduction, str) else reduction
+        if key not in _KERAS_REDUCTIONS:
+            raise ValueError(f"reduction must be 'sum_over_batch_size', 'sum' or None, got {reduction!r}")
+        if self._elementwise and key != "sum_over_batch_size":
+            raise ValueError(f"{type(self).__name__} supports reduction='sum_over_batch_size' only (Keras first "
+                             f"averages over the columns); got {reduction!r}: for other reductions use the "
+                             f"PyTorch-style {type(self._make('mean')).__name__}(reduction=...)")
+        self.reduction = reduction
+        self.name = name or _snake(type(self).__name__)
+        self.loss = self._make(_KERAS_REDUCTIONS[key])
+
+    def _make(self, reduction: str) -> _Loss:
+        raise NotImplementedError
+
+    def __call__(self, y_true, y_pred, sample_weight=None):
+        """The loss of y_pred against y_true (Keras's order: targets first)."""
+        if _output_tag(y_pred) is None and _output_tag(y_true) is not None:   # PyTorch's order given to a Keras loss
+            raise ValueError(
+                f"{type(self).__name__}(y_true, y_pred) takes the targets first (Keras's order: "
+                f"loss_fn(y_true, y_pred)), but the first argument is a model's output and the second is not: "
+                f"this looks like PyTorch's order loss_fn(y_pred, y_true), which would send the gradient to the "
+                f"targets. Write loss_fn(y, model(x)), or use the PyTorch-style {type(self.loss).__name__}")
+        if sample_weight is not None:
+            raise ValueError("sample_weight is not supported by fastnn's losses; weight classes with the "
+                             "PyTorch-style losses' weight= instead")
+        return self.loss(y_pred, y_true)
+
+    def backward(self, grad_output=None):
+        """d loss / d y_pred of the last call (as the PyTorch-style losses' backward)."""
+        return self.loss.backward(grad_output)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(reduction={self.reduction!r}, name={self.name!r})"
+
+
+def _snake(name: str) -> str:
+    return "".join("_" + c.lower() if c.isupper() and i else c.lower() for i, c in enumerate(name))
+
+
+class _FromLogits(KerasLoss):
+    _logits: type
+    _probs: type
+
+    def __init__(self, from_logits: bool = False, reduction="sum_over_batch_size", name=None):
+        self.from_logits = V.check_bool(from_logits, "from_logits")
+        super().__init__(reduction, name)
+
+    def _make(self, reduction):
+        return (self._logits if self.from_logits else self._probs)(reduction=reduction)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(from_logits={self.from_logits}, reduction={self.reduction!r})"
+
+
+class BinaryCrossentropy(_FromLogits):
+    """keras.losses.BinaryCrossentropy: from_logits=False takes probabilities (a sigmoid output, Keras's
+    clipped formula, KerasBCELoss), True takes logits (BCEWithLogitsLoss, fused and stable)."""
+
+    _elementwise = True
+    _logits, _probs = BCEWithLogitsLoss, KerasBCELoss
+
+
+class CategoricalCrossentropy(_FromLogits):
+    """keras.losses.CategoricalCrossentropy: one-hot (or probability) targets; from_logits=False takes
+    probabilities (a softmax output, KerasCrossEntropyLoss), True takes logits (CrossEntropyLoss)."""
+
+    _logits, _probs = CrossEntropyLoss, KerasCrossEntropyLoss
+
+
+class SparseCategoricalCrossentropy(_FromLogits):
+    """keras.losses.SparseCategoricalCrossentropy: class-index targets; from_logits=False takes
+    probabilities (a softmax output, KerasSparseCrossEntropyLoss), True takes logits (CrossEntropyLoss)."""
+
+    _logits, _probs = CrossEntropyLoss, KerasSparseCrossEntropyLoss
+
+
+class MeanSquaredError(KerasLoss):
+    """keras.losses.MeanSquaredError (MSELoss)."""
+
+    _elementwise = True
+
+    def _make(self, reduction):
+        return MSELoss(reduction)
+
+
+class MeanAbsoluteError(KerasLoss):
+    """keras.losses.MeanAbsoluteError (L1Loss)."""
+
+    _elementwise = True
+
+    def _make(self, reduction):
+        return L1Loss(reduction)
+
+
+__all__ += ["L1Loss", "KerasBCELoss", "KerasCrossEntropyLoss", "KerasSparseCrossEntropyLoss", "KerasLoss",
+            "BinaryCrossentropy", "CategoricalCrossentropy", "SparseCategoricalCrossentropy", "MeanSquaredError",
+            "MeanAbsoluteError"]

@@ -10,7 +10,10 @@ Names (as in Keras; logs and History use the name the user wrote):
 "accuracy" follows Keras: class-index targets (cross_entropy, nll) compare the argmax of y_pred
 with the index (rows equal to the loss's ignore_index are not counted); probability rows compare
 the two argmaxes; bce compares y_pred > 0.5 with y and bce_with_logits compares the logit > 0; with
-mse it is binary accuracy for one output column and the argmax comparison otherwise.
+mse (and mae, l1) it is binary accuracy for one output column and the argmax comparison otherwise.
+Keras's losses: binary_crossentropy compares y_pred > 0.5, categorical_crossentropy the two argmaxes,
+sparse_categorical_crossentropy the argmax with the index (Keras 3 chooses by the shapes, which gives
+the same for these losses).
 
 A metric is a running, sample-weighted mean, as Keras's stateful metrics: ``update_state(y_pred,
 y)`` adds one batch, ``result()`` is total / count, ``reset_state()`` starts over. Per-sample values
@@ -30,16 +33,20 @@ import numpy as np
 
 from . import _validation as V
 
-__all__ = ["Metric", "Accuracy", "BinaryAccuracy", "MeanAbsoluteError", "MeanSquaredError", "get",
+__all__ = ["Metric", "Accuracy", "BinaryAccuracy", "CategoricalAccuracy", "SparseCategoricalAccuracy",
+           "MeanAbsoluteError", "MeanSquaredError", "get",
            "canonical_name", "direction"]
 
 _ALIASES = {
     "accuracy": "accuracy", "acc": "accuracy",
     "binary_accuracy": "binary_accuracy",
+    "categorical_accuracy": "categorical_accuracy",
+    "sparse_categorical_accuracy": "sparse_categorical_accuracy",
     "mae": "mae", "mean_absolute_error": "mae",
     "mse": "mse", "mean_squared_error": "mse",
 }
-_DIRECTION = {"accuracy": "max", "binary_accuracy": "max", "mae": "min", "mse": "min"}
+_DIRECTION = {"accuracy": "max", "binary_accuracy": "max", "categorical_accuracy": "max",
+              "sparse_categorical_accuracy": "max", "mae": "min", "mse": "min"}
 
 
 def canonical_name(name: str) -> str:
@@ -158,8 +165,8 @@ class Accuracy(Metric):
     def __init__(self, name: str = "accuracy", loss=None):
         super().__init__(name)
         kind = type(loss).__name__
-        self._threshold = {"BCELoss": 0.5, "BCEWithLogitsLoss": 0.0}.get(kind)
-        self._mse = kind == "MSELoss"
+        self._threshold = {"BCELoss": 0.5, "BCEWithLogitsLoss": 0.0, "KerasBCELoss": 0.5}.get(kind)
+        self._mse = kind in ("MSELoss", "L1Loss")
         self._ignore_index = getattr(loss, "ignore_index", None)
 
     def _expect(self, y) -> None:
@@ -180,6 +187,23 @@ class Accuracy(Metric):
         if self._threshold is not None or (self._mse and c == 1):
             return _binary(self._scratch, y_pred, y, 0.5 if self._threshold is None else self._threshold, size)
         return [int(np.count_nonzero(y_pred.argmax(1) == y.argmax(1)))], [n]
+
+
+class CategoricalAccuracy(Accuracy):
+    """Keras's "categorical_accuracy": argmax of y_pred == argmax of y (one-hot rows; class indices are
+    compared with the argmax)."""
+
+    def __init__(self, name: str = "categorical_accuracy", loss=None):
+        super().__init__(name, None)
+        self._ignore_index = getattr(loss, "ignore_index", None)
+
+
+class SparseCategoricalAccuracy(CategoricalAccuracy):
+    """Keras's "sparse_categorical_accuracy": argmax of y_pred == y (class indices; rows equal to the loss's
+    ignore_index are not counted)."""
+
+    def __init__(self, name: str = "sparse_categorical_accuracy", loss=None):
+        super().__init__(name, loss)
 
 
 class BinaryAccuracy(Metric):
@@ -231,6 +255,11 @@ def get(name: str, loss=None, y=None) -> Metric:
     key = canonical_name(name)
     if key == "accuracy":
         metric = Accuracy(name, loss)
+        if y is not None:
+            metric._expect(y)
+        return metric
+    if key in ("categorical_accuracy", "sparse_categorical_accuracy"):
+        metric = (CategoricalAccuracy if key == "categorical_accuracy" else SparseCategoricalAccuracy)(name, loss)
         if y is not None:
             metric._expect(y)
         return metric

@@ -19,7 +19,7 @@ from . import _validation as V
 from ._config import get_default_dtype
 from ._stages import Execution, plan_stages
 from .init import init_dense
-from .layers import Dense, Layer
+from .layers import Activation, Dense, Dropout, Input, Layer
 from .losses import _tag_output
 from .parameter import Arena
 from .training import TrainingMixin
@@ -29,17 +29,30 @@ class Sequential(TrainingMixin):
     """A stack of layers trained as one model.
 
     Sequential([layer, ...], dtype="float32", seed=None), or PyTorch's Sequential(layer, layer, ...).
+    The first entry may be ``fnn.Input(shape=(n,))`` (Keras), which fixes the input width; a model whose
+    first Dense was written ``Dense(units)`` without it is *unbuilt* until it first sees data (a call,
+    fit, predict, evaluate, train_step or ``build``), as in Keras: its weights are made then, from the
+    same seed, exactly as if the width had been given. Keras's ``Sequential()`` followed by
+    ``model.add(layer)`` works too (see ``add``).
     `seed` seeds everything random in the model: initial weights and dropout masks (same seed ->
     bit-identical results). A new model is in training mode; model.eval() turns dropout off.
     """
 
     def __init__(self, *layers, dtype=None, seed=None):
-        if len(layers) == 1 and not isinstance(layers[0], Layer):
+        if not layers:   # Keras's Sequential() then model.add(layer) ...
+            self._empty(dtype, seed)
+            return
+        if len(layers) == 1 and not isinstance(layers[0], (Layer, Input)):
             layers = layers[0]   # one list (or other iterable) of layers
             if isinstance(layers, (str, bytes, dict, np.ndarray)) or not hasattr(layers, "__iter__"):
                 raise TypeError(f"layers must be a list of fastnn layers (or the layers as arguments), got "
                                 f"{type(layers).__name__}")
         layers = list(layers)
+        input_width = None
+        if layers and isinstance(layers[0], Input):
+            input_width = layers.pop(0).width
+        if any(isinstance(layer, Input) for layer in layers):
+            raise ValueError("fnn.Input(shape=(n,)) can only be the first entry of a Sequential")
         if not layers or not all(isinstance(layer, Layer) for layer in layers):
             bad = next((layer for layer in layers if not isinstance(layer, Layer)), None)
             hint = ""
@@ -51,8 +64,10 @@ class Sequential(TrainingMixin):
             )
         if not any(isinstance(layer, Dense) for layer in layers):
             raise ValueError("layers must contain at least one Dense layer (it fixes the input width)")
-        if len({id(layer) for layer in layers}) != len(layers) or any(layer.params for layer in layers):
+        if len({id(layer) for layer in layers}) != len(layers) or any(
+                layer.params or getattr(layer, "_claimed", False) for layer in layers):
             raise ValueError("a layer object can be used only once, in one model")
+        _infer_widths(layers, input_width)
         self.layers = layers
         self.dtype = V.resolve_dtype(get_default_dtype() if dtype is None else dtype)
         if seed is None:
@@ -62,6 +77,9 @@ class Sequential(TrainingMixin):
         self._last_forward = None   # (thread, eval-mode input or None, single sample) of the last forward
         self._out_tag = None        # the tag of the array the last model(x) returned (fastnn.losses._tag_output)
         self._self_ref = weakref.ref(self)
+        if next(layer for layer in layers if isinstance(layer, Dense)).in_features is None:
+            self._unbuilt(seed, input_width)   # Keras's Dense(units): the weights wait for the input width
+            return
         stages = plan_stages(layers)
         self.in_features = next(layer for layer in layers if isinstance(layer, Dense)).in_features
         self.out_features = stages[-1].out_features
@@ -71,17 +89,19 @@ class Sequential(TrainingMixin):
     # ---------------------------------------------------------------- the engine's seam
     def _execution(self) -> Execution:
         """What the engine runs: stages, arena, dtype, widths, seed, dropout step counter (fastnn._stages)."""
+        if self._exec is None:
+            self._require_built("the compiled engine")
         return self._exec
 
     @property
     def seed(self) -> int:
         """The seed of everything random in the model (initial weights, dropout masks)."""
-        return self._exec.seed
+        return self._exec.seed if self._exec is not None else self._pending_seed
 
     @property
     def _step(self) -> int:
         """Training-mode forward passes so far (the dropout masks' step counter)."""
-        return self._exec.step
+        return self._exec.step if self._exec is not None else 0
 
     @_step.setter
     def _step(self, value: int) -> None:
@@ -141,20 +161,22 @@ class Sequential(TrainingMixin):
     # ---------------------------------------------------------------- public API
     def parameters(self):
         """Each Dense layer's weight (in, out) then bias (out,), in layer order."""
+        self._require_built("model.parameters()")
         return list(self._arena.params)
 
     def named_parameters(self):
+        self._require_built("model.named_parameters()")
         return [(p.name, p) for p in self._arena.params]
 
     @property
     def trainable_variables(self):
         """The parameters (Keras/TensorFlow's name; the list parameters() returns)."""
-        return list(self._arena.params)
+        return self.parameters()
 
     @property
     def trainable_weights(self):
         """The parameters (Keras's name; the list parameters() returns)."""
-        return list(self._arena.params)
+        return self.parameters()
 
     def state_dict(self) -> dict:
         """{name: copy of the parameter's values}, in parameter order.
@@ -165,6 +187,7 @@ class Sequential(TrainingMixin):
         nn.Linear weight (out_features, in_features); a bias is (out_features,). The arrays are copies
         in the model's dtype: later training does not change them.
         """
+        self._require_built("model.state_dict()")
         return {p.name: p.data.copy() for p in self._arena.params}
 
     def load_state_dict(self, state_dict, strict: bool = True):
@@ -180,6 +203,7 @@ class Sequential(TrainingMixin):
             raise TypeError(f"state_dict must be a dict of name -> array (as model.state_dict() returns), got "
                             f"{type(state_dict).__name__}")
         strict = V.check_bool(strict, "strict")
+        self._require_built("model.load_state_dict()")
         params = {p.name: p for p in self._arena.params}
         missing = [k for k in params if k not in state_dict]
         unexpected = [k for k in state_dict.keys() if k not in params]
@@ -220,6 +244,8 @@ class Sequential(TrainingMixin):
 
     def zero_grad(self, set_to_none: bool = True) -> None:
         set_to_none = V.check_bool(set_to_none, "set_to_none")
+        if self._exec is None:
+            return   # no weights, no gradients
         for p in self._arena.params:
             p.zero_grad(set_to_none)
 
@@ -247,6 +273,7 @@ class Sequential(TrainingMixin):
         x = V.as_float_array(x, "x", None, ndim=(1, 2) if single else 2)   # converted once, below
         if single:
             x = x.reshape(1, -1)
+        self._build_for(x.shape[1])
         if x.shape[1] != self.in_features:
             raise ValueError(f"x must have {self.in_features} features (columns), got shape {x.shape}")
         if x.shape[0] == 0:
@@ -317,11 +344,20 @@ class Sequential(TrainingMixin):
 
     def __getstate__(self):
         state = {k: v for k, v in self.__dict__.items() if k not in self._TRANSIENT}
+        if self._exec is None:   # unbuilt: its seed is kept in _pending_seed
+            return state
         state["seed"], state["_step"] = self._exec.seed, self._exec.step
         return state
 
     def __setstate__(self, state):
         state = dict(state)
+        if state.get("_arena") is None:   # an unbuilt model
+            self.__dict__.update(state)
+            self._last_forward = None
+            self._out_tag = None
+            self._self_ref = weakref.ref(self)
+            self._exec = None
+            return
         seed, step = state.pop("seed"), state.pop("_step")
         self.__dict__.update(state)
         self._last_forward = None
@@ -336,15 +372,235 @@ class Sequential(TrainingMixin):
         include_optimizer=True and a compiled model also the optimizer state, loss and metrics.
         The path is used as given (no suffix is added). See fastnn.io.
         """
+        self._require_built("model.save()")
         Sequential._writer(self, path, include_optimizer=include_optimizer)
 
     #: the file writer, fastnn.io.save_model, which installs itself here when fastnn.io is imported (by
     #: ``import fastnn``): io rebuilds models from files, so it imports this module, never the reverse
     _writer = None
 
+    #: what the model is for, saved in its file: None or {"task", "classes", "features", "target"}
+    #: (fastnn train sets it; fastnn.io checks it on save and load)
+    meta = None
+
     def __repr__(self) -> str:
         inner = ",\n".join(f"  ({i}): {layer!r}" for i, layer in enumerate(self.layers))
         return f"Sequential(\n{inner}\n), dtype={self.dtype}, seed={self.seed}"
+
+    # ---------------------------------------------------------------- Keras's build (unbuilt models)
+    @property
+    def built(self) -> bool:
+        """Whether the model has its weights (Keras's ``model.built``): False for a Sequential of
+        Dense(units) layers that has not seen data yet."""
+        return self._exec is not None
+
+    def build(self, input_shape) -> None:
+        """Make the weights for inputs of input_shape (Keras: ``model.build((None, n))``; ``(n,)`` and
+        ``n`` work too). A built model must get its own width."""
+        shape = (input_shape,) if isinstance(input_shape, int) and not isinstance(input_shape, bool) else input_shape
+        if not isinstance(shape, (tuple, list)) or len(shape) not in (1, 2):
+            raise ValueError(f"input_shape must be (batch, n) (batch may be None) or (n,), got {input_shape!r}")
+        width = V.check_int(shape[-1], "input_shape[-1]", low=1)
+        self._build_for(width)
+        if width != self.in_features:
+            raise ValueError(f"input_shape gives {width} features, but the model takes {self.in_features}")
+
+    def _empty(self, dtype, seed) -> None:
+        """Sequential() with no layers yet (Keras's model.add habit)."""
+        self.layers = []
+        self.dtype = V.resolve_dtype(get_default_dtype() if dtype is None else dtype)
+        if seed is None:
+            seed = int(np.random.SeedSequence().entropy % (1 << 63))
+        self.training = True
+        self._last_forward = None
+        self._out_tag = None
+        self._self_ref = weakref.ref(self)
+        self._unbuilt(V.check_int(seed, "seed", low=0, high=(1 << 64) - 1))
+
+    def add(self, layer) -> None:
+        """Append a layer (Keras's ``model.add``), or ``fnn.Input(shape=(n,))`` first. Only before the model
+        has its weights: they are made, from the seed, when it first needs them (data, ``build``,
+        ``compile``, ``summary``, ``parameters()``), exactly as for the same layers given at once."""
+        if self._exec is not None:
+            raise ValueError("add(): the model already has its weights; add every layer before using the model "
+                             "(or give all the layers to Sequential([...]))")
+        if isinstance(layer, Input):
+            if self.layers or self._input_width is not None:
+                raise ValueError("fnn.Input(shape=(n,)) can only be the first entry of a Sequential")
+            self._input_width = layer.width
+            return
+        if not isinstance(layer, Layer):
+            raise TypeError(f"add() takes a fastnn layer (or fnn.Input first), got {type(layer).__name__}")
+        if layer.params or getattr(layer, "_claimed", False) or any(layer is m for m in self.layers):
+            raise ValueError("a layer object can be used only once, in one model")
+        _infer_widths(self.layers + [layer], self._input_width)
+        self.layers.append(layer)
+        if isinstance(layer, Dense):
+            layer._claimed = True
+            self.out_features = layer.out_features
+
+    def _unbuilt(self, seed, input_width=None) -> None:
+        self._arena = self._exec = None
+        self._pending_seed = seed
+        self._input_width = input_width
+        self.in_features = None
+        self.out_features = next((layer.out_features for layer in reversed(self.layers) if isinstance(layer, Dense)),
+                                 None)
+        for layer in self.layers:
+            if isinstance(layer, Dense):
+                layer._claimed = True   # a layer belongs to one model, even before it has weights
+
+    def _build_for(self, width: int) -> None:
+        """Build an unbuilt model for inputs of `width` features (nothing if it is built)."""
+        if self._exec is not None:
+            return
+        first = next((layer for layer in self.layers if isinstance(layer, Dense)), None)
+        if first is None:
+            raise ValueError("the model has no Dense layer yet: add its layers first (model.add(fnn.Dense(...)))")
+        if first.in_features is None:
+            first._set_input_width(width)
+        _infer_widths(self.layers, None)
+        seed = self._pending_seed
+        stages = plan_stages(self.layers)
+        self.in_features = first.in_features
+        self.out_features = stages[-1].out_features
+        self._build_parameters(seed)
+        self._exec = Execution(stages, self._arena, self.dtype, self.in_features, seed)
+        del self._pending_seed, self._input_width
+        for layer in self.layers:
+            layer.__dict__.pop("_claimed", None)
+        self._on_built()   # TrainingMixin: makes the optimizer compiled by name before the build
+
+    def _build_if_known(self) -> None:
+        """Build a model assembled with add() whose input width is known (fnn.Input, input_shape=)."""
+        if self._exec is None:
+            first = next((layer for layer in self.layers if isinstance(layer, Dense)), None)
+            if first is not None and first.in_features is not None:
+                self._build_for(first.in_features)
+
+    def _require_built(self, what: str) -> None:
+        self._build_if_known()
+        if self._exec is None:
+            raise ValueError(f"{what}: the model is not built yet (its first Dense layer was given no input "
+                             "width): call it on data (model(x), fit, predict), call model.build((None, n)), or "
+                             "start with fnn.Input(shape=(n,))")
+
+    # ---------------------------------------------------------------- Keras's summary
+    def count_params(self) -> int:
+        """The number of weights (all trainable), as Keras's ``model.count_params()``."""
+        self._require_built("model.count_params()")
+        return int(self._arena.size)
+
+    def summary(self, line_length=None, positions=None, print_fn=None, expand_nested=False, show_trainable=False,
+                layer_range=None) -> None:
+        """Print a table of the layers (Keras's ``model.summary()``): name and type, output shape, parameter
+        count, then the totals. print_fn (default print) receives each line. An unbuilt model shows "?"
+        and "0 (unbuilt)" as Keras does. positions, expand_nested, show_trainable and layer_range are
+        accepted for Keras compatibility (no nested models; every weight is trainable)."""
+        width = 80 if line_length is None else V.check_int(line_length, "line_length", low=40)
+        self._build_if_known()
+        emit = print if print_fn is None else print_fn
+        built = self.built
+        rows = []
+        out = None
+        for i, layer in enumerate(self.layers):
+            if isinstance(layer, Dense):
+                out = layer.out_features
+                act = layer.activation.kind
+                kind = "Dense" + ("" if act == "linear" else f", {act}")
+                params = (layer.in_features * layer.out_features + layer.out_features * layer.use_bias
+                          if built else None)
+            else:
+                kind = type(layer).__name__ + (f", p={layer.p:g}" if isinstance(layer, Dropout) else "")
+                params = 0
+            shape = f"(None, {out})" if out is not None else f"(None, {self.in_features})" if built else "?"
+            count = "0 (unbuilt)" if params is None else f"{params:,}"
+            rows.append((f"{i} ({kind})", shape, count))
+        c2 = 24
+        c3 = 16
+        c1 = max(width - c2 - c3, 20)
+        rule = "=" * (c1 + c2 + c3)
+        emit('Model: "sequential"')
+        emit(rule)
+        emit(f"{'Layer (type)':<{c1}}{'Output Shape':<{c2}}{'Param #':>{c3}}")
+        emit(rule)
+        for name, shape, count in rows:
+            emit(f"{name:<{c1}}{shape:<{c2}}{count:>{c3}}")
+        emit(rule)
+        total = self.count_params() if built else 0
+        size = _human_bytes(total * self.dtype.itemsize)
+        emit(f" Total params: {total:,} ({size})")
+        emit(f" Trainable params: {total:,} ({size})")
+        emit(" Non-trainable params: 0 (0.00 B)")
+        if not built:
+            emit(" The model is not built yet: call it on data, or start with fnn.Input(shape=(n,)).")
+        emit(rule)
+
+    # ---------------------------------------------------------------- probabilities
+    def predict_proba(self, X, batch_size=None, verbose=0) -> np.ndarray:
+        """Class probabilities for X (n, in_features), whatever the model's head (eval mode):
+
+        - a model ending in Softmax or Sigmoid: its outputs, as predict() gives them;
+        - compiled with a loss on logits: the softmax of the outputs for CrossEntropyLoss
+          (cross_entropy, from_logits=True crossentropies), the sigmoid for BCEWithLogitsLoss
+          (one probability per output column), exp for NLLLoss (log-probabilities);
+        - otherwise (regression losses, an uncompiled model of logits) a ValueError.
+        """
+        head = self._head_kind()
+        kind = type(self.loss).__name__ if self.loss is not None else None
+        if head in ("softmax", "sigmoid"):
+            return self.predict(X, batch_size, verbose)
+        if kind == "CrossEntropyLoss":
+            out = self.predict(X, batch_size, verbose)
+            out -= out.max(axis=1, keepdims=True)
+            np.exp(out, out=out)
+            out /= out.sum(axis=1, keepdims=True)
+            return out
+        if kind == "BCEWithLogitsLoss":
+            out = self.predict(X, batch_size, verbose)
+            return 0.5 * (1.0 + np.tanh(0.5 * out, out=out))   # the logistic function, without overflow
+        if kind == "NLLLoss":
+            out = self.predict(X, batch_size, verbose)
+            return np.exp(out, out=out)
+        if kind is None:
+            raise ValueError("predict_proba(): the model ends in raw outputs and is not compiled, so it is not "
+                             "known what they are; end it in a Softmax/Sigmoid, or compile it with a "
+                             "classification loss (cross_entropy, bce_with_logits, ...)")
+        raise ValueError(f"predict_proba() needs a classifier, but the model is compiled with {kind} (a "
+                         "regression loss) and does not end in a Softmax or Sigmoid; use predict()")
+
+    def _head_kind(self):
+        """The kind of the activation that produces the output ('softmax', 'sigmoid', 'linear', ...)."""
+        for layer in reversed(self.layers):
+            if isinstance(layer, Dense):
+                return layer.activation.kind
+            if isinstance(layer, Activation):
+                return layer.kind
+        return "linear"
+
+
+def _human_bytes(n: int) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1024 or unit == "GB":
+            return f"{n:.2f} {unit}"
+        n /= 1024
+    return f"{n:.2f} GB"
+
+
+def _infer_widths(layers, width) -> None:
+    """Give each Dense(units) layer its input width from the layer before it (or `width`, the model's input
+    width, for the first one) where that is known; refuse widths that do not chain."""
+    for i, layer in enumerate(layers):
+        if not isinstance(layer, Dense):
+            continue
+        if layer.in_features is None:
+            if width is not None:
+                layer._set_input_width(width)
+        elif width is not None and layer.in_features != width:
+            raise ValueError(f"layer {i} ({layer!r}) expects in_features={layer.in_features}, but "
+                             + ("the previous layer gives" if any(isinstance(m, Dense) for m in layers[:i])
+                                else "the input (fnn.Input) has") + f" {width} features")
+        width = layer.out_features
 
 
 class _IncompatibleKeys(NamedTuple):

@@ -1,6 +1,6 @@
 """Keras-style training for Sequential: compile, fit, evaluate, predict and train_step.
 
-Semantics follow Keras 3 (NUMERICS.md section 6): the validation split is the last samples, taken
+Semantics follow Keras 3 (docs/numerics.md section 6): the validation split is the last samples, taken
 before shuffling; the epoch's 'loss' and metrics are sample-weighted running means over its batches
 (the last, partial batch is kept); validation runs after the epoch, in eval mode, with the epoch's
 final weights, and is logged as 'val_*'. ``epochs`` is the index of the final epoch, so
@@ -55,7 +55,7 @@ def _check_verbose(verbose) -> int:
 
 
 class TrainingMixin:
-    """compile / fit / evaluate / predict / train_step for Sequential (Keras semantics, NUMERICS 6)."""
+    """compile / fit / evaluate / predict / train_step for Sequential (Keras semantics, docs/numerics.md section 6)."""
 
     optimizer = None            #: the compiled optimizer (fastnn.optim.Optimizer)
     loss = None                 #: the compiled loss object (fastnn.losses)
@@ -65,24 +65,40 @@ class TrainingMixin:
     epoch = 0                   #: number of epochs completed by fit (resume with initial_epoch=model.epoch)
     _metric_names = ()          # (log name, canonical name) per compiled metric
     _train_out = None           # training-mode output of the last _train_step's batch
+    _pending_optimizer = None   # an optimizer name compiled before the model was built (made at build)
 
     # ------------------------------------------------------------------------------ compile
     def compile(self, optimizer="adam", loss=None, metrics=None):
         """Configure training: optimizer, loss and metrics (strings or objects).
 
-        optimizer: a name of fastnn.optim.OPTIMIZERS ("sgd", "adam", ...: built with torch's defaults)
-        or an optimizer over this model's parameters. loss: a name of fastnn.losses.LOSSES ("mse", "bce"
-        (probabilities: the model must end in a sigmoid), "cross_entropy" (logits), ...) or a
-        fastnn.losses object (reduction 'mean' or 'sum'). metrics: names among "accuracy" ("acc"),
-        "binary_accuracy", "mae", "mse" (logged under the name given). Sets ``optimizer``, ``loss``
-        and ``compiled_metrics``.
+        optimizer: a name of fastnn.optim.OPTIMIZERS ("sgd", "adam", ...: built with Keras's defaults,
+        fastnn.optim.KERAS_DEFAULTS: "sgd" has lr 0.01, the others 0.001) or an optimizer over this
+        model's parameters. loss: a name of fastnn.losses.LOSSES: PyTorch's ("mse", "bce" (probabilities:
+        the model must end in a sigmoid), "cross_entropy" (logits), ...) or Keras's
+        ("sparse_categorical_crossentropy", "categorical_crossentropy" (probabilities: the model ends in
+        a softmax), "binary_crossentropy" (a sigmoid), "mean_squared_error", "mae", ...), a fastnn.losses
+        object (reduction 'mean' or 'sum') or a Keras-style one (fastnn.losses.SparseCategoricalCrossentropy
+        (from_logits=...), ...). metrics: names among "accuracy" ("acc"), "binary_accuracy",
+        "categorical_accuracy", "sparse_categorical_accuracy", "mae", "mse" (logged under the name given).
+        An optimizer made without parameters (Keras's ``fnn.optim.Adam(learning_rate=1e-3)``; the class's
+        other defaults are PyTorch's) takes this model's parameters. Sets ``optimizer``, ``loss`` and
+        ``compiled_metrics``. An unbuilt model (Dense(units) without fnn.Input) takes a name or an
+        optimizer without parameters; it gets the parameters when the model is built.
         """
+        self._check_layers("compile")
+        self._build_if_known()   # a model assembled with add() after fnn.Input gets its weights now
         loss_obj = self._resolve_loss(loss)
         names = self._resolve_metrics(metrics, loss_obj)
-        opt = self._resolve_optimizer(optimizer)
+        opt, pending = self._resolve_optimizer(optimizer)
         self.optimizer, self.loss = opt, loss_obj
+        self._pending_optimizer = pending
         self._metric_names = tuple(names)
         self.compiled_metrics = [canonical for _, canonical in names]
+
+    def _check_layers(self, method: str) -> None:
+        if self.out_features is None:   # Sequential() before any model.add(fnn.Dense(...))
+            raise ValueError(f"{method}(): the model has no Dense layer yet; add its layers first "
+                             "(model.add(fnn.Dense(...)))")
 
     @property
     def metrics_names(self) -> list[str]:
@@ -90,20 +106,47 @@ class TrainingMixin:
         return ["loss"] + [name for name, _ in self._metric_names]
 
     def _resolve_optimizer(self, optimizer):
+        """(optimizer, None), or (None, name or optimizer) for a name or an optimizer made without parameters
+        (Keras's Adam(learning_rate=...)) given to an unbuilt model."""
+        if isinstance(optimizer, str) and optimizer.lower() in _optim.OPTIMIZERS:
+            name = optimizer.lower()
+            if not self.built:
+                return None, name
+            return _optim.from_name(name, self.parameters()), None
         optimizer = _from_registry(optimizer, "optimizer", _optim.OPTIMIZERS, _optim.Optimizer,
-                                   "a fastnn.optim optimizer", "model.parameters(), lr=...",
-                                   lambda cls: cls(self.parameters()))
+                                   "a fastnn.optim optimizer", "model.parameters(), lr=...", None)
+        if not optimizer.param_groups:   # made without parameters (Keras's habit): it takes this model's
+            if not self.built:
+                return None, optimizer
+            optimizer.add_param_group({"params": self.parameters()})
+            return optimizer, None
+        if not self.built:
+            raise ValueError("optimizer: the model is not built yet, so no optimizer can hold its parameters; "
+                             "pass the optimizer's name (compile(optimizer='adam')), or build the model first "
+                             "(start with fnn.Input(shape=(n,)), or call it on data)")
         own = {id(p) for p in self.parameters()}
         foreign = [p for group in optimizer.param_groups for p in group["params"] if id(p) not in own]
         if foreign:
             raise ValueError(f"optimizer must optimize this model's parameters, but it holds {len(foreign)} other "
                              f"parameter(s) (first: {foreign[0].name!r}); create it with model.parameters()")
-        return optimizer
+        return optimizer, None
+
+    def _on_built(self) -> None:
+        pending = self._pending_optimizer
+        if pending is not None:   # compile(optimizer="name" or Adam(learning_rate=...)) before the model was built
+            if isinstance(pending, str):
+                self.optimizer = _optim.from_name(pending, self.parameters())
+            else:
+                pending.add_param_group({"params": self.parameters()})
+                self.optimizer = pending
+            self._pending_optimizer = None
 
     def _resolve_loss(self, loss):
         if loss is None:
             raise ValueError(f"compile() needs a loss: one of {', '.join(map(repr, _losses.LOSSES))} or a "
                              "fastnn.losses object")
+        if isinstance(loss, _losses.KerasLoss):   # Keras's classes: the PyTorch-style loss they delegate to
+            loss = loss.loss
         loss = _from_registry(loss, "loss", _losses.LOSSES, _losses._Loss, "a fastnn.losses object", "",
                               lambda cls: cls())
         if loss.reduction == "none":
@@ -119,6 +162,13 @@ class TrainingMixin:
             if loss.weight is not None and loss.weight.shape != (c,):
                 raise ValueError(f"the loss's weight must have shape ({c},), one entry per output class, "
                                  f"got shape {loss.weight.shape}")
+            if isinstance(loss, _losses._KerasCE) and last_act != "softmax":
+                name = ("sparse_" if isinstance(loss, _losses.KerasSparseCrossEntropyLoss) else "") + \
+                    "categorical_crossentropy"
+                raise ValueError(f"loss {name!r} takes probabilities (Keras's from_logits=False), but the model does "
+                                 f"not end in a softmax (its output activation is {last_act!r}); add "
+                                 f"activation='softmax' to the last layer, or pass "
+                                 f"fastnn.losses.{_keras_class(name)}(from_logits=True)")
             if kind == "CrossEntropyLoss" and last_act == "softmax":
                 warnings.warn("the model ends with a Softmax, but CrossEntropyLoss takes logits (it applies "
                               "log_softmax itself); remove the final Softmax", UserWarning, stacklevel=3)
@@ -127,6 +177,11 @@ class TrainingMixin:
                 w = getattr(loss, attr, None)
                 if w is not None:
                     V.check_broadcastable(w, f"the loss's {attr}", (1, c), "one output row")
+            if kind == "KerasBCELoss" and last_act not in ("sigmoid", "softmax"):
+                raise ValueError("loss 'binary_crossentropy' takes probabilities (Keras's from_logits=False), but the "
+                                 f"model does not end in a sigmoid (its output activation is {last_act!r}); add "
+                                 "activation='sigmoid' to the last layer, or pass "
+                                 "fastnn.losses.BinaryCrossentropy(from_logits=True)")
             if kind == "BCELoss" and last_act not in ("sigmoid", "softmax"):
                 raise ValueError("loss 'bce' (BCELoss) takes probabilities, but the model does not end with a "
                                  "sigmoid; add activation='sigmoid' to the last layer or use loss='bce_with_logits'")
@@ -151,7 +206,7 @@ class TrainingMixin:
         return names
 
     def _check_compiled(self, method: str) -> None:
-        if self.loss is None or self.optimizer is None:
+        if self.loss is None or (self.optimizer is None and self._pending_optimizer is None):
             raise ValueError(f"the model must be compiled before {method}(): call "
                              "model.compile(optimizer=..., loss=..., metrics=...) first")
 
@@ -160,6 +215,7 @@ class TrainingMixin:
         x = V.as_float_array(X, name, self.dtype, ndim=2)
         if x.shape[0] == 0:
             raise ValueError(f"{name} must hold at least one sample (row), got shape {x.shape}")
+        self._build_for(x.shape[1])   # an unbuilt model (Dense(units)) takes its input width from the data
         if x.shape[1] != self.in_features:
             raise ValueError(f"{name} must have {self.in_features} features (columns) to match the model's input, "
                              f"got shape {x.shape}")
@@ -179,6 +235,16 @@ class TrainingMixin:
                              f"{name} has {len(arr)}")
         if isinstance(loss, _losses._ClassLoss):
             probs = loss._probability_targets
+            if isinstance(loss, _losses.KerasCrossEntropyLoss):   # categorical_crossentropy: one-hot rows only
+                if arr.ndim != 2 or arr.shape[1] != c or arr.dtype.kind not in "biuf":
+                    raise ValueError(f"{name} must be one-hot (or probability) rows of shape ({n}, {c}) for "
+                                     f"categorical_crossentropy, got shape {arr.shape}"
+                                     + ("; for class indices use 'sparse_categorical_crossentropy'"
+                                        if arr.ndim == 1 else ""))
+                arr = arr.astype(self.dtype) if arr.dtype.kind != "f" else arr
+            if isinstance(loss, _losses.KerasSparseCrossEntropyLoss) and arr.ndim == 2 and arr.shape[1] == c > 1:
+                raise ValueError(f"{name} must be class indices of shape ({n},) for sparse_categorical_crossentropy, "
+                                 f"got rows of shape {arr.shape}; for one-hot rows use 'categorical_crossentropy'")
             if probs and arr.dtype.kind == "f" and arr.ndim == 2 and arr.shape[1] == c:
                 t = V.as_float_array(arr, name, self.dtype)   # probability rows
                 _check_finite(t, name)
@@ -261,6 +327,7 @@ class TrainingMixin:
         restored afterwards. verbose is accepted for Keras compatibility (no progress display).
         """
         _check_verbose(verbose)
+        self._check_layers("predict")
         bs = _PREDICT_BATCH if batch_size is None else V.check_int(batch_size, "batch_size", low=1)
         shape = getattr(X, "shape", None)
         if shape is not None and len(shape) == 2:   # X's copy and the predictions, before copying X
@@ -275,16 +342,23 @@ class TrainingMixin:
             self._predict_batch(x[s:s + bs], out[s:s + bs])
         return out
 
-    def evaluate(self, X, y, batch_size=None, verbose=0) -> dict:
-        """{'loss': ..., metric: ...} over (X, y) in eval mode (sample-weighted means over batches).
+    def evaluate(self, X, y, batch_size=None, verbose=0, return_dict=False):
+        """The loss and metrics over (X, y) in eval mode (sample-weighted means over batches), as Keras
+        returns them: the loss (a float) without metrics, the list [loss, metric, ...] (in
+        ``metrics_names`` order) with them, or the dict {'loss': ..., metric: ...} with return_dict=True.
 
         batch_size: rows per forward pass (None: up to 1024). verbose: accepted, no display.
         """
         self._check_compiled("evaluate")
         _check_verbose(verbose)
+        return_dict = V.check_bool(return_dict, "return_dict")
         bs = _PREDICT_BATCH if batch_size is None else V.check_int(batch_size, "batch_size", low=1)
         x, t = self._prepare_data(X, y, "X", "y")
-        return self._evaluate_prepared(x, t, bs, [_metrics.get(n, self.loss, t) for n, _ in self._metric_names])
+        logs = self._evaluate_prepared(x, t, bs, [_metrics.get(n, self.loss, t) for n, _ in self._metric_names])
+        if return_dict:
+            return logs
+        values = list(logs.values())
+        return values[0] if len(values) == 1 else values
 
     def _evaluate_prepared(self, x, t, batch_size, metrics) -> dict:
         """Loss and metrics over prepared (x, t) in eval mode; thread-safe (buffers of its own, no mode change)."""
@@ -311,6 +385,9 @@ class TrainingMixin:
             callbacks=None, verbose=1, initial_epoch=0):
         """Train for epochs initial_epoch .. epochs-1 (Keras semantics); returns the History (also model.history).
 
+        epochs is the index of the final epoch, as in Keras: initial_epoch >= epochs trains nothing and
+        returns an empty History.
+
         validation_split: fraction of samples, the *last* ones before shuffling, held out for
         validation (ignored when validation_data=(X_val, y_val) is given). callbacks: Callback
         objects and/or fastnn lr schedulers. verbose: 0 silent, 1 progress bar, 2 one line per
@@ -321,9 +398,6 @@ class TrainingMixin:
         self._check_compiled("fit")
         epochs = V.check_int(epochs, "epochs", low=0)
         initial_epoch = V.check_int(initial_epoch, "initial_epoch", low=0)
-        if initial_epoch > epochs:
-            raise ValueError(f"initial_epoch must be <= epochs (epochs is the index of the final epoch, as in "
-                             f"Keras), got initial_epoch={initial_epoch} and epochs={epochs}")
         batch_size = 32 if batch_size is None else V.check_int(batch_size, "batch_size", low=1)
         split = V.check_float(validation_split, "validation_split", 0.0, 1.0, high_open=True)
         shuffle = V.check_bool(shuffle, "shuffle")
@@ -405,6 +479,11 @@ def _from_registry(spec, what: str, registry: dict, base: type, kind: str, examp
     if not isinstance(spec, base):
         raise TypeError(f"{what} must be a name ({names}) or {kind}, got {type(spec).__name__}")
     return spec
+
+
+def _keras_class(name: str) -> str:
+    """'sparse_categorical_crossentropy' -> 'SparseCategoricalCrossentropy'."""
+    return "".join(part.capitalize() for part in name.split("_"))
 
 
 def _check_finite(a: np.ndarray, name: str) -> None:

@@ -1,4 +1,4 @@
-"""fastnn.callbacks: EarlyStopping's exact Keras rule (NUMERICS 6.1), History, TerminateOnNaN,
+"""fastnn.callbacks: EarlyStopping's exact Keras rule (docs/numerics.md section 6.1), History, TerminateOnNaN,
 LearningRateScheduler, fastnn lr schedulers in fit, ModelCheckpoint and the progress display."""
 
 import math
@@ -57,7 +57,7 @@ def _run(values, monitor="val_loss", initial_epoch=0, **kw):
 
 def reference_early_stopping(values, patience=0, min_delta=0.0, mode="min", baseline=None,
                              restore_best_weights=False, start_from_epoch=0, initial_epoch=0):
-    """NUMERICS 6.1, written out: (epochs run, stopped_epoch, best_epoch, epoch whose weights end up in the model)."""
+    """docs/numerics.md section 6.1 written out: (epochs run, stopped_epoch, best_epoch, epoch of the final weights)."""
     d = abs(min_delta)
 
     def improves(cur, ref):
@@ -208,7 +208,7 @@ def test_restore_best_weights_restores_a_real_training_run():
     best = int(np.argmin(hist.history["val_loss"]))
     assert es.best_epoch == best
     np.testing.assert_array_equal(model._arena.data, snaps[best])
-    assert model.evaluate(X[300:400], y[300:400], batch_size=16)["loss"] == pytest.approx(
+    assert model.evaluate(X[300:400], y[300:400], batch_size=16) == pytest.approx(
         hist.history["val_loss"][best], rel=1e-6)
 
 
@@ -535,7 +535,7 @@ def test_model_checkpoint_single_file_and_resume(tmp_path):
                      callbacks=[ModelCheckpoint(path, monitor="val_accuracy", save_best_only=True)])
     loaded = load_model(path)
     best = int(np.argmax(hist.history["val_accuracy"]))   # first maximum (strict improvements)
-    assert loaded.evaluate(X[150:200], y[150:200], batch_size=32)["accuracy"] == \
+    assert loaded.evaluate(X[150:200], y[150:200], batch_size=32, return_dict=True)["accuracy"] == \
         pytest.approx(hist.history["val_accuracy"][best])
 
 
@@ -565,7 +565,7 @@ def test_verbose_1_shows_a_bar_per_epoch(capsys):
     pytest.importorskip("tqdm")
     model = _tiny(metrics=["mae"])
     model.fit(_X, _Y, epochs=2, batch_size=2, validation_split=0.5, verbose=1)
-    out = capsys.readouterr().out
+    out = capsys.readouterr().err   # the bar is on stderr (ProgressBar's docstring)
     assert "Epoch 1/2" in out and "Epoch 2/2" in out
     assert "2/2" in out and "val_loss: " in out and "mae: " in out
 

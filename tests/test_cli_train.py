@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import fastnn
-from fastnn._cli_train import main
+from fastnn._cli_train import AUTO_MAX_CLASSES, AUTO_MIN_CLASS_ROWS, _prepare_target, main
 from fastnn.datasets import load_digits, train_test_split
 
 
@@ -19,10 +19,11 @@ def _accuracy(out):
 
 def test_digits_defaults_reach_95_percent_with_progress_bar(capsys):
     assert main([]) == 0
-    out = capsys.readouterr().out
+    captured = capsys.readouterr()
+    out = captured.out
     acc, correct, total = _accuracy(out)
     assert acc >= 0.95 and total == 360
-    assert "Epoch 30/30" in out                                   # the progress bar ran
+    assert "Epoch 30/30" in captured.err and "Epoch" not in out   # the progress bar ran, on stderr
     assert "1797 samples, 64 features, 10 classes" in out
     assert "1293 train, 144 validation, 360 test" in out
 
@@ -101,6 +102,72 @@ def test_task_override_and_integer_targets(tmp_path, capsys):
     assert _accuracy(capsys.readouterr().out)[0] >= 0.85
     assert main(["--data", str(tmp_path / "cls.npz"), "--epochs", "2", "--task", "regression", "--quiet"]) == 0
     assert "test MSE" in capsys.readouterr().out
+
+
+def test_saved_digits_model_records_its_task_and_classes(tmp_path, capsys):
+    assert main(["--quiet", "--epochs", "1", "--hidden", "none", "--save", str(tmp_path / "d.fnn")]) == 0
+    assert fastnn.load_model(tmp_path / "d.fnn").meta == {"task": "classification", "classes": list(range(10))}
+    assert fastnn.io.load_info(tmp_path / "d.fnn")["meta"]["classes"] == list(range(10))
+
+
+# ----------------------------------------------------------------------------- --task auto
+def _ints(n_values, rows_each=AUTO_MIN_CLASS_ROWS, singletons=0):
+    return np.concatenate([np.repeat(np.arange(n_values), rows_each), np.arange(n_values, n_values + singletons)])
+
+
+@pytest.mark.parametrize("y,task,noted", [
+    (_ints(AUTO_MAX_CLASSES), "classification", False),                           # at the limit
+    (_ints(AUTO_MAX_CLASSES + 1), "regression", True),                            # one value more
+    (_ints(AUTO_MAX_CLASSES - 1, singletons=1), "regression", True),              # a value seen once
+    (_ints(2, rows_each=AUTO_MIN_CLASS_ROWS), "classification", False),
+    (_ints(214, rows_each=3).astype(np.float64), "regression", True),             # 214 distinct, as floats
+    (np.array([0.0, 1.0, 2.0, 1.0, 0.0, 2.0]), "classification", False),          # integer-valued floats
+    (np.array([0.5, 1.0, 0.5, 1.0]), "regression", False),                        # not integers: no note
+    (np.array(["b", "a", "c", "z"]), "classification", False),                    # text: always classes
+])
+def test_auto_task_rule_and_its_boundaries(y, task, noted):
+    got, _, names, note = _prepare_target(y, None, "auto")
+    assert got == task
+    assert (note is not None) == noted
+    if task == "classification":
+        assert len(names) == len(np.unique(y))
+
+
+def test_auto_task_notes_name_the_rule_and_the_override():
+    _, _, _, note = _prepare_target(_ints(214, rows_each=3), None, "auto")
+    assert note == (f"note: the integer target has 214 distinct values, more than {AUTO_MAX_CLASSES}, so it is "
+                    "taken as a regression target; pass --task classification to treat its values as classes")
+    _, _, _, note = _prepare_target(_ints(5, singletons=2), None, "auto")
+    assert f"2 of its 7 values occur in fewer than {AUTO_MIN_CLASS_ROWS} rows" in note
+    task, y, names, note = _prepare_target(_ints(214, rows_each=3), None, "classification")   # forced
+    assert (task, len(names), note) == ("classification", 214, None)
+    task, _, _, note = _prepare_target(_ints(3), None, "regression")
+    assert (task, note) == ("regression", None)
+
+
+def test_a_csv_float_target_with_214_integer_values_trains_as_regression(tmp_path, capsys):
+    r = np.random.default_rng(4)
+    x = r.uniform(0, 214, 600)
+    with open(tmp_path / "glass.csv", "w") as f:
+        f.write("x,noise,y\n")
+        for v in x:
+            f.write(f"{v:.3f},{r.normal():.3f},{float(int(v))}\n")   # "17.0": integer values written as floats
+    assert main(["--data", str(tmp_path / "glass.csv"), "--target", "y", "--epochs", "3", "--val-split", "0",
+                 "--save", str(tmp_path / "g.fnn")]) == 0
+    out = capsys.readouterr().out
+    assert "regression on 1 target" in out
+    assert "distinct values, more than 100, so it is taken as a regression target" in out
+    assert "test MSE" in out
+    assert fastnn.load_model(tmp_path / "g.fnn").meta == {"task": "regression", "features": ["x", "noise"],
+                                                         "target": "y"}
+
+
+def test_help_documents_the_auto_task_rule(capsys):
+    assert main(["--help"]) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert f"integer targets with at most {AUTO_MAX_CLASSES} distinct values each in at least " \
+           f"{AUTO_MIN_CLASS_ROWS} rows" in out
+    assert "e.g. 214 distinct integers" in out
 
 
 def test_fastnn_command_dispatches_train(capsys):

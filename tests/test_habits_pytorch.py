@@ -554,3 +554,33 @@ def test_no_grad_is_a_documented_no_op(data):
 
     np.testing.assert_array_equal(predict(X), out)
     assert predict.__name__ == "predict" and predict.__doc__ == "Doc."
+
+
+# ---------------------------------------------------------------------------------------------- with Keras's losses
+
+@pytest.mark.parametrize("make, sparse", [
+    (lambda: fnn.losses.SparseCategoricalCrossentropy(from_logits=True), True),
+    (lambda: fnn.losses.CategoricalCrossentropy(from_logits=True), False),
+    (lambda: fnn.losses.MeanSquaredError(), False),
+])
+def test_tensorflow_loop_with_keras_ordered_losses(data, make, sparse):
+    X, y = data
+    a, b = _model(), _model()
+    keras_loss = make()
+    torch_loss = keras_loss.loss   # the PyTorch-style loss it delegates to
+    t = y if sparse else np.eye(3)[y]
+    opt_a, opt_b = fnn.optim.SGD(a.trainable_variables, lr=0.1), fnn.optim.SGD(b.parameters(), lr=0.1)
+    for _ in range(5):
+        with fnn.GradientTape() as tape:
+            logits = a(X, training=True)
+            loss_value = keras_loss(t, logits)
+        grads = tape.gradient(loss_value, a.trainable_variables)
+        opt_a.apply_gradients(zip(grads, a.trainable_variables))
+        torch_loss(b(X), t).backward()
+        opt_b.step()
+        opt_b.zero_grad()
+    for p, q in zip(a.parameters(), b.parameters()):
+        np.testing.assert_array_equal(p.data, q.data)
+    with pytest.raises(ValueError, match=r"takes the targets first \(Keras's order.*PyTorch's order"):
+        keras_loss(a(X), t)
+    keras_loss(t, np.zeros((20, 3)))   # arrays in both places: no check

@@ -38,7 +38,8 @@ def _check_finite(out, values, lines, path, column):
 def load_csv(path, target, delimiter=",", dtype="float32"):
     """Read a CSV file with a header row into (X, y, classes).
 
-    target: the name of the target column; every other column is a numeric feature.
+    target: the name of the target column; every other column is a numeric feature. None: every
+    column is a feature (new rows to predict), and y and classes are None.
     X: (n_rows, n_features) of dtype. y: if every target value is a number, its values as
     int64 (all integer-valued) or dtype (otherwise), and classes is None; else the target
     holds class labels, y is their index 0..k-1 in sorted order and classes is the array of
@@ -48,8 +49,8 @@ def load_csv(path, target, delimiter=",", dtype="float32"):
     and the column.
     """
     path = V.check_path(path, "path")
-    if not isinstance(target, str):
-        raise TypeError(f"target must be the name of a column (a str), got {target!r}")
+    if target is not None and not isinstance(target, str):
+        raise TypeError(f"target must be the name of a column (a str) or None, got {target!r}")
     if not isinstance(delimiter, str):
         raise TypeError(f"delimiter must be a single character (a str), got {type(delimiter).__name__} {delimiter!r}")
     if len(delimiter) != 1:
@@ -65,7 +66,7 @@ def load_csv(path, target, delimiter=",", dtype="float32"):
                     break
             if header is None:
                 raise ValueError(f"{path}: the file is empty (expected a header row with column names)")
-            if header.count(target) != 1:
+            if target is not None and header.count(target) != 1:
                 if target in header:
                     raise ValueError(f"{path}, line {reader.line_num}: the target column {target!r} appears "
                                      f"{header.count(target)} times in the header")
@@ -86,7 +87,7 @@ def load_csv(path, target, delimiter=",", dtype="float32"):
             raise ValueError(f"{path}: not a UTF-8 text file ({exc.reason} at byte {exc.start})") from None
     if not rows:
         raise ValueError(f"{path}: no data rows after the header")
-    t = header.index(target)
+    t = None if target is None else header.index(target)
     features = [j for j in range(len(header)) if j != t]
     if not features:
         raise ValueError(f"{path}: no feature columns besides the target {target!r}")
@@ -94,6 +95,8 @@ def load_csv(path, target, delimiter=",", dtype="float32"):
     X = np.empty((len(rows), len(features)), dtype)
     for k, j in enumerate(features):
         X[:, k] = _check_finite(_to_floats(columns[j]), columns[j], lines, path, header[j])
+    if t is None:
+        return X, None, None
     labels = columns[t]
     values = _to_floats(labels)
     if values is not None:   # a numeric target: kept as numbers

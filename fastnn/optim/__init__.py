@@ -18,3 +18,24 @@ __all__ = ["Optimizer", "SGD", "Adam", "AdamW", "RMSprop", "Adagrad", "Adadelta"
 
 #: Optimizer name -> class: the names ``compile(optimizer=...)`` accepts (the class is built with torch's defaults).
 OPTIMIZERS = {"sgd": SGD, "adam": Adam, "adamw": AdamW, "rmsprop": RMSprop, "adagrad": Adagrad, "adadelta": Adadelta}
+
+#: What ``compile(optimizer="name")`` builds: Keras 3's defaults where they differ from torch's and mean the
+#: same in fastnn's (torch's) update formulas: the learning rates (sgd 0.01, the others 0.001), rmsprop's
+#: rho (torch's alpha) 0.9, adagrad's initial_accumulator_value 0.1, adadelta's rho 0.95, adamw's
+#: weight_decay 0.004. Epsilons stay torch's (1e-8; adagrad 1e-10, adadelta 1e-6): fastnn places epsilon
+#: as torch does (outside the square root; Keras's rmsprop and adagrad add it inside, its adam scales it by
+#: sqrt(1 - beta2^t)), so Keras's value would not give Keras's numbers either. The classes themselves
+#: (fastnn.optim.SGD(...)) keep torch's defaults.
+KERAS_DEFAULTS = {
+    "sgd": {"lr": 0.01},
+    "adam": {"lr": 0.001},
+    "adamw": {"lr": 0.001, "weight_decay": 0.004},
+    "rmsprop": {"lr": 0.001, "alpha": 0.9},
+    "adagrad": {"lr": 0.001, "initial_accumulator_value": 0.1},
+    "adadelta": {"lr": 0.001, "rho": 0.95},
+}
+
+
+def from_name(name: str, params) -> Optimizer:
+    """The optimizer ``compile(optimizer=name)`` builds over params: OPTIMIZERS[name] with KERAS_DEFAULTS[name]."""
+    return OPTIMIZERS[name](params, **KERAS_DEFAULTS.get(name, {}))

@@ -1,11 +1,12 @@
-"""Adadelta (torch.optim.Adadelta, NUMERICS 1.5)."""
+"""Adadelta (torch.optim.Adadelta, docs/numerics.md section 1.5)."""
 
 from __future__ import annotations
 
 from .._kernels._optim import KIND_ADADELTA
 from .._validation import check_bool, check_float
-from .optimizer import Optimizer, dummy
+from .optimizer import LATER, DefaultLR, Optimizer, dummy, resolve_lr
 
+_LR = DefaultLR(1.0)   # torch's default learning rate, told apart from an lr given (learning_rate=)
 
 class Adadelta(Optimizer):
     """Adadelta, as torch.optim.Adadelta.
@@ -20,7 +21,9 @@ class Adadelta(Optimizer):
     _state_kinds = ("square_avg", "acc_delta")
     _torch_flags = {"capturable": False, "foreach": None, "differentiable": False}
 
-    def __init__(self, params, lr=1.0, rho=0.9, eps=1e-6, weight_decay=0, *, maximize=False):
+    def __init__(self, params=LATER, lr=_LR, rho=0.9, eps=1e-6, weight_decay=0, *, maximize=False,
+                 learning_rate=None):
+        lr = resolve_lr(lr, learning_rate, type(self).__name__)
         defaults = dict(lr=lr, rho=rho, eps=eps, weight_decay=weight_decay, maximize=maximize)
         super().__init__(params, defaults)
 

@@ -1,11 +1,12 @@
-"""Adagrad (torch.optim.Adagrad, NUMERICS 1.4)."""
+"""Adagrad (torch.optim.Adagrad, docs/numerics.md section 1.4)."""
 
 from __future__ import annotations
 
 from .._kernels._optim import KIND_ADAGRAD
 from .._validation import check_bool, check_float
-from .optimizer import Optimizer, dummy
+from .optimizer import LATER, DefaultLR, Optimizer, dummy, resolve_lr
 
+_LR = DefaultLR(1e-2)   # torch's default learning rate, told apart from an lr given (learning_rate=)
 
 class Adagrad(Optimizer):
     """Adagrad, as torch.optim.Adagrad.
@@ -21,8 +22,9 @@ class Adagrad(Optimizer):
     _state_kinds = ("sum",)
     _torch_flags = {"foreach": None, "differentiable": False, "fused": None}
 
-    def __init__(self, params, lr=1e-2, lr_decay=0, weight_decay=0, initial_accumulator_value=0, eps=1e-10, *,
-                 maximize=False):
+    def __init__(self, params=LATER, lr=_LR, lr_decay=0, weight_decay=0, initial_accumulator_value=0,
+                 eps=1e-10, *, maximize=False, learning_rate=None):
+        lr = resolve_lr(lr, learning_rate, type(self).__name__)
         defaults = dict(lr=lr, lr_decay=lr_decay, eps=eps, weight_decay=weight_decay,
                         initial_accumulator_value=initial_accumulator_value, maximize=maximize)
         super().__init__(params, defaults)

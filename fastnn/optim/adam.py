@@ -1,11 +1,12 @@
-"""Adam and AdamW (torch.optim.Adam / AdamW, NUMERICS 1.2)."""
+"""Adam and AdamW (torch.optim.Adam / AdamW, docs/numerics.md section 1.2)."""
 
 from __future__ import annotations
 
 from .._kernels._optim import FLAG_AMSGRAD, FLAG_DECOUPLED, KIND_ADAM
 from .._validation import check_bool, check_float
-from .optimizer import Optimizer, dummy
+from .optimizer import LATER, DefaultLR, Optimizer, dummy, resolve_lr
 
+_LR = DefaultLR(1e-3)   # torch's default learning rate, told apart from an lr given (learning_rate=)
 
 class Adam(Optimizer):
     """Adam, as torch.optim.Adam (with ``decoupled_weight_decay=True`` it is AdamW).
@@ -22,8 +23,9 @@ class Adam(Optimizer):
     _torch_flags = {"foreach": None, "capturable": False, "differentiable": False, "fused": None}
     _load_defaults = {"amsgrad": False, "maximize": False, "decoupled_weight_decay": False}  # torch's __setstate__
 
-    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0, amsgrad=False, *,
-                 maximize=False, decoupled_weight_decay=False):
+    def __init__(self, params=LATER, lr=_LR, betas=(0.9, 0.999), eps=1e-8, weight_decay=0, amsgrad=False, *,
+                 maximize=False, decoupled_weight_decay=False, learning_rate=None):
+        lr = resolve_lr(lr, learning_rate, type(self).__name__)
         defaults = dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, amsgrad=amsgrad,
                         maximize=maximize, decoupled_weight_decay=decoupled_weight_decay)
         super().__init__(params, defaults)
@@ -61,10 +63,10 @@ class Adam(Optimizer):
 class AdamW(Adam):
     """Adam with decoupled weight decay (param *= 1 - lr*weight_decay), as torch.optim.AdamW."""
 
-    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=1e-2, amsgrad=False, *,
-                 maximize=False):
+    def __init__(self, params=LATER, lr=_LR, betas=(0.9, 0.999), eps=1e-8, weight_decay=1e-2, amsgrad=False, *,
+                 maximize=False, learning_rate=None):
         super().__init__(params, lr, betas, eps, weight_decay, amsgrad, maximize=maximize,
-                         decoupled_weight_decay=True)
+                         decoupled_weight_decay=True, learning_rate=learning_rate)
 
     def _check_group(self, group):
         group = super()._check_group(group)

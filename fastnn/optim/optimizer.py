@@ -71,7 +71,15 @@ class Optimizer:
         self._steps = np.zeros(0, np.float32)  # the step counts, one slot per parameter
         self._views: dict[tuple, object] = {}  # (first, last) / (kind, first, last) -> a run's flat slices
         self._checked: list[tuple[dict, dict]] = []  # per param group: (the group, its hyper-parameters as checked)
-        for group in _param_groups(params):
+        # params left out (Keras's habit: Adam(learning_rate=...) passed to compile): compile adds the model's
+        # parameters as one group; until then step() refuses (see _fused_runs)
+        if isinstance(params, numbers.Real) and not isinstance(params, bool):
+            name = type(self).__name__
+            raise TypeError(f"{name}'s first argument is the parameters (PyTorch's order), got the number {params!r}; "
+                            f"write {name}(learning_rate={params!r}) (Keras: compile binds it to the model) or "
+                            f"{name}(model.parameters(), lr={params!r})")
+        self._arenas: list = []   # the arenas of the parameters (set by add_param_group)
+        for group in _param_groups(params) if params is not LATER else ():
             self.add_param_group(group)
 
     # ------------------------------------------------------------------ hooks for subclasses
@@ -200,6 +208,10 @@ class Optimizer:
         is checked again with the constructor's rules (ValueError/TypeError naming the group), before any
         state or weight changes.
         """
+        if not self.param_groups:
+            raise RuntimeError(f"this {type(self).__name__} has no parameters to update: pass it to "
+                               f"model.compile(optimizer=...), or create it with {type(self).__name__}("
+                               "model.parameters(), ...)")
         self._check_changed_groups()
         return [self._prepare_run(group, run, key) for group in self.param_groups for run, key in self._runs(group)]
 
@@ -557,3 +569,32 @@ def _state_dict_parts(state_dict) -> tuple[list, dict]:
             except TypeError:
                 raise TypeError(f"state_dict['param_groups'][{i}]['params'] holds an unhashable {_short(j)}") from None
     return list(groups), state
+
+
+class _Later:
+    """The default of an optimizer's params: none yet; compile(optimizer=...) gives it the model's."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "<the model's parameters, given by compile>"
+
+
+LATER = _Later()
+
+
+class DefaultLR(float):
+    """A constructor's default learning rate (a float that knows it was not given), so that ``learning_rate=``
+    (Keras's name) and ``lr=`` (torch's) can be told apart: giving both is an error."""
+
+    __slots__ = ()
+
+
+def resolve_lr(lr, learning_rate, cls_name: str):
+    """The learning rate from torch's ``lr`` or Keras's ``learning_rate`` (not both)."""
+    if learning_rate is None:
+        return float(lr) if type(lr) is DefaultLR else lr
+    if type(lr) is not DefaultLR:
+        raise TypeError(f"{cls_name}() got both lr={lr!r} and learning_rate={learning_rate!r}; give one of them "
+                        "(lr is PyTorch's name, learning_rate Keras's)")
+    return learning_rate

@@ -1,11 +1,12 @@
-"""RMSprop (torch.optim.RMSprop, NUMERICS 1.3)."""
+"""RMSprop (torch.optim.RMSprop, docs/numerics.md section 1.3)."""
 
 from __future__ import annotations
 
 from .._kernels._optim import FLAG_CENTERED, FLAG_MOMENTUM, KIND_RMSPROP
 from .._validation import check_bool, check_float
-from .optimizer import Optimizer, dummy
+from .optimizer import LATER, DefaultLR, Optimizer, dummy, resolve_lr
 
+_LR = DefaultLR(1e-2)   # torch's default learning rate, told apart from an lr given (learning_rate=)
 
 class RMSprop(Optimizer):
     """RMSprop, as torch.optim.RMSprop.
@@ -22,8 +23,9 @@ class RMSprop(Optimizer):
     _torch_flags = {"capturable": False, "foreach": None, "differentiable": False}
     _load_defaults = {"momentum": 0, "centered": False, "maximize": False}  # torch's __setstate__
 
-    def __init__(self, params, lr=1e-2, alpha=0.99, eps=1e-8, weight_decay=0, momentum=0, centered=False, *,
-                 maximize=False):
+    def __init__(self, params=LATER, lr=_LR, alpha=0.99, eps=1e-8, weight_decay=0, momentum=0, centered=False,
+                 *, maximize=False, learning_rate=None):
+        lr = resolve_lr(lr, learning_rate, type(self).__name__)
         defaults = dict(lr=lr, momentum=momentum, alpha=alpha, eps=eps, centered=centered, weight_decay=weight_decay,
                         maximize=maximize)
         super().__init__(params, defaults)

@@ -1,11 +1,12 @@
-"""SGD with momentum, dampening, Nesterov and weight decay (torch.optim.SGD, NUMERICS 1.1)."""
+"""SGD with momentum, dampening, Nesterov and weight decay (torch.optim.SGD, docs/numerics.md section 1.1)."""
 
 from __future__ import annotations
 
 from .._kernels._optim import FLAG_FIRST_STEP, FLAG_MOMENTUM, FLAG_NESTEROV, KIND_SGD
 from .._validation import check_bool, check_float
-from .optimizer import NO_STEPS, Optimizer, dummy
+from .optimizer import LATER, NO_STEPS, DefaultLR, Optimizer, dummy, resolve_lr
 
+_LR = DefaultLR(1e-3)   # torch's default learning rate, told apart from an lr given (learning_rate=)
 
 class SGD(Optimizer):
     """Stochastic gradient descent, as torch.optim.SGD.
@@ -21,8 +22,9 @@ class SGD(Optimizer):
     _counts_steps = False
     _load_defaults = {"nesterov": False, "maximize": False}  # torch's __setstate__
 
-    def __init__(self, params, lr=1e-3, momentum=0, dampening=0, weight_decay=0, nesterov=False, *,
-                 maximize=False):
+    def __init__(self, params=LATER, lr=_LR, momentum=0, dampening=0, weight_decay=0, nesterov=False, *,
+                 maximize=False, learning_rate=None):
+        lr = resolve_lr(lr, learning_rate, type(self).__name__)
         defaults = dict(lr=lr, momentum=momentum, dampening=dampening, weight_decay=weight_decay,
                         nesterov=nesterov, maximize=maximize)
         super().__init__(params, defaults)
