@@ -379,15 +379,15 @@ class TrainingMixin:
         try:   # every argument and the data are checked on every rank, then the ranks agree (error collective)
             args = self._fit_args(X, y, epochs, batch_size, validation_split, validation_data, shuffle, verbose,
                                   initial_epoch)
-            if not ctx.sharded:
-                sizes = ctx.comm.allgather(len(args[0]))
-                if len(set(sizes)) > 1:
-                    raise ValueError(f"X must have the same rows on every rank with distributed=True (each rank "
-                                     f"takes its share of every global batch), got {sizes}; pass "
-                                     "distributed='sharded' for per-rank shards")
         except (TypeError, ValueError) as exc:
             error = exc
         ctx.agree(error)
+        if not ctx.sharded:   # the same on every rank, so every rank raises
+            sizes = ctx.comm.allgather(len(args[0]))
+            if len(set(sizes)) > 1:
+                raise ValueError(f"X must have the same rows on every rank with distributed=True (each rank takes "
+                                 f"its share of every global batch), got {sizes}; pass distributed='sharded' for "
+                                 "per-rank shards")
         ctx.broadcast_model(self)
         self._engine().synced = ctx
         return self._fit(X, y, epochs, batch_size, validation_split, validation_data, shuffle, callbacks,
