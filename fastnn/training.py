@@ -369,34 +369,22 @@ class TrainingMixin:
         rank starts from rank 0's weights; the result equals one process's fit on the same global batches
         (docs/distributed.md says exactly which); only rank 0 prints and saves checkpoints.
         """
-        self._check_compiled("fit")
         mode = _check_distributed(distributed)
+        args = (X, y, epochs, batch_size, validation_split, validation_data, shuffle, callbacks, verbose, initial_epoch)
         if mode is None:
-            return self._fit(X, y, epochs, batch_size, validation_split, validation_data, shuffle, callbacks,
-                             verbose, initial_epoch, None)
-        ctx = _dist.context(mode == "sharded")
-        error, args = None, None
-        try:   # every argument and the data are checked on every rank, then the ranks agree (error collective)
-            args = self._fit_args(X, y, epochs, batch_size, validation_split, validation_data, shuffle, verbose,
-                                  initial_epoch)
+            return self._fit(*args, None, None)
+        ctx, agreed = _dist.context(mode == "sharded"), []
+        try:
+            return self._fit(*args, ctx, agreed)
         except (TypeError, ValueError) as exc:
-            error = exc
-        ctx.agree(error)
-        if not ctx.sharded:   # the same on every rank, so every rank raises
-            sizes = ctx.comm.allgather(len(args[0]))
-            if len(set(sizes)) > 1:
-                raise ValueError(f"X must have the same rows on every rank with distributed=True (each rank takes "
-                                 f"its share of every global batch), got {sizes}; pass distributed='sharded' for "
-                                 "per-rank shards")
-        ctx.broadcast_model(self)
-        self._engine().synced = ctx
-        return self._fit(X, y, epochs, batch_size, validation_split, validation_data, shuffle, callbacks,
-                         verbose, initial_epoch, ctx, args)
+            if not agreed:   # a check failed on this rank: join the others' error collective, then all raise
+                ctx.agree(exc)
+            raise
 
-    def _fit_args(self, X, y, epochs, batch_size, validation_split, validation_data, shuffle, verbose,
-                  initial_epoch):
-        """fit's checked arguments and prepared data: (x, t, xv, tv, epochs, initial_epoch, batch_size, shuffle,
-        verbose)."""
+    def _fit(self, X, y, epochs, batch_size, validation_split, validation_data, shuffle, callbacks, verbose,
+             initial_epoch, ctx, agreed):
+        """fit; ctx: the distributed Context or None; agreed: a list, appended to once the ranks agreed."""
+        self._check_compiled("fit")
         epochs = V.check_int(epochs, "epochs", low=0)
         initial_epoch = V.check_int(initial_epoch, "initial_epoch", low=0)
         if initial_epoch > epochs:
@@ -422,21 +410,11 @@ class TrainingMixin:
                 raise ValueError(f"validation_split={split!r} leaves {split_at} training and {n - split_at} "
                                  f"validation samples of {n}; both parts must be non-empty")
             x, xv, t, tv = x[:split_at], x[split_at:], t[:split_at], t[split_at:]
-        return x, t, xv, tv, epochs, initial_epoch, batch_size, shuffle, verbose
-
-    def _fit(self, X, y, epochs, batch_size, validation_split, validation_data, shuffle, callbacks, verbose,
-             initial_epoch, ctx, args=None):
-        if args is None:
-            args = self._fit_args(X, y, epochs, batch_size, validation_split, validation_data, shuffle, verbose,
-                                  initial_epoch)
-        x, t, xv, tv, epochs, initial_epoch, batch_size, shuffle, verbose = args
         if ctx is None:
             batches = Batches(x, t, batch_size, shuffle)
         else:
-            batches = (ShardBatches if ctx.sharded else DistBatches)(x, t, batch_size, shuffle, ctx)
-            self._dist_rank = ctx.rank   # callbacks: only rank 0 prints and writes files
-            if ctx.rank != 0:
-                verbose = 0              # one progress bar: rank 0's
+            batches = self._dist_start(ctx, agreed, x, t, batch_size, shuffle)
+            verbose = verbose if ctx.rank == 0 else 0   # one progress bar: rank 0's
         self._engine().distributed = ctx
         cbs, history, bars = self._callback_list(callbacks, verbose)
         cbs.set_model(self)
@@ -463,6 +441,22 @@ class TrainingMixin:
             guard.exit_train()
             self.__dict__.pop("_dist_rank", None)
         return history
+
+    def _dist_start(self, ctx, agreed, x, t, batch_size, shuffle):
+        """A distributed fit's start, after every rank checked its arguments: agree, check the row counts, take
+        rank 0's model state; returns the epoch's batches."""
+        ctx.agree(None)
+        agreed.append(True)
+        if not ctx.sharded:   # the same on every rank, so every rank raises
+            sizes = ctx.comm.allgather(len(x))
+            if len(set(sizes)) > 1:
+                raise ValueError(f"X must have the same rows on every rank with distributed=True (each rank takes "
+                                 f"its share of every global batch), got {sizes}; pass distributed='sharded' for "
+                                 "per-rank shards")
+        ctx.broadcast_model(self)
+        self._engine().synced = ctx
+        self._dist_rank = ctx.rank   # callbacks: only rank 0 prints and writes files
+        return (ShardBatches if ctx.sharded else DistBatches)(x, t, batch_size, shuffle, ctx)
 
     def _callback_list(self, callbacks, verbose):
         items = [] if callbacks is None else callbacks

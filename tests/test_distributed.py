@@ -45,6 +45,7 @@ MPI_ENV = {"MPIR_CVAR_ENABLE_HEAVY_YIELD": "1", "MPIR_CVAR_POLLS_BEFORE_YIELD": 
 
 def mpirun(n, args, timeout):
     """Run `args` (after python) under mpiexec -n n; (return code, stdout, stderr, seconds)."""
+    assert MPIEXEC is not None, "FASTNN_REQUIRE_MPI=1, but mpi4py or mpiexec is missing: pip install '.[mpi]'"
     env = dict(os.environ, **MPI_ENV)
     env["PYTHONPATH"] = os.pathsep.join([str(ROOT)] + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p])
     t0 = time.monotonic()
