@@ -5,7 +5,7 @@
 `fastnn bench` times every implementation at 1 and 2 threads in one round-robin; there the idle
 pools of NumPy's and PyTorch's OpenBLAS (and torch's OpenMP) take the second core from whoever runs
 next, so its 2-thread rows understate every library's scaling. This script alternates fastnn at 1
-and 2 threads only (DESIGN.md: 2 threads must never be slower than 1).
+and 2 threads only (docs/design.md, "Threads": 2 threads must never be slower than 1).
 """
 
 from __future__ import annotations

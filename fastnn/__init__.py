@@ -1,7 +1,7 @@
 """fastnn: fast dense neural networks (multi-layer perceptrons) on the CPU.
 
 Compiled Cython kernels (BLAS through scipy.linalg.cython_blas, OpenMP) under a
-PyTorch-style API. See DESIGN.md for the public contract.
+PyTorch-style API. See docs/design.md for the public contract (docs/README.md: all the documentation).
 """
 
 from . import callbacks, datasets, io, losses, metrics, optim, plot

@@ -1,4 +1,4 @@
-"""Keras-style callbacks for Sequential.fit (NUMERICS.md section 6).
+"""Keras-style callbacks for Sequential.fit (docs/numerics.md section 6).
 
 Hooks (all optional, with Keras's names and arguments)::
 
@@ -261,7 +261,7 @@ def _format_logs(logs: dict) -> str:
 # ------------------------------------------------------------------------------------------ callbacks
 
 class EarlyStopping(Callback):
-    """Stop training when a monitored value stops improving: Keras 3's exact rule (NUMERICS 6.1).
+    """Stop training when a monitored value stops improving: Keras 3's exact rule (docs/numerics.md section 6.1).
 
     EarlyStopping(monitor="val_loss", min_delta=0, patience=0, verbose=0, mode="auto", baseline=None,
     restore_best_weights=False, start_from_epoch=0)

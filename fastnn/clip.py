@@ -1,4 +1,4 @@
-"""Gradient clipping, as torch.nn.utils.clip_grad_norm_ and clip_grad_value_ (NUMERICS 8).
+"""Gradient clipping, as torch.nn.utils.clip_grad_norm_ and clip_grad_value_ (docs/numerics.md section 8).
 
 Both functions make one pass over the gradient arena. The parameters that have a gradient are put
 in arena order (arenas in order of first appearance, parameters by offset) and cut into maximal runs

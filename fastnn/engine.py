@@ -63,7 +63,7 @@ What the engine reads of a model: ``model._execution()`` only (fastnn._stages.Ex
 and their plan records, the parameter arena, dtype, widths, seed and dropout step counter, which it
 advances, and the per-layer path for stages no plan runs).
 
-Threads (DESIGN "Threads"): a plan is built for the current ``fastnn.get_num_threads()`` (1 in a
+Threads (docs/design.md, "Threads"): a plan is built for the current ``fastnn.get_num_threads()`` (1 in a
 forked child, see fastnn._config) and rebuilt when it changes. It runs serial control flow: GEMMs
 are threaded by BLAS, except the small ones, which run on one thread in fastnn's own AVX2 kernels
 where those are faster than (threaded) BLAS; element-wise passes go parallel above their measured

@@ -1,7 +1,7 @@
 """Weight initialisers, all drawn from a NumPy Generator (seeded by Sequential(seed=...)).
 
 Weights have fastnn's shape (in_features, out_features): fan_in = in, fan_out = out.
-Keras formulas (NUMERICS.md section 4): glorot/he/lecun; the *_normal ones are truncated
+Keras formulas (docs/numerics.md section 4): glorot/he/lecun; the *_normal ones are truncated
 at two standard deviations, with the stddev divided by 0.87962566103423978 as Keras does.
 "torch" reproduces the distribution of torch.nn.Linear's default init:
 U(-1/sqrt(fan_in), 1/sqrt(fan_in)) for both weight and bias.

@@ -1,4 +1,4 @@
-"""Loss functions with PyTorch's names, keywords, defaults and numerics (NUMERICS.md section 2).
+"""Loss functions with PyTorch's names, keywords, defaults and numerics (docs/numerics.md section 2).
 
 Protocol (the PyTorch-style loop)::
 

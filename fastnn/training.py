@@ -1,6 +1,6 @@
 """Keras-style training for Sequential: compile, fit, evaluate, predict and train_step.
 
-Semantics follow Keras 3 (NUMERICS.md section 6): the validation split is the last samples, taken
+Semantics follow Keras 3 (docs/numerics.md section 6): the validation split is the last samples, taken
 before shuffling; the epoch's 'loss' and metrics are sample-weighted running means over its batches
 (the last, partial batch is kept); validation runs after the epoch, in eval mode, with the epoch's
 final weights, and is logged as 'val_*'. ``epochs`` is the index of the final epoch, so
@@ -59,7 +59,7 @@ def _check_verbose(verbose) -> int:
 
 
 class TrainingMixin:
-    """compile / fit / evaluate / predict / train_step for Sequential (Keras semantics, NUMERICS 6)."""
+    """compile / fit / evaluate / predict / train_step for Sequential (Keras semantics, docs/numerics.md section 6)."""
 
     optimizer = None            #: the compiled optimizer (fastnn.optim.Optimizer)
     loss = None                 #: the compiled loss object (fastnn.losses)

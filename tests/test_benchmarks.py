@@ -79,7 +79,7 @@ def test_flop_byte_and_floor_accounting_for_tiny():
     assert S.adam_bytes(sizes, "float64") == 7 * 8 * 101_770
     floor = S.floor_seconds(sizes, n, "float32", 100e9, 50e9)
     assert floor == pytest.approx(26_181_632 / 100e9 + 2_849_560 / 50e9, rel=1e-12)
-    assert floor == pytest.approx(0.319e-3, abs=1e-6)   # DESIGN.md: 0.30 ms at ~106 GFLOP/s
+    assert floor == pytest.approx(0.319e-3, abs=1e-6)   # docs/design.md, "Performance targets": 0.30 ms at ~106 GFLOP/s
 
 
 def test_optimizer_step_bytes():

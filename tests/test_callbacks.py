@@ -1,4 +1,4 @@
-"""fastnn.callbacks: EarlyStopping's exact Keras rule (NUMERICS 6.1), History, TerminateOnNaN,
+"""fastnn.callbacks: EarlyStopping's exact Keras rule (docs/numerics.md section 6.1), History, TerminateOnNaN,
 LearningRateScheduler, fastnn lr schedulers in fit, ModelCheckpoint and the progress display."""
 
 import math
@@ -57,7 +57,7 @@ def _run(values, monitor="val_loss", initial_epoch=0, **kw):
 
 def reference_early_stopping(values, patience=0, min_delta=0.0, mode="min", baseline=None,
                              restore_best_weights=False, start_from_epoch=0, initial_epoch=0):
-    """NUMERICS 6.1, written out: (epochs run, stopped_epoch, best_epoch, epoch whose weights end up in the model)."""
+    """docs/numerics.md section 6.1 written out: (epochs run, stopped_epoch, best_epoch, epoch of the final weights)."""
     d = abs(min_delta)
 
     def improves(cur, ref):

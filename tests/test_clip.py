@@ -1,4 +1,4 @@
-"""Gradient clipping: kernels vs NumPy twins, clip_grad_norm_/clip_grad_value_ vs torch (NUMERICS 8)."""
+"""Gradient clipping: kernels vs NumPy twins, clip_grad_norm_/clip_grad_value_ vs torch (docs/numerics.md section 8)."""
 
 import math
 
@@ -153,7 +153,7 @@ def test_clip_grad_norm_matches_torch(max_norm, norm_type, dtype, rng):
 
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_clip_at_exactly_max_norm_still_shrinks(dtype, rng):
-    """NUMERICS 8: at total == max_norm the grads are multiplied by max_norm/(max_norm + 1e-6)."""
+    """docs/numerics.md section 8: at total == max_norm the grads are multiplied by max_norm/(max_norm + 1e-6)."""
     params, tparams = _pair(rng, dtype)
     before = [p.grad.copy() for p in params if p.grad is not None]
     total = clip_grad_norm_(params, math.inf)  # coef = min(inf, 1) = 1: only measures

@@ -16,7 +16,8 @@ SCRIPTS = sorted(p.name for p in EXAMPLES.glob("*.py")) if EXAMPLES.is_dir() els
 def test_examples_are_found():
     if not EXAMPLES.is_dir():
         pytest.skip("examples/ is not beside tests/ (the tests were copied out of the source tree)")
-    assert {"lecture_loop.py", "fit_early_stopping.py", "regression_mse.py", "overfitting_dropout.py"} <= set(SCRIPTS)
+    assert {"lecture_loop.py", "fit_early_stopping.py", "regression_mse.py", "overfitting_dropout.py",
+            "loss_landscape.py"} <= set(SCRIPTS)
 
 
 @pytest.mark.parametrize("script", SCRIPTS)
@@ -34,3 +35,6 @@ def test_example_exits_0(script, tmp_path):
     assert proc.stdout.strip()   # it printed its result
     if script == "overfitting_dropout.py" and "no figure" not in proc.stdout:
         assert (tmp_path / "overfitting_dropout.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    if script == "loss_landscape.py" and "no figure" not in proc.stdout:
+        saved = proc.stdout.split("saved the loss landscape to ", 1)[1].splitlines()[0]
+        assert Path(saved).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

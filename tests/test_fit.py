@@ -1,4 +1,4 @@
-"""Keras-style training: compile, fit, evaluate, predict, train_step (NUMERICS 6.2-6.3), bad input, divergence."""
+"""Keras-style compile, fit, evaluate, predict, train_step (docs/numerics.md 6.2-6.3), bad input, divergence."""
 
 import math
 

@@ -1,5 +1,5 @@
 """Losses: compiled kernels vs NumPy twins, public classes vs PyTorch, finite differences,
-the NUMERICS.md edge cases, the call/backward protocol and every validation error."""
+the docs/numerics.md edge cases, the call/backward protocol and every validation error."""
 
 import numpy as np
 import pytest
@@ -240,7 +240,7 @@ def test_gradient_matches_finite_differences(case, reduction):
 
 
 # ------------------------------------------------------------------------------------------
-# NUMERICS.md edge cases
+# docs/numerics.md edge cases
 # ------------------------------------------------------------------------------------------
 
 def test_bce_clamps_logs_and_floors_the_gradient_denominator():

@@ -1,4 +1,4 @@
-"""LR schedulers vs torch.optim.lr_scheduler (NUMERICS 7): lr sequences, state_dict, validation."""
+"""LR schedulers vs torch.optim.lr_scheduler (docs/numerics.md section 7): lr sequences, state_dict, validation."""
 
 import itertools
 import math
@@ -102,7 +102,7 @@ def test_sequences_are_bit_identical_to_torch():
 
 @pytest.mark.parametrize("T_max, eta_min", [(10, 0.0), (7, 0.005), (1, 0.0)])
 def test_cosine_follows_the_periodic_closed_form(T_max, eta_min):
-    """NUMERICS 7: lr_e = eta_min + (base - eta_min)(1 + cos(pi e / T_max))/2, rising again past T_max."""
+    """docs/numerics.md section 7: lr_e = eta_min + (base - eta_min)(1 + cos(pi e / T_max))/2, rising past T_max."""
     opt, _ = _optimizers()
     sched = lrs.CosineAnnealingLR(opt, T_max=T_max, eta_min=eta_min)
     for e in range(1, EPOCHS + 1):

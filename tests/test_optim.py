@@ -135,7 +135,7 @@ def test_adadelta_kernel_matches_reference(dtype, n, rho, weight_decay, maximize
 
 
 def test_adagrad_step_decays_the_lr_with_the_step_count():
-    """clr = lr / (1 + (t-1)*lr_decay): step 1 undecayed (NUMERICS trap 7)."""
+    """clr = lr / (1 + (t-1)*lr_decay): step 1 undecayed (docs/numerics.md section 10, trap 7)."""
     for step, clr in [(1.0, 0.1), (3.0, 0.1 / 1.2)]:
         param, grad, s = np.zeros(1), np.ones(1), np.zeros(1)
         kernels.adagrad_step(param, grad, s, 0.1, 0.1, 0.0, 0.0, False, step)
@@ -842,7 +842,7 @@ def test_new_optimizers_defaults_and_state():
                                             initial_accumulator_value=0.0, maximize=False)
     assert Adadelta(params).defaults == dict(lr=1.0, rho=0.9, eps=1e-6, weight_decay=0.0, maximize=False)
     assert RMSprop(params).state_dict()["state"] == {} and Adadelta(params).state_dict()["state"] == {}
-    # Adagrad creates its state in the constructor (NUMERICS 1.4), from the constructor's accumulator value
+    # Adagrad creates its state in the constructor (docs/numerics.md section 1.4), from its accumulator value
     adagrad = Adagrad(params[:2], initial_accumulator_value=0.25)
     state = adagrad.state_dict()["state"]
     assert list(state) == [0, 1] and list(state[0]) == ["step", "sum"]

@@ -1,4 +1,4 @@
-"""Every optimizer x flag combination against torch.optim 2.13, after every step (NUMERICS 1).
+"""Every optimizer x flag combination against torch.optim 2.13, after every step (docs/numerics.md section 1).
 
 A small MLP's parameters (one arena) get the same random gradients in fastnn and torch, with a scale
 that varies by step (so that second moments sometimes fall); parameters, and at the end the whole

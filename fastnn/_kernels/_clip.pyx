@@ -1,4 +1,4 @@
-# Design note: _clip - gradient clipping over runs of the gradient arena (torch.nn.utils semantics, NUMERICS 8).
+# Design note: _clip - gradient clipping over runs of the gradient arena (torch.nn.utils, docs/numerics.md section 8).
 #
 # clip_grad_norm_ = norm_reduce over every run, a combine and the clip coefficient in Python, then
 # scale_ over every run; clip_grad_value_ = clamp_ over every run. A run is a contiguous 1-D slice of

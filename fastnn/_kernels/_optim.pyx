@@ -1,4 +1,4 @@
-# Design note: _optim - fused element-wise optimizer updates (torch.optim semantics, NUMERICS 1.1-1.5).
+# Design note: _optim - fused element-wise optimizer updates (torch.optim semantics, docs/numerics.md section 1.1-1.5).
 #
 # Each kernel updates one contiguous 1-D *run* of the parameter arena in place, reading the matching
 # run of the gradient arena and updating the matching runs of the optimizer's state arenas (one flat

@@ -1,7 +1,7 @@
 """NumPy twins of fastnn._kernels._clip (same signatures, same in-place effects).
 
 Each function works on one contiguous 1-D run of a gradient arena. norm_reduce returns the unrooted
-reduction in float64 (NUMERICS 8); scale_ and clamp_ update the run in place in its own dtype.
+reduction in float64 (docs/numerics.md section 8); scale_ and clamp_ update the run in place in its own dtype.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """NumPy twins of fastnn._kernels._optim (same signatures, same in-place effects).
 
 Each function updates a 1-D run of parameters in place, plus the matching runs of the optimizer
-state, following NUMERICS 1.1-1.5 in torch's operation order (mul_ then addcmul_, addcdiv_, lerp_
+state, following docs/numerics.md section 1.1-1.5 in torch's operation order (mul_ then addcmul_, addcdiv_, lerp_
 as base + c*(end - self)), in the arrays' own dtype: every per-step scalar is rounded to that dtype
 once, as the kernels and torch do. Unused optional state buffers may be length-0 dummies.
 ``apply_run`` takes the protocol's (kind, flags, ..., hp, steps) as documented in _optim.pxd: it counts

@@ -1,6 +1,6 @@
 """fastnn's benchmark harness, shipped in the wheel so `fastnn bench` runs anywhere fastnn is installed.
 
-- ``shapes``: the DESIGN.md shapes, FLOP and byte accounting, each implementation's training step and forward.
+- ``shapes``: the docs/design.md shapes, FLOP and byte accounting, each implementation's training step and forward.
 - ``numpy_mlp``: the careful pure-NumPy MLP (preallocated, in-place) that is the baseline.
 - ``optim``: the optimizer-step benchmark and its in-place NumPy references.
 - ``harness``: thread pools pinned and reported, GEMM peak and copy bandwidth, alternating timing.

@@ -49,7 +49,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--sections", type=items("section", SECTIONS), default=list(SECTIONS),
                         help="comma-separated: train, optim, inference (default: all)")
     parser.add_argument("--shapes", type=items("shape", shapes), default=None,
-                        help=f"comma-separated DESIGN.md shapes (default: {','.join(shapes)}; --quick: tiny,deep)")
+                        help=f"comma-separated docs/design.md shapes (default: {','.join(shapes)}; --quick: tiny,deep)")
     parser.add_argument("--dtypes", type=items("dtype", dtypes), default=None,
                         help="comma-separated dtypes (default: float32,float64; --quick: float32)")
     parser.add_argument("--threads", type=counts("threads"), default=None,

@@ -1,6 +1,6 @@
 """A careful pure-NumPy MLP: the baseline fastnn is measured against.
 
-ReLU hidden layers, softmax cross-entropy, Adam - the DESIGN.md benchmark recipe.
+ReLU hidden layers, softmax cross-entropy, Adam - the benchmark recipe of docs/design.md (Performance targets).
 Careful means: every buffer preallocated, in-place ufuncs with out=, matmul with out=,
 one pass per element-wise stage where NumPy allows it. Weights are (in, out) as in fastnn,
 so z = x @ W + b. The only per-step allocations are n-element temporaries for the loss value.

@@ -6,7 +6,7 @@ written. Two references stream as many bytes: ``copy_step`` (np.copyto into anot
 array: a "plain memory copy"; its destination also costs write-allocate reads) and
 ``inplace_step`` (a *= 1: read and written back in place, as an optimizer streams). The NumPy
 references below are the careful baseline: preallocated state and scratch,
-in-place ufuncs, torch's formulas and operation order (NUMERICS.md section 1), no allocation per
+in-place ufuncs, torch's formulas and operation order (docs/numerics.md section 1), no allocation per
 step. They support the hyper-parameters the benchmark uses (listed per class), not every flag.
 """
 

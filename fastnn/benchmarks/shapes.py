@@ -1,4 +1,4 @@
-"""The DESIGN.md benchmark shapes, their FLOP/byte accounting, and each implementation's step.
+"""The docs/design.md benchmark shapes, their FLOP/byte accounting, and each implementation's step.
 
 Every training step runs the same recipe: ReLU hidden layers, softmax cross-entropy,
 Adam(lr=1e-3), one step on a fixed batch. A *factory* ``make(sizes, n, dtype) -> fn`` builds

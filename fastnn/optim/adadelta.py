@@ -1,4 +1,4 @@
-"""Adadelta (torch.optim.Adadelta, NUMERICS 1.5)."""
+"""Adadelta (torch.optim.Adadelta, docs/numerics.md section 1.5)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Adagrad (torch.optim.Adagrad, NUMERICS 1.4)."""
+"""Adagrad (torch.optim.Adagrad, docs/numerics.md section 1.4)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Adam and AdamW (torch.optim.Adam / AdamW, NUMERICS 1.2)."""
+"""Adam and AdamW (torch.optim.Adam / AdamW, docs/numerics.md section 1.2)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Learning-rate schedules with torch.optim.lr_scheduler's API and arithmetic (NUMERICS 7).
+"""Learning-rate schedules with torch.optim.lr_scheduler's API and arithmetic (docs/numerics.md section 7).
 
 A scheduler only reads and writes ``optimizer.param_groups[i]["lr"]`` (and sets ``"initial_lr"``), so
 it works with every fastnn optimizer. Call ``optimizer.step()`` then ``scheduler.step()`` once per

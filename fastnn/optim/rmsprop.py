@@ -1,4 +1,4 @@
-"""RMSprop (torch.optim.RMSprop, NUMERICS 1.3)."""
+"""RMSprop (torch.optim.RMSprop, docs/numerics.md section 1.3)."""
 
 from __future__ import annotations
 

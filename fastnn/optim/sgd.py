@@ -1,4 +1,4 @@
-"""SGD with momentum, dampening, Nesterov and weight decay (torch.optim.SGD, NUMERICS 1.1)."""
+"""SGD with momentum, dampening, Nesterov and weight decay (torch.optim.SGD, docs/numerics.md section 1.1)."""
 
 from __future__ import annotations
 
