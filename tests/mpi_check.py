@@ -170,6 +170,24 @@ def mode_more(tmp):
             log(f"OK sharded {np.dtype(dtype).name}")
         comm.Barrier()
 
+    # ---- sharded validation: a per-element loss's row-weighted batch means = one process on the concatenation
+    shards = [data("regression", 30 + 7 * r, c, 150 + r) for r in range(SIZE)]
+    vshards = [data("regression", 9 + 5 * r, c, 170 + r) for r in range(SIZE)]
+    model = make_model(np.float64, c, dropout=0)
+    model.compile(optimizer="sgd", loss="mse", metrics=["mae"])
+    ref = copy.deepcopy(model)
+    h = model.fit(*shards[RANK], epochs=2, batch_size=8, shuffle=False, validation_data=vshards[RANK], verbose=0,
+                  distributed="sharded").history
+    if RANK == 0:
+        shard_reference(ref, shards, 8, 2, False, model.seed)
+        close(model._arena.data, ref._arena.data, 1e-12, "sharded validation weights")
+        full = ref.evaluate(np.concatenate([a for a, _ in vshards]), np.concatenate([b for _, b in vshards]),
+                            batch_size=8)
+        close(h["val_loss"][-1], full["loss"], 1e-12, "sharded val_loss")
+        close(h["val_mae"][-1], full["mae"], 1e-12, "sharded val_mae")
+        log("OK sharded validation")
+    comm.Barrier()
+
     # ---- float32 fit, compiled, against one process
     x, y = data("labels", 203, c, 7)
     model = make_model(np.float32, c)
