@@ -5,6 +5,8 @@ The mpiexec tests need mpi4py and an mpiexec (pip install '.[mpi]'); they skip, 
 Every subprocess has a time limit.
 """
 
+import copy
+import ctypes
 import os
 import shutil
 import subprocess
@@ -174,3 +176,51 @@ def test_cli_train_distributed_prints_one_progress_bar(tmp_path):
     assert text.count("Epoch 1/2: 100%") == 1 and text.count("Epoch 2/2: 100%") == 1, text
     assert out.count("data: ") == 1 and out.count("test accuracy") == 1 and out.count("model saved") == 1, out
     assert fnn.load_model(out_file).out_features == 3
+
+
+class _OneRank:
+    """A Context stand-in for one rank: the hook's 'allreduce' is a ctypes callback that leaves the buffer as it is
+    (the sum over one rank) and counts its calls, so the plan's hook runs without MPI."""
+
+    sharded = False
+
+    def __init__(self):
+        self.calls = []
+
+        @ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int, ctypes.c_ssize_t,
+                          ctypes.c_ssize_t, ctypes.c_ssize_t)
+        def allreduce(send, recv, count, dtype, op, comm):
+            self.calls.append((send, count, dtype, op, comm))
+            return 0
+
+        self._fn = allreduce
+
+    def hook(self, arena):
+        buf = arena.grad.base
+        return (ctypes.cast(self._fn, ctypes.c_void_p).value, -1, 11, 12, 13, buf, arena.size)
+
+
+@pytest.mark.parametrize("loss", ["cross_entropy", "mse", "nll"])
+def test_plan_hook_on_one_rank_equals_the_plain_step(loss):
+    """The hook path (loss kernel run with 'sum', the reduced buffer scaled by 1 / D) on one rank gives the plain
+    compiled loop's weights and losses to rounding, with one call per step over P + 3 elements."""
+    r = np.random.default_rng(1)
+    x = r.standard_normal((70, 5))
+    t = r.integers(0, 3, 70) if loss != "mse" else r.standard_normal((70, 3))
+    model = fnn.Sequential([fnn.Dense(5, 8, activation="relu"), fnn.Dropout(0.3), fnn.Dense(8, 3)], dtype="float64",
+                           seed=0)
+    model.compile(optimizer="adam", loss=loss)
+    twin = copy.deepcopy(model)
+    fake = _OneRank()
+    losses = {}
+    for m, dist in ((model, fake), (twin, None)):
+        engine = m._engine()
+        engine.distributed = dist
+        losses[dist is None] = np.empty(7)
+        m.training = True
+        assert engine.train_batches(x, t, None, 10, 0, 7, m.loss, m.optimizer, losses[dist is None]) == 7
+    assert len(fake.calls) == 7
+    assert all(c[1:] == (model._arena.size + _plan.REDUCE_SLOTS, 11, 12, 13) for c in fake.calls)
+    assert all(c[0] == 2 ** 64 - 1 for c in fake.calls)   # MPI_IN_PLACE as given: (void *) -1
+    np.testing.assert_allclose(model._arena.data, twin._arena.data, rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(losses[False], losses[True], rtol=1e-12)
