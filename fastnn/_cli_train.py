@@ -33,7 +33,7 @@ import sys
 
 import numpy as np
 
-from . import datasets, plot
+from . import datasets, distributed, plot
 from ._argtypes import integer, number
 from ._config import set_num_threads
 from .callbacks import EarlyStopping
@@ -113,6 +113,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
                        help="seeds the splits, the initial weights, dropout and shuffling (default: 0)")
     train.add_argument("--threads", type=integer(1), default=None, metavar="N",
                        help="threads for fastnn's kernels and BLAS (default: all usable cores)")
+    train.add_argument("--distributed", action="store_true",
+                       help="data-parallel training over MPI: mpiexec -n N fastnn train --distributed ... (needs "
+                            "pip install 'fastnn[mpi]'); every rank reads the same data, rank 0 reports and saves")
     out = parser.add_argument_group("output")
     out.add_argument("--save", metavar="FILE", default=None, help="save the trained model (fastnn.load_model)")
     out.add_argument("--save-onnx", metavar="FILE", default=None,
@@ -263,7 +266,7 @@ def _check_output_path(option, path):
 
 # ----------------------------------------------------------------------------- run
 def _say(args, *parts):
-    if not args.quiet:
+    if not args.quiet and not (args.distributed and distributed.rank() != 0):   # distributed: rank 0 speaks
         print(*parts, flush=True)
 
 
@@ -378,7 +381,8 @@ def run(args: argparse.Namespace) -> int:
     Xs, ys = s["train"]
     try:
         history = model.fit(Xs, ys, epochs=args.epochs, batch_size=args.batch_size, validation_data=s["val"],
-                            shuffle=True, callbacks=s["callbacks"], verbose=0 if args.quiet else 1)
+                            shuffle=True, callbacks=s["callbacks"], verbose=0 if args.quiet else 1,
+                            distributed=args.distributed)
     except FloatingPointError as exc:
         first = str(exc).split(";")[0]   # "training diverged: the loss became nan at epoch E, batch B of N"
         print(f"{PROG}: {first}; try a smaller --lr", file=sys.stderr)
@@ -386,6 +390,8 @@ def run(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         print(f"{PROG}: interrupted", file=sys.stderr)
         return 130
+    if args.distributed and distributed.rank() != 0:
+        return 0   # the same weights on every rank: rank 0 reports and writes
     _report(args, s, history)
     if args.plot is not None:
         plot.history(history, path=args.plot, early_stopping=s["early"],

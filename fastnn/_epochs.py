@@ -13,15 +13,24 @@ A snapshot (weights, optimizer state, dropout counter) is taken at the start of 
 NaN/inf loss or weights, the epoch's earlier batches are replayed from it to restore the state from
 before the step that went bad (exact, as training is deterministic), and fit raises
 FloatingPointError unless a callback (TerminateOnNaN) stops training on the failing batch.
+
+Distributed (fastnn.distributed, docs/distributed.md): ``DistBatches`` (every rank holds all rows and
+takes its share of each global batch) and ``ShardBatches`` (each rank holds its shard) give each rank
+its rows of every global batch and their offset in it; a step reduces gradients and loss across the
+ranks (inside the compiled loop, or per batch through the same plan), so the epoch's loss sums, the
+divergence handling and the callbacks' decisions are the same on every rank. The train metrics' and the
+validation's sums are reduced at the end of the epoch.
 """
 
 from __future__ import annotations
 
+import copy
 import math
 
 import numpy as np
 
 from . import _validation as V
+from . import losses as _losses
 from . import metrics as _metrics
 from ._kernels._checks import all_finite
 
@@ -54,12 +63,18 @@ class _Snapshot:
 
 
 class Batches:
-    """The epoch's batches: views when unshuffled, else gathered into buffers allocated once."""
+    """The epoch's batches: views when unshuffled, else gathered into buffers allocated once.
+
+    size: rows of a full (global) batch; local: this process's rows of it; full: batches full on every rank.
+    """
+
+    dist = None   # fastnn.distributed.Context (DistBatches, ShardBatches)
 
     def __init__(self, x, t, batch_size, shuffle):
         self.x, self.t, self.n = x, t, len(x)
-        self.size = min(batch_size, self.n)
+        self.size = self.local = min(batch_size, self.n)
         self.steps = -(-self.n // self.size)
+        self.full = self.n // self.size
         self.order = None
         self.shuffled = shuffle
         if shuffle:
@@ -81,6 +96,86 @@ class Batches:
         return xb, tb
 
 
+class DistBatches(Batches):
+    """Every rank holds all N rows; global batch b is (order or range)[b*size : b*size + size], and rank r
+    takes its share of its rows (fastnn.distributed.share)."""
+
+    def __init__(self, x, t, batch_size, shuffle, ctx):
+        super().__init__(x, t, batch_size, shuffle)
+        self.dist = ctx
+        self.lo, hi = ctx.share(self.size)
+        self.local = hi - self.lo
+        if ctx.size > self.size:
+            self.full = 0   # some rank has no rows in a full batch: every step goes through _dist_step
+
+    def part(self, b):
+        """(first position, end position, rows of the global batch, offset of this rank's rows in it)."""
+        s = b * self.size
+        g = min(self.size, self.n - s)
+        lo, hi = self.dist.share(g)
+        return s + lo, s + hi, g, lo
+
+    def __call__(self, b):
+        a, e = self.part(b)[:2]
+        if self.order is None:
+            return self.x[a:e], self.t[a:e]
+        idx = self.order[a:e]
+        xb, tb = self._xbuf[:e - a], self._tbuf[:e - a]
+        np.take(self.x, idx, axis=0, out=xb, mode="clip")
+        np.take(self.t, idx, axis=0, out=tb, mode="clip")
+        return xb, tb
+
+    def compiled_args(self):
+        """(stride, offset, mask_offset) of Engine.train_batches for this rank's rows of the full batches."""
+        return self.size, self.lo, self.lo
+
+    def local_positions(self, first, count):
+        """Positions (in order, or rows) of this rank's rows of full batches first .. first+count-1."""
+        return ((np.arange(first, first + count) * self.size + self.lo)[:, None] + np.arange(self.local)).reshape(-1)
+
+
+class ShardBatches(Batches):
+    """Each rank holds its own shard (S_r rows). Rank r's local batch size is its share b_r of batch_size; global
+    batch b is the concatenation, in rank order, of every rank's rows b*b_r .. (b+1)*b_r - 1 of its shard
+    (in the shard's epoch order: default_rng([seed, epoch, r]).permutation(S_r) when shuffled); a rank whose
+    shard is used up contributes no rows. An epoch has max_r ceil(S_r / b_r) steps."""
+
+    def __init__(self, x, t, batch_size, shuffle, ctx):
+        super().__init__(x, t, batch_size, shuffle)
+        self.dist = ctx
+        self.sizes = ctx.comm.allgather(len(x))
+        self.bs = [hi - lo for lo, hi in (ctx.share(batch_size, r) for r in range(ctx.size))]
+        if min(self.bs) < 1:
+            raise ValueError(f"batch_size must be at least the number of ranks ({ctx.size}) with "
+                             f"distributed='sharded', got {batch_size}")
+        self.size, self.local = batch_size, self.bs[ctx.rank]
+        self.steps = max(-(-s // b) for s, b in zip(self.sizes, self.bs))
+        self.full = min(s // b for s, b in zip(self.sizes, self.bs))
+        if shuffle:
+            self._xbuf = np.empty((self.local,) + x.shape[1:], x.dtype)
+            self._tbuf = np.empty((self.local,) + t.shape[1:], t.dtype)
+
+    def shuffle(self, seed: int, epoch: int) -> None:
+        self.order = np.random.default_rng([seed, epoch, self.dist.rank]).permutation(self.n)
+
+    def _rows(self, r, b):
+        return max(0, min(self.bs[r], self.sizes[r] - b * self.bs[r]))
+
+    def part(self, b):
+        r = self.dist.rank
+        rows = [self._rows(q, b) for q in range(self.dist.size)]
+        a = min(b * self.local, self.n)
+        return a, a + rows[r], sum(rows), sum(rows[:r])
+
+    __call__ = DistBatches.__call__
+
+    def compiled_args(self):
+        return self.local, 0, sum(self.bs[:self.dist.rank])
+
+    def local_positions(self, first, count):
+        return np.arange(first * self.local, (first + count) * self.local)
+
+
 class _Chunks:
     """The compiled runs' size and the buffers a run fills (allocated once per fit).
 
@@ -89,12 +184,12 @@ class _Chunks:
     """
 
     def __init__(self, model, batches, metrics: bool):
-        self.full = batches.n // batches.size   # full batches per epoch
+        self.full = batches.full   # full batches per epoch (distributed: full on every rank)
         k = self.full
-        if metrics:
+        if metrics:   # batches.size: the global batch, so that every rank runs the same counts
             k = min(k, max(1, _CHUNK_OUTPUTS // (batches.size * model.out_features)))
         self.limit = k = max(1, min(k, self.full))
-        rows = k * batches.size
+        rows = k * batches.local
         self.losses = np.empty(k)
         self.outputs = np.empty((rows, model.out_features), model.dtype) if metrics else None
         t = batches.t
@@ -134,10 +229,14 @@ def run_epochs(model, batches, xv, tv, batch_size, cbs, initial_epoch, epochs, i
         if p.failed is None and not finite(model._arena.data):
             p.failed = (p.done, None)   # a finite loss but NaN/inf weights: find the step that caused them
         failed = p.failed is not None and _diverged(model, p.failed, snapshot, batches, epoch, cbs, train_metrics)
+        if batches.dist is not None:
+            _reduce_metrics(batches.dist, train_metrics)
         logs = _running_logs(math.nan if failed else p.loss_sum, p.count, train_metrics)
         interrupt.check()
         if xv is not None:
-            for key, value in model._evaluate_prepared(xv, tv, batch_size, val_metrics).items():
+            values = (model._evaluate_prepared(xv, tv, batch_size, val_metrics) if batches.dist is None
+                      else _dist_evaluate(model, xv, tv, batch_size, val_metrics, batches.dist))
+            for key, value in values.items():
                 logs["val_" + key] = value
         model.epoch = epoch + 1   # this epoch's training is complete (a checkpoint saved now resumes after it)
         cbs.on_epoch_end(epoch, logs)
@@ -165,16 +264,19 @@ def _one_by_one(model, batches, train_metrics, cbs, interrupt, p: _Progress) -> 
         xb, tb = batches(b)
         if want_logs:
             cbs.on_train_batch_begin(b, {})
-        loss = model._train_step(xb, tb)
+        if batches.dist is None:
+            loss, m = model._train_step(xb, tb), len(xb)
+        else:
+            loss, m = _dist_step(model, batches, b, xb, tb)
         if not math.isfinite(loss):
             p.failed = (b, loss)
             return
-        m = len(xb)
         p.loss_sum += loss * m
         p.count += m
         out = model._train_out
-        for metric in train_metrics:
-            metric._add(out, tb)
+        if len(xb):
+            for metric in train_metrics:
+                metric._add(out, tb)
         p.done = b + 1
         if want_logs:
             cbs.on_train_batch_end(b, _running_logs(p.loss_sum, p.count, train_metrics))
@@ -190,18 +292,28 @@ def _compiled_runs(model, chunks, batches, train_metrics, cbs, interrupt, p: _Pr
     """
     engine = model._engine()
     size, order, t = batches.size, batches.order, batches.t
+    local = batches.local
     first = 0
     while first < chunks.full:
         interrupt.check()
         k = min(chunks.limit, chunks.full - first)
-        done = engine.train_batches(batches.x, t, order, size, first, k, model.loss, model.optimizer,
-                                    chunks.losses, chunks.outputs, _CHUNK_SECONDS)
+        if batches.dist is None:
+            done = engine.train_batches(batches.x, t, order, size, first, k, model.loss, model.optimizer,
+                                        chunks.losses, chunks.outputs, _CHUNK_SECONDS)
+        else:
+            done = engine.train_batches(batches.x, t, order, local, first, k, model.loss, model.optimizer,
+                                        chunks.losses, chunks.outputs, _CHUNK_SECONDS, *batches.compiled_args())
         values = chunks.losses[:done].tolist()
         ok = done if math.isfinite(values[-1]) else done - 1
         for value in values[:ok]:
             p.loss_sum += value * size
             p.count += size
-        if train_metrics and ok:
+        if train_metrics and ok and batches.dist is not None:
+            pos = batches.local_positions(first, ok)
+            tb = np.take(t, pos if order is None else order[pos], axis=0)
+            for metric in train_metrics:
+                metric._add_batches(chunks.outputs[:len(pos)], tb, local)
+        elif train_metrics and ok:
             s, rows = first * size, ok * size
             if order is None:
                 tb = t[s:s + rows]
@@ -257,13 +369,97 @@ def _replay(model, snapshot, batches, upto: int) -> int:
     """
     snapshot.restore(model)
     for b in range(upto):
-        model._train_step(*batches(b))
+        _replay_step(model, batches, b)
         if not finite(model._arena.data):
             snapshot.restore(model)
             for c in range(b):
-                model._train_step(*batches(c))
+                _replay_step(model, batches, c)
             return b
     return upto
+
+
+def _replay_step(model, batches, b) -> None:
+    if batches.dist is None:
+        model._train_step(*batches(b))
+    else:
+        _dist_step(model, batches, b, *batches(b))
+
+
+# ---------------------------------------------------------------------------------------------- distributed
+
+def _dist_step(model, batches, b, xb, tb):
+    """One distributed step on this rank's rows of global batch b: (global loss, rows of the global batch)."""
+    engine = model._engine()
+    _, _, rows, offset = batches.part(b)
+    if len(xb):
+        loss = engine.train_step(xb, tb, model.loss, model.optimizer, offset)
+        model._train_out = engine.last_output
+    else:   # no rows of this batch on this rank: its part of the allreduce, and the same update
+        loss = engine.idle_step(model.loss, model.optimizer)
+    return loss, rows
+
+
+def _reduce_metrics(ctx, metrics) -> None:
+    """Sum every metric's (total, count) over the ranks."""
+    if not metrics:
+        return
+    a = ctx.allreduce(np.array([v for m in metrics for v in (m.total, m.count)], np.float64))
+    for i, m in enumerate(metrics):
+        m.total, m.count = float(a[2 * i]), int(a[2 * i + 1])
+
+
+def _denominator(loss, t, classes: int) -> float:
+    """What a 'mean' loss divides the batch's sum by (as the loss kernels and TrainPlan's hook)."""
+    if isinstance(loss, (_losses.CrossEntropyLoss, _losses.NLLLoss)) and t.ndim == 1:
+        kept = t[t != loss.ignore_index]
+        w = getattr(loss, "weight", None)
+        return float(len(kept)) if w is None else float(np.asarray(w, np.float64)[kept].sum())
+    if isinstance(loss, _losses.CrossEntropyLoss):
+        return float(len(t))
+    return float(len(t) * classes)
+
+
+def _dist_evaluate(model, x, t, batch_size, metrics, ctx) -> dict:
+    """Validation across the ranks: loss and metrics from sums reduced once (see docs/distributed.md).
+
+    Every rank holding all rows: each global batch's loss is (sum of the ranks' loss sums) / (sum of their
+    denominators), as one process computes it on that batch. Sharded: each rank's own batches.
+    """
+    for m in metrics:
+        m.reset_state()
+    n, C = len(x), model.out_features
+    sum_loss = copy.copy(model.loss)
+    sum_loss.reduction = "sum"
+    mean = model.loss.reduction == "mean"
+    grad = np.empty((min(batch_size, n), C), model.dtype)
+    starts = range(0, n, batch_size)
+    S, D, R = np.zeros(len(starts)), np.zeros(len(starts)), np.zeros(len(starts))
+    for i, s in enumerate(starts):
+        g = min(batch_size, n - s)
+        lo, hi = (0, g) if ctx.sharded else ctx.share(g)
+        xb, tb = x[s + lo:s + hi], t[s + lo:s + hi]
+        R[i] = g
+        if len(xb) == 0:
+            continue
+        out = model._predict_batch(xb)
+        S[i] = sum_loss._forward_backward(out, tb, grad[:len(xb)])
+        D[i] = _denominator(model.loss, tb, C)
+        for m in metrics:
+            m._add(out, tb)
+    if ctx.sharded:   # each rank's batches are whole: sum of (batch loss x rows) and rows over the ranks
+        values = np.divide(S, D, out=np.full_like(S, np.nan), where=D != 0) if mean else S
+        parts = ctx.allreduce(np.array([float((values * R).sum()), float(n)]))
+        total, rows = parts
+    else:
+        parts = ctx.allreduce(np.concatenate([S, D]))
+        S, D = parts[:len(S)], parts[len(S):]
+        values = np.divide(S, D, out=np.full_like(S, np.nan), where=D != 0) if mean else S
+        total, rows = float((values * R).sum()), n
+    _reduce_metrics(ctx, metrics)
+    logs = {"loss": float(total / rows)}
+    for m in metrics:
+        logs[m.name] = m.result()
+    return logs
 
 
 def _running_logs(loss_sum, count, metrics) -> dict:

@@ -348,10 +348,11 @@ class EarlyStopping(Callback):
             self.model.stop_training = True
 
     def on_train_end(self, logs=None):
-        if self.stopped_epoch > 0 and self.verbose > 0:
+        speaks = self.verbose > 0 and _rank0(self.model)
+        if self.stopped_epoch > 0 and speaks:
             print(f"Epoch {self.stopped_epoch + 1}: early stopping")
         if self.restore_best_weights and self.best_weights is not None:
-            if self.verbose > 0:
+            if speaks:
                 print(f"Restoring model weights from the end of the best epoch: {self.best_epoch + 1}.")
             np.copyto(_weights(self.model), self.best_weights)
 
@@ -400,8 +401,9 @@ class ModelCheckpoint(Callback):
         except (KeyError, IndexError, ValueError) as exc:
             raise ValueError(f"ModelCheckpoint could not format filepath {self.filepath!r} with epoch and the "
                              f"logs {sorted(logs)}: {exc!r}") from None
+        speaks = _rank0(self.model)
         if not self.save_best_only:
-            if self.verbose > 0:
+            if self.verbose > 0 and speaks:
                 print(f"Epoch {epoch + 1}: saving model to {path}")
             self._save(path)
             return
@@ -413,19 +415,26 @@ class ModelCheckpoint(Callback):
         current = float(current)
         better = current < self.best if self._direction == "min" else current > self.best
         if better:
-            if self.verbose > 0:
+            if self.verbose > 0 and speaks:
                 print(f"Epoch {epoch + 1}: {self.monitor} improved from {self.best:.5f} to {current:.5f}, "
                       f"saving model to {path}")
             self.best = current
             self._save(path)
-        elif self.verbose > 0:
+        elif self.verbose > 0 and speaks:
             print(f"Epoch {epoch + 1}: {self.monitor} did not improve from {self.best:.5f}")
 
     def _save(self, path):
+        if not _rank0(self.model):   # distributed fit: the weights are the same on every rank; rank 0 writes
+            return
         if self.save_weights_only:
             self.model.save(path, include_optimizer=False)
         else:
             self.model.save(path)
+
+
+def _rank0(model) -> bool:
+    """Whether this process prints and writes files: not a distributed fit, or its rank 0."""
+    return getattr(model, "_dist_rank", 0) == 0
 
 
 def _check_path(filepath):

@@ -52,6 +52,13 @@ type, dtype, shape, contiguity and alignment flags; any other input is validated
 (fastnn._validation). It returns a copy of the plan's output ((n, out), or (out,) for a 1-D sample),
 or writes it into ``out``.
 
+Distributed (fastnn.distributed): ``engine.distributed = ctx`` (a Context, or None) hands every plan the
+allreduce hook (TrainPlan.distribute): each step then reduces the gradients, loss and denominator across
+the ranks between backward and the update, inside the same nogil call; ``train_step``/``train_batches``
+take the rows' offset in the global batch (``mask_offset``; ``stride``/``offset`` pick a rank's rows of
+each global batch), and ``idle_step`` serves a rank with no rows in a step. It needs a loss with a plan
+kernel and a model the plan runs (ValueError otherwise).
+
 What the engine reads of a model: ``model._execution()`` only (fastnn._stages.Execution: its stages
 and their plan records, the parameter arena, dtype, widths, seed and dropout step counter, which it
 advances, and the per-layer path for stages no plan runs).
@@ -139,6 +146,8 @@ class Engine:
         self._infer_pool = []      # (InferPlan, stages, arena, threads) entries not in use by a call
         self._python_lock = threading.Lock()
         self.last_output = None
+        self.distributed = None    # fastnn.distributed.Context while a distributed fit/train_step runs
+        self.synced = None         # the Context whose rank 0 last broadcast the model (train_step)
 
     # ------------------------------------------------------------------ training
     def _stale(self, loss, optimizer) -> bool:
@@ -149,7 +158,7 @@ class Engine:
         m = self._ex
         key = self._key
         if (key is None or key[0] is not m.stages or key[1] is not m.arena or key[2] is not loss
-                or key[3] is not optimizer or key[4] != _config.omp_threads()):
+                or key[3] is not optimizer or key[4] != _config.omp_threads() or key[6] is not self.distributed):
             return True
         settings = key[5]
         for i in range(len(_LOSS_SETTINGS)):
@@ -166,12 +175,18 @@ class Engine:
         """A new key (model state, loss, optimizer, threads): drop every cached plan, then take x's."""
         m = self._ex
         self._drops = [(s.layer, s.layer.p) for s in m.stages if type(s) is DropoutStage]
-        self._key = (m.stages, m.arena, loss, optimizer, _config.omp_threads(), _loss_settings(loss))
+        self._key = (m.stages, m.arena, loss, optimizer, _config.omp_threads(), _loss_settings(loss),
+                     self.distributed)
         self._params = tuple(m.arena.params)
         self._specs = m.specs(with_grads=True, training=True)
         self._plans = {}
         self._plan = None
         self._python = self._specs is None
+        if self.distributed is not None and (self._python or _loss_kind(loss, t) is None):
+            self._key = None
+            raise ValueError("distributed training needs a model the compiled plan runs (Dense, activation and "
+                             "Dropout layers) and a loss of fastnn.losses.LOSSES without an overridden "
+                             f"_forward_backward; got {type(loss).__name__}")
         if self._python:
             self._grad_buf = np.empty((x.shape[0], m.out_features), m.dtype)
             self._loss_buf = self._loss_out_buffer(loss, self._grad_buf)
@@ -200,6 +215,8 @@ class Engine:
                 spec = LossSpec(kind, loss.reduction, m.out_features, weight, pos, getattr(loss, "ignore_index", -100),
                                 float(getattr(loss, "label_smoothing", 0.0)))
             plan = _plan.TrainPlan(dtype, n, m.in_features, self._specs, spec, _config.omp_threads())
+            if self.distributed is not None:
+                plan.distribute(self.distributed.hook(m.arena))
             entry = (plan, self._loss_out_buffer(loss, plan.output_grad) if kind is None else None)
             if len(self._plans) >= _MAX_PLANS:   # drop the oldest (fit uses two: full and last batch)
                 del self._plans[next(iter(self._plans))]
@@ -213,8 +230,10 @@ class Engine:
             return None
         return np.empty(loss._loss_shape(grad), grad.dtype)
 
-    def train_step(self, x, t, loss, optimizer) -> float:
-        """One training step on a validated batch (x, t); returns the loss. See the module docstring."""
+    def train_step(self, x, t, loss, optimizer, mask_offset=0) -> float:
+        """One training step on a validated batch (x, t); returns the loss. See the module docstring.
+
+        mask_offset (distributed): x's rows start at that row of the global batch (their dropout masks)."""
         plan = self._plan
         if (plan is None and not self._python) or self._stale(loss, optimizer):
             self._build(x, t, loss, optimizer)
@@ -237,11 +256,30 @@ class Engine:
             plan.backward(fused)
         else:
             self._mark_grads()   # before plan.step calls optimizer._fused_runs(), which skips grad-less ones
-            value = plan.step(x, t, model.seed, step, fused)
+            value = (plan.step(x, t, model.seed, step, fused) if not mask_offset
+                     else plan.step(x, t, model.seed, step, fused, mask_offset))
+            if self.distributed is not None:
+                self._check_comm(plan)
         model.step = step
         if fused is None:
             optimizer.step()
         return value
+
+    def idle_step(self, loss, optimizer) -> float:
+        """Distributed: a step in which this rank has no rows of the global batch (its part of the allreduce,
+        then the same update as every other rank). Returns the global loss."""
+        m = self._ex
+        for p in m.arena.params:
+            p.has_grad = True
+        value = self.distributed.idle_step(m.arena, loss.reduction == "mean")
+        m.step += 1
+        optimizer.step()
+        return value
+
+    @staticmethod
+    def _check_comm(plan):
+        if plan.dist_error:
+            raise RuntimeError(f"distributed step: MPI_Allreduce returned error code {plan.dist_error}")
 
     def supports_batches(self, t, loss, optimizer) -> bool:
         """Whether train_batches can run this model, loss (for targets like t) and optimizer."""
@@ -249,7 +287,7 @@ class Engine:
                 and self._ex.specs(with_grads=False, training=True) is not None)
 
     def train_batches(self, x, t, order, batch_size, first, count, loss, optimizer, losses, outputs=None,
-                      seconds=0.0) -> int:
+                      seconds=0.0, stride=0, offset=0, mask_offset=0) -> int:
         """Full batches first .. first+count-1 of an epoch, as `count` train_step calls, in ONE nogil call.
 
         Batch b holds rows order[b*batch_size:(b+1)*batch_size] of x and t (rows b*batch_size ... if order
@@ -260,6 +298,9 @@ class Engine:
         returns the number of batches run. Weights, optimizer state
         (``state[p]["step"]``, SGD's momentum buffers) and ``model._step`` end exactly as after that
         many train_step calls. Needs supports_batches(t, loss, optimizer).
+
+        Distributed: batch b is rows (first+b)*stride + offset .. + batch_size - 1 (of order, or of x), the
+        rank's share of global batch first+b (stride: the global batch size); mask_offset as for train_step.
         """
         if not _batchable(optimizer):
             raise ValueError(f"train_batches cannot step a {type(optimizer).__name__}: use train_step per batch")
@@ -274,8 +315,13 @@ class Engine:
             plan = self._plan
         model = self._ex
         self._mark_grads()
-        done = plan.run_batches(x, t, order, first, count, model.seed, model.step + 1, losses, outputs,
-                                optimizer._fused_runs(), seconds)
+        if self.distributed is None:
+            done = plan.run_batches(x, t, order, first, count, model.seed, model.step + 1, losses, outputs,
+                                    optimizer._fused_runs(), seconds)
+        else:
+            done = plan.run_batches(x, t, order, first, count, model.seed, model.step + 1, losses, outputs,
+                                    optimizer._fused_runs(), seconds, stride, offset, mask_offset)
+            self._check_comm(plan)
         model.step += done
         self.last_output = plan.output
         return done

@@ -31,6 +31,7 @@ from ._kernels._runtime import UseGuard
 from ._validation import as_float_array, check_bool
 
 ALIGNMENT = 64  # bytes: one cache line, and two AVX2 vectors
+REDUCE_SLOTS = 3  # spare gradient-arena elements (fastnn._kernels._plan.REDUCE_SLOTS)
 
 
 def aligned_zeros(size: int, dtype, align: int = ALIGNMENT) -> np.ndarray:
@@ -68,7 +69,9 @@ class Arena:
         sizes = [prod(s) for s in shapes]
         total = sum(sizes)
         self.data = aligned_zeros(total, self.dtype)
-        self.grad = aligned_zeros(total, self.dtype)
+        # REDUCE_SLOTS spare elements after the last gradient: distributed training reduces the step's
+        # loss sum, denominator and stop flag together with the gradients, in one allreduce (fastnn.distributed)
+        self.grad = aligned_zeros(total + REDUCE_SLOTS, self.dtype)[:total]
         names = names or [f"param{i}" for i in range(len(shapes))]
         self.params = []
         offset = 0

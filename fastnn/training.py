@@ -16,6 +16,9 @@ inference on it gets a RuntimeError) and defers Ctrl-C to the next batch or run 
 (fastnn._interrupt), so an interrupted fit leaves weights, optimizer state and counters exactly as
 after its last completed batch. predict and evaluate change nothing on the model: any number of
 threads may call them at once.
+
+Distributed (``fit(..., distributed=True | "sharded")``, ``train_step(..., distributed=True | "sharded")``):
+data-parallel over MPI with global-batch semantics, see fastnn.distributed and docs/distributed.md.
 """
 
 from __future__ import annotations
@@ -29,10 +32,11 @@ import numpy as np
 from . import _config
 from . import _validation as V
 from . import callbacks as _cb
+from . import distributed as _dist
 from . import losses as _losses
 from . import metrics as _metrics
 from . import optim as _optim
-from ._epochs import Batches, finite, run_epochs
+from ._epochs import Batches, DistBatches, ShardBatches, finite, run_epochs
 from ._interrupt import deferred
 from ._kernels import _runtime
 from .engine import Engine
@@ -66,6 +70,7 @@ class TrainingMixin:
     _metric_names = ()          # (log name, canonical name) per compiled metric
     _train_out = None           # training-mode output of the last _train_step's batch
     _pending_optimizer = None   # an optimizer name compiled before the model was built (made at build)
+    _dist_rank = 0              # this process's rank during a distributed fit (callbacks: rank 0 speaks)
 
     # ------------------------------------------------------------------------------ compile
     def compile(self, optimizer="adam", loss=None, metrics=None):
@@ -277,14 +282,35 @@ class TrainingMixin:
         return x, self._prepare_y(y, len(x), yname, xname)
 
     # ------------------------------------------------------------------------------ steps
-    def train_step(self, xb, yb) -> float:
+    def train_step(self, xb, yb, distributed=False) -> float:
         """One optimizer step on the batch (xb, yb) in training mode; returns the batch loss.
 
         Validates and converts the batch, then runs the same step fit uses. Gradients are
         overwritten, not accumulated. The previous train/eval mode is restored afterwards.
+
+        distributed (under mpiexec, every rank calls it): True - every rank passes the same global batch and
+        steps on its share of the rows; "sharded" - each rank passes its own rows, the global batch is their
+        concatenation in rank order. Either way the step (gradients reduced across the ranks, the same
+        update everywhere) equals one process's step on the global batch, and the global loss is returned.
+        The first distributed step of a model broadcasts rank 0's weights and optimizer state.
         """
         self._check_compiled("train_step")
-        x, t = self._prepare_data(xb, yb, "xb", "yb")
+        mode = _check_distributed(distributed)
+        ctx = None if mode is None else _dist.context(mode == "sharded")
+        error = None
+        try:
+            x, t = self._prepare_data(xb, yb, "xb", "yb")
+        except (TypeError, ValueError) as exc:
+            if ctx is None:
+                raise
+            error = exc
+        if ctx is not None:
+            ctx.agree(error)
+        engine = self._engine()
+        if ctx is not None and engine.synced is not ctx:
+            ctx.broadcast_model(self)
+            engine.synced = ctx
+        engine.distributed = ctx
         guard = self._arena.guard
         guard.enter_train("train_step()")
         _runtime.sync_omp_threads(_config.omp_threads())
@@ -292,10 +318,28 @@ class TrainingMixin:
         self.training = True
         try:
             with deferred():   # Ctrl-C lands before or after the whole step, never inside it
-                return self._train_step(x, t)
+                if ctx is None:
+                    return self._train_step(x, t)
+                return self._dist_train_step(ctx, x, t)
         finally:
             self.training = was
             guard.exit_train()
+
+    def _dist_train_step(self, ctx, x, t) -> float:
+        if ctx.sharded:
+            sizes = ctx.comm.allgather(len(x))
+            offset = sum(sizes[:ctx.rank])
+        else:
+            lo, hi = ctx.share(len(x))
+            x, t, offset = x[lo:hi], t[lo:hi], lo
+        engine = self._engine()
+        with ctx.abort_on_error():
+            if len(x) == 0:
+                return engine.idle_step(self.loss, self.optimizer)
+            loss = engine.train_step(np.ascontiguousarray(x), np.ascontiguousarray(t), self.loss, self.optimizer,
+                                     offset)
+        self._train_out = engine.last_output
+        return loss
 
     def _train_step(self, x, t) -> float:
         """Forward, fused loss + gradient, backward, optimizer step on a prepared batch; returns the loss.
@@ -382,7 +426,7 @@ class TrainingMixin:
 
     # ------------------------------------------------------------------------------ fit
     def fit(self, X, y, epochs=1, batch_size=32, validation_split=0.0, validation_data=None, shuffle=True,
-            callbacks=None, verbose=1, initial_epoch=0):
+            callbacks=None, verbose=1, initial_epoch=0, distributed=False):
         """Train for epochs initial_epoch .. epochs-1 (Keras semantics); returns the History (also model.history).
 
         epochs is the index of the final epoch, as in Keras: initial_epoch >= epochs trains nothing and
@@ -394,7 +438,29 @@ class TrainingMixin:
         epoch. Every argument is checked before anything trains. A NaN/inf loss restores the
         weights from before the failing step and raises FloatingPointError (or stops cleanly
         with TerminateOnNaN).
+
+        distributed (run the script under ``mpiexec -n N``; every rank calls fit with the same arguments):
+        False (default); True - data-parallel training, every rank passes the whole X, y (and validation
+        data), batch_size is the global batch, each rank steps on its share of the rows of every global
+        batch; "sharded" - each rank passes only its own shard of X, y (and of the validation data). Every
+        rank starts from rank 0's weights; the result equals one process's fit on the same global batches
+        (docs/distributed.md says exactly which); only rank 0 prints and saves checkpoints.
         """
+        mode = _check_distributed(distributed)
+        args = (X, y, epochs, batch_size, validation_split, validation_data, shuffle, callbacks, verbose, initial_epoch)
+        if mode is None:
+            return self._fit(*args, None, None)
+        ctx, agreed = _dist.context(mode == "sharded"), []
+        try:
+            return self._fit(*args, ctx, agreed)
+        except (TypeError, ValueError) as exc:
+            if not agreed:   # a check failed on this rank: join the others' error collective, then all raise
+                ctx.agree(exc)
+            raise
+
+    def _fit(self, X, y, epochs, batch_size, validation_split, validation_data, shuffle, callbacks, verbose,
+             initial_epoch, ctx, agreed):
+        """fit; ctx: the distributed Context or None; agreed: a list, appended to once the ranks agreed."""
         self._check_compiled("fit")
         epochs = V.check_int(epochs, "epochs", low=0)
         initial_epoch = V.check_int(initial_epoch, "initial_epoch", low=0)
@@ -418,7 +484,12 @@ class TrainingMixin:
                 raise ValueError(f"validation_split={split!r} leaves {split_at} training and {n - split_at} "
                                  f"validation samples of {n}; both parts must be non-empty")
             x, xv, t, tv = x[:split_at], x[split_at:], t[:split_at], t[split_at:]
-        batches = Batches(x, t, batch_size, shuffle)
+        if ctx is None:
+            batches = Batches(x, t, batch_size, shuffle)
+        else:
+            batches = self._dist_start(ctx, agreed, x, t, batch_size, shuffle)
+            verbose = verbose if ctx.rank == 0 else 0   # one progress bar: rank 0's
+        self._engine().distributed = ctx
         cbs, history, bars = self._callback_list(callbacks, verbose)
         cbs.set_model(self)
         cbs.set_params({"verbose": verbose, "epochs": epochs, "steps": batches.steps})
@@ -430,7 +501,11 @@ class TrainingMixin:
         was = self.training
         try:
             with deferred() as interrupt:   # Ctrl-C is honoured between batches (see fastnn._interrupt)
-                run_epochs(self, batches, xv, tv, batch_size, cbs, initial_epoch, epochs, interrupt)
+                if ctx is None:
+                    run_epochs(self, batches, xv, tv, batch_size, cbs, initial_epoch, epochs, interrupt)
+                else:
+                    with ctx.abort_on_error():
+                        run_epochs(self, batches, xv, tv, batch_size, cbs, initial_epoch, epochs, interrupt)
         except BaseException:
             for bar in bars:
                 bar.close()
@@ -438,7 +513,24 @@ class TrainingMixin:
         finally:
             self.training = was
             guard.exit_train()
+            self.__dict__.pop("_dist_rank", None)
         return history
+
+    def _dist_start(self, ctx, agreed, x, t, batch_size, shuffle):
+        """A distributed fit's start, after every rank checked its arguments: agree, check the row counts, take
+        rank 0's model state; returns the epoch's batches."""
+        ctx.agree(None)
+        agreed.append(True)
+        if not ctx.sharded:   # the same on every rank, so every rank raises
+            sizes = ctx.comm.allgather(len(x))
+            if len(set(sizes)) > 1:
+                raise ValueError(f"X must have the same rows on every rank with distributed=True (each rank takes "
+                                 f"its share of every global batch), got {sizes}; pass distributed='sharded' for "
+                                 "per-rank shards")
+        ctx.broadcast_model(self)
+        self._engine().synced = ctx
+        self._dist_rank = ctx.rank   # callbacks: only rank 0 prints and writes files
+        return (ShardBatches if ctx.sharded else DistBatches)(x, t, batch_size, shuffle, ctx)
 
     def _callback_list(self, callbacks, verbose):
         items = [] if callbacks is None else callbacks
@@ -463,6 +555,18 @@ class TrainingMixin:
             bars.append(_cb.ProgressBar(verbose))
             out.append(bars[-1])
         return _cb.CallbackList(out), history, bars
+
+
+def _check_distributed(distributed):
+    """None (single process), "replicated" (True) or "sharded"."""
+    if distributed is False or distributed is None:
+        return None
+    if distributed is True:
+        return "replicated"
+    if isinstance(distributed, str) and distributed == "sharded":
+        return "sharded"
+    raise ValueError(f"distributed must be False, True (every rank passes all rows) or 'sharded' (each rank "
+                     f"passes its own rows), got {distributed!r}")
 
 
 def _from_registry(spec, what: str, registry: dict, base: type, kind: str, example: str, make):

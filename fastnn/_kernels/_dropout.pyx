@@ -7,6 +7,9 @@
 # of (seed, stream, step, i): identical for any thread count and split.
 # p = 1 gives y := x * 0 (NaN for inf/NaN inputs, as PyTorch) with no division by zero.
 # Layout: flat contiguous arrays of n elements; mask is uint8 (1 = kept).
+# Offset: dropout_forward_at(..., off) gives elements 0..n-1 the masks of elements off..off+n-1 of a larger
+# batch (distributed training: a rank's rows of a global batch get the masks one process would give them);
+# off = 0 is dropout_forward itself.
 # Threads: blocks of 4 elements split across OpenMP threads from PAR_MIN_DROPOUT elements (Philox makes
 # the pass compute-bound, so it pays earlier than a memory-bound pass); below, a plain loop.
 
@@ -51,6 +54,36 @@ cdef void dropout_forward(const real* x, real* y, uint8_t* mask, Py_ssize_t n, d
         _forward_block(x, y, mask, n, blk, thr, scale, seed, stream, step)
 
 
+cdef inline void _forward_block_at(const real* x, real* y, uint8_t* mask, Py_ssize_t n, Py_ssize_t off,
+                                   Py_ssize_t blk, uint64_t thr, real scale, uint64_t seed, uint32_t stream,
+                                   uint64_t step) noexcept nogil:
+    cdef uint32_t words[4]
+    cdef Py_ssize_t i, j
+    fnn_philox_block(seed, stream, step, <uint32_t>blk, words)
+    for j in range(4):
+        i = blk * 4 + j - off
+        if 0 <= i < n:
+            mask[i] = words[j] < thr
+            y[i] = x[i] * scale if mask[i] else x[i] * 0
+
+
+cdef void dropout_forward_at(const real* x, real* y, uint8_t* mask, Py_ssize_t n, double p,
+                             uint64_t seed, uint32_t stream, uint64_t step, Py_ssize_t off) noexcept nogil:
+    """dropout_forward for elements off .. off+n-1 of a larger block (x, y, mask hold those n elements)."""
+    if off == 0:
+        dropout_forward(x, y, mask, n, p, seed, stream, step)
+        return
+    cdef uint64_t thr = keep_threshold(p)
+    cdef real scale = <real>(1.0 / (1.0 - p)) if p < 1.0 else 0
+    cdef Py_ssize_t b0 = off // 4, b1 = (off + n + 3) // 4, blk
+    if n < PAR_MIN_DROPOUT:
+        for blk in range(b0, b1):
+            _forward_block_at(x, y, mask, n, off, blk, thr, scale, seed, stream, step)
+        return
+    for blk in prange(b0, b1, schedule="static"):
+        _forward_block_at(x, y, mask, n, off, blk, thr, scale, seed, stream, step)
+
+
 cdef void dropout_backward(const real* g, const uint8_t* mask, real* dx, Py_ssize_t n, double p) noexcept nogil:
     """dx := g * mask / (1 - p)."""
     cdef real scale = <real>(1.0 / (1.0 - p)) if p < 1.0 else 0
@@ -64,14 +97,17 @@ cdef void dropout_backward(const real* g, const uint8_t* mask, real* dx, Py_ssiz
 
 
 def forward(const real[::1] x, real[::1] y_out, uint8_t[::1] mask_out, double p,
-            uint64_t seed, uint32_t stream, uint64_t step):
-    """mask_out := Bernoulli(1-p) from Philox(seed, stream, step); y_out := x * mask / (1-p)."""
-    if y_out.shape[0] != x.shape[0] or mask_out.shape[0] != x.shape[0] or not 0.0 <= p <= 1.0:
-        raise ValueError("kernel buffers disagree: y_out and mask_out must have x's length; p in [0, 1]")
+            uint64_t seed, uint32_t stream, uint64_t step, Py_ssize_t offset=0):
+    """mask_out := Bernoulli(1-p) from Philox(seed, stream, step); y_out := x * mask / (1-p).
+
+    offset: x holds elements offset .. offset+len(x)-1 of a larger block (their masks are that block's)."""
+    if y_out.shape[0] != x.shape[0] or mask_out.shape[0] != x.shape[0] or not 0.0 <= p <= 1.0 or offset < 0:
+        raise ValueError("kernel buffers disagree: y_out and mask_out must have x's length; p in [0, 1]; "
+                         "offset >= 0")
     if x.shape[0] == 0:
         return
     with nogil:
-        dropout_forward(&x[0], &y_out[0], &mask_out[0], x.shape[0], p, seed, stream, step)
+        dropout_forward_at(&x[0], &y_out[0], &mask_out[0], x.shape[0], p, seed, stream, step, offset)
 
 
 def backward(const real[::1] g, const uint8_t[::1] mask, real[::1] dx_out, double p):

@@ -31,6 +31,20 @@
 # descriptor arrays with PyMem_Malloc; the optimizer's run array grows once, at the first step); a
 # step allocates nothing. The input x is read in place (forward and backward happen in one call).
 #
+# Distributed (data-parallel over MPI, fastnn.distributed). `distribute(hook)` gives the plan the address
+# of MPI_Allreduce (C signature, handles passed as intptr_t: ABI-safe on x86-64 SysV for int handles
+# (MPICH) and pointer handles (Open MPI)), the communicator/datatype/op handles and the flat buffer that
+# holds the gradient arena followed by REDUCE_SLOTS spare elements. Then every step that runs loss and
+# backward, before the optimizer update, calls ONE in-place allreduce (SUM) over that buffer: gradients,
+# the local loss sum, the local 'mean' denominator D_r (elements, rows, or the class-weight total of the
+# rows not ignored, as the loss kernels define it) and a stop flag. The loss kernel runs with reduction
+# 'sum' (a 'mean' loss), so the summed gradients scaled by 1/sum(D_r) are the gradient of the global
+# batch's mean exactly as one process computes it (to reduction-order rounding), however the rows are
+# split, and a rank whose rows are all ignored contributes 0 rather than NaN. `finish_reduce` (the same
+# code) serves a rank that has no rows in a step. Masks: `mask_offset` (rows) gives a rank's rows the
+# dropout masks of their positions in the global batch (_dropout.dropout_forward_at). A time-limited run
+# of batches stops only on the reduced stop flag, so every rank stops after the same batch.
+#
 # Threads. A plan runs serial control flow: GEMMs are threaded by BLAS, or run on one thread in the own
 # kernels where those beat (threaded) BLAS (_small_gemm depends on the thread count the plan is built
 # for); element-wise passes go parallel above their modules' PAR_MIN_* thresholds; BLAS is never called
@@ -38,8 +52,8 @@
 # BLAS, both lost when measured (bench/README.md, "Measurements behind the kernel rules").
 
 from cpython.mem cimport PyMem_Malloc, PyMem_Realloc, PyMem_Free
-from libc.math cimport isfinite
-from libc.stdint cimport int64_t, uint8_t, uint32_t, uint64_t
+from libc.math cimport isfinite, NAN
+from libc.stdint cimport int64_t, intptr_t, uint8_t, uint32_t, uint64_t
 from libc.string cimport memcpy, memset
 from posix.time cimport CLOCK_MONOTONIC, clock_gettime, timespec
 cimport numpy as cnp
@@ -49,7 +63,7 @@ from fastnn._kernels._blas cimport _small_enabled, _small_gemm, _mm, _gemv_row
 from fastnn._kernels._wrapcheck cimport _ptr, _fits, _rows, _state_fits
 from fastnn._kernels._activations cimport Act, bias_act_forward, act_backward
 from fastnn._kernels._dense cimport colsum
-from fastnn._kernels._dropout cimport dropout_forward, dropout_backward
+from fastnn._kernels._dropout cimport dropout_forward_at, dropout_backward
 from fastnn._kernels._optim cimport OptRun, OPT_SGD, run_update_f32, run_update_f64
 from fastnn._kernels._losses cimport (Reduction, _mse, _bce, _bce_logits, _cross_entropy, _cross_entropy_prob,
                                       _nll)
@@ -74,6 +88,10 @@ cpdef enum LossKind:
     NLL = 5
 
 REDUCTIONS = {"none": Reduction.NONE, "mean": Reduction.MEAN, "sum": Reduction.SUM}
+
+cdef enum:
+    _SLOTS = 3
+REDUCE_SLOTS = _SLOTS   # spare elements after the gradients in the reduced buffer: loss sum, denominator, stop flag
 
 class PlanMismatch(ValueError):
     """The arrays handed to a plan do not fit it (shape, dtype, layout): rebuild or validate."""
@@ -112,6 +130,23 @@ ctypedef struct Loss:
     void* loss_out      # reduction "none": (n * C) element-wise or (n,) row losses; else NULL
     int64_t ignore_index
     double eps          # label smoothing
+
+
+# MPI_Allreduce(sendbuf, recvbuf, count, datatype, op, comm), handles as intptr_t (see the design note)
+ctypedef int (*allreduce_fn)(const void* sendbuf, void* recvbuf, int count, intptr_t datatype, intptr_t op,
+                             intptr_t comm) noexcept nogil
+
+
+ctypedef struct Dist:
+    allreduce_fn fn     # NULL: not distributed
+    intptr_t inplace, dtype, op, comm
+    void* buf           # gradient arena + _SLOTS spare elements, of the plan's dtype
+    Py_ssize_t P        # gradient elements
+    bint mean           # the loss's reduction is 'mean' (the plan's loss descriptor then runs 'sum')
+    bint stop           # the last reduced stop flag
+    int err             # the first non-zero return code of fn
+    double seconds      # wall time inside fn
+    Py_ssize_t calls
 
 
 cdef object _ensure(object a, object dtype, tuple shape, str name):
@@ -203,8 +238,10 @@ cdef int _build_stages(Stage* st, list stages, object dtype, int n, int in_featu
 
 # ------------------------------------------------------------------------------------------ the step (nogil)
 
-cdef void _forward_train(Stage* st, int ns, const real* x, int n, uint64_t seed, uint64_t step) noexcept nogil:
-    """Training forward through every stage; stage i reads stage i-1's output (stage 0 reads x)."""
+cdef void _forward_train(Stage* st, int ns, const real* x, int n, uint64_t seed, uint64_t step,
+                         Py_ssize_t row0) noexcept nogil:
+    """Training forward through every stage; stage i reads stage i-1's output (stage 0 reads x). Dropout masks
+    are those of rows row0 .. row0+n-1 of a batch (row0 = 0 but in distributed training)."""
     cdef int i
     cdef Stage* s
     cdef const real* h = x
@@ -216,7 +253,8 @@ cdef void _forward_train(Stage* st, int ns, const real* x, int n, uint64_t seed,
         elif s.kind == StageKind.ACT:   # b == NULL: the input is only read
             bias_act_forward(<real*>h, <real*>NULL, <real*>s.a, n, s.m, s.act, s.param, s.param2)
         else:
-            dropout_forward(h, <real*>s.a, s.mask, <Py_ssize_t>n * s.m, s.p, seed, s.stream, step)
+            dropout_forward_at(h, <real*>s.a, s.mask, <Py_ssize_t>n * s.m, s.p, seed, s.stream, step,
+                               row0 * s.m)
         h = <real*>s.a
 
 
@@ -272,15 +310,70 @@ cdef void _backward(Stage* st, int ns, const real* x, int n, real* work) noexcep
 
 
 cdef double _train_step(Stage* st, int ns, Loss* L, const real* x, const void* t, int n, uint64_t seed,
-                        uint64_t step, int phases, real* work) noexcept nogil:
+                        uint64_t step, int phases, real* work, Py_ssize_t row0) noexcept nogil:
     """phases: 1 forward, 2 loss, 4 backward (7 = the whole step)."""
     cdef double value = 0.0
     if phases & 1:
-        _forward_train(st, ns, x, n, seed, step)
+        _forward_train(st, ns, x, n, seed, step, row0)
     if phases & 2:
         value = _loss(L, <real*>st[ns - 1].a, <real*>st[ns - 1].g, t, n)
     if phases & 4:
         _backward(st, ns, x, n, work)
+    return value
+
+
+cdef double _class_total(const int64_t* y, Py_ssize_t n, const real* w, int64_t ignore_index) noexcept nogil:
+    """sum of w[y_i] (1 without weights) over rows with y_i != ignore_index: CE/NLL's 'mean' denominator."""
+    cdef Py_ssize_t i
+    cdef double D = 0.0
+    for i in range(n):
+        if y[i] != ignore_index:
+            D += 1.0 if w == NULL else w[y[i]]
+    return D
+
+
+cdef double _denominator(Loss* L, const void* t, int n, bint f32) noexcept nogil:
+    """What the loss kernels divide by for reduction 'mean' (see _losses.pyx)."""
+    if L.kind == LossKind.CROSS_ENTROPY or L.kind == LossKind.NLL:
+        if f32:
+            return _class_total(<const int64_t*>t, n, <const float*>L.w, L.ignore_index)
+        return _class_total(<const int64_t*>t, n, <const double*>L.w, L.ignore_index)
+    if L.kind == LossKind.CROSS_ENTROPY_PROB:
+        return <double>n
+    return <double>n * L.C
+
+
+cdef double _finish(real* buf, Py_ssize_t P, bint mean) noexcept nogil:
+    """After the allreduce: scale the summed gradients by 1 / sum(D_r) ('mean'); return the global loss."""
+    cdef double S = buf[P], D = buf[P + 1], inv
+    cdef Py_ssize_t i
+    if not mean:
+        return S
+    if D == 0.0:   # every row of the global batch ignored: gradients stay 0, the loss is NaN (as one process)
+        return NAN
+    inv = 1.0 / D
+    for i in range(P):
+        buf[i] = <real>(buf[i] * inv)
+    return S / D
+
+
+def finish_reduce(buf, Py_ssize_t P, bint mean):
+    """The plan's post-allreduce step on buf (P gradients + REDUCE_SLOTS, float32/64, reduced by the caller):
+    scales the gradients for 'mean' and returns the global loss (for a rank with no rows in a step)."""
+    cdef int typenum
+    if _rows(buf, cnp.NPY_FLOAT64, 1, 0) == P + _SLOTS:
+        typenum = cnp.NPY_FLOAT64
+    elif _rows(buf, cnp.NPY_FLOAT32, 1, 0) == P + _SLOTS:
+        typenum = cnp.NPY_FLOAT32
+    else:
+        raise ValueError(f"buf must be a C-contiguous float32/float64 array of P + {_SLOTS} elements")
+    cdef void* p = _ptr(buf)
+    cdef double value
+    with nogil:
+        if typenum == cnp.NPY_FLOAT32:
+            value = _finish(<float*>p, P, mean)
+        else:
+            value = _finish(<double*>p, P, mean)
     return value
 
 
@@ -315,6 +408,9 @@ cdef class TrainPlan:
     cdef object _xg, _tg                 # run_batches: the gathered batch (made at the first shuffled call)
     cdef char* _xgp
     cdef char* _tgp
+    cdef Dist dist                       # distributed: the allreduce hook (dist.fn == NULL: none)
+    cdef int _red                        # the loss's own reduction (L.red runs 'sum' for a distributed 'mean')
+    cdef object _dist_buf
 
     def __cinit__(self):
         self.st = NULL
@@ -322,10 +418,58 @@ cdef class TrainPlan:
         self.runs = NULL
         self.nruns = self.cap_runs = 0
         self._xgp = self._tgp = NULL
+        memset(&self.dist, 0, sizeof(Dist))
 
     def __dealloc__(self):
         PyMem_Free(self.st)
         PyMem_Free(self.runs)
+
+    def distribute(self, hook):
+        """hook: None (single process) or (allreduce address, MPI_IN_PLACE, datatype, op, comm, buf, P), the
+        handles as integers, buf the 1-D array of P + REDUCE_SLOTS elements of the plan's dtype whose first P
+        are the gradient arena (every gradient the plan writes lies in it). See the design note."""
+        cdef Py_ssize_t P
+        cdef char* lo
+        cdef char* hi
+        cdef int i
+        if hook is None:
+            memset(&self.dist, 0, sizeof(Dist))
+            self.L.red = self._red
+            self._dist_buf = None
+            return
+        fn, inplace, dtype, op, comm, buf, P = hook
+        if not fn or _rows(buf, self.typenum, 1, 0) != P + _SLOTS or not (<cnp.ndarray>buf).flags.writeable:
+            raise ValueError(f"plan: the hook needs an allreduce address and a writeable {self.dtype} buffer of "
+                             f"P + {_SLOTS} elements")
+        lo = <char*>_ptr(buf)
+        hi = lo + P * (4 if self.typenum == cnp.NPY_FLOAT32 else 8)
+        for i in range(self.ns):
+            if self.st[i].kind == StageKind.DENSE and not (lo <= <char*>self.st[i].dw < hi and
+                                                             (self.st[i].db == NULL or lo <= <char*>self.st[i].db < hi)):
+                raise ValueError("plan: the hook's buffer must hold every gradient of the plan")
+        self.dist.fn = <allreduce_fn><intptr_t>fn
+        self.dist.inplace, self.dist.dtype, self.dist.op, self.dist.comm = inplace, dtype, op, comm
+        self.dist.buf, self.dist.P = <void*>lo, P
+        self.dist.mean = self._red == Reduction.MEAN
+        self.L.red = Reduction.SUM if self._red == Reduction.MEAN else self._red
+        self._dist_buf = buf
+
+    @property
+    def comm_seconds(self):
+        """Wall time spent inside the allreduce since the hook was set (or reset_comm())."""
+        return self.dist.seconds
+
+    @property
+    def comm_calls(self):
+        return self.dist.calls
+
+    @property
+    def dist_error(self):
+        """The first non-zero return code of the allreduce (0: none)."""
+        return self.dist.err
+
+    def reset_comm(self):
+        self.dist.seconds, self.dist.calls = 0.0, 0
 
     def __init__(self, dtype, int n, int in_features, list stages, object loss, int threads=1):
         dtype = _plan_dtype(dtype, n, stages, "a batch")
@@ -357,6 +501,7 @@ cdef class TrainPlan:
         if C != self.out_features:
             raise ValueError(f"plan: the loss expects {C} features, the model gives {self.out_features}")
         self.L.kind, self.L.red, self.L.C = kind, REDUCTIONS[reduction], C
+        self._red = self.L.red
         self.L.ignore_index, self.L.eps = ignore_index, eps
         row_loss = kind in (LossKind.CROSS_ENTROPY, LossKind.CROSS_ENTROPY_PROB, LossKind.NLL)
         if weight is not None:
@@ -417,18 +562,51 @@ cdef class TrainPlan:
     cdef int _pack_from(self, optimizer) except -1:
         return self._pack(optimizer._fused_runs())
 
-    cdef double _run(self, const void* xp, const void* tp, uint64_t seed, uint64_t step, int phases) noexcept nogil:
+    cdef double _reduce(self, double value, const void* tp, bint stop) noexcept nogil:
+        """The distributed step's one allreduce (gradients, loss sum, denominator, stop flag); the global loss."""
+        cdef Dist* d = &self.dist
+        cdef bint f32 = self.typenum == cnp.NPY_FLOAT32
+        cdef double D = _denominator(&self.L, tp, self.n, f32)
+        cdef timespec t0, t1
+        cdef int rc
+        cdef Py_ssize_t P = d.P
+        if f32:
+            (<float*>d.buf)[P], (<float*>d.buf)[P + 1], (<float*>d.buf)[P + 2] = value, D, stop
+        else:
+            (<double*>d.buf)[P], (<double*>d.buf)[P + 1], (<double*>d.buf)[P + 2] = value, D, stop
+        clock_gettime(CLOCK_MONOTONIC, &t0)
+        rc = d.fn(<const void*>d.inplace, d.buf, <int>(P + _SLOTS), d.dtype, d.op, d.comm)
+        clock_gettime(CLOCK_MONOTONIC, &t1)
+        d.seconds += (t1.tv_sec - t0.tv_sec) + 1e-9 * (t1.tv_nsec - t0.tv_nsec)
+        d.calls += 1
+        if rc != 0:
+            if d.err == 0:
+                d.err = rc
+            d.stop = True
+            return NAN
+        if f32:
+            d.stop = (<float*>d.buf)[P + 2] > 0
+            return _finish(<float*>d.buf, P, d.mean)
+        d.stop = (<double*>d.buf)[P + 2] > 0
+        return _finish(<double*>d.buf, P, d.mean)
+
+    cdef double _run(self, const void* xp, const void* tp, uint64_t seed, uint64_t step, int phases,
+                     Py_ssize_t row0, bint stop) noexcept nogil:
         cdef double value
         cdef int i
         if self.typenum == cnp.NPY_FLOAT32:
             value = _train_step(self.st, self.ns, &self.L, <const float*>xp, tp, self.n, seed, step, phases,
-                                <float*>self._workp)
+                                <float*>self._workp, row0)
+            if self.dist.fn != NULL and (phases & 6) == 6:
+                value = self._reduce(value, tp, stop)
             if phases & 8:
                 for i in range(self.nruns):
                     run_update_f32(&self.runs[i])
         else:
             value = _train_step(self.st, self.ns, &self.L, <const double*>xp, tp, self.n, seed, step, phases,
-                                <double*>self._workp)
+                                <double*>self._workp, row0)
+            if self.dist.fn != NULL and (phases & 6) == 6:
+                value = self._reduce(value, tp, stop)
             if phases & 8:
                 for i in range(self.nruns):
                     run_update_f64(&self.runs[i])
@@ -436,10 +614,13 @@ cdef class TrainPlan:
 
     cdef Py_ssize_t _batches(self, const char* x, const char* t, const int64_t* order, Py_ssize_t first,
                              Py_ssize_t count, uint64_t seed, uint64_t step, int phases, double* losses,
-                             char* outs, Py_ssize_t xrow, Py_ssize_t trow, double seconds) noexcept nogil:
+                             char* outs, Py_ssize_t xrow, Py_ssize_t trow, double seconds, Py_ssize_t stride,
+                             Py_ssize_t offset, Py_ssize_t row0) noexcept nogil:
         """run_batches' loop: gather, step, loss, output rows; stops after a non-finite loss, or after the
-        batch that ends `seconds` of wall time (if > 0)."""
+        batch that ends `seconds` of wall time (if > 0; distributed: after the batch in which some rank's
+        time was up, as the reduced stop flag says)."""
         cdef Py_ssize_t b, r, base, row
+        cdef bint late = False
         cdef timespec t0, now
         if seconds > 0:
             clock_gettime(CLOCK_MONOTONIC, &t0)
@@ -449,7 +630,7 @@ cdef class TrainPlan:
         cdef const char* tp
         cdef double value
         for b in range(count):
-            base = (first + b) * n
+            base = (first + b) * stride + offset
             if order == NULL:
                 xp, tp = x + base * xrow, t + base * trow
             else:
@@ -458,20 +639,27 @@ cdef class TrainPlan:
                     memcpy(self._xgp + r * xrow, x + row * xrow, xrow)
                     memcpy(self._tgp + r * trow, t + row * trow, trow)
                 xp, tp = self._xgp, self._tgp
-            value = self._run(xp, tp, seed, step + b, phases)
+            if self.dist.fn != NULL and seconds > 0 and b + 1 < count:
+                clock_gettime(CLOCK_MONOTONIC, &now)
+                late = (now.tv_sec - t0.tv_sec) + 1e-9 * (now.tv_nsec - t0.tv_nsec) >= seconds
+            value = self._run(xp, tp, seed, step + b, phases, row0, late)
             losses[b] = value
             if outs != NULL:
                 memcpy(outs + b * n * orow, self.st[self.ns - 1].a, n * orow)
             if not isfinite(value):
                 return b + 1
-            if seconds > 0 and b + 1 < count:
+            if self.dist.fn != NULL:
+                if self.dist.stop and b + 1 < count:
+                    return b + 1
+            elif seconds > 0 and b + 1 < count:
                 clock_gettime(CLOCK_MONOTONIC, &now)
                 if (now.tv_sec - t0.tv_sec) + 1e-9 * (now.tv_nsec - t0.tv_nsec) >= seconds:
                     return b + 1
         return count
 
     def run_batches(self, x, t, order, Py_ssize_t first, Py_ssize_t count, uint64_t seed, uint64_t step,
-                    losses, outputs=None, list runs=None, double seconds=0.0):
+                    losses, outputs=None, list runs=None, double seconds=0.0, Py_ssize_t stride=0,
+                    Py_ssize_t offset=0, Py_ssize_t mask_offset=0):
         """Full batches first .. first+count-1 of an epoch (rows order[b*n:(b+1)*n] of x and t, or rows
         b*n .. (b+1)*n - 1 if order is None), each a whole step as `step` runs it, in one nogil call.
 
@@ -482,8 +670,12 @@ cdef class TrainPlan:
         after a batch whose loss is not finite, or (seconds > 0) after the batch that ends `seconds` of
         wall time, so that the caller gets control back in time (Ctrl-C, progress); returns the number
         of batches run.
+
+        Distributed (a rank's share of global batches): batch b is rows first*stride+offset+b*stride ..
+        +n-1 of the order (or of x), stride the global batch size (0: n), its dropout masks those of rows
+        mask_offset .. mask_offset+n-1 of the global batch.
         """
-        cdef Py_ssize_t n = self.n, N, need, i, hi
+        cdef Py_ssize_t n = self.n, N, need, i, hi, lo
         cdef Py_ssize_t item = 4 if self.typenum == cnp.NPY_FLOAT32 else 8
         cdef Py_ssize_t xrow = self.in_features * item
         cdef Py_ssize_t trow = 8 if self._t_ndim == 1 else self._t_d1 * item
@@ -496,7 +688,13 @@ cdef class TrainPlan:
             raise PlanMismatch(f"x must be a C-contiguous {self.dtype} array with {self.in_features} columns")
         if _rows(t, self._t_type, self._t_ndim, self._t_d1) != N:
             raise PlanMismatch("the targets do not fit the plan's loss (shape, dtype, layout or rows of x)")
-        need = (first + count) * n
+        if stride == 0:
+            stride = n
+        if stride < n or offset < 0 or offset + n > stride or mask_offset < 0:
+            raise ValueError(f"plan: needs n <= stride, 0 <= offset <= stride - n and mask_offset >= 0, got n={n}, "
+                             f"stride={stride}, offset={offset}, mask_offset={mask_offset}")
+        lo = first * stride + offset
+        need = (first + count - 1) * stride + offset + n
         if order is None:
             if need > N:
                 raise ValueError(f"plan: batches up to {first + count} of {n} rows need {need} rows, x has {N}")
@@ -504,7 +702,7 @@ cdef class TrainPlan:
             if _rows(order, cnp.NPY_INT64, 1, 0) < need:
                 raise ValueError(f"order must be a C-contiguous int64 array of at least {need} entries")
             op = <const int64_t*>_ptr(order)
-            for i in range(first * n, need):
+            for i in range(lo, need):
                 if op[i] < 0 or op[i] >= N:
                     raise ValueError(f"order[{i}] = {op[i]} is not a row of x (0 .. {N - 1})")
             if self._xg is None:
@@ -527,19 +725,23 @@ cdef class TrainPlan:
         cdef char* outp = <char*>_ptr(outputs)
         cdef Py_ssize_t done
         with nogil:
-            done = self._batches(xp, tp, op, first, count, seed, step, phases, lp, outp, xrow, trow, seconds)
+            done = self._batches(xp, tp, op, first, count, seed, step, phases, lp, outp, xrow, trow, seconds,
+                                 stride, offset, mask_offset)
         return done
 
     def check(self, x, t):
         """Raise PlanMismatch unless x and t fit the plan."""
         self._check(x, t)
 
-    def step(self, x, t, uint64_t seed, uint64_t step, optimizer=None):
+    def step(self, x, t, uint64_t seed, uint64_t step, optimizer=None, Py_ssize_t mask_offset=0):
         """forward (training; dropout from (seed, stream, step)) + loss + backward - and, given an optimizer,
         its update from optimizer._fused_runs() (called after x and t are checked) - in one nogil call.
 
-        Returns the loss ('none': the sum of loss_out). Gradients are overwritten (beta = 0).
+        Returns the loss ('none': the sum of loss_out). Gradients are overwritten (beta = 0). mask_offset:
+        x's rows get the dropout masks of rows mask_offset .. of a larger batch (distributed training).
         """
+        if mask_offset < 0:
+            raise ValueError(f"plan: mask_offset must be >= 0, got {mask_offset}")
         self._check(x, t)
         cdef int phases = 7
         if optimizer is not None:
@@ -549,7 +751,7 @@ cdef class TrainPlan:
         cdef const void* tp = _ptr(t)
         cdef double value
         with nogil:
-            value = self._run(xp, tp, seed, step, phases)
+            value = self._run(xp, tp, seed, step, phases, mask_offset, False)
         return value
 
     def forward(self, x, uint64_t seed, uint64_t step):
@@ -558,7 +760,7 @@ cdef class TrainPlan:
         self._x = x
         cdef const void* xp = _ptr(x)
         with nogil:
-            self._run(xp, NULL, seed, step, 1)
+            self._run(xp, NULL, seed, step, 1, 0, False)
         return self.output
 
     def backward(self, optimizer=None):
@@ -572,7 +774,7 @@ cdef class TrainPlan:
             phases = 12
         cdef const void* xp = _ptr(self._x)
         with nogil:
-            self._run(xp, NULL, 0, 0, phases)
+            self._run(xp, NULL, 0, 0, phases, 0, False)
         self._x = None
 
     def gemm_choice(self):
