@@ -182,7 +182,7 @@ def mode_more(tmp):
         shard_reference(ref, shards, 8, 2, False, model.seed)
         close(model._arena.data, ref._arena.data, 1e-12, "sharded validation weights")
         full = ref.evaluate(np.concatenate([a for a, _ in vshards]), np.concatenate([b for _, b in vshards]),
-                            batch_size=8)
+                            batch_size=8, return_dict=True)
         close(h["val_loss"][-1], full["loss"], 1e-12, "sharded val_loss")
         close(h["val_mae"][-1], full["mae"], 1e-12, "sharded val_mae")
         log("OK sharded validation")
