@@ -860,3 +860,10 @@ def test_new_optimizers_defaults_and_state():
     ada = Adadelta(params)
     ada.step()
     assert list(ada.state[params[0]]) == ["step", "square_avg", "acc_delta"]
+
+
+def test_a_model_instead_of_its_parameters_says_what_to_write():
+    import fastnn as fnn
+    model = fnn.Sequential(fnn.Dense(3, 2), seed=0)
+    with pytest.raises(TypeError, match=r"got the Sequential itself; write Adam\(model.parameters\(\), lr=...\)"):
+        Adam(model)

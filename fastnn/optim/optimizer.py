@@ -78,6 +78,10 @@ class Optimizer:
             raise TypeError(f"{name}'s first argument is the parameters (PyTorch's order), got the number {params!r}; "
                             f"write {name}(learning_rate={params!r}) (Keras: compile binds it to the model) or "
                             f"{name}(model.parameters(), lr={params!r})")
+        if hasattr(params, "parameters") and callable(params.parameters):   # a model (iterable over its layers)
+            name = type(self).__name__
+            raise TypeError(f"{name}'s first argument is the parameters, got the {type(params).__name__} itself; "
+                            f"write {name}(model.parameters(), lr=...)")
         self._arenas: list = []   # the arenas of the parameters (set by add_param_group)
         for group in _param_groups(params) if params is not LATER else ():
             self.add_param_group(group)
