@@ -17,36 +17,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import _validation as V
 from . import layers as L
-from ._kernels import _activations as _K
 
 __all__ = ["derivative"]
-
-_EMPTY = {np.dtype(np.float32): np.empty(0, np.float32), np.dtype(np.float64): np.empty(0, np.float64)}
-
-
-def _rows(x, act: L.Activation, name: str) -> tuple[np.ndarray, tuple]:
-    """x as a C-contiguous 2-D array (rows of the last axis) of a kernel dtype, and x's shape."""
-    dtype = V.native_float_dtype(x.dtype) if isinstance(x, (np.ndarray, np.generic)) else None
-    x = V.as_float_array(x, "x", dtype or np.float64)
-    shape = x.shape
-    if not act.elementwise:
-        if x.ndim == 0:
-            raise ValueError(f"{name} needs x with at least one axis, got a 0-d array")
-        if x.ndim > 2 and getattr(act, "dim", -1) not in (-1, x.ndim - 1):
-            raise ValueError(f"{name} works along the last axis: dim must be -1 for a {x.ndim}-d x, got {act.dim}")
-    width = shape[-1] if (not act.elementwise and x.ndim) else max(x.size, 1)
-    z = np.array(x, order="C", copy=True).reshape(-1, width) if x.size else np.empty((0, width), x.dtype)
-    return z, shape
-
-
-def _forward(act: L.Activation, x, name: str) -> np.ndarray:
-    z, shape = _rows(x, act, name)
-    out = np.empty_like(z)
-    _K.forward(z, _EMPTY[z.dtype], out, _K.CODES[act.kind], act.param, act.param2)
-    return out.reshape(shape)
-
 
 def _activation(spec, kwargs) -> L.Activation:
     """An Activation from a name, one of this module's functions, or an Activation instance (+ keywords)."""
@@ -78,18 +51,12 @@ def derivative(activation, x, **kwargs) -> np.ndarray:
     if not act.elementwise:
         raise ValueError(f"{type(act).__name__}'s derivative is a Jacobian matrix per row (each output depends on "
                          "the whole row), not an element-wise function; derivative() takes element-wise activations")
-    z, shape = _rows(x, act, "derivative")
-    code = _K.CODES[act.kind]
-    a = np.empty_like(z)
-    _K.forward(z, _EMPTY[z.dtype], a, code, act.param, act.param2)
-    out = np.empty_like(z)
-    _K.backward(np.ones_like(z), z, a, out, code, act.param, act.param2)
-    return out.reshape(shape)
+    return act.derivative(x)
 
 
 def _make(name: str, cls: type):
     def fn(x, **kwargs):
-        return _forward(cls(**kwargs), x, name)
+        return cls(**kwargs)(x)
     fn.__name__ = fn.__qualname__ = name
     keywords = ", ".join(f"{k}=..." for k in cls.config_types)
     fn.__doc__ = (f"{cls.__name__} applied to the array x (any shape; see the module docstring): a new array."

@@ -12,7 +12,10 @@ here, entered in ``ACTIVATIONS``.
 
 from __future__ import annotations
 
+import numpy as np
+
 from . import _validation as V
+from ._kernels import _activations as _K
 from .init import check_init
 
 
@@ -69,10 +72,56 @@ class Activation(Layer):
     def code_name(self) -> str:
         return self.kind
 
+    def __call__(self, x) -> np.ndarray:
+        """This activation applied to the array x (any shape), as torch's ``nn.Sigmoid()(x)``: a new array.
+
+        The compiled kernels a model runs; float32/float64 stay as they are, anything else is computed in
+        float64. Row-wise activations (softmax) work along the last axis. ``fastnn.functional`` has the
+        same as functions with PyTorch's names.
+        """
+        z, shape = self._rows(x, type(self).__name__)
+        out = np.empty_like(z)
+        _K.forward(z, _EMPTY[z.dtype], out, _K.CODES[self.kind], self.param, self.param2)
+        return out.reshape(shape)
+
+    def derivative(self, x) -> np.ndarray:
+        """f'(x) element-wise: the backward kernel a model runs, applied to a gradient of ones (PyTorch's
+        conventions: relu'(0) = 0, leaky_relu'(0) = negative_slope). Softmax mixes a row, so its derivative
+        is a Jacobian matrix per row, not an element-wise function: ValueError."""
+        if not self.elementwise:
+            raise ValueError(f"{type(self).__name__}'s derivative is a Jacobian matrix per row (each output "
+                             "depends on the whole row), not an element-wise function; derivative() takes "
+                             "element-wise activations")
+        z, shape = self._rows(x, "derivative")
+        code = _K.CODES[self.kind]
+        a = np.empty_like(z)
+        _K.forward(z, _EMPTY[z.dtype], a, code, self.param, self.param2)
+        out = np.empty_like(z)
+        _K.backward(np.ones_like(z), z, a, out, code, self.param, self.param2)
+        return out.reshape(shape)
+
+    def _rows(self, x, name: str) -> tuple[np.ndarray, tuple]:
+        """x as a C-contiguous 2-D array (rows of the last axis) of a kernel dtype, and x's shape."""
+        dtype = V.native_float_dtype(x.dtype) if isinstance(x, (np.ndarray, np.generic)) else None
+        x = V.as_float_array(x, "x", dtype or np.float64)
+        shape = x.shape
+        if not self.elementwise:
+            if x.ndim == 0:
+                raise ValueError(f"{name} needs x with at least one axis, got a 0-d array")
+            if x.ndim > 2 and getattr(self, "dim", -1) not in (-1, x.ndim - 1):
+                raise ValueError(f"{name} works along the last axis: dim must be -1 for a {x.ndim}-d x, "
+                                 f"got {self.dim}")
+        width = shape[-1] if (not self.elementwise and x.ndim) else max(x.size, 1)
+        z = np.array(x, order="C", copy=True).reshape(-1, width) if x.size else np.empty((0, width), x.dtype)
+        return z, shape
+
     @classmethod
     def _from_torch(cls, module) -> Activation:
         """This activation with the settings of torch module `module` (of class ``torch_module``)."""
         return cls(**{key: getattr(module, attr) for key, attr in cls.torch_params.items()})
+
+
+_EMPTY = {np.dtype(np.float32): np.empty(0, np.float32), np.dtype(np.float64): np.empty(0, np.float64)}
 
 
 class Identity(Activation):

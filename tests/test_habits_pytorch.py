@@ -584,3 +584,13 @@ def test_tensorflow_loop_with_keras_ordered_losses(data, make, sparse):
     with pytest.raises(ValueError, match=r"takes the targets first \(Keras's order.*PyTorch's order"):
         keras_loss(a(X), t)
     keras_loss(t, np.zeros((20, 3)))   # arrays in both places: no check
+
+
+@pytest.mark.parametrize("name", [n for n, c in fnn.layers.ACTIVATIONS.items() if c.elementwise])
+def test_an_activation_layer_is_a_function_on_arrays(name):
+    """torch's nn.Sigmoid()(x): the layer object applied to an array, its derivative beside it."""
+    act = fnn.layers.ACTIVATIONS[name]()
+    x = np.linspace(-3, 3, 13).reshape(13, 1)
+    np.testing.assert_array_equal(act(x), fnn.functional.__dict__.get(name, lambda v: v)(x))
+    np.testing.assert_array_equal(act.derivative(x), fnn.functional.derivative(name, x))
+    assert act(x).shape == x.shape and act(x) is not x
