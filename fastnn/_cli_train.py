@@ -4,6 +4,7 @@
     fastnn train --data iris.csv --target species --hidden 32,16 --epochs 100 --early-stopping 10
     fastnn train --data data.npz --task regression --plot curves.png --save model.fnn
     fastnn train --save-onnx model.onnx                     # also (or only) as ONNX: pip install "fastnn[onnx]"
+    fastnn train --data-x X.npy --data-y y.npy              # memory-mapped: X may be larger than memory
     fastnn predict --model model.fnn --data new.csv --proba  # then use it (fastnn._cli_predict)
 
 Pipeline: load -> held-out test split (stratified for classification) -> validation split of
@@ -13,6 +14,9 @@ test loss and accuracy (classification) or MSE (regression, in the target's own 
 The model saved with --save (and --save-onnx) takes raw features: the standardization is folded into its first
 (and, for regression, last) Dense layer. The --save file also records what the model is for (model.meta:
 the task, the class names, the feature columns and the target column when known), which `fastnn predict` uses.
+With --data-x/--data-y, X stays memory-mapped (fit, evaluate and predict read it a chunk at a time): the test
+part is the last --test-split of the rows and the validation part the last --val-split of the rest (no random or
+stratified split, which would copy X), and the features are used as stored (not standardized: store them so).
 
 The task (--task auto): class labels that are not numbers -> classification; numbers that are not all
 integers -> regression; integer values -> classification when there are at most AUTO_MAX_CLASSES distinct
@@ -82,6 +86,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
     data.add_argument("--data", metavar="FILE", default=None,
                       help="a .csv file (header row; with --target) or a .npz file (arrays X or x, and y); "
                            "default: the bundled 8x8 handwritten digits")
+    data.add_argument("--data-x", metavar="X.npy", default=None,
+                      help="features as a .npy file, memory-mapped (may be larger than memory; with --data-y, "
+                           "instead of --data)")
+    data.add_argument("--data-y", metavar="Y.npy", default=None, help="the targets for --data-x, a .npy file")
     data.add_argument("--target", metavar="COLUMN", default=None, help="the CSV column to predict")
     data.add_argument("--task", choices=("auto", "classification", "regression"), default="auto",
                       help="auto (default): classification for text labels, and for integer targets with at most "
@@ -127,6 +135,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
 # ----------------------------------------------------------------------------- data
 def _load(args):
     """(X, y, classes or None, description)."""
+    if args.data_x is not None or args.data_y is not None:
+        return _load_npy_pair(args)
     if args.data is None:
         if args.target is not None:
             raise UsageError("--target needs --data FILE.csv (the bundled digits have no columns to pick)")
@@ -148,6 +158,46 @@ def _load(args):
         X, y = datasets.load_npz(path, dtype=args.dtype)
         return X, y, None, path
     raise UsageError(f"--data {path}: expected a .csv or .npz file, got {suffix or 'no suffix'!r}")
+
+
+def _load_npy_pair(args):
+    """--data-x X.npy --data-y y.npy: X memory-mapped (read a chunk at a time by fit), y read whole."""
+    if args.data is not None:
+        raise UsageError("--data-x/--data-y replace --data: give either --data FILE or --data-x X.npy --data-y y.npy")
+    if args.target is not None:
+        raise UsageError("--target is for CSV files; --data-x/--data-y give the features and targets as arrays")
+    for option, path, other in (("--data-x", args.data_x, "--data-y"), ("--data-y", args.data_y, "--data-x")):
+        if path is None:
+            raise UsageError(f"{other} needs {option} FILE.npy too (features and targets in two .npy files)")
+        if not os.path.isfile(path):
+            raise UsageError(f"{option}: no such file: {path}")
+    arrays = []
+    for option, path in (("--data-x", args.data_x), ("--data-y", args.data_y)):
+        try:
+            array = np.load(path, mmap_mode="r", allow_pickle=False)
+        except (ValueError, OSError):
+            raise UsageError(f"{option} {path}: not a readable .npy file") from None
+        if not isinstance(array, np.ndarray):   # a .npz archive
+            array.close()
+            raise UsageError(f"{option} {path}: expected one array in a .npy file, got a .npz archive")
+        arrays.append(array)
+    X, y = arrays
+    if X.ndim != 2 or X.dtype.kind not in "biuf":
+        raise UsageError(f"--data-x {args.data_x}: expected a 2-D array of numbers (samples x features), got shape "
+                         f"{X.shape} and dtype {X.dtype}")
+    if y.ndim == 0 or len(y) != len(X):
+        raise UsageError(f"--data-x and --data-y must have one row per sample: {args.data_x} has {len(X)} rows, "
+                         f"{args.data_y} has {len(y) if y.ndim else 'none (a scalar)'}")
+    return X, np.asarray(y), None, f"{args.data_x} (memory-mapped) and {args.data_y}"
+
+
+def _tail_split(X, y, size):
+    """(X_a, X_b, y_a, y_b) with the last `size` fraction of the rows in b: views, nothing copied (Keras's
+    validation_split rule)."""
+    at = len(X) - max(1, int(round(len(X) * size)))
+    if at < 1:
+        raise UsageError(f"{len(X)} rows are too few to hold out a fraction {size:g} of them")
+    return X[:at], X[at:], y[:at], y[at:]
 
 
 def csv_columns(path, delimiter=","):
@@ -246,11 +296,12 @@ def _describe_model(args, n_features, n_out):
 def _fold_scaling(model, x_scaler, y_scaler):
     """Fold x' = (x - mu) / s into the first Dense layer (and y = y' * sy + my into the last): raw in, raw out."""
     dense = [layer for layer in model.layers if isinstance(layer, Dense)]
-    w, b = dense[0].params[0].data, dense[0].params[1].data
-    mu, s = x_scaler.mean_, x_scaler.scale_
-    w64 = w.astype(np.float64) / s[:, None]
-    b[...] = b.astype(np.float64) - (mu / s) @ w.astype(np.float64)
-    w[...] = w64
+    if x_scaler is not None:   # None: features used as stored (--data-x)
+        w, b = dense[0].params[0].data, dense[0].params[1].data
+        mu, s = x_scaler.mean_, x_scaler.scale_
+        w64 = w.astype(np.float64) / s[:, None]
+        b[...] = b.astype(np.float64) - (mu / s) @ w.astype(np.float64)
+        w[...] = w64
     if y_scaler is not None:
         w, b = dense[-1].params[0].data, dense[-1].params[1].data
         my, sy = y_scaler.mean_, y_scaler.scale_
@@ -291,17 +342,20 @@ def _setup(args):
         raise UsageError(f"{source}: {len(X)} rows are too few to split into training and test data")
     task, y, names, note = _prepare_target(y, classes, args.task)
     features, target = _columns(args)
-    X_train, X_test, y_train, y_test = _split(X, y, args.test_split, task, args.seed)
+    mapped = args.data_x is not None   # memory-mapped X: contiguous splits, features as stored
+    split = _tail_split if mapped else (lambda X, y, size: _split(X, y, size, task, args.seed))
+    X_train, X_test, y_train, y_test = split(X, y, args.test_split)
     X_val = y_val = None
     if args.val_split > 0:
-        X_train, X_val, y_train, y_val = _split(X_train, y_train, args.val_split, task, args.seed)
-    x_scaler = StandardScaler().fit(X_train)
+        X_train, X_val, y_train, y_val = split(X_train, y_train, args.val_split)
+    x_scaler = None if mapped else StandardScaler().fit(X_train)
     y_scaler = StandardScaler().fit(y_train) if task == "regression" else None
 
     def scale(Xp, yp):
         if Xp is None:
             return None, None
-        return x_scaler.transform(Xp), (y_scaler.transform(yp) if y_scaler is not None else yp)
+        return (Xp if x_scaler is None else x_scaler.transform(Xp),
+                y_scaler.transform(yp) if y_scaler is not None else yp)
 
     n_out = len(names) if task == "classification" else y.shape[1]
     model = _build(args, X.shape[1], n_out)
@@ -323,8 +377,9 @@ def _setup(args):
         _say(args, f"classes: {shown}")
     if note is not None:
         _say(args, note)
-    _say(args, f"split: {len(X_train)} train, {0 if X_val is None else len(X_val)} validation, {len(X_test)} test; "
-               f"features standardized with the training part's mean and std"
+    _say(args, f"split: {len(X_train)} train, {0 if X_val is None else len(X_val)} validation, {len(X_test)} test"
+               + ("; the last rows held out, features as stored (memory-mapped, not standardized)" if mapped
+                  else "; features standardized with the training part's mean and std")
                + ("" if y_scaler is None else " (and the target, for training)"))
     lr = optimizer.param_groups[0]["lr"]
     _say(args, f"model: {_describe_model(args, X.shape[1], n_out)}, {args.dtype}; {args.optimizer} lr={lr:g}, "
@@ -395,12 +450,16 @@ def run(args: argparse.Namespace) -> int:
     _report(args, s, history)
     if args.plot is not None:
         plot.history(history, path=args.plot, early_stopping=s["early"],
-                     title=f"fastnn train: {os.path.basename(args.data) if args.data else 'digits'}")
+                     title=f"fastnn train: {os.path.basename(args.data or args.data_x or 'digits')}")
         _say(args, f"learning curves saved to {args.plot}")
     if args.save is not None or args.save_onnx is not None:
         _fold_scaling(model, s["x_scaler"], s["y_scaler"])
-        folded = ("it takes raw features: the standardization is folded into its first layer"
-                  + (" and the target's into its last" if s["y_scaler"] is not None else ""))
+        if s["x_scaler"] is None:   # --data-x: features as stored
+            folded = "it takes the features as stored" + ("; the target's standardization is folded into its last "
+                                                          "layer" if s["y_scaler"] is not None else "")
+        else:
+            folded = ("it takes raw features: the standardization is folded into its first layer"
+                      + (" and the target's into its last" if s["y_scaler"] is not None else ""))
     if args.save is not None:
         model.meta = s["meta"]   # task, class names, feature and target columns: fastnn predict reads them
         model.save(args.save)

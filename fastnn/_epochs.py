@@ -6,7 +6,9 @@ ONE nogil call that gathers the batches' rows, runs their steps and returns afte
 _CHUNK_SECONDS, so that Ctrl-C and the progress bar are served between runs. The remaining batches
 (the last, partial one; every batch otherwise) step one by one through ``model._train_step``. Both
 ways give the same weights, optimizer state, dropout counter and History bit for bit: the losses and
-metrics are summed per batch in the same order. ``_train_epoch`` makes the choice.
+metrics are summed per batch in the same order. ``_train_epoch`` makes the choice. Where a batch's
+rows come from (the arrays in memory, or a chunk read from a memory-mapped X) is ``Batches``
+(fastnn._datasource).
 
 Determinism and divergence: epoch e's order is ``default_rng([model.seed, e]).permutation(n)``.
 A snapshot (weights, optimizer state, dropout counter) is taken at the start of every epoch; after a
@@ -32,7 +34,10 @@ import numpy as np
 from . import _validation as V
 from . import losses as _losses
 from . import metrics as _metrics
+from ._datasource import Batches
 from ._kernels._checks import all_finite
+
+__all__ = ["Batches", "finite", "run_epochs"]   # Batches (where a batch's rows come from) lives in _datasource
 
 _CHUNK_OUTPUTS = 1 << 20   # output elements a compiled run keeps for the metrics (bounds its batches)
 _CHUNK_SECONDS = 0.1       # target length of one compiled run of batches (Ctrl-C and bar latency)
@@ -60,40 +65,6 @@ class _Snapshot:
         np.copyto(model._arena.data, self.params)
         model.optimizer.load_state_dict(self.opt)
         model._step = self.step
-
-
-class Batches:
-    """The epoch's batches: views when unshuffled, else gathered into buffers allocated once.
-
-    size: rows of a full (global) batch; local: this process's rows of it; full: batches full on every rank.
-    """
-
-    dist = None   # fastnn.distributed.Context (DistBatches, ShardBatches)
-
-    def __init__(self, x, t, batch_size, shuffle):
-        self.x, self.t, self.n = x, t, len(x)
-        self.size = self.local = min(batch_size, self.n)
-        self.steps = -(-self.n // self.size)
-        self.full = self.n // self.size
-        self.order = None
-        self.shuffled = shuffle
-        if shuffle:
-            self._xbuf = np.empty((self.size,) + x.shape[1:], x.dtype)
-            self._tbuf = np.empty((self.size,) + t.shape[1:], t.dtype)
-
-    def shuffle(self, seed: int, epoch: int) -> None:
-        self.order = np.random.default_rng([seed, epoch]).permutation(self.n)
-
-    def __call__(self, b: int):
-        s = b * self.size
-        e = min(s + self.size, self.n)
-        if self.order is None:
-            return self.x[s:e], self.t[s:e]
-        idx = self.order[s:e]
-        xb, tb = self._xbuf[:e - s], self._tbuf[:e - s]
-        np.take(self.x, idx, axis=0, out=xb, mode="clip")   # mode != 'raise': no hidden buffering
-        np.take(self.t, idx, axis=0, out=tb, mode="clip")
-        return xb, tb
 
 
 class DistBatches(Batches):
@@ -186,6 +157,8 @@ class _Chunks:
     def __init__(self, model, batches, metrics: bool):
         self.full = batches.full   # full batches per epoch (distributed: full on every rank)
         k = self.full
+        if batches.max_run is not None:   # a memory-mapped x: a run is at most one chunk of rows read at once
+            k = min(k, batches.max_run)
         if metrics:   # batches.size: the global batch, so that every rank runs the same counts
             k = min(k, max(1, _CHUNK_OUTPUTS // (batches.size * model.out_features)))
         self.limit = k = max(1, min(k, self.full))
@@ -291,17 +264,19 @@ def _compiled_runs(model, chunks, batches, train_metrics, cbs, interrupt, p: _Pr
     callbacks get on_train_batches_end. Stops after a non-finite loss (p.failed).
     """
     engine = model._engine()
-    size, order, t = batches.size, batches.order, batches.t
-    local = batches.local
+    size, local = batches.size, batches.local
     first = 0
     while first < chunks.full:
         interrupt.check()
         k = min(chunks.limit, chunks.full - first)
         if batches.dist is None:
-            done = engine.train_batches(batches.x, t, order, size, first, k, model.loss, model.optimizer,
+            # the arrays holding batches first.. (as batches at..: the whole x, or a chunk read from a mapped x)
+            x, t, order, at, k = batches.run(first, k)
+            done = engine.train_batches(x, t, order, size, at, k, model.loss, model.optimizer,
                                         chunks.losses, chunks.outputs, _CHUNK_SECONDS)
         else:
-            done = engine.train_batches(batches.x, t, order, local, first, k, model.loss, model.optimizer,
+            x, t, order, at = batches.x, batches.t, batches.order, first
+            done = engine.train_batches(x, t, order, local, first, k, model.loss, model.optimizer,
                                         chunks.losses, chunks.outputs, _CHUNK_SECONDS, *batches.compiled_args())
         values = chunks.losses[:done].tolist()
         ok = done if math.isfinite(values[-1]) else done - 1
@@ -314,7 +289,7 @@ def _compiled_runs(model, chunks, batches, train_metrics, cbs, interrupt, p: _Pr
             for metric in train_metrics:
                 metric._add_batches(chunks.outputs[:len(pos)], tb, local)
         elif train_metrics and ok:
-            s, rows = first * size, ok * size
+            s, rows = at * size, ok * size
             if order is None:
                 tb = t[s:s + rows]
             else:

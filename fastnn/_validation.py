@@ -137,6 +137,23 @@ def as_float_array(x, name: str, dtype: np.dtype, ndim=None, shape=None, finite:
     without converting (for callers that copy `x` into a buffer of their own anyway; the
     size check then assumes the smallest such buffer, float32).
     """
+    arr = real_array(x, name, ndim, shape)
+    if dtype is None:
+        check_nbytes(name, arr.shape, _FLOAT32)
+        out = arr
+    else:
+        out = _kernel_layout(arr, name, dtype)
+    if finite and not np.isfinite(out).all():
+        raise ValueError(f"{name} must be finite, got NaN or inf in {_describe(arr)}")
+    return out
+
+
+def real_array(x, name: str, ndim=None, shape=None) -> np.ndarray:
+    """`x` as an ndarray of real numbers (bool, int, uint, float) of the allowed ndim and shape, not converted.
+
+    An ndarray is returned as it is (a memory-mapped one stays mapped: nothing is read); anything
+    else goes through np.asarray. ndim and shape as for as_float_array.
+    """
     if isinstance(x, np.ndarray):
         arr = x
     else:
@@ -155,14 +172,7 @@ def as_float_array(x, name: str, dtype: np.dtype, ndim=None, shape=None, finite:
         if arr.ndim != len(shape) or any(s is not None and s != a for s, a in zip(shape, arr.shape)):
             want = str(tuple("*" if s is None else s for s in shape)).replace("'", "")
             raise ValueError(f"{name} must have shape {want}, got {arr.shape}")
-    if dtype is None:
-        check_nbytes(name, arr.shape, _FLOAT32)
-        out = arr
-    else:
-        out = _kernel_layout(arr, name, dtype)
-    if finite and not np.isfinite(out).all():
-        raise ValueError(f"{name} must be finite, got NaN or inf in {_describe(arr)}")
-    return out
+    return arr
 
 
 def _kernel_layout(arr: np.ndarray, name: str, dtype) -> np.ndarray:

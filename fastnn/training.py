@@ -6,10 +6,11 @@ before shuffling; the epoch's 'loss' and metrics are sample-weighted running mea
 final weights, and is logged as 'val_*'. ``epochs`` is the index of the final epoch, so
 ``fit(..., epochs=5, initial_epoch=model.epoch)`` continues a run, reproducing the uninterrupted one.
 
-This module checks the arguments and converts X and y to the model's dtype once per call; the
-epochs run in fastnn._epochs (compiled runs of batches or one batch at a time, the same bits either
-way; divergence handling). Names given to compile are looked up in the registries
-``fastnn.optim.OPTIMIZERS`` and ``fastnn.losses.LOSSES``.
+This module checks the arguments and converts X and y to the model's dtype once per call (a
+memory-mapped X, np.load(path, mmap_mode="r"), is instead read a chunk at a time by fit, evaluate
+and predict: fastnn._datasource, same bits); the epochs run in fastnn._epochs (compiled runs of
+batches or one batch at a time, the same bits either way; divergence handling). Names given to
+compile are looked up in the registries ``fastnn.optim.OPTIMIZERS`` and ``fastnn.losses.LOSSES``.
 
 Interrupts and threads. fit holds the model for training (another thread that trains it or runs
 inference on it gets a RuntimeError) and defers Ctrl-C to the next batch or run boundary
@@ -30,6 +31,7 @@ import warnings
 import numpy as np
 
 from . import _config
+from . import _datasource as D
 from . import _validation as V
 from . import callbacks as _cb
 from . import distributed as _dist
@@ -216,19 +218,25 @@ class TrainingMixin:
                              "model.compile(optimizer=..., loss=..., metrics=...) first")
 
     # ------------------------------------------------------------------------------ data
-    def _prepare_x(self, X, name: str) -> np.ndarray:
-        x = V.as_float_array(X, name, self.dtype, ndim=2)
+    def _prepare_x(self, X, name: str, stream: bool = False):
+        """X checked and converted to the model's dtype; stream: a memory-mapped X becomes a
+        fastnn._datasource.MappedRows instead (read a chunk at a time; its finite check is the caller's)."""
+        mapped = stream and D.is_mapped(X)
+        x = V.real_array(X, name, ndim=2) if mapped else V.as_float_array(X, name, self.dtype, ndim=2)
         if x.shape[0] == 0:
             raise ValueError(f"{name} must hold at least one sample (row), got shape {x.shape}")
         self._build_for(x.shape[1])   # an unbuilt model (Dense(units)) takes its input width from the data
         if x.shape[1] != self.in_features:
             raise ValueError(f"{name} must have {self.in_features} features (columns) to match the model's input, "
                              f"got shape {x.shape}")
+        if mapped:
+            return D.MappedRows(x, self.dtype, name)
         _check_finite(x, name)
         return x
 
     def _prepare_y(self, y, n: int, name: str, xname: str) -> np.ndarray:
         loss, c = self.loss, self.out_features
+        y = D.in_memory(y)   # targets are small: a memory-mapped y is read once
         try:
             arr = y if isinstance(y, np.ndarray) else np.asarray(y)
         except Exception as exc:  # noqa: BLE001 - ragged lists and the like
@@ -277,8 +285,8 @@ class TrainingMixin:
             V.check_in_range(t, name, 0.0, 1.0, f" ({type(loss).__name__} targets are 0/1 labels or probabilities)")
         return t
 
-    def _prepare_data(self, X, y, xname: str, yname: str):
-        x = self._prepare_x(X, xname)
+    def _prepare_data(self, X, y, xname: str, yname: str, stream: bool = False):
+        x = self._prepare_x(X, xname, stream)
         return x, self._prepare_y(y, len(x), yname, xname)
 
     # ------------------------------------------------------------------------------ steps
@@ -374,16 +382,16 @@ class TrainingMixin:
         self._check_layers("predict")
         bs = _PREDICT_BATCH if batch_size is None else V.check_int(batch_size, "batch_size", low=1)
         shape = getattr(X, "shape", None)
-        if shape is not None and len(shape) == 2:   # X's copy and the predictions, before copying X
-            V.check_nbytes("X", (shape[0], shape[1] + self.out_features), self.dtype,
+        if shape is not None and len(shape) == 2:   # X's copy (none if mapped) and the predictions, before copying X
+            V.check_nbytes("X", (shape[0], (0 if D.is_mapped(X) else shape[1]) + self.out_features), self.dtype,
                            what="X in the model's dtype and the predictions")
-        x = self._prepare_x(X, "X")
+        x = self._prepare_x(X, "X", stream=True)
         n = len(x)
-        if n <= bs:   # one forward call (batch-1 latency matters)
+        if n <= bs and isinstance(x, np.ndarray):   # one forward call (batch-1 latency matters)
             return self._predict_batch(x)
         out = np.empty((n, self.out_features), self.dtype)
-        for s in range(0, n, bs):
-            self._predict_batch(x[s:s + bs], out[s:s + bs])
+        for s, xb in D.row_batches(x, bs):   # a mapped X: read (and checked finite) a chunk at a time
+            self._predict_batch(xb, out[s:s + len(xb)])
         return out
 
     def evaluate(self, X, y, batch_size=None, verbose=0, return_dict=False):
@@ -397,7 +405,7 @@ class TrainingMixin:
         _check_verbose(verbose)
         return_dict = V.check_bool(return_dict, "return_dict")
         bs = _PREDICT_BATCH if batch_size is None else V.check_int(batch_size, "batch_size", low=1)
-        x, t = self._prepare_data(X, y, "X", "y")
+        x, t = self._prepare_data(X, y, "X", "y", stream=True)
         logs = self._evaluate_prepared(x, t, bs, [_metrics.get(n, self.loss, t) for n, _ in self._metric_names])
         if return_dict:
             return logs
@@ -413,8 +421,8 @@ class TrainingMixin:
         rows = min(batch_size, n)
         out_buf = np.empty((rows, self.out_features), self.dtype)
         grad_buf = np.empty_like(out_buf)
-        for s in range(0, n, batch_size):
-            xb, tb = x[s:s + batch_size], t[s:s + batch_size]
+        for s, xb in D.row_batches(x, batch_size):   # a mapped x: read a chunk at a time
+            tb = t[s:s + len(xb)]
             out = self._predict_batch(xb, out_buf[:len(xb)])
             total += self.loss._forward_backward(out, tb, grad_buf[:len(xb)]) * len(xb)
             for m in metrics:
@@ -435,7 +443,8 @@ class TrainingMixin:
         validation_split: fraction of samples, the *last* ones before shuffling, held out for
         validation (ignored when validation_data=(X_val, y_val) is given). callbacks: Callback
         objects and/or fastnn lr schedulers. verbose: 0 silent, 1 progress bar, 2 one line per
-        epoch. Every argument is checked before anything trains. A NaN/inf loss restores the
+        epoch. Every argument is checked before anything trains (a memory-mapped X is scanned for
+        NaN/inf a chunk at a time, then read a chunk of batches at a time). A NaN/inf loss restores the
         weights from before the failing step and raises FloatingPointError (or stops cleanly
         with TerminateOnNaN).
 
@@ -468,7 +477,7 @@ class TrainingMixin:
         split = V.check_float(validation_split, "validation_split", 0.0, 1.0, high_open=True)
         shuffle = V.check_bool(shuffle, "shuffle")
         verbose = _check_verbose(verbose)
-        x, t = self._prepare_data(X, y, "X", "y")
+        x, t = self._prepare_data(X, y, "X", "y", stream=ctx is None)   # distributed: X in memory
         xv = tv = None
         if validation_data is not None:
             rule = "validation_data must be a tuple (X_val, y_val) (sample weights are not supported), got"
@@ -476,7 +485,8 @@ class TrainingMixin:
                 raise TypeError(f"{rule} {type(validation_data).__name__}")
             if len(validation_data) != 2:
                 raise ValueError(f"{rule} {len(validation_data)} items")
-            xv, tv = self._prepare_data(*validation_data, "validation_data[0]", "validation_data[1]")
+            xv, tv = self._prepare_data(*validation_data, "validation_data[0]", "validation_data[1]",
+                                        stream=ctx is None)
         elif split > 0:
             n = len(x)
             split_at = int(math.floor(n * (1.0 - split)))
@@ -484,6 +494,9 @@ class TrainingMixin:
                 raise ValueError(f"validation_split={split!r} leaves {split_at} training and {n - split_at} "
                                  f"validation samples of {n}; both parts must be non-empty")
             x, xv, t, tv = x[:split_at], x[split_at:], t[:split_at], t[split_at:]
+        for part in (x, xv):   # memory-mapped inputs: every row checked finite before anything trains
+            if isinstance(part, D.MappedRows):
+                part.scan()
         if ctx is None:
             batches = Batches(x, t, batch_size, shuffle)
         else:
