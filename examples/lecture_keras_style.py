@@ -1,7 +1,7 @@
 """The lecture's Keras code, with only the import changed: digits (8x8 images as 64 features) -> 10 classes.
 
     Keras:   from tensorflow import keras            fastnn:   import fastnn as keras
-             from keras import layers                           layers = keras  (Dense, Input live at the top)
+             from keras import layers                           from fastnn import layers
 
 Everything below the imports is the lecture's code as its readers write it: Input + Dense(units,
 activation=...), compile with string names (Keras's default learning rates), fit with validation_split,
@@ -14,15 +14,13 @@ import sys
 import numpy as np
 
 import fastnn as keras
-from fastnn import datasets
-
-layers = keras
+from fastnn import datasets, layers
 
 X, y = datasets.load_digits()   # already scaled to [0, 1]
 X_train, X_test, y_train, y_test = datasets.train_test_split(X, y, test_size=0.2, stratify=y, random_state=0)
 
 model = keras.Sequential([
-    keras.Input(shape=(64,)),
+    layers.Input(shape=(64,)),
     layers.Dense(128, activation="relu"),
     layers.Dense(10, activation="softmax"),
 ], seed=0)
