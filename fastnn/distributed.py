@@ -30,6 +30,7 @@ import contextlib
 import ctypes
 import os
 import sys
+import time
 import traceback
 
 import numpy as np
@@ -193,5 +194,8 @@ class Context:
                 traceback.print_exc()
                 sys.stderr.flush()
                 sys.stdout.flush()
+                # mpiexec forwards each rank's output through a pipe; MPI_Abort makes it kill every rank
+                # at once, which can drop what is still in that pipe: give it a moment to forward the reason
+                time.sleep(0.5)
                 self.comm.Abort(1)
             raise

@@ -157,8 +157,8 @@ def test_rank_raising_mid_epoch_aborts_every_rank(where):
     """Rank 1 raises mid-epoch (per batch, or between compiled runs while rank 0 waits in the allreduce of its
     nogil loop): the job ends with an error within seconds instead of hanging."""
     rc, out, err, seconds = mpirun(2, ["tests/mpi_check.py", "fault", where], timeout=120)
-    assert rc != 0
-    assert "injected failure on rank 1" in err and "aborting all ranks" in err
+    assert rc != 0, (out, err)
+    assert "injected failure on rank 1" in err and "aborting all ranks" in err, (rc, out, err)
     assert "UNREACHABLE" not in out
     assert seconds < 60
 
