@@ -497,13 +497,15 @@ class TrainingMixin:
         for part in (x, xv):   # memory-mapped inputs: every row checked finite before anything trains
             if isinstance(part, D.MappedRows):
                 part.scan()
+        if ctx is not None:
+            verbose = verbose if ctx.rank == 0 else 0   # one progress bar: rank 0's
+        # callbacks are checked before the ranks agree (_dist_start), so that a bad list on one rank raises on all
+        cbs, history, bars = self._callback_list(callbacks, verbose)
         if ctx is None:
             batches = Batches(x, t, batch_size, shuffle)
         else:
             batches = self._dist_start(ctx, agreed, x, t, batch_size, shuffle)
-            verbose = verbose if ctx.rank == 0 else 0   # one progress bar: rank 0's
         self._engine().distributed = ctx
-        cbs, history, bars = self._callback_list(callbacks, verbose)
         cbs.set_model(self)
         cbs.set_params({"verbose": verbose, "epochs": epochs, "steps": batches.steps})
         self.history = history

@@ -271,6 +271,22 @@ def mode_more(tmp):
         fail("bad input: no exception")
     log("OK bad input on rank 1 raises on every rank")
 
+    # ---- a bad callbacks argument on one rank: every rank raises, nobody hangs
+    x, y = data("regression", 40, c, 13)
+    model = make_model(np.float64, c)
+    model.compile(optimizer="sgd", loss="mse")
+    try:
+        model.fit(x, y, epochs=1, batch_size=8, verbose=0, distributed=True,
+                  callbacks=["not a callback"] if RANK == 1 else None)
+    except (TypeError, ValueError, RuntimeError) as exc:
+        raised = type(exc).__name__
+    else:
+        raised = None
+    same_on_all_ranks(np.array([raised is not None]), "bad callbacks raised")
+    if raised is None:
+        fail("bad callbacks on rank 1: no exception")
+    log("OK bad callbacks on rank 1 raise on every rank")
+
     # ---- a diverged (global) loss raises FloatingPointError on every rank
     x, y = data("regression", 64, c, 12)
     model = make_model(np.float64, c, dropout=0)

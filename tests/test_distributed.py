@@ -143,10 +143,11 @@ def test_fit_every_optimizer_and_loss_equals_one_process(n):
 @pytest.mark.parametrize("n", [2, 3])
 def test_sharded_train_step_callbacks_and_errors(n, tmp_path):
     """Uneven shards, float32 and float64, train_step (fewer rows than ranks), unseeded models, EarlyStopping +
-    ReduceLROnPlateau + ModelCheckpoint agreeing across ranks (rank 0 writes), bad input on one rank, divergence."""
+    ReduceLROnPlateau + ModelCheckpoint agreeing across ranks (rank 0 writes), bad input or callbacks on one rank,
+    divergence."""
     out = _check(n, ["tests/mpi_check.py", "more", str(tmp_path)])
     for name in ("sharded float64", "sharded float32", "sharded validation", "fit float32", "train_step replicated",
-                 "train_step sharded", "unseeded", "callbacks", "bad input", "diverged"):
+                 "train_step sharded", "unseeded", "callbacks", "bad input", "bad callbacks", "diverged"):
         assert f"OK {name}" in out
     assert out.count("Epoch 1: saving model") == 2   # the distributed fit's rank 0 and the reference, once each
 
