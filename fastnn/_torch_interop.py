@@ -46,6 +46,7 @@ def to_torch(model: Sequential):
     nn = torch.nn
     if not isinstance(model, Sequential):
         raise TypeError(f"model must be a fastnn Sequential, got {type(model).__name__}")
+    model._require_built("fnn.io.to_torch()")
     tdtype = torch.float64 if model.dtype == np.float64 else torch.float32
     mods = []
     for i, layer in enumerate(model.layers):

@@ -245,6 +245,7 @@ def _model_arrays(model: Sequential, include_optimizer: bool) -> dict:
     """Every array of the file, the JSON header first."""
     if not isinstance(model, Sequential):
         raise TypeError(f"model must be a fastnn Sequential, got {type(model).__name__}")
+    model._require_built("fnn.io.save_model()")
     include_optimizer = V.check_bool(include_optimizer, "include_optimizer")
     epoch = getattr(model, "epoch", 0)
     epoch = 0 if epoch is None else V.check_int(epoch, "model.epoch", low=0)

@@ -238,6 +238,7 @@ def _exporter(model):
 
 @_build_graph.register
 def _(model: Sequential, onnx):
+    model._require_built("fnn.io.to_onnx()")
     nbytes = sum(p.data.nbytes for p in model.parameters())
     if nbytes > _MAX_BYTES:
         raise ValueError(f"model is too large for an ONNX file: its weights take {nbytes} bytes, and one ONNX "

@@ -453,3 +453,12 @@ def test_sequential_then_add_as_keras():
         later2.add(fnn.Input(shape=(3,)))
     with pytest.raises(TypeError, match="add\\(\\) takes a fastnn layer"):
         fnn.Sequential().add("relu")
+
+
+@pytest.mark.parametrize("export", ["save_model", "to_torch", "to_onnx"])
+def test_exporting_an_unbuilt_model_says_it_is_not_built(export, tmp_path):
+    model = fnn.Sequential([fnn.Dense(4, activation="relu"), fnn.Dense(2)])
+    args = {"save_model": (tmp_path / "m.fnn",), "to_torch": (), "to_onnx": (tmp_path / "m.onnx",)}[export]
+    with pytest.raises(ValueError, match=rf"fnn\.io\.{export}\(\): the model is not built yet.*fnn\.Input"):
+        getattr(fnn.io, export)(model, *args)
+    assert list(tmp_path.iterdir()) == []
