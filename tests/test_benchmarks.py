@@ -296,14 +296,18 @@ def test_check_raises_on_a_different_result():
         C._check("x", [2.001, 1.0], [2.0, 1.0], np.float32, losses=True)
 
 
-def test_missing_alternative_is_skipped_with_a_printed_reason(monkeypatch, capsys):
+def test_missing_alternative_is_skipped_with_a_printed_reason(monkeypatch, capsys, tmp_path):
     monkeypatch.setattr(C, "missing", lambda name: "onnxruntime not installed (pip install onnxruntime)"
                         if name == "onnxruntime" else None)
-    assert cli.main([*TINY_RUN, "--sections", "inference", "--alternatives", "onnxruntime"]) == 0
+    path = tmp_path / "bench.json"
+    assert cli.main([*TINY_RUN, "--sections", "inference", "--alternatives", "onnxruntime", "--json", str(path)]) == 0
     out = capsys.readouterr()
     assert "note: onnxruntime: skipped, onnxruntime not installed (pip install onnxruntime)" in out.out
     assert "onnxruntime rows skipped" in out.err
-    assert " onnxruntime " not in out.out.split("note:")[0]   # no row
+    result = json.loads(path.read_text())
+    assert {r["impl"] for r in result["inference"]} >= {"fastnn", "numpy"}
+    assert "onnxruntime" not in {r["impl"] for r in result["inference"]}
+    assert result["meta"]["alternatives"]["onnxruntime"] is False and result["compile"] == []
 
 
 def test_contended_starts_and_stops_its_busy_process(monkeypatch, tmp_path, capsys):
