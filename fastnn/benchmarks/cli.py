@@ -114,6 +114,9 @@ def _resolve(args) -> argparse.Namespace:
     a.min_rounds = min(3, max(1, a.repeats))
     a.alternatives = [] if a.no_alternatives else list(a.alternatives)
     a.notes, a.compile_rows = [], []
+    if a.alternatives and 1 not in a.threads:
+        a.notes.append("compiled alternatives left out: they are 1-thread rows and --threads has no 1")
+        a.alternatives = []
     return a
 
 
