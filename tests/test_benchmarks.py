@@ -2,10 +2,16 @@
 
 No timing assertions: the NumPy baselines compute what fastnn computes, the FLOP/byte/floor
 arithmetic is right for a known shape, and a tiny `--quick` run writes the JSON it promises.
+The compiled alternatives (jax.jit, torch.compile, ONNX Runtime; skipped when not installed)
+compute the NumPy step's losses and logits, and `--contended` starts and stops its busy process.
 """
 
+import importlib.util
 import json
 import math
+import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -13,6 +19,7 @@ from conftest import tols
 
 import fastnn
 from fastnn.benchmarks import cli, harness
+from fastnn.benchmarks import compiled as C
 from fastnn.benchmarks import optim as O
 from fastnn.benchmarks import shapes as S
 from fastnn.benchmarks.numpy_mlp import NumpyMLP
@@ -184,7 +191,7 @@ TINY_RUN = ["--quick", "--shapes", "tiny", "--dtypes", "float32", "--threads", "
 
 def test_quick_run_writes_json_with_every_section(tmp_path, capsys):
     path = tmp_path / "bench.json"
-    assert cli.main([*TINY_RUN, "--json", str(path)]) == 0
+    assert cli.main([*TINY_RUN, "--no-alternatives", "--json", str(path)]) == 0   # alternatives: tested below
     printed = capsys.readouterr().out
     assert "Training step" in printed and "Optimizer step" in printed and "Inference" in printed
     result = json.loads(path.read_text())
@@ -241,3 +248,113 @@ def test_bad_arguments_name_the_option(capsys):
     with pytest.raises(SystemExit):
         cli.main(["--opt-sizes", "lots"])
     assert "opt-sizes must be comma-separated integers, got 'lots'" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------------------------------ compiled alternatives
+
+def _numpy_losses(sizes, n, dtype, steps):
+    mlp = NumpyMLP(sizes, n, dtype)
+    x, y = S.batch(sizes, n, dtype)
+    return [mlp.step(x, y) for _ in range(steps)]
+
+
+def test_torch_compile_step_computes_the_numpy_steps_losses(dtype):
+    pytest.importorskip("torch")
+    rtol = C.UPDATE_RTOL[dtype]
+    fn = C.torch_compile_step(SMALL, 6, dtype)   # has run CHECK_STEPS steps, checked against NumPy
+    assert 0 <= fn.check <= rtol and fn.compile_s > 0
+    want = _numpy_losses(SMALL, 6, dtype, C.CHECK_STEPS + 2)
+    got = [float(fn()) for _ in range(2)]         # the steps after the check: the Adam updates agree too
+    np.testing.assert_allclose(got, want[C.CHECK_STEPS:], rtol=rtol)
+
+
+JAX_SCRIPT = """
+import json, sys
+import numpy as np
+from fastnn.benchmarks import compiled as C
+fn = C.jax_step({sizes}, 6, np.{dtype})
+losses = [fn() for _ in range(2)]
+print(json.dumps({{"check": fn.check, "compile_s": fn.compile_s, "losses": [float(v) for v in losses],
+                  "dtypes": [str(v.dtype) for v in losses], "jax": "jax" in sys.modules}}))
+"""
+
+
+def test_jax_step_computes_the_numpy_steps_losses(dtype):
+    # in a child process: a process that has imported JAX (multithreaded) must not fork, as later tests do
+    for module in ("jax", "optax"):   # not importorskip: that would import JAX here
+        if importlib.util.find_spec(module) is None:
+            pytest.skip(f"{module} not installed")
+    root = os.path.dirname(os.path.dirname(fastnn.__file__))
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([root, os.environ.get("PYTHONPATH", "")])}
+    proc = subprocess.run([sys.executable, "-c", JAX_SCRIPT.format(sizes=SMALL, dtype=dtype.name)], env=env,
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    rtol = C.UPDATE_RTOL[dtype]
+    assert out["jax"] and 0 <= out["check"] <= rtol and out["compile_s"] > 0
+    want = _numpy_losses(SMALL, 6, dtype, C.CHECK_STEPS + 2)
+    np.testing.assert_allclose(out["losses"], want[C.CHECK_STEPS:], rtol=rtol)   # after the checked steps
+    assert out["dtypes"] == [dtype.name] * 2                                     # float32 stays float32 under x64
+
+
+def test_onnxruntime_forward_computes_the_numpy_logits(dtype):
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnx")
+    for n in (1, 5):
+        fn = C.ort_forward(SMALL, n, dtype)
+        model = S.fastnn_model(SMALL, dtype).eval()
+        x, _ = S.batch(SMALL, n, dtype)
+        out = fn()
+        assert out.dtype == dtype and out.shape == (n, SMALL[-1])
+        np.testing.assert_allclose(out, model(x), *tols(dtype))
+        assert fn() is out                                 # the preallocated, bound output
+
+
+def test_check_raises_on_a_different_result():
+    assert C._check("x", [2.0, 1.0], [2.0, 1.0], np.float32) == 0.0
+    with pytest.raises(C.Mismatch, match="x does not compute the NumPy step's result"):
+        C._check("x", [2.0, 1.0], [2.0, 1.01], np.float32)
+    assert C._check("x", [2.0, 1.001], [2.0, 1.0], np.float32, losses=True) == pytest.approx(5e-4)   # after updates
+    with pytest.raises(C.Mismatch):                    # the first loss, before any update, is held tighter
+        C._check("x", [2.001, 1.0], [2.0, 1.0], np.float32, losses=True)
+
+
+def test_missing_alternative_is_skipped_with_a_printed_reason(monkeypatch, capsys, tmp_path):
+    monkeypatch.setattr(C, "missing", lambda name: "onnxruntime not installed (pip install onnxruntime)"
+                        if name == "onnxruntime" else None)
+    path = tmp_path / "bench.json"
+    assert cli.main([*TINY_RUN, "--sections", "inference", "--alternatives", "onnxruntime", "--json", str(path)]) == 0
+    out = capsys.readouterr()
+    assert "note: onnxruntime: skipped, onnxruntime not installed (pip install onnxruntime)" in out.out
+    assert "onnxruntime rows skipped" in out.err
+    result = json.loads(path.read_text())
+    assert {r["impl"] for r in result["inference"]} >= {"fastnn", "numpy"}
+    assert "onnxruntime" not in {r["impl"] for r in result["inference"]}
+    assert result["meta"]["alternatives"]["onnxruntime"] is False and result["compile"] == []
+
+
+def test_contended_starts_and_stops_its_busy_process(monkeypatch, tmp_path, capsys):
+    seen = []
+
+    class Recording(harness.BusyProcess):
+        def __enter__(self):
+            super().__enter__()
+            seen.append(self)
+            assert self.running
+            return self
+
+    monkeypatch.setattr(cli, "BusyProcess", Recording)
+    path = tmp_path / "bench.json"
+    assert cli.main([*TINY_RUN, "--sections", "inference", "--batches", "1", "--no-alternatives", "--threads", "1,2",
+                     "--contended", "--json", str(path)]) == 0
+    assert len(seen) == 1
+    busy = seen[0]
+    assert busy.stopped and not busy.running
+    with pytest.raises(ProcessLookupError):   # killed and reaped
+        os.kill(busy.pid, 0)
+    result = json.loads(path.read_text())
+    assert result["meta"]["contended"] == {"pid": busy.pid, "stopped": True}
+    assert {(r["impl"], r["threads"]) for r in result["contended"]} >= {("fastnn", 2)}
+    for r in result["contended"]:
+        assert r["impl"].startswith("fastnn") and r["threads"] == 2 and r["vs_1_thread"] > 0
+    assert "Contended (--contended)" in capsys.readouterr().out

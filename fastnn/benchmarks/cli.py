@@ -3,6 +3,12 @@
     fastnn bench                       # everything: 4 shapes x float32/float64 x 1,2 threads (minutes)
     fastnn bench --quick               # smoke run: tiny and deep, few rounds (seconds)
     fastnn bench --shapes tiny --dtypes float32 --threads 1 --json out.json --format markdown
+    fastnn bench --contended           # with one busy process beside it: fastnn's N- vs 1-thread ratios
+
+Optional compiled alternatives (fastnn.benchmarks.compiled), each a 1-thread row, skipped with a
+note when its package is missing, checked against the NumPy step before it is timed, its compile
+time reported apart: jax.jit and torch.compile of the whole training step, ONNX Runtime (I/O
+binding) for inference.
 
 Implementations are timed alternately in one process (fastnn.benchmarks.harness.alternate),
 each thread count inside the same alternation, with every thread pool pinned (and reported).
@@ -21,10 +27,11 @@ import warnings
 import numpy as np
 
 from .._argtypes import counts, integer, items, number
+from . import compiled as C
 from . import harness as H
 from . import optim as O
 from . import shapes as S
-from .harness import OtherLoad, Pools, alternate, describe_pools, gemm_peak_for, measure_peaks, summary
+from .harness import BusyProcess, OtherLoad, Pools, alternate, describe_pools, gemm_peak_for, measure_peaks, summary
 
 SECTIONS = ("train", "optim", "inference")
 OPT_TARGET = 1.5                   # optimizer step <= 1.5x a copy of its bytes
@@ -63,6 +70,17 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="comma-separated inference batch sizes (default: 1,32,1024)")
     parser.add_argument("--no-torch", action="store_true", help="leave PyTorch out")
     parser.add_argument("--no-sklearn", action="store_true", help="leave scikit-learn out")
+    parser.add_argument("--alternatives", type=items("alternative", list(C.ALTERNATIVES)),
+                        default=list(C.ALTERNATIVES),
+                        help="comma-separated compiled alternatives, 1-thread rows (default: all installed): "
+                             + ", ".join(C.ALTERNATIVES))
+    parser.add_argument("--no-alternatives", action="store_true", help="leave every compiled alternative out")
+    parser.add_argument("--torch-compile-mode", default=C.TORCH_COMPILE_MODE,
+                        choices=("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"),
+                        help=f"torch.compile's mode for the torch.compile rows (default {C.TORCH_COMPILE_MODE})")
+    parser.add_argument("--contended", action="store_true",
+                        help="run everything beside one busy process (while True: pass) and report fastnn's "
+                             "N- vs 1-thread ratios")
     parser.add_argument("--repeats", type=integer(1), default=None,
                         help="alternation rounds per group (default 40; --quick: 5); each round runs a short "
                              "block of calls of every implementation")
@@ -94,13 +112,21 @@ def _resolve(args) -> argparse.Namespace:
     a.gemm_n = a.gemm_n or (1024 if q else 2048)
     a.copy_mib = a.copy_mib or (32 if q else 64)
     a.min_rounds = min(3, max(1, a.repeats))
+    a.alternatives = [] if a.no_alternatives else list(a.alternatives)
+    a.notes, a.compile_rows = [], []
+    if a.alternatives and 1 not in a.threads:
+        a.notes.append("compiled alternatives left out: they are 1-thread rows and --threads has no 1")
+        a.alternatives = []
     return a
 
 
 # ------------------------------------------------------------------------------------------ running
 
 def _import_optional(args) -> dict:
-    """Which optional libraries take part: {"torch": bool, "sklearn": bool}."""
+    """Which optional libraries and compiled alternatives take part: {"torch": bool, "sklearn": bool, "jax.jit": ...}.
+
+    A missing alternative adds a note (printed) saying why it is left out.
+    """
     have = {}
     for name, off in (("torch", args.no_torch), ("sklearn", args.no_sklearn)):
         have[name] = False
@@ -110,6 +136,24 @@ def _import_optional(args) -> dict:
                 have[name] = True
             except ImportError:
                 pass
+    for name in C.ALTERNATIVES:
+        have[name] = False
+        if name not in args.alternatives:
+            continue
+        why = C.missing(name)
+        if why is None and name == "jax.jit":
+            try:
+                _, note = C.import_jax()   # before anything else starts threads: XLA's pool sized to one
+            except Exception as exc:   # a broken install: the rows are left out, the reason printed
+                why = f"import failed ({type(exc).__name__}: {exc})"
+            else:
+                if note:
+                    args.notes.append(f"jax.jit: {note}")
+        if why is None:
+            have[name] = True
+        else:
+            args.notes.append(f"{name}: skipped, {why}")
+            print(f"fastnn bench: {name} rows skipped: {why}", file=sys.stderr)
     return have
 
 
@@ -118,13 +162,29 @@ def _progress(args, text):
         print(text, file=sys.stderr, flush=True)
 
 
-def _time_group(args, pools, makers: dict, threads) -> dict:
-    """Build each implementation per thread count (pinned), time them alternately; {(impl, n): summary}."""
+def _time_group(args, pools, makers: dict, threads, alternatives=None, where="") -> dict:
+    """Build each implementation per thread count (pinned), time them alternately; {(impl, n): summary}.
+
+    ``alternatives`` ({impl: make}): compiled alternatives, built once at 1 thread (when 1 is among the
+    thread counts); one that fails to build or to match the NumPy step is left out with a note, and
+    each one's compile time and check go to args.compile_rows.
+    """
     fns = {}
     for impl, make in makers.items():
         for n in threads:
             pools.pin(n)
             fns[impl, n] = (make(n), n)
+    for impl, make in (alternatives or {}).items():
+        if 1 not in threads:
+            continue
+        pools.pin(1)
+        try:
+            fn = make(1)
+        except Exception as exc:   # the row is left out and the reason printed: the others still run
+            args.notes.append(f"{where} {impl}: left out, {type(exc).__name__}: {exc}")
+            continue
+        args.compile_rows.append({"group": where, "impl": impl, "compile_s": fn.compile_s, "check": fn.check})
+        fns[impl, 1] = (fn, 1)
     with OtherLoad() as load:
         samples = alternate(fns, pools, rounds=args.repeats, min_rounds=args.min_rounds, budget=args.budget)
     return {key: {**summary(s), "other_load": load.cores} for key, s in samples.items()}
@@ -167,7 +227,9 @@ def run_train(args, pools, have) -> list[dict]:
             _progress(args, f"train step: {shape} {dtype} ...")
             makers = {impl: (_shared if impl in shared else _per_thread)(
                 lambda n, f=factory, s=sizes, b=batch, d=dtype: f(s, b, d)) for impl, factory in impls.items()}
-            res = _time_group(args, pools, makers, args.threads)
+            alts = {impl: lambda n, f=factory, s=sizes, b=batch, d=dtype: f(s, b, d)
+                    for impl, factory in _train_alternatives(args).items() if have.get(impl)}
+            res = _time_group(args, pools, makers, args.threads, alts, f"train {shape} {dtype}")
             for (impl, n), st in res.items():
                 med = st["median_s"]
                 rows.append({
@@ -178,7 +240,13 @@ def run_train(args, pools, have) -> list[dict]:
                     "vs_torch": _ratio(_median(res, "torch", n), med),
                     "vs_1_thread": _ratio(_median(res, impl, min(args.threads)), med),
                 })
-    return _sorted(rows, ("shape", "dtype", "threads"), list(impls))
+    return _sorted(rows, ("shape", "dtype", "threads"), list(impls) + list(C.TRAIN_ALTERNATIVES))
+
+
+def _train_alternatives(args) -> dict:
+    mode = args.torch_compile_mode
+    return {"jax.jit": C.jax_step,
+            "torch.compile": lambda s, b, d: C.torch_compile_step(s, b, d, mode=mode)}
 
 
 def derive_train(rows, peaks) -> None:
@@ -254,7 +322,9 @@ def run_inference(args, pools, have) -> list[dict]:
             for batch in args.batches:
                 _progress(args, f"inference: {shape} {dtype} batch {batch} ...")
                 makers = {impl: lambda n, f=f, s=sizes, b=batch, d=dtype: f(s, b, d) for impl, f in impls.items()}
-                res = _time_group(args, pools, makers, args.threads)
+                alts = {impl: lambda n, f=f, s=sizes, b=batch, d=dtype: f(s, b, d)
+                        for impl, f in C.INFERENCE_ALTERNATIVES.items() if have.get(impl)}
+                res = _time_group(args, pools, makers, args.threads, alts, f"inference {shape} {dtype} b{batch}")
                 for (impl, n), st in res.items():
                     med = st["median_s"]
                     rows.append({
@@ -264,7 +334,7 @@ def run_inference(args, pools, have) -> list[dict]:
                         "vs_torch": _ratio(_median(res, "torch", n), med),
                         "vs_1_thread": _ratio(_median(res, impl, min(args.threads)), med),
                     })
-    return _sorted(rows, ("shape", "dtype", "batch", "threads"), list(impls))
+    return _sorted(rows, ("shape", "dtype", "batch", "threads"), list(impls) + list(C.INFERENCE_ALTERNATIVES))
 
 
 def _sorted(rows, keys, impl_order):
@@ -369,6 +439,17 @@ INFER_COLUMNS = [
     _col("samples/s", lambda r: _si(r["samples_per_s"])), _col("vs numpy", lambda r: _x(r["vs_numpy"])),
     _col("vs torch", lambda r: _x(r["vs_torch"])), _col("vs 1 thr", lambda r: _x(r["vs_1_thread"])),
 ]
+COMPILE_COLUMNS = [
+    _col("group", lambda r: r["group"], "<"), _col("impl", lambda r: r["impl"], "<"),
+    _col("compile s", lambda r: f"{r['compile_s']:.2f}"),
+    _col("check (max rel. diff vs NumPy)", lambda r: f"{r['check']:.1e}"),
+]
+CONTENDED_COLUMNS = [
+    _col("section", lambda r: r["section"], "<"), _col("shape", lambda r: r["shape"], "<"),
+    _col("batch", lambda r: str(r["batch"])), _col("dtype", lambda r: r["dtype"], "<"),
+    _col("impl", lambda r: r["impl"], "<"), _col("thr", lambda r: str(r["threads"])),
+    _col("median ms", lambda r: _t(r["median_s"])), _col("vs 1 thr", lambda r: _x(r["vs_1_thread"])),
+]
 TARGET_COLUMNS = [
     _col("target", lambda r: r["target"], "<"), _col("required", lambda r: r["required"], "<"),
     _col("measured", lambda r: _x(r["measured"])), _col("", lambda r: "pass" if r["pass"] else "MISS", "<"),
@@ -423,6 +504,12 @@ TITLES = {
                       "x inplace: time / time of an in-place pass (a *= 1) moving as many bytes (inplace row)",
     "inference": "Inference (eval mode; fastnn model(x), NumPy forward, torch under no_grad)",
     "targets": "Targets (fastnn's performance goals; float64 with 10% slack)",
+    "compile": "Compiled alternatives: compile time (jax.jit: lower + compile; torch.compile: first call, which "
+               "also runs one step; onnxruntime: InferenceSession creation), not part of the timed rows; check: "
+               "largest difference from the NumPy step's first losses (training) or logits (inference), "
+               "relative to the largest value",
+    "contended": "Contended (--contended): one other process ran `while True: pass` throughout; fastnn's rows "
+                 "at more than 1 thread vs its own 1-thread time (>1: the extra threads help)",
 }
 
 
@@ -430,7 +517,8 @@ def print_result(result, fmt="text", file=None) -> None:
     out = file or sys.stdout
     print("\n".join(header_lines(result)), file=out)
     for key, cols in (("train_step", TRAIN_COLUMNS), ("optimizer_step", OPTIM_COLUMNS),
-                      ("inference", INFER_COLUMNS), ("targets", TARGET_COLUMNS)):
+                      ("inference", INFER_COLUMNS), ("compile", COMPILE_COLUMNS), ("contended", CONTENDED_COLUMNS),
+                      ("targets", TARGET_COLUMNS)):
         if result.get(key):
             print(f"\n{TITLES[key]}\n", file=out)
             print(format_table(result[key], cols, fmt), file=out)
@@ -440,6 +528,19 @@ def print_result(result, fmt="text", file=None) -> None:
 
 # ------------------------------------------------------------------------------------------ entry points
 
+def contended_rows(train, infer) -> list[dict]:
+    """fastnn's rows at more than the lowest thread count, with their ratio to its own lowest-thread time."""
+    out = []
+    for section, rows in (("train", train), ("inference", infer)):
+        lo = min((r["threads"] for r in rows), default=None)
+        for r in rows:
+            if r["impl"].startswith("fastnn") and r["threads"] != lo:
+                out.append({"section": section, "shape": r["shape"], "batch": r["batch"], "dtype": r["dtype"],
+                            "impl": r["impl"], "threads": r["threads"], "median_s": r["median_s"],
+                            "vs_1_thread": r["vs_1_thread"]})
+    return out
+
+
 def run(args: argparse.Namespace) -> int:
     """`fastnn bench`: measure, print the tables, write JSON if asked; returns the exit status."""
     a = _resolve(args)
@@ -448,8 +549,9 @@ def run(args: argparse.Namespace) -> int:
     pools.refresh()   # after torch/sklearn imports, so their pools are seen
     result = {"schema": 1, "notes": []}
     load_before = _loadavg()
+    busy = BusyProcess() if a.contended else None
     try:
-        with warnings.catch_warnings(), OtherLoad() as run_load:
+        with warnings.catch_warnings(), (busy or _nothing()), OtherLoad() as run_load:
             warnings.simplefilter("ignore")   # e.g. scikit-learn's per-call notices; timings only
             result["pools"] = {}
             for n in a.threads:
@@ -467,6 +569,9 @@ def run(args: argparse.Namespace) -> int:
                 "timing": f"alternating round-robin, up to {a.repeats} rounds or {a.budget:g} s per group "
                           f"(at least {a.min_rounds}), median and min per call",
                 "torch": have["torch"], "sklearn": have["sklearn"],
+                "alternatives": {name: have[name] for name in C.ALTERNATIVES},
+                "torch_compile_mode": a.torch_compile_mode,
+                "contended": {"pid": busy.pid} if busy else None,
             }
             result["train_step"] = run_train(a, pools, have) if "train" in a.sections else []
             if "optim" in a.sections:
@@ -480,9 +585,16 @@ def run(args: argparse.Namespace) -> int:
             result["peaks"] = {str(n): p for n, p in peaks.items()}
             derive_train(result["train_step"], peaks)
             result["targets"] = targets(result["train_step"], result["inference"], a.threads)
+            result["compile"] = a.compile_rows
+            result["contended"] = contended_rows(result["train_step"], result["inference"]) if busy else []
         result["meta"]["other_load"] = {"cores": run_load.cores, "loadavg_before": load_before,
                                         "loadavg_after": _loadavg()}
-        result["notes"] += _noisy(result, a.noisy)
+        if busy:
+            result["meta"]["contended"]["stopped"] = busy.stopped
+            result["notes"].append(f"contended: busy process {busy.pid} ran throughout and was stopped "
+                                   f"(exit status {busy.returncode}); 'other load' counts it, so the noisy "
+                                   "threshold is raised by one core")
+        result["notes"] = a.notes + result["notes"] + _noisy(result, a.noisy + (1.0 if busy else 0.0))
     finally:
         pools.close()   # every pool back to its thread count before the run
     print_result(result, a.format)
@@ -490,6 +602,14 @@ def run(args: argparse.Namespace) -> int:
         with open(a.json, "w") as f:
             json.dump(result, f, indent=1, default=_json_default)
     return 0
+
+
+class _nothing:
+    def __enter__(self):
+        return None
+
+    def __exit__(self, *exc):
+        return False
 
 
 def _loadavg():

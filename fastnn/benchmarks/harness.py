@@ -53,7 +53,8 @@ def versions() -> dict:
 
     out = {"python": sys.version.split()[0], "fastnn": fastnn.__version__, "numpy": np.__version__,
            "scipy": scipy.__version__}
-    for mod, key in (("torch", "torch"), ("sklearn", "scikit-learn"), ("threadpoolctl", "threadpoolctl")):
+    for mod, key in (("torch", "torch"), ("sklearn", "scikit-learn"), ("jax", "jax"), ("optax", "optax"),
+                     ("onnxruntime", "onnxruntime"), ("threadpoolctl", "threadpoolctl")):
         m = sys.modules.get(mod)
         out[key] = getattr(m, "__version__", None) if m else None
     return out
@@ -230,6 +231,44 @@ def gemm_peak_for(peaks: dict, n: int, dtype) -> float:
 
 
 # ------------------------------------------------------------------------------------------ timing
+
+class BusyProcess:
+    """Context manager: one other Python process running ``while True: pass`` for its duration (--contended).
+
+    ``pid`` names it; on exit it is killed and reaped, and ``stopped`` says it has exited.
+    """
+
+    CODE = "while True: pass"
+
+    def __init__(self):
+        self._proc = None
+        self.pid = None
+
+    def __enter__(self):
+        import subprocess
+
+        self._proc = subprocess.Popen([sys.executable, "-c", self.CODE], stdin=subprocess.DEVNULL,
+                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.pid = self._proc.pid
+        return self
+
+    def __exit__(self, *exc):
+        self._proc.kill()
+        self._proc.wait()
+        return False
+
+    @property
+    def running(self) -> bool:
+        return self._proc is not None and self._proc.poll() is None
+
+    @property
+    def stopped(self) -> bool:
+        return self._proc is not None and self._proc.poll() is not None
+
+    @property
+    def returncode(self):
+        return None if self._proc is None else self._proc.returncode
+
 
 class OtherLoad:
     """Context manager: how many cores other processes kept busy while it ran (Linux; else None).
