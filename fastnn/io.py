@@ -51,6 +51,7 @@ and ``to_onnx`` (fastnn.onnx) live here too.
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import json
 import numbers
@@ -747,17 +748,10 @@ def load_info(path) -> dict:
     members' sizes are checked exactly as load_model checks them (ValueError naming the file).
     """
     p = _fspath(path)
-    with open(p, "rb") as f:
-        try:
-            archive_size = os.fstat(f.fileno()).st_size
-            with _open_archive(f) as zf:
-                (kw, layers, training, _), _members = _read_file(zf, archive_size)
-        except _Invalid as exc:
-            raise ValueError(f"cannot load model file '{p}': {exc}") from None
-        except (zipfile.BadZipFile, zlib.error, EOFError, struct.error, NotImplementedError, RuntimeError, OSError,
-                OverflowError, UnicodeError, ValueError, KeyError, IndexError, TypeError) as exc:
-            raise ValueError(f"cannot load model file '{p}': the file is damaged or is not a fastnn model file "
-                             f"({type(exc).__name__}: {exc})") from exc
+    with open(p, "rb") as f, _load_errors(p):
+        archive_size = os.fstat(f.fileno()).st_size
+        with _open_archive(f) as zf:
+            (kw, layers, training, _), _members = _read_file(zf, archive_size)
     dense = [layer for layer in layers if isinstance(layer, L.Dense)]
     return {
         "fastnn_version": kw["version"],
@@ -768,8 +762,21 @@ def load_info(path) -> dict:
     }
 
 
-def _load(f, p: str):
+@contextlib.contextmanager
+def _load_errors(p: str):
+    """Whatever reading the file at `p` raises becomes a ValueError naming the file (see the module docstring)."""
     try:
+        yield
+    except _Invalid as exc:
+        raise ValueError(f"cannot load model file '{p}': {exc}") from None
+    except (zipfile.BadZipFile, zlib.error, EOFError, struct.error, NotImplementedError, RuntimeError, OSError,
+            OverflowError, UnicodeError, ValueError, KeyError, IndexError, TypeError) as exc:
+        raise ValueError(f"cannot load model file '{p}': the file is damaged or is not a fastnn model file "
+                         f"({type(exc).__name__}: {exc})") from exc
+
+
+def _load(f, p: str):
+    with _load_errors(p):
         archive_size = os.fstat(f.fileno()).st_size
         with _open_archive(f) as zf:
             (kw, layers, training, _), members = _read_file(zf, archive_size)
@@ -779,12 +786,6 @@ def _load(f, p: str):
             arrays = {name: _read_data(zf, m) for name, m in members.items()}
         if training is not None:
             _restore_training(model, training, arrays)
-    except _Invalid as exc:
-        raise ValueError(f"cannot load model file '{p}': {exc}") from None
-    except (zipfile.BadZipFile, zlib.error, EOFError, struct.error, NotImplementedError, RuntimeError, OSError,
-            OverflowError, UnicodeError, ValueError, KeyError, IndexError, TypeError) as exc:
-        raise ValueError(f"cannot load model file '{p}': the file is damaged or is not a fastnn model file "
-                         f"({type(exc).__name__}: {exc})") from exc
     return model, kw
 
 

@@ -399,6 +399,22 @@ class _ElementwiseLoss(_Loss):
                 V.check_broadcastable(w, name, x.shape, "y_pred")
         return x, t
 
+    def _reduce(self, per, g, grad_out, loss_out, grad_up) -> float:
+        """The reduction of a loss computed in NumPy: per-element losses `per` and d per / d x `g` (both flat,
+        g scaled in place) -> grad_out (and loss_out for 'none'); returns the loss ('none': its sum)."""
+        if self.reduction == "none":
+            _view(loss_out, -1)[...] = per
+            if grad_up is not None:
+                g *= _view(grad_up, -1)
+            _view(grad_out, -1)[...] = g
+            return float(per.sum(dtype=np.float64))
+        n = per.size
+        if self.reduction == "mean":
+            g *= g.dtype.type(1.0 / n) if n else 0
+        _view(grad_out, -1)[...] = g
+        total = float(per.sum(dtype=np.float64))
+        return total / n if self.reduction == "mean" else total
+
 
 class MSELoss(_ElementwiseLoss):
     """Mean squared error: l = (y_pred - y)^2; 'mean' divides by the number of elements.
@@ -627,19 +643,7 @@ class L1Loss(_ElementwiseLoss):
     def _forward_backward(self, x, t, grad_out, loss_out=None, grad_up=None) -> float:
         d = _view(x, -1) - _view(t, -1)
         g = np.sign(d)
-        per = np.abs(d)
-        n = d.size
-        if self.reduction == "none":
-            _view(loss_out, -1)[...] = per
-            if grad_up is not None:
-                g *= _view(grad_up, -1)
-            _view(grad_out, -1)[...] = g
-            return float(per.sum(dtype=np.float64))
-        if self.reduction == "mean":
-            g *= g.dtype.type(1.0 / n) if n else 0
-        _view(grad_out, -1)[...] = g
-        total = float(per.sum(dtype=np.float64))
-        return total / n if self.reduction == "mean" else total
+        return self._reduce(np.abs(d), g, grad_out, loss_out, grad_up)
 
 
 class KerasBCELoss(_ElementwiseLoss):
@@ -668,18 +672,7 @@ class KerasBCELoss(_ElementwiseLoss):
         per = -(tf * np.log(p) + (one - tf) * np.log(one - p))
         g = (one - tf) / (one - p) - tf / p
         g[(xf < eps) | (xf > one - eps)] = 0
-        if self.reduction == "none":
-            _view(loss_out, -1)[...] = per
-            if grad_up is not None:
-                g *= _view(grad_up, -1)
-            _view(grad_out, -1)[...] = g
-            return float(per.sum(dtype=np.float64))
-        n = per.size
-        if self.reduction == "mean":
-            g *= x.dtype.type(1.0 / n) if n else 0
-        _view(grad_out, -1)[...] = g
-        total = float(per.sum(dtype=np.float64))
-        return total / n if self.reduction == "mean" else total
+        return self._reduce(per, g, grad_out, loss_out, grad_up)
 
 
 class _KerasCE(_ClassLoss):
