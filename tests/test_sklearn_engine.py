@@ -431,3 +431,34 @@ def test_sgd_rejects_bad_hyper_parameters_naming_them(kwargs, match):
     opt.param_groups[0]["lr"] = float("nan")   # the estimator sets lr between epochs: checked at the next step
     with pytest.raises(ValueError, match=r"param_groups\[0\]: lr must be a finite number"):
         opt.step()
+
+
+# ------------------------------------------------------------------------------------------ the registry's readers
+
+@pytest.mark.parametrize("name", ["sklearn_sgd", "sklearn_adam"])
+def test_registered_optimizers_compile_fit_save_and_load(tmp_path, name):
+    """OPTIMIZERS' sklearn entries: compile by name, fit on the compiled epoch loop, save with the model file and
+    load; the loaded optimizer continues exactly as the original."""
+    rng = np.random.default_rng(0)
+    X, y = rng.standard_normal((64, 5)), rng.standard_normal((64, 2))
+    model = _model([5, 6, 2], "relu", np.float64, 3)
+    model.compile(optimizer=name, loss="mse")
+    assert type(model.optimizer) is fnn.optim.OPTIMIZERS[name]
+    model.fit(X, y, epochs=2, batch_size=16, verbose=0)
+    path = tmp_path / "m.fnn"
+    fnn.io.save_model(model, path)
+    loaded = fnn.io.load_model(path)
+    assert type(loaded.optimizer) is type(model.optimizer)
+    assert loaded.optimizer.state_dict()["param_groups"] == model.optimizer.state_dict()["param_groups"]
+    for m in (model, loaded):
+        m.fit(X, y, epochs=1, batch_size=16, verbose=0, shuffle=False)
+    for p, q in zip(model.parameters(), loaded.parameters()):
+        assert p.data.tobytes() == q.data.tobytes()
+
+
+def test_from_torch_names_only_torch_optimizers():
+    torch = pytest.importorskip("torch")
+    tm = torch.nn.Sequential(torch.nn.Linear(3, 2))
+    with pytest.raises(ValueError, match=r"has no fastnn counterpart; from_torch converts torch.optim.SGD") as info:
+        fnn.io.from_torch(tm, optimizer=torch.optim.LBFGS(tm.parameters()))
+    assert "Sklearn" not in str(info.value)

@@ -23,6 +23,7 @@ class SklearnAdam(Optimizer):
     _kind = KIND_SK_ADAM
     _state_kinds = ("m", "v")
     _load_defaults: dict = {}
+    torch_counterpart = False
 
     def __init__(self, params=LATER, lr=0.001, betas=(0.9, 0.999), eps=1e-8):
         super().__init__(params, dict(lr=lr, betas=betas, eps=eps))
