@@ -870,8 +870,9 @@ __all__ += ["L1Loss", "KerasBCELoss", "KerasCrossEntropyLoss", "KerasSparseCross
 # ------------------------------------------------------------------------------------------
 
 class SklearnMLPLoss(_Loss):
-    """scikit-learn 1.9's MLP loss on the last layer's pre-activation z (docs/numerics.md, "scikit-learn's
-    MLP numerics"): the output activation ``out_activation`` applied to z, then the loss sklearn pairs with it:
+    """scikit-learn 1.9's MLP loss on the last layer's pre-activation z (docs/numerics.md section 11.1).
+
+    The output activation ``out_activation`` applied to z, then the loss sklearn pairs with it:
     "identity" -> squared_loss, "logistic" -> binary_log_loss, "softmax" -> log_loss, "exp" -> poisson_loss
     (sklearn.neural_network._base: its clipping of probabilities to [eps, 1 - eps] of the dtype, its
     averaging), plus ``0.5 * alpha * sum ||W||^2 / sum(w)`` over the model's Dense weights.

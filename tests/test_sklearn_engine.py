@@ -142,12 +142,21 @@ def test_train_step_is_backprop_then_sklearns_update(dtype):
 
 # ------------------------------------------------------------------------------------------ optimizers
 
+@pytest.fixture(params=[True, False], ids=["avx2", "sse2"])
+def avx2(request):
+    """Both update loops: fnn_optim.h's AVX2 one (where the CPU has it) and _optim.pyx's SSE2 one."""
+    before = _optim.avx2_available()
+    _optim.set_avx2(request.param)
+    yield _optim.avx2_available()
+    _optim.set_avx2(before)
+
+
 @pytest.mark.parametrize("dtype", DTYPES, ids=["f64", "f32"])
 @pytest.mark.parametrize("which", ["adam", "sgd", "sgd_nesterov", "sgd_no_momentum"])
-def test_optimizer_kernels_are_sklearns_bit_for_bit(which, dtype):
-    """The SK_ADAM / SK_SGD kernels and their NumPy twins, fed the same gradients as sklearn's own optimizer
-    objects for 200 steps (gradients over 8 decades), leave the same bits (float32 too: the kernels round
-    as NumPy evaluates sklearn's expressions on float32 arrays)."""
+def test_optimizer_kernels_are_sklearns_bit_for_bit(which, dtype, avx2):
+    """The SK_ADAM / SK_SGD kernels (both loops) and their NumPy twins, fed the same gradients as sklearn's own
+    optimizer objects for 200 steps (gradients over 8 decades), leave the same bits (float32 too: the kernels
+    round as NumPy evaluates sklearn's expressions on float32 arrays)."""
     rng = np.random.default_rng(["adam", "sgd", "sgd_nesterov", "sgd_no_momentum"].index(which))
     p0 = rng.standard_normal(1031).astype(dtype)
     sk_params, ours, twin = [p0.copy()], p0.copy(), p0.copy()

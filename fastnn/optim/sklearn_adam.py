@@ -1,5 +1,5 @@
-"""scikit-learn's MLP Adam (sklearn.neural_network._stochastic_optimizers.AdamOptimizer, docs/numerics.md,
-"scikit-learn's MLP numerics")."""
+"""scikit-learn's MLP Adam (sklearn.neural_network._stochastic_optimizers.AdamOptimizer, docs/numerics.md
+section 11.2)."""
 
 from __future__ import annotations
 
