@@ -32,8 +32,10 @@ import fastnn  # noqa: E402
 import fastnn.sklearn as fsk  # noqa: E402
 from fastnn.sklearn import MLPClassifier, MLPRegressor  # noqa: E402
 
-RTOL = 1e-9   # float64: the two implementations round differently (fastnn's GEMMs are not NumPy's)
-ATOL = 1e-12
+# float64: the two implementations round differently (fastnn's GEMMs and kernels are not NumPy's); measured
+# after 12 epochs: weights within 1e-13 relative, loss curves within 4e-15: these bounds leave a 100x margin
+RTOL = 1e-11
+ATOL = 1e-14
 
 
 @pytest.fixture(autouse=True)
@@ -128,10 +130,10 @@ def test_stochastic_fit_equals_sklearn(cls_name, kind, params, weighted):
     _assert_same_fit(ref, est)
     if cls_name == "MLPClassifier":
         assert_array_equal(est.predict(X), ref.predict(X))
-        assert_allclose(est.predict_proba(X), ref.predict_proba(X), rtol=1e-9, atol=1e-12)
+        assert_allclose(est.predict_proba(X), ref.predict_proba(X), rtol=RTOL, atol=ATOL)
     else:
-        assert_allclose(est.predict(X), ref.predict(X), rtol=1e-9, atol=1e-12)
-    assert est.score(X, y) == pytest.approx(ref.score(X, y), rel=1e-9)
+        assert_allclose(est.predict(X), ref.predict(X), rtol=RTOL, atol=ATOL)
+    assert est.score(X, y) == pytest.approx(ref.score(X, y), rel=RTOL)
 
 
 @pytest.mark.parametrize("cls_name, kind", [("MLPClassifier", "multiclass"), ("MLPClassifier", "binary"),
@@ -413,11 +415,11 @@ def test_docstrings_list_the_deviations():
 
 # ---------------------------------------------------------------------------- scikit-learn's estimator checks
 def _expected_failures(estimator):
-    return {}
+    return {}   # none: every check passes (no xfail)
 
 
-@parametrize_with_checks([MLPClassifier(hidden_layer_sizes=(10,), max_iter=100, random_state=0),
-                          MLPRegressor(hidden_layer_sizes=(10,), max_iter=100, random_state=0)],
+@parametrize_with_checks([MLPClassifier(max_iter=100, random_state=0),
+                          MLPRegressor(max_iter=100, random_state=0)],
                          expected_failed_checks=_expected_failures)
 def test_sklearn_estimator_checks(estimator, check):
     check(estimator)
