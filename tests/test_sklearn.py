@@ -23,7 +23,7 @@ from sklearn import neural_network as sk_nn  # noqa: E402
 from sklearn.base import clone  # noqa: E402
 from sklearn.datasets import make_classification, make_multilabel_classification, make_regression  # noqa: E402
 from sklearn.exceptions import ConvergenceWarning  # noqa: E402
-from sklearn.model_selection import GridSearchCV, cross_val_score  # noqa: E402
+from sklearn.model_selection import GridSearchCV, StratifiedKFold, cross_val_score, cross_validate  # noqa: E402
 from sklearn.pipeline import make_pipeline  # noqa: E402
 from sklearn.preprocessing import StandardScaler  # noqa: E402
 from sklearn.utils.estimator_checks import parametrize_with_checks  # noqa: E402
@@ -283,9 +283,10 @@ def test_float32_path():
     est = MLPClassifier(**params).fit(X32, y)
     assert est.model_.dtype == np.float32 and all(c.dtype == np.float32 for c in est.coefs_)
     assert est.predict_proba(X32).dtype == np.float32
-    for a, b in zip(est.coefs_ + est.intercepts_, ref.coefs_ + ref.intercepts_):   # float32 rounding
-        assert_allclose(a, b, rtol=2e-4, atol=2e-5)
-    assert_allclose(est.loss_curve_, ref.loss_curve_, rtol=1e-5)
+    # float32 rounding (measured after 5 epochs: weights within 3e-8 absolute, loss curve within 2e-8 relative)
+    for a, b in zip(est.coefs_ + est.intercepts_, ref.coefs_ + ref.intercepts_):
+        assert_allclose(a, b, rtol=2e-6, atol=3e-7)
+    assert_allclose(est.loss_curve_, ref.loss_curve_, rtol=2e-7)
     # dtype= overrides X's dtype; integer X follows scikit-learn (float64)
     assert MLPClassifier(dtype="float32", **params).fit(X, y).coefs_[0].dtype == np.float32
     assert MLPClassifier(dtype=np.float64, **params).fit(X32, y).coefs_[0].dtype == np.float64
@@ -359,6 +360,12 @@ def test_meta_estimators_and_joblib():
     scores = cross_val_score(MLPRegressor(hidden_layer_sizes=(4,), max_iter=5, random_state=0), X, y.astype(float),
                              cv=2, n_jobs=2)
     assert scores.shape == (2,) and np.isfinite(scores).all()
+    # fitted estimators come back from the loky workers (pickled there, unpickled here) and predict as fitted here
+    params = dict(hidden_layer_sizes=(4,), max_iter=5, random_state=0)
+    out = cross_validate(MLPClassifier(**params), X, y, cv=StratifiedKFold(2), n_jobs=2, return_estimator=True)
+    for est, (train, _) in zip(out["estimator"], StratifiedKFold(2).split(X, y)):
+        assert np.shares_memory(est.coefs_[0], est.model_.layers[0].weight.data)
+        assert_allclose(est.predict_proba(X), MLPClassifier(**params).fit(X[train], y[train]).predict_proba(X))
 
 
 def _threads_in_worker(X, y):
