@@ -357,28 +357,31 @@ class Engine:
         threads may run inference on one model at once and each gets the bits it would get alone.
         Raises RuntimeError if another thread is training the model.
         """
-        guard = self._ex.arena.guard
+        m = self._ex
+        guard = m.arena.guard
         counted = guard.enter_infer("inference")
         try:
-            _runtime.sync_omp_threads(_config.omp_threads())
+            threads = _config.omp_threads()
+            _runtime.sync_omp_threads(threads)
             pool = self._infer_pool
             try:
                 entry = pool.pop()   # atomic under the GIL: no two calls get the same plan
             except IndexError:
                 entry = None
             try:
-                if entry is not None and self._current(entry):
-                    res = entry[0].run(x)
-                    if res is None:
-                        entry, res = self._forward_slow(x, entry)
-                else:
-                    entry, res = self._forward_slow(x, entry)
+                # the fast entry: a pooled plan built for the model as it is, x and out as the plan takes them
+                # (InferPlan.forward writes the output straight into `out` or a new array)
+                if entry is not None and entry[1] is m.stages and entry[2] is m.arena and entry[3] == threads:
+                    res = entry[0].forward(x, out)
+                    if res is not None:
+                        return res
+                entry, res = self._forward_slow(x, entry)
                 if out is None:
                     return res.copy()
                 np.copyto(out, res)
                 return out
-            finally:
-                if entry is not None and self._current(entry):
+            finally:   # back into the pool if it still fits the model (checked again at the next call)
+                if entry is not None and entry[1] is m.stages and entry[2] is m.arena and entry[3] == threads:
                     pool.append(entry)
         finally:
             guard.exit_infer(counted)
