@@ -54,21 +54,21 @@ static inline int fnn_gemm_small_rule(long M, long N, long K, int f64, int threa
 }
 
 /* The inference rule (the eval-mode plan's forward GEMMs, C = A @ B with the bias and activation fused into
- * the store): the rule above, and at one thread also GEMMs of FNN_GEMM_INFER_MIN_ROWS to FNN_GEMM_INFER_ROWS rows
+ * the store): the rule above, and at one thread also GEMMs of up to FNN_GEMM_INFER_ROWS rows
  * whose B (the weight) has at most FNN_GEMM_INFER_B_F32 / _F64 elements. There BLAS packs all of B on every call
  * for a few rows, and the own kernels stream it from L2 unpacked (64-byte aligned rows, as fastnn's parameter
  * arena gives them). Measured (1 thread, 64-byte aligned B; BLAS time / own time): float32 784x512 at 4-96 rows
  * 1.05-1.6x, 512x512 1.09-1.9x; 1024x1024 (4 MiB) 0.8-1.2x and 2048x2048 0.3-0.7x (B beyond L2: the unpacked
  * column panels stride whole pages, BLAS's packed copy wins); float64 784x128 1.0-1.3x from 16 rows, but
- * 784x512 and 512x512 (2+ MiB) 0.75-1.0x; 2 rows 0.4-0.6x (OpenBLAS streams B row by row there). */
-#define FNN_GEMM_INFER_MIN_ROWS 4
+ * 784x512 and 512x512 (2+ MiB) 0.75-1.0x. (2 rows: 0.5-0.6x - OpenBLAS streams B row by row there - but
+ * those are within the rule above already, whose limits this rule leaves alone.) */
 #define FNN_GEMM_INFER_ROWS 64
 #define FNN_GEMM_INFER_B_F32 (1L << 19)
 #define FNN_GEMM_INFER_B_F64 (1L << 17)
 
 static inline int fnn_gemm_infer_rule(long M, long N, long K, int f64, int threads) {
     if (fnn_gemm_small_rule(M, N, K, f64, threads)) return 1;
-    return threads <= 1 && M >= FNN_GEMM_INFER_MIN_ROWS && M <= FNN_GEMM_INFER_ROWS
+    return threads <= 1 && M <= FNN_GEMM_INFER_ROWS && M > 1
            && N * K <= (f64 ? FNN_GEMM_INFER_B_F64 : FNN_GEMM_INFER_B_F32);
 }
 
