@@ -23,6 +23,16 @@
  * Every kernel accumulates each C element over k in order with FMAs, starting from 0, so results differ
  * from BLAS only by rounding - and a row of C does not depend on M or on the row's position: the
  * kernels give the same bits for a sample alone or within a batch.
+ * Store epilogue: beta = 1 (accumulate), or for inference (fnn_?gemm_bias_act) + bias and ReLU applied to the
+ * accumulators before the one store, with the bits of a separate bias + activation pass (no extra pass over C).
+ * B is read in place, never packed: a packed copy would have to be re-made whenever the weights change, and
+ * an in-place write through a NumPy view of a weight cannot be detected cheaply.
+ * AVX-512: not used. On the measured AMD Zen 4 (512-bit FMAs double-pumped on 256-bit units) zmm versions of
+ * these kernels (8 x 32 and 12 x 32 register blocks, K blocks of 128/256/all) ran at 0.6-1.05x of the AVX2
+ * ones on the inference shapes (32x784x512 and 32x512x512 +2..+4%, 32x784x128 +-2%, 1 row -4%, 64x784x128 and
+ * 32x64x64 -5..-13%, N = 10 -40%), 1.3x only at 8 rows x 512 columns (one 8-row block instead of 6 + 2): both
+ * run at 95-105 GFLOP/s of the core's 114 (a register-only FMA loop, ymm or zmm alike). bench/README.md,
+ * "Inference at one thread against ONNX Runtime".
  *
  * fnn_gemm_available() is 1 when the CPU (and OS) support AVX2 and FMA; otherwise, or on other
  * architectures/compilers, it is 0 and the fnn_*gemm_small functions must not be called.

@@ -13,7 +13,9 @@
 # for the compiled plan, which decides once per stage when it is built, and gemm_auto for the per-layer
 # path (_dense), which decides per call. Both use the same rule, so a layer gives the same bits on either
 # path. The own kernels change the rounding, not the math (results agree with BLAS to float tolerance),
-# and give a row the same bits whatever the batch size.
+# and give a row the same bits whatever the batch size. The eval-mode plan's forward GEMMs use the
+# inference rule (_infer_gemm: fnn_gemm_infer_rule, which also takes GEMMs of a few rows over a weight that
+# fits L2 at one thread) and, on the own kernels, _mm_bias_act: the bias and ReLU fused into the store.
 from scipy.linalg.cython_blas cimport sgemm, dgemm, sgemv, dgemv
 from fastnn._kernels._types cimport real
 from fastnn._kernels._csrc cimport (fnn_gemm_available, fnn_gemm_small_rule, fnn_gemm_infer_rule, fnn_sgemm_small,

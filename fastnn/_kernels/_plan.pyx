@@ -8,7 +8,10 @@
 # kernels are the `noexcept nogil` functions the per-layer (phase 1) path calls through its def
 # wrappers (_activations, _dense's colsum, _dropout, _losses, _optim), called in the same order.
 # An InferPlan runs the eval-mode forward only (no dropout, nothing kept for backward): each Dense
-# writes its GEMM into one of two ping-pong buffers and applies bias + activation in place.
+# writes its GEMM into one of two ping-pong buffers and applies bias + activation in place, or - on the
+# own kernels, for a linear or ReLU Dense - has them applied in the GEMM's store (the same bits, no second
+# pass). Its GEMMs follow the inference rule (_blas's _infer_gemm). `forward` lets the last stage write
+# straight into the caller's array (no copy of the output); `run` returns a view of the plan's buffer.
 #
 # GEMMs. Each GEMM goes to BLAS (scipy.linalg.cython_blas, threaded by BLAS itself) or to fnn_gemm.h's
 # own AVX2/FMA kernels, chosen once per stage when the plan is built by _blas's _small_gemm (the rule
@@ -959,3 +962,23 @@ cdef class InferPlan:
                 return None
         self._run(cnp.PyArray_DATA(<cnp.ndarray>x), n if n > 0 else 1, cnp.PyArray_DATA(res))
         return res
+
+
+def run_pooled(list pool, x, out, object stages, object arena, int threads):
+    """Engine.forward's fast entry, in one call: take the last (InferPlan, stages, arena, threads) entry of
+    `pool`; if it was built for these stages, arena and thread count and takes x (and out) as they are
+    (InferPlan.forward), run it, put it back and return the output. Else return None, with the entry back in
+    the pool if it was built for them (the caller then validates x and runs the slow path). Popping and
+    appending hold the GIL, so two threads never run one plan at once."""
+    cdef tuple entry
+    cdef InferPlan plan
+    if not pool:
+        return None
+    entry = <tuple>pool.pop()
+    if not (entry[1] is stages and entry[2] is arena and entry[3] == threads):
+        return None   # built for an earlier model state or thread count: dropped
+    plan = <InferPlan>entry[0]
+    try:
+        return plan.forward(x, out)
+    finally:
+        pool.append(entry)
