@@ -3,7 +3,8 @@
 # The dispatch itself is inline C in _blas.pxd (gemm, gemm_auto, _small_gemm, _mm, _gemv_row), compiled
 # into _dense and _plan. This module owns what must exist once per process: the switch _small_enabled
 # (set_small_gemm / small_gemm_available), which the plans read when they are built and the per-layer
-# path at every call, and gemm_small, which runs the own kernels directly for tests. It imports no other
+# path at every call, and the test hooks: gemm_small (the own kernels), gemm_bias_act (the inference
+# kernels with the bias and ReLU fused into the store) and infer_rule (the eval-mode plan's choice). It imports no other
 # kernel module, so _dense and _plan both depend on it and not on each other at run time.
 
 cimport numpy as cnp
