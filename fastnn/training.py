@@ -378,7 +378,8 @@ class TrainingMixin:
         batch_size: rows per forward pass (None: up to 1024). The previous train/eval mode is
         restored afterwards. verbose is accepted for Keras compatibility (no progress display).
         """
-        _check_verbose(verbose)
+        if type(verbose) is not int or verbose not in (0, 1, 2):   # (the common 0/1/2 without the full check)
+            _check_verbose(verbose)
         self._check_layers("predict")
         bs = _PREDICT_BATCH if batch_size is None else V.check_int(batch_size, "batch_size", low=1)
         if (type(X) is np.ndarray and X.dtype == self.dtype and X.ndim == 2 and 0 < X.shape[0] <= bs
