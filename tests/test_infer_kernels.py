@@ -270,3 +270,21 @@ def test_model_call_fast_entry_still_records_the_pass_for_backward(dtype):
     model.backward(np.ones((1, 5), dtype))
     for a, b in zip(g_one, (p.grad for p in model.parameters())):
         np.testing.assert_allclose(a, b, rtol=1e-5 if dtype == np.float32 else 1e-12, atol=1e-6)
+
+
+def test_run_pooled_returns_the_plan_to_the_pool_and_drops_a_stale_one():
+    fnn.set_num_threads(1)
+    model = _model([30, 40, 5], np.float32)
+    ex = model._execution()
+    plan = _plan.InferPlan(ex.dtype, 8, 30, ex.specs(with_grads=False, training=False), 1)
+    x = np.random.default_rng(9).standard_normal((4, 30)).astype(np.float32)
+    entry = (plan, ex.stages, ex.arena, 1)
+    pool = [entry]
+    out = _plan.run_pooled(pool, x, None, ex.stages, ex.arena, 1)
+    np.testing.assert_array_equal(out, plan.run(x))
+    assert pool == [entry]
+    assert _plan.run_pooled(pool, x.astype(np.float64), None, ex.stages, ex.arena, 1) is None
+    assert pool == [entry]                                       # x did not fit: the plan stays pooled
+    assert _plan.run_pooled(pool, x, None, ex.stages, ex.arena, 2) is None
+    assert pool == []                                            # built for another thread count: dropped
+    assert _plan.run_pooled(pool, x, None, ex.stages, ex.arena, 1) is None   # empty pool
