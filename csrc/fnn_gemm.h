@@ -23,6 +23,16 @@
  * Every kernel accumulates each C element over k in order with FMAs, starting from 0, so results differ
  * from BLAS only by rounding - and a row of C does not depend on M or on the row's position: the
  * kernels give the same bits for a sample alone or within a batch.
+ * Store epilogue: beta = 1 (accumulate), or for inference (fnn_?gemm_bias_act) + bias and ReLU applied to the
+ * accumulators before the one store, with the bits of a separate bias + activation pass (no extra pass over C).
+ * B is read in place, never packed: a packed copy would have to be re-made whenever the weights change, and
+ * an in-place write through a NumPy view of a weight cannot be detected cheaply.
+ * AVX-512: not used. On the measured AMD Zen 4 (512-bit FMAs double-pumped on 256-bit units) zmm versions of
+ * these kernels (8 x 32 and 12 x 32 register blocks, K blocks of 128/256/all) ran at 0.6-1.05x of the AVX2
+ * ones on the inference shapes (32x784x512 and 32x512x512 +2..+4%, 32x784x128 +-2%, 1 row -4%, 64x784x128 and
+ * 32x64x64 -5..-13%, N = 10 -40%), 1.3x only at 8 rows x 512 columns (one 8-row block instead of 6 + 2): both
+ * run at 95-105 GFLOP/s of the core's 114 (a register-only FMA loop, ymm or zmm alike). bench/README.md,
+ * "Inference at one thread against ONNX Runtime".
  *
  * fnn_gemm_available() is 1 when the CPU (and OS) support AVX2 and FMA; otherwise, or on other
  * architectures/compilers, it is 0 and the fnn_*gemm_small functions must not be called.
@@ -53,6 +63,25 @@ static inline int fnn_gemm_small_rule(long M, long N, long K, int f64, int threa
     return threads <= 1 || mnk <= FNN_GEMM_MAX_THREADED || M <= FNN_GEMM_FEW_ROWS;
 }
 
+/* The inference rule (the eval-mode plan's forward GEMMs, C = A @ B with the bias and activation fused into
+ * the store): the rule above, and at one thread also GEMMs of up to FNN_GEMM_INFER_ROWS rows
+ * whose B (the weight) has at most FNN_GEMM_INFER_B_F32 / _F64 elements. There BLAS packs all of B on every call
+ * for a few rows, and the own kernels stream it from L2 unpacked (64-byte aligned rows, as fastnn's parameter
+ * arena gives them). Measured (1 thread, 64-byte aligned B; BLAS time / own time): float32 784x512 at 4-96 rows
+ * 1.05-1.6x, 512x512 1.09-1.9x; 1024x1024 (4 MiB) 0.8-1.2x and 2048x2048 0.3-0.7x (B beyond L2: the unpacked
+ * column panels stride whole pages, BLAS's packed copy wins); float64 784x128 1.0-1.3x from 16 rows, but
+ * 784x512 and 512x512 (2+ MiB) 0.75-1.0x. (2 rows: 0.5-0.6x - OpenBLAS streams B row by row there - but
+ * those are within the rule above already, whose limits this rule leaves alone.) */
+#define FNN_GEMM_INFER_ROWS 64
+#define FNN_GEMM_INFER_B_F32 (1L << 19)
+#define FNN_GEMM_INFER_B_F64 (1L << 17)
+
+static inline int fnn_gemm_infer_rule(long M, long N, long K, int f64, int threads) {
+    if (fnn_gemm_small_rule(M, N, K, f64, threads)) return 1;
+    return threads <= 1 && M <= FNN_GEMM_INFER_ROWS && M > 1
+           && N * K <= (f64 ? FNN_GEMM_INFER_B_F64 : FNN_GEMM_INFER_B_F32);
+}
+
 #if (defined(__GNUC__) || defined(__clang__)) && defined(__x86_64__)
 #define FNN_GEMM_X86 1
 #include <immintrin.h>
@@ -76,17 +105,29 @@ FNN_AVX2 static inline __m256i fnn_mask8(int n) {
     return _mm256_cmpgt_epi32(_mm256_set1_epi32(n), idx);
 }
 
-/* C := v, or C := C + v when acc (beta = 1: the sum over k is rounded first, then added, as BLAS does) */
-FNN_AVX2 static inline void fnn_s_st(float* c, __m256 v, int acc) {
-    _mm256_storeu_ps(c, acc ? _mm256_add_ps(_mm256_loadu_ps(c), v) : v);
+/* The store (the epilogue): C := v, or C := C + v when acc (beta = 1: the sum over k is rounded first, then
+   added, as BLAS does); then, for the inference entry points, v + bias (bias: the columns' entries, or NULL) and
+   ReLU as _activations computes them (z + b, then `x < 0 ? 0 : x`: NaN and -0 pass, +0 for negatives), so the
+   fused result has the bits of the GEMM followed by _activations' bias + activation pass. */
+FNN_AVX2 static inline __m256 fnn_s_relu(__m256 v) {
+    return _mm256_andnot_ps(_mm256_cmp_ps(v, _mm256_setzero_ps(), _CMP_LT_OQ), v);
 }
-FNN_AVX2 static inline void fnn_s_mst(float* c, __m256i m, __m256 v, int acc) {
-    _mm256_maskstore_ps(c, m, acc ? _mm256_add_ps(_mm256_maskload_ps(c, m), v) : v);
+FNN_AVX2 static inline void fnn_s_st(float* c, __m256 v, int acc, const float* bias, int relu) {
+    if (acc) v = _mm256_add_ps(_mm256_loadu_ps(c), v);
+    if (bias) v = _mm256_add_ps(v, _mm256_loadu_ps(bias));
+    if (relu) v = fnn_s_relu(v);
+    _mm256_storeu_ps(c, v);
+}
+FNN_AVX2 static inline void fnn_s_mst(float* c, __m256i m, __m256 v, int acc, const float* bias, int relu) {
+    if (acc) v = _mm256_add_ps(_mm256_maskload_ps(c, m), v);
+    if (bias) v = _mm256_add_ps(v, _mm256_maskload_ps(bias, m));
+    if (relu) v = fnn_s_relu(v);
+    _mm256_maskstore_ps(c, m, v);
 }
 
 #define FNN_S_NN(MR)                                                                                       \
 FNN_AVX2 static inline void fnn_s_nn_##MR(int K, const float* A, long ras, long cas, const float* B, long ldb,\
-                                          float* C, long ldc, int acc) {                                   \
+                                          float* C, long ldc, int acc, const float* bias, int relu) {      \
     __m256 c0[MR], c1[MR];                                                                                 \
     FNN_UNROLL for (int r = 0; r < MR; r++) { c0[r] = _mm256_setzero_ps(); c1[r] = _mm256_setzero_ps(); }  \
     for (int p = 0; p < K; p++) {                                                                          \
@@ -98,12 +139,13 @@ FNN_AVX2 static inline void fnn_s_nn_##MR(int K, const float* A, long ras, long 
         }                                                                                                  \
     }                                                                                                      \
     FNN_UNROLL for (int r = 0; r < MR; r++) {                                                              \
-        fnn_s_st(C + r * ldc, c0[r], acc);                                                                 \
-        fnn_s_st(C + r * ldc + 8, c1[r], acc);                                                             \
+        fnn_s_st(C + r * ldc, c0[r], acc, bias, relu);                                                     \
+        fnn_s_st(C + r * ldc + 8, c1[r], acc, bias ? bias + 8 : 0, relu);                                  \
     }                                                                                                      \
 }                                                                                                          \
 FNN_AVX2 static inline void fnn_s_nn_tail_##MR(int K, const float* A, long ras, long cas, const float* B,   \
-                                               long ldb, float* C, long ldc, int nc, int acc) {            \
+                                               long ldb, float* C, long ldc, int nc, int acc, const float* bias, \
+                                               int relu) {                                                 \
     const __m256i m0 = fnn_mask8(nc < 8 ? nc : 8), m1 = fnn_mask8(nc > 8 ? nc - 8 : 0);                   \
     __m256 c0[MR], c1[MR];                                                                                 \
     FNN_UNROLL for (int r = 0; r < MR; r++) { c0[r] = _mm256_setzero_ps(); c1[r] = _mm256_setzero_ps(); }  \
@@ -116,21 +158,22 @@ FNN_AVX2 static inline void fnn_s_nn_tail_##MR(int K, const float* A, long ras, 
         }                                                                                                  \
     }                                                                                                      \
     FNN_UNROLL for (int r = 0; r < MR; r++) {                                                              \
-        fnn_s_mst(C + r * ldc, m0, c0[r], acc);                                                            \
-        fnn_s_mst(C + r * ldc + 8, m1, c1[r], acc);                                                        \
+        fnn_s_mst(C + r * ldc, m0, c0[r], acc, bias, relu);                                                \
+        fnn_s_mst(C + r * ldc + 8, m1, c1[r], acc, bias ? bias + 8 : 0, relu);                             \
     }                                                                                                      \
 }
 FNN_S_NN(1) FNN_S_NN(2) FNN_S_NN(3) FNN_S_NN(4) FNN_S_NN(5) FNN_S_NN(6)
 
 #define FNN_S_NN_CALL(MR) do {                                                                             \
-        if (nc == 16) fnn_s_nn_##MR(K, a, ras, cas, b, ldb, c, ldc, acc);                                 \
-        else fnn_s_nn_tail_##MR(K, a, ras, cas, b, ldb, c, ldc, nc, acc);                                 \
+        if (nc == 16) fnn_s_nn_##MR(K, a, ras, cas, b, ldb, c, ldc, acc, bj, relu);                       \
+        else fnn_s_nn_tail_##MR(K, a, ras, cas, b, ldb, c, ldc, nc, acc, bj, relu);                       \
     } while (0)
 
 /* columns [j, j + nc) of C, nc <= 16, all rows */
 FNN_AVX2 static void fnn_s_nn_cols(int M, int K, const float* A, long ras, long cas, const float* B, long ldb,
-                                   float* C, long ldc, int j, int nc, int acc) {
+                                   float* C, long ldc, int j, int nc, int acc, const float* bias, int relu) {
     const float* b = B + j;
+    const float* bj = bias ? bias + j : 0;
     int i = 0;
     for (; i + 6 <= M; i += 6) {
         const float* a = A + i * ras;
@@ -154,7 +197,7 @@ FNN_AVX2 static void fnn_s_nn_cols(int M, int K, const float* A, long ras, long 
    over k in order: the same numbers as the MR-row kernels) overlap instead of waiting on each other;
    as fast as BLAS's GEMV (~5 us for 784x128, L2-bandwidth bound). */
 FNN_AVX2 static void fnn_s_row(int N, int K, const float* a, long cas, const float* B, long ldb, float* c,
-                               int acc) {
+                               int acc, const float* bias, int relu) {
     int j = 0;
     for (; j + 64 <= N; j += 64) {
         __m256 sum[8];
@@ -164,15 +207,16 @@ FNN_AVX2 static void fnn_s_row(int N, int K, const float* a, long cas, const flo
             const __m256 x = _mm256_broadcast_ss(a + p * cas);
             FNN_UNROLL for (int v = 0; v < 8; v++) sum[v] = _mm256_fmadd_ps(x, _mm256_loadu_ps(b + 8 * v), sum[v]);
         }
-        FNN_UNROLL for (int v = 0; v < 8; v++) fnn_s_st(c + j + 8 * v, sum[v], acc);
+        FNN_UNROLL for (int v = 0; v < 8; v++) fnn_s_st(c + j + 8 * v, sum[v], acc, bias ? bias + j + 8 * v : 0, relu);
     }
     for (; j < N; j += 16) {
         const int nc = N - j < 16 ? N - j : 16;
         const float* b = B + j;
         float* cj = c + j;
         const float* aa = a;
-        if (nc == 16) fnn_s_nn_1(K, aa, 0, cas, b, ldb, cj, 0, acc);
-        else fnn_s_nn_tail_1(K, aa, 0, cas, b, ldb, cj, 0, nc, acc);
+        const float* bj = bias ? bias + j : 0;
+        if (nc == 16) fnn_s_nn_1(K, aa, 0, cas, b, ldb, cj, 0, acc, bj, relu);
+        else fnn_s_nn_tail_1(K, aa, 0, cas, b, ldb, cj, 0, nc, acc, bj, relu);
     }
 }
 
@@ -180,13 +224,13 @@ FNN_AVX2 static void fnn_s_row(int N, int K, const float* a, long cas, const flo
    past a line: 180 us instead of 158 for 64 rows - each block then reads two lines per row; starting
    the blocks at the line with a masked head block costs as much as it saves). */
 FNN_AVX2 static void fnn_s_nn(int M, int N, int K, const float* A, long ras, long cas, const float* B, long ldb,
-                              float* C, long ldc, int acc) {
+                              float* C, long ldc, int acc, const float* bias, int relu) {
     if (M == 1) {
-        fnn_s_row(N, K, A, cas, B, ldb, C, acc);
+        fnn_s_row(N, K, A, cas, B, ldb, C, acc, bias, relu);
         return;
     }
     for (int j = 0; j < N; j += 16)
-        fnn_s_nn_cols(M, K, A, ras, cas, B, ldb, C, ldc, j, N - j < 16 ? N - j : 16, acc);
+        fnn_s_nn_cols(M, K, A, ras, cas, B, ldb, C, ldc, j, N - j < 16 ? N - j : 16, acc, bias, relu);
 }
 
 /* ------------------------------------------------------------------ double */
@@ -196,16 +240,26 @@ FNN_AVX2 static inline __m256i fnn_mask4(int n) {
     return _mm256_cmpgt_epi64(_mm256_set1_epi64x(n), idx);
 }
 
-FNN_AVX2 static inline void fnn_d_st(double* c, __m256d v, int acc) {
-    _mm256_storeu_pd(c, acc ? _mm256_add_pd(_mm256_loadu_pd(c), v) : v);
+FNN_AVX2 static inline __m256d fnn_d_relu(__m256d v) {   /* as fnn_s_relu */
+    return _mm256_andnot_pd(_mm256_cmp_pd(v, _mm256_setzero_pd(), _CMP_LT_OQ), v);
 }
-FNN_AVX2 static inline void fnn_d_mst(double* c, __m256i m, __m256d v, int acc) {
-    _mm256_maskstore_pd(c, m, acc ? _mm256_add_pd(_mm256_maskload_pd(c, m), v) : v);
+FNN_AVX2 static inline void fnn_d_st(double* c, __m256d v, int acc, const double* bias, int relu) {
+    if (acc) v = _mm256_add_pd(_mm256_loadu_pd(c), v);
+    if (bias) v = _mm256_add_pd(v, _mm256_loadu_pd(bias));
+    if (relu) v = fnn_d_relu(v);
+    _mm256_storeu_pd(c, v);
+}
+FNN_AVX2 static inline void fnn_d_mst(double* c, __m256i m, __m256d v, int acc, const double* bias, int relu) {
+    if (acc) v = _mm256_add_pd(_mm256_maskload_pd(c, m), v);
+    if (bias) v = _mm256_add_pd(v, _mm256_maskload_pd(bias, m));
+    if (relu) v = fnn_d_relu(v);
+    _mm256_maskstore_pd(c, m, v);
 }
 
 #define FNN_D_NN(MR)                                                                                       \
 FNN_AVX2 static inline void fnn_d_nn_##MR(int K, const double* A, long ras, long cas, const double* B,       \
-                                          long ldb, double* C, long ldc, int nc, int acc) {                \
+                                          long ldb, double* C, long ldc, int nc, int acc, const double* bias, \
+                                          int relu) {                                                      \
     const __m256i m0 = fnn_mask4(nc < 4 ? nc : 4), m1 = fnn_mask4(nc > 4 ? nc - 4 : 0);                   \
     const int full = nc == 8;                                                                              \
     __m256d c0[MR], c1[MR];                                                                                \
@@ -220,8 +274,8 @@ FNN_AVX2 static inline void fnn_d_nn_##MR(int K, const double* A, long ras, long
             }                                                                                              \
         }                                                                                                  \
         FNN_UNROLL for (int r = 0; r < MR; r++) {                                                          \
-            fnn_d_st(C + r * ldc, c0[r], acc);                                                             \
-            fnn_d_st(C + r * ldc + 4, c1[r], acc);                                                         \
+            fnn_d_st(C + r * ldc, c0[r], acc, bias, relu);                                                 \
+            fnn_d_st(C + r * ldc + 4, c1[r], acc, bias ? bias + 4 : 0, relu);                              \
         }                                                                                                  \
         return;                                                                                            \
     }                                                                                                      \
@@ -234,32 +288,34 @@ FNN_AVX2 static inline void fnn_d_nn_##MR(int K, const double* A, long ras, long
         }                                                                                                  \
     }                                                                                                      \
     FNN_UNROLL for (int r = 0; r < MR; r++) {                                                              \
-        fnn_d_mst(C + r * ldc, m0, c0[r], acc);                                                            \
-        fnn_d_mst(C + r * ldc + 4, m1, c1[r], acc);                                                        \
+        fnn_d_mst(C + r * ldc, m0, c0[r], acc, bias, relu);                                                \
+        fnn_d_mst(C + r * ldc + 4, m1, c1[r], acc, bias ? bias + 4 : 0, relu);                             \
     }                                                                                                      \
 }
 FNN_D_NN(1) FNN_D_NN(2) FNN_D_NN(3) FNN_D_NN(4) FNN_D_NN(5) FNN_D_NN(6)
 
 FNN_AVX2 static void fnn_d_nn_cols(int M, int K, const double* A, long ras, long cas, const double* B, long ldb,
-                                   double* C, long ldc, int j, int nc, int acc) {
+                                   double* C, long ldc, int j, int nc, int acc, const double* bias, int relu) {
     const double* b = B + j;
+    const double* bj = bias ? bias + j : 0;
     int i = 0;
-    for (; i + 6 <= M; i += 6) fnn_d_nn_6(K, A + i * ras, ras, cas, b, ldb, C + (long)i * ldc + j, ldc, nc, acc);
+    for (; i + 6 <= M; i += 6)
+        fnn_d_nn_6(K, A + i * ras, ras, cas, b, ldb, C + (long)i * ldc + j, ldc, nc, acc, bj, relu);
     if (i < M) {
         const double* a = A + i * ras;
         double* c = C + (long)i * ldc + j;
         switch (M - i) {
-            case 5: fnn_d_nn_5(K, a, ras, cas, b, ldb, c, ldc, nc, acc); break;
-            case 4: fnn_d_nn_4(K, a, ras, cas, b, ldb, c, ldc, nc, acc); break;
-            case 3: fnn_d_nn_3(K, a, ras, cas, b, ldb, c, ldc, nc, acc); break;
-            case 2: fnn_d_nn_2(K, a, ras, cas, b, ldb, c, ldc, nc, acc); break;
-            default: fnn_d_nn_1(K, a, ras, cas, b, ldb, c, ldc, nc, acc); break;
+            case 5: fnn_d_nn_5(K, a, ras, cas, b, ldb, c, ldc, nc, acc, bj, relu); break;
+            case 4: fnn_d_nn_4(K, a, ras, cas, b, ldb, c, ldc, nc, acc, bj, relu); break;
+            case 3: fnn_d_nn_3(K, a, ras, cas, b, ldb, c, ldc, nc, acc, bj, relu); break;
+            case 2: fnn_d_nn_2(K, a, ras, cas, b, ldb, c, ldc, nc, acc, bj, relu); break;
+            default: fnn_d_nn_1(K, a, ras, cas, b, ldb, c, ldc, nc, acc, bj, relu); break;
         }
     }
 }
 
 FNN_AVX2 static void fnn_d_row(int N, int K, const double* a, long cas, const double* B, long ldb, double* c,
-                               int acc) {
+                               int acc, const double* bias, int relu) {
     int j = 0;   /* as fnn_s_row: 8 accumulators, 32 columns per pass */
     for (; j + 32 <= N; j += 32) {
         __m256d sum[8];
@@ -269,18 +325,20 @@ FNN_AVX2 static void fnn_d_row(int N, int K, const double* a, long cas, const do
             const __m256d x = _mm256_broadcast_sd(a + p * cas);
             FNN_UNROLL for (int v = 0; v < 8; v++) sum[v] = _mm256_fmadd_pd(x, _mm256_loadu_pd(b + 4 * v), sum[v]);
         }
-        FNN_UNROLL for (int v = 0; v < 8; v++) fnn_d_st(c + j + 4 * v, sum[v], acc);
+        FNN_UNROLL for (int v = 0; v < 8; v++) fnn_d_st(c + j + 4 * v, sum[v], acc, bias ? bias + j + 4 * v : 0, relu);
     }
-    for (; j < N; j += 8) fnn_d_nn_1(K, a, 0, cas, B + j, ldb, c + j, 0, N - j < 8 ? N - j : 8, acc);
+    for (; j < N; j += 8)
+        fnn_d_nn_1(K, a, 0, cas, B + j, ldb, c + j, 0, N - j < 8 ? N - j : 8, acc, bias ? bias + j : 0, relu);
 }
 
 FNN_AVX2 static void fnn_d_nn(int M, int N, int K, const double* A, long ras, long cas, const double* B, long ldb,
-                              double* C, long ldc, int acc) {
+                              double* C, long ldc, int acc, const double* bias, int relu) {
     if (M == 1) {
-        fnn_d_row(N, K, A, cas, B, ldb, C, acc);
+        fnn_d_row(N, K, A, cas, B, ldb, C, acc, bias, relu);
         return;
     }
-    for (int j = 0; j < N; j += 8) fnn_d_nn_cols(M, K, A, ras, cas, B, ldb, C, ldc, j, N - j < 8 ? N - j : 8, acc);
+    for (int j = 0; j < N; j += 8)
+        fnn_d_nn_cols(M, K, A, ras, cas, B, ldb, C, ldc, j, N - j < 8 ? N - j : 8, acc, bias, relu);
 }
 
 /* ------------------------------------------------------------------ entry points */
@@ -354,8 +412,8 @@ static void fnn_sgemm_small_acc(int trans_a, int trans_b, int accumulate, int M,
         B = work;
         ldb = N;
     }
-    if (trans_a) fnn_s_nn(M, N, K, A, 1, lda, B, ldb, C, ldc, accumulate != 0);
-    else fnn_s_nn(M, N, K, A, lda, 1, B, ldb, C, ldc, accumulate != 0);
+    if (trans_a) fnn_s_nn(M, N, K, A, 1, lda, B, ldb, C, ldc, accumulate != 0, 0, 0);
+    else fnn_s_nn(M, N, K, A, lda, 1, B, ldb, C, ldc, accumulate != 0, 0, 0);
 }
 
 static void fnn_dgemm_small_acc(int trans_a, int trans_b, int accumulate, int M, int N, int K, const double* A,
@@ -365,8 +423,8 @@ static void fnn_dgemm_small_acc(int trans_a, int trans_b, int accumulate, int M,
         B = work;
         ldb = N;
     }
-    if (trans_a) fnn_d_nn(M, N, K, A, 1, lda, B, ldb, C, ldc, accumulate != 0);
-    else fnn_d_nn(M, N, K, A, lda, 1, B, ldb, C, ldc, accumulate != 0);
+    if (trans_a) fnn_d_nn(M, N, K, A, 1, lda, B, ldb, C, ldc, accumulate != 0, 0, 0);
+    else fnn_d_nn(M, N, K, A, lda, 1, B, ldb, C, ldc, accumulate != 0, 0, 0);
 }
 
 /* beta = 0 (C is overwritten) */
@@ -378,6 +436,19 @@ static void fnn_sgemm_small(int trans_a, int trans_b, int M, int N, int K, const
 static void fnn_dgemm_small(int trans_a, int trans_b, int M, int N, int K, const double* A, int lda,
                             const double* B, int ldb, double* C, int ldc, double* work) {
     fnn_dgemm_small_acc(trans_a, trans_b, 0, M, N, K, A, lda, B, ldb, C, ldc, work);
+}
+
+/* Inference (the eval-mode plan's Dense): C := act(A @ B + bias), A (M x K) and B (K x N) not transposed, bias
+   (N entries) or NULL, act ReLU (relu != 0) or none: the bits of fnn_?gemm_small followed by _activations'
+   bias + activation pass, in one pass over C. */
+static void fnn_sgemm_bias_act(int M, int N, int K, const float* A, int lda, const float* B, int ldb, float* C,
+                               int ldc, const float* bias, int relu) {
+    fnn_s_nn(M, N, K, A, lda, 1, B, ldb, C, ldc, 0, bias, relu != 0);
+}
+
+static void fnn_dgemm_bias_act(int M, int N, int K, const double* A, int lda, const double* B, int ldb, double* C,
+                               int ldc, const double* bias, int relu) {
+    fnn_d_nn(M, N, K, A, lda, 1, B, ldb, C, ldc, 0, bias, relu != 0);
 }
 
 #else   /* not x86-64 with GCC/Clang: never available */
@@ -402,6 +473,14 @@ static void fnn_dgemm_small(int trans_a, int trans_b, int M, int N, int K, const
                             const double* B, int ldb, double* C, int ldc, double* work) {
     (void)trans_a; (void)trans_b; (void)M; (void)N; (void)K; (void)A; (void)lda; (void)B; (void)ldb; (void)C;
     (void)ldc; (void)work;
+}
+static void fnn_sgemm_bias_act(int M, int N, int K, const float* A, int lda, const float* B, int ldb, float* C,
+                               int ldc, const float* bias, int relu) {
+    (void)M; (void)N; (void)K; (void)A; (void)lda; (void)B; (void)ldb; (void)C; (void)ldc; (void)bias; (void)relu;
+}
+static void fnn_dgemm_bias_act(int M, int N, int K, const double* A, int lda, const double* B, int ldb, double* C,
+                               int ldc, const double* bias, int relu) {
+    (void)M; (void)N; (void)K; (void)A; (void)lda; (void)B; (void)ldb; (void)C; (void)ldc; (void)bias; (void)relu;
 }
 
 #endif

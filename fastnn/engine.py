@@ -49,9 +49,10 @@ Fallbacks (each gives the same numbers as the compiled step):
 ``forward`` (thread-safe: each call takes a plan of its own from a pool) runs an eval-mode plan
 (fastnn._kernels._plan.InferPlan: no dropout, two ping-pong buffers; a row gets the same bits alone
 or in a batch wherever the own small-GEMM kernels apply). Its fast entry checks only the array's
-type, dtype, shape, contiguity and alignment flags; any other input is validated and converted once
-(fastnn._validation). It returns a copy of the plan's output ((n, out), or (out,) for a 1-D sample),
-or writes it into ``out``.
+type, dtype, shape, contiguity and alignment flags (InferPlan.forward, which writes the output straight
+into a new array or into ``out``); any other input is validated and converted once (fastnn._validation).
+It returns the output ((n, out), or (out,) for a 1-D sample) in an array of its own, or writes it into
+``out``. Nothing is cached per weight version: the plan reads the parameter arena on every call.
 
 Distributed (fastnn.distributed): ``engine.distributed = ctx`` (a Context, or None) hands every plan the
 allreduce hook (TrainPlan.distribute): each step then reduces the gradients, loss and denominator across
@@ -397,28 +398,30 @@ class Engine:
         threads may run inference on one model at once and each gets the bits it would get alone.
         Raises RuntimeError if another thread is training the model.
         """
-        guard = self._ex.arena.guard
+        m = self._ex
+        guard = m.arena.guard
         counted = guard.enter_infer("inference")
         try:
-            _runtime.sync_omp_threads(_config.omp_threads())
+            threads = _config.omp_threads()
+            _runtime.sync_omp_threads(threads)
             pool = self._infer_pool
+            # the fast entry: a pooled plan built for the model as it is, x and out as the plan takes them (it
+            # writes the output straight into `out` or a new array)
+            res = _plan.run_pooled(pool, x, out, m.stages, m.arena, threads)
+            if res is not None:
+                return res
             try:
                 entry = pool.pop()   # atomic under the GIL: no two calls get the same plan
             except IndexError:
                 entry = None
             try:
-                if entry is not None and self._current(entry):
-                    res = entry[0].run(x)
-                    if res is None:
-                        entry, res = self._forward_slow(x, entry)
-                else:
-                    entry, res = self._forward_slow(x, entry)
+                entry, res = self._forward_slow(x, entry)
                 if out is None:
                     return res.copy()
                 np.copyto(out, res)
                 return out
-            finally:
-                if entry is not None and self._current(entry):
+            finally:   # back into the pool if it still fits the model (checked again at the next call)
+                if entry is not None and entry[1] is m.stages and entry[2] is m.arena and entry[3] == threads:
                     pool.append(entry)
         finally:
             guard.exit_infer(counted)

@@ -269,6 +269,14 @@ class Sequential(TrainingMixin):
         which any number of threads may call at once. The returned array is tagged as this pass's
         output (a weak reference, fastnn.losses._tag_output): loss_fn(out, y).backward() comes back here.
         """
+        if not self.training and type(x) is np.ndarray and x.dtype == self.dtype and self._exec is not None:
+            # eval mode, an array of the model's dtype: its copy (kept for a later backward()) goes straight to the
+            # engine, whose plan takes it as it is or validates it with the messages below
+            xc = x.copy()
+            res = self._engine().forward(xc)
+            self._last_forward = (threading.get_ident(), xc.reshape(1, -1) if x.ndim == 1 else xc, x.ndim == 1)
+            self._out_tag = _tag_output(res, self._self_ref)
+            return res
         single = isinstance(x, np.ndarray) and x.ndim == 1
         x = V.as_float_array(x, "x", None, ndim=(1, 2) if single else 2)   # converted once, below
         if single:

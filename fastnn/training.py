@@ -378,9 +378,16 @@ class TrainingMixin:
         batch_size: rows per forward pass (None: up to 1024). The previous train/eval mode is
         restored afterwards. verbose is accepted for Keras compatibility (no progress display).
         """
-        _check_verbose(verbose)
+        if type(verbose) is not int or verbose not in (0, 1, 2):   # (the common 0/1/2 without the full check)
+            _check_verbose(verbose)
         self._check_layers("predict")
         bs = _PREDICT_BATCH if batch_size is None else V.check_int(batch_size, "batch_size", low=1)
+        if (type(X) is np.ndarray and X.dtype == self.dtype and X.ndim == 2 and 0 < X.shape[0] <= bs
+                and self._exec is not None and X.shape[1] == self.in_features):
+            # one batch already in the model's dtype (batch-1 latency matters): nothing to convert or to size
+            # up; the engine reads X in place (or validates and copies a layout its plan does not take)
+            _check_finite(X, "X")
+            return self._predict_batch(X)
         shape = getattr(X, "shape", None)
         if shape is not None and len(shape) == 2:   # X's copy (none if mapped) and the predictions, before copying X
             V.check_nbytes("X", (shape[0], (0 if D.is_mapped(X) else shape[1]) + self.out_features), self.dtype,

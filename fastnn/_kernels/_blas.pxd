@@ -13,11 +13,14 @@
 # for the compiled plan, which decides once per stage when it is built, and gemm_auto for the per-layer
 # path (_dense), which decides per call. Both use the same rule, so a layer gives the same bits on either
 # path. The own kernels change the rounding, not the math (results agree with BLAS to float tolerance),
-# and give a row the same bits whatever the batch size.
+# and give a row the same bits whatever the batch size. The eval-mode plan's forward GEMMs use the
+# inference rule (_infer_gemm: fnn_gemm_infer_rule, which also takes GEMMs of a few rows over a weight that
+# fits L2 at one thread) and, on the own kernels, _mm_bias_act: the bias and ReLU fused into the store.
 from scipy.linalg.cython_blas cimport sgemm, dgemm, sgemv, dgemv
 from fastnn._kernels._types cimport real
-from fastnn._kernels._csrc cimport (fnn_gemm_available, fnn_gemm_small_rule, fnn_sgemm_small, fnn_dgemm_small,
-                                    fnn_sgemm_small_acc, fnn_dgemm_small_acc, fnn_omp_get_max_threads)
+from fastnn._kernels._csrc cimport (fnn_gemm_available, fnn_gemm_small_rule, fnn_gemm_infer_rule, fnn_sgemm_small,
+                                    fnn_dgemm_small, fnn_sgemm_small_acc, fnn_dgemm_small_acc, fnn_sgemm_bias_act,
+                                    fnn_dgemm_bias_act, fnn_omp_get_max_threads)
 
 # The own small-GEMM kernels are enabled (set_small_gemm; True by default where fnn_gemm_available()).
 cdef bint _small_enabled
@@ -64,6 +67,22 @@ cdef inline bint use_small_gemm(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, bint f
 cdef inline bint _small_gemm(Py_ssize_t M, Py_ssize_t N, Py_ssize_t K, bint f64, int threads) noexcept nogil:
     """use_small_gemm, if the switch is on: the plan's choice for one GEMM of a stage."""
     return _small_enabled and use_small_gemm(M, N, K, f64, threads)
+
+
+cdef inline bint _infer_gemm(Py_ssize_t M, Py_ssize_t N, Py_ssize_t K, bint f64, int threads) noexcept nogil:
+    """The eval-mode plan's choice for its forward GEMM C[M, N] = A[M, K] @ W[K, N]: the own kernels (with the
+    bias and activation fused) where fnn_gemm_infer_rule says so and the switch is on."""
+    return _small_enabled and fnn_gemm_available() != 0 and fnn_gemm_infer_rule(M, N, K, f64, threads) != 0
+
+
+cdef inline void _mm_bias_act(int M, int N, int K, const real* A, int lda, const real* B, int ldb, real* C, int ldc,
+                              const real* bias, bint relu) noexcept nogil:
+    """C := act(A @ B + bias) on the own kernels (bias NULL: none; relu or linear): the bits of _mm (own)
+    followed by _activations.bias_act_forward, in one pass."""
+    if real is float:
+        fnn_sgemm_bias_act(M, N, K, A, lda, B, ldb, C, ldc, bias, relu)
+    else:
+        fnn_dgemm_bias_act(M, N, K, A, lda, B, ldb, C, ldc, bias, relu)
 
 
 cdef inline void gemm_auto(bint allow_small, bint trans_a, bint trans_b, int m, int n, int k,

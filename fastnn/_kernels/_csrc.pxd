@@ -26,6 +26,7 @@ cdef extern from "fnn_gemm.h" nogil:
     # The own small-GEMM kernels (AVX2/FMA) and the rule that picks them over BLAS.
     int fnn_gemm_available()
     int fnn_gemm_small_rule(long M, long N, long K, int f64, int threads)
+    int fnn_gemm_infer_rule(long M, long N, long K, int f64, int threads)
     void fnn_sgemm_small(int trans_a, int trans_b, int M, int N, int K, const float* A, int lda,
                          const float* B, int ldb, float* C, int ldc, float* work)
     void fnn_dgemm_small(int trans_a, int trans_b, int M, int N, int K, const double* A, int lda,
@@ -34,6 +35,10 @@ cdef extern from "fnn_gemm.h" nogil:
                              int lda, const float* B, int ldb, float* C, int ldc, float* work)
     void fnn_dgemm_small_acc(int trans_a, int trans_b, int accumulate, int M, int N, int K, const double* A,
                              int lda, const double* B, int ldb, double* C, int ldc, double* work)
+    void fnn_sgemm_bias_act(int M, int N, int K, const float* A, int lda, const float* B, int ldb, float* C,
+                            int ldc, const float* bias, int relu)
+    void fnn_dgemm_bias_act(int M, int N, int K, const double* A, int lda, const double* B, int ldb, double* C,
+                            int ldc, const double* bias, int relu)
 
 cdef extern from "fnn_optim.h" nogil:
     # Adam's AVX2 update (fastnn._kernels._optim).

@@ -12,7 +12,10 @@
 # weights as they are before the update, and after each Dense stage's dW GEMM it adds alpha / sum(w) * W.
 # Its sample weights are an extra last column of the targets, gathered with them. It does not run distributed.
 # An InferPlan runs the eval-mode forward only (no dropout, nothing kept for backward): each Dense
-# writes its GEMM into one of two ping-pong buffers and applies bias + activation in place.
+# writes its GEMM into one of two ping-pong buffers and applies bias + activation in place, or - on the
+# own kernels, for a linear or ReLU Dense - has them applied in the GEMM's store (the same bits, no second
+# pass). Its GEMMs follow the inference rule (_blas's _infer_gemm). `forward` lets the last stage write
+# straight into the caller's array (no copy of the output); `run` returns a view of the plan's buffer.
 #
 # GEMMs. Each GEMM goes to BLAS (scipy.linalg.cython_blas, threaded by BLAS itself) or to fnn_gemm.h's
 # own AVX2/FMA kernels, chosen once per stage when the plan is built by _blas's _small_gemm (the rule
@@ -63,7 +66,7 @@ from posix.time cimport CLOCK_MONOTONIC, clock_gettime, timespec
 cimport numpy as cnp
 
 from fastnn._kernels._types cimport real
-from fastnn._kernels._blas cimport _small_enabled, _small_gemm, _mm, _gemv_row
+from fastnn._kernels._blas cimport _small_enabled, _small_gemm, _infer_gemm, _mm, _mm_bias_act, _gemv_row
 from fastnn._kernels._wrapcheck cimport _ptr, _fits, _rows, _state_fits
 from fastnn._kernels._activations cimport Act, bias_act_forward, act_backward
 from fastnn._kernels._dense cimport colsum
@@ -836,8 +839,10 @@ cdef class TrainPlan:
 # ------------------------------------------------------------------------------------------ InferPlan
 
 cdef void _forward_eval(Stage* st, int ns, const real* x, real* buf0, real* buf1, int n, int threads,
-                        bint small) noexcept nogil:
-    """Eval forward: Dense -> GEMM into the other ping-pong buffer, bias + activation in place; dropout skipped."""
+                        bint small, int last, real* out) noexcept nogil:
+    """Eval forward: Dense -> GEMM into the other ping-pong buffer, bias + activation fused into the GEMM's store
+    (own kernels, linear or ReLU) or applied in place after it; dropout skipped. Stage `last` (the last one that
+    is not a dropout) writes into `out` instead when it is given."""
     cdef int i
     cdef Stage* s
     cdef const real* h = x
@@ -848,17 +853,30 @@ cdef void _forward_eval(Stage* st, int ns, const real* x, real* buf0, real* buf1
         if s.kind == StageKind.DROPOUT:
             continue
         if s.kind == StageKind.DENSE:
-            dst = buf1 if h == buf0 else buf0
-            own = small and _small_gemm(n, s.m, s.k, real is double, threads)
-            if n == 1 and not own:
-                _gemv_row(h, <real*>s.w, dst, s.k, s.m)
-            else:   # the own kernels give a row the same bits whatever the batch size
-                _mm(own, False, False, n, s.m, s.k, h, s.k, <real*>s.w, s.m, dst, s.m, NULL)
-            bias_act_forward(dst, <real*>s.b, dst, n, s.m, s.act, s.param, s.param2)
+            dst = out if i == last and out != NULL else (buf1 if h == buf0 else buf0)
+            own = small and _infer_gemm(n, s.m, s.k, real is double, threads)
+            if own and (s.act == Act.LINEAR or s.act == Act.RELU):
+                _mm_bias_act(n, s.m, s.k, h, s.k, <real*>s.w, s.m, dst, s.m, <real*>s.b, s.act == Act.RELU)
+            else:
+                if n == 1 and not own:
+                    _gemv_row(h, <real*>s.w, dst, s.k, s.m)
+                else:   # the own kernels give a row the same bits whatever the batch size
+                    _mm(own, False, False, n, s.m, s.k, h, s.k, <real*>s.w, s.m, dst, s.m, NULL)
+                bias_act_forward(dst, <real*>s.b, dst, n, s.m, s.act, s.param, s.param2)
         else:
-            dst = buf0 if h == x else <real*>h   # in place once the data is ours
+            if i == last and out != NULL:
+                dst = out
+            else:
+                dst = buf0 if h == x else <real*>h   # in place once the data is ours
             bias_act_forward(<real*>h, <real*>NULL, dst, n, s.m, s.act, s.param, s.param2)
         h = dst
+
+
+cdef inline bint _overlaps(cnp.ndarray a, cnp.ndarray b) noexcept:
+    """Whether the bytes of the C-contiguous arrays a and b overlap."""
+    cdef const char* pa = <const char*>cnp.PyArray_DATA(a)
+    cdef const char* pb = <const char*>cnp.PyArray_DATA(b)
+    return pa < pb + cnp.PyArray_NBYTES(b) and pb < pa + cnp.PyArray_NBYTES(a)
 
 
 cdef class InferPlan:
@@ -880,6 +898,7 @@ cdef class InferPlan:
     cdef object _view
     cdef Py_ssize_t _view_n
     cdef bint _small                     # own small-GEMM kernels enabled when the plan was built
+    cdef int _last                       # the last stage that is not a dropout (writes forward()'s output)
 
     def __cinit__(self):
         self.st = NULL
@@ -916,48 +935,100 @@ cdef class InferPlan:
         self._view = None
         self._view_n = -1
         self._small = _small_enabled
+        self._last = max(i for i in range(self.ns) if self.st[i].kind != StageKind.DROPOUT)
+
+    cdef Py_ssize_t _fit(self, object x) noexcept:
+        """x's row count if the plan takes x as it is (0: one sample, (in_features,)), else -1: not a C-contiguous
+        aligned array of the plan's dtype and width with 1..capacity rows, or it overlaps the plan's buffers."""
+        cdef cnp.ndarray arr
+        cdef Py_ssize_t n
+        cdef int nd
+        if not cnp.PyArray_Check(x):
+            return -1
+        arr = <cnp.ndarray>x
+        nd = cnp.PyArray_NDIM(arr)
+        if cnp.PyArray_TYPE(arr) != self.typenum or not (cnp.PyArray_IS_C_CONTIGUOUS(arr)
+                                                         and cnp.PyArray_ISALIGNED(arr)):
+            return -1
+        if nd == 2:
+            n = cnp.PyArray_DIMS(arr)[0]
+            if cnp.PyArray_DIMS(arr)[1] != self.in_features or n < 1 or n > self.capacity:
+                return -1
+        elif nd == 1:
+            if cnp.PyArray_DIMS(arr)[0] != self.in_features:
+                return -1
+            n = 0   # one sample, returned as (out,)
+        else:
+            return -1
+        if _overlaps(arr, self._buf0) or _overlaps(arr, self._buf1):
+            return -1   # x is (a view of) an earlier output: the caller copies it first
+        return n
+
+    cdef void _run(self, const void* xp, int rows, void* out) noexcept:
+        with nogil:
+            if self.typenum == cnp.NPY_FLOAT32:
+                _forward_eval(self.st, self.ns, <const float*>xp, <float*>self._p0, <float*>self._p1, rows,
+                              self.threads, self._small, self._last, <float*>out)
+            else:
+                _forward_eval(self.st, self.ns, <const double*>xp, <double*>self._p0, <double*>self._p1, rows,
+                              self.threads, self._small, self._last, <double*>out)
 
     def run(self, x):
         """The output for x (C-contiguous (n, in_features) or (in_features,), the plan's dtype, n <= capacity);
         a view of the plan's buffer ((n, out) or (out,)), or None if x does not fit the plan (or overlaps its
         buffers, e.g. is an earlier output)."""
-        cdef cnp.ndarray arr
-        cdef Py_ssize_t n
-        cdef int nd
-        if not cnp.PyArray_Check(x):
+        cdef Py_ssize_t n = self._fit(x)
+        if n < 0:
             return None
-        arr = <cnp.ndarray>x
-        nd = cnp.PyArray_NDIM(arr)
-        if cnp.PyArray_TYPE(arr) != self.typenum or not (cnp.PyArray_IS_C_CONTIGUOUS(arr)
-                                                         and cnp.PyArray_ISALIGNED(arr)):
-            return None
-        if nd == 2:
-            n = cnp.PyArray_DIMS(arr)[0]
-            if cnp.PyArray_DIMS(arr)[1] != self.in_features or n < 1 or n > self.capacity:
-                return None
-        elif nd == 1:
-            if cnp.PyArray_DIMS(arr)[0] != self.in_features:
-                return None
-            n = 0   # one sample, returned as (out,)
-        else:
-            return None
-        cdef const char* xp = <const char*>cnp.PyArray_DATA(arr)
-        cdef int rows = n if n > 0 else 1
-        cdef Py_ssize_t nbytes = cnp.PyArray_NBYTES(<cnp.ndarray>self._buf0)
-        cdef const char* b0 = <const char*>self._p0
-        cdef const char* b1 = <const char*>self._p1
-        cdef Py_ssize_t xbytes = cnp.PyArray_NBYTES(arr)
-        if (xp < b0 + nbytes and b0 < xp + xbytes) or (xp < b1 + nbytes and b1 < xp + xbytes):
-            return None   # x is (a view of) an earlier output: the caller copies it first
-        with nogil:
-            if self.typenum == cnp.NPY_FLOAT32:
-                _forward_eval(self.st, self.ns, <const float*>xp, <float*>self._p0, <float*>self._p1, rows,
-                              self.threads, self._small)
-            else:
-                _forward_eval(self.st, self.ns, <const double*>xp, <double*>self._p0, <double*>self._p1, rows,
-                              self.threads, self._small)
+        self._run(cnp.PyArray_DATA(<cnp.ndarray>x), n if n > 0 else 1, NULL)
         if n != self._view_n:
             self._view = (self._out[:self.out_features] if n == 0
                           else self._out[:n * self.out_features].reshape(n, self.out_features))
             self._view_n = n
         return self._view
+
+    def forward(self, x, out=None):
+        """As run, but the last stage writes the output into an array of the caller's: a new one ((n, out) or
+        (out,)), or `out` (C-contiguous, aligned, writeable, the plan's dtype and that shape, not overlapping x);
+        returns it, or None if x or out does not fit (nothing is written then)."""
+        cdef Py_ssize_t n = self._fit(x)
+        cdef cnp.npy_intp dims[2]
+        cdef cnp.ndarray res
+        if n < 0:
+            return None
+        dims[0] = n if n > 0 else self.out_features
+        dims[1] = self.out_features
+        if out is None:
+            res = cnp.PyArray_EMPTY(2 if n > 0 else 1, dims, self.typenum, 0)
+        else:
+            if not (cnp.PyArray_Check(out) and cnp.PyArray_TYPE(<cnp.ndarray>out) == self.typenum
+                    and cnp.PyArray_IS_C_CONTIGUOUS(<cnp.ndarray>out) and cnp.PyArray_ISALIGNED(<cnp.ndarray>out)
+                    and cnp.PyArray_ISWRITEABLE(<cnp.ndarray>out)):
+                return None
+            res = <cnp.ndarray>out
+            if (cnp.PyArray_NDIM(res) != (2 if n > 0 else 1) or cnp.PyArray_DIMS(res)[0] != dims[0]
+                    or (n > 0 and cnp.PyArray_DIMS(res)[1] != dims[1]) or _overlaps(res, x)
+                    or _overlaps(res, self._buf0) or _overlaps(res, self._buf1)):
+                return None
+        self._run(cnp.PyArray_DATA(<cnp.ndarray>x), n if n > 0 else 1, cnp.PyArray_DATA(res))
+        return res
+
+
+def run_pooled(list pool, x, out, object stages, object arena, int threads):
+    """Engine.forward's fast entry, in one call: take the last (InferPlan, stages, arena, threads) entry of
+    `pool`; if it was built for these stages, arena and thread count and takes x (and out) as they are
+    (InferPlan.forward), run it, put it back and return the output. Else return None, with the entry back in
+    the pool if it was built for them (the caller then validates x and runs the slow path). Popping and
+    appending hold the GIL, so two threads never run one plan at once."""
+    cdef tuple entry
+    cdef InferPlan plan
+    if not pool:
+        return None
+    entry = <tuple>pool.pop()
+    if not (entry[1] is stages and entry[2] is arena and entry[3] == threads):
+        return None   # built for an earlier model state or thread count: dropped
+    plan = <InferPlan>entry[0]
+    try:
+        return plan.forward(x, out)
+    finally:
+        pool.append(entry)
