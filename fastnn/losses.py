@@ -76,44 +76,41 @@ def _optional_weight(weight, name: str, ndim=None) -> np.ndarray | None:
 # model outputs and loss values: what makes loss.backward() work
 # ------------------------------------------------------------------------------------------
 
-#: id(model output array) -> its _OutputTag; an entry leaves when its array is freed
+#: id(model output array) -> its _OutputTag. Entries of freed arrays stay until the next prune (when the
+#: dict has doubled since the last one): a weakref callback per output cost more than the rest of model(x).
 _OUTPUTS: dict = {}
+_PRUNE_MIN = 64
+_prune_at = _PRUNE_MIN
 
 
-def _forget(tag) -> None:
-    """Weakref callback: the tagged output array was freed (drop the entry if it is still this tag's)."""
-    if _OUTPUTS.get(tag.key) is tag:
-        _OUTPUTS.pop(tag.key, None)
+#: A tag: (weak reference to one array returned by model(x), weak reference to the model), that forward pass.
+#: The model keeps the tag of its latest forward pass (``model._out_tag``): a LossValue's backward() checks
+#: that its tag is still the model's latest, since the model's buffers hold only that pass.
+_OutputTag = tuple
 
 
-class _OutputTag(weakref.ref):
-    """A weak reference to one array returned by model(x), naming the model (weakly) and that forward pass.
-
-    The model keeps the tag of its latest forward pass (``model._out_tag``): a LossValue's backward()
-    checks that its tag is still the model's latest, since the model's buffers hold only that pass."""
-
-    __slots__ = ("key", "model")
-
-    # weakref.ref takes the referent and the callback in __new__; its __init__ (inherited) only parses
-    # its arguments. No Python-level __init__ and no super(): a tag is made on every model(x).
-    def __new__(cls, out, model_ref):
-        self = weakref.ref.__new__(cls, out, _forget)
-        self.key = id(out)
-        self.model = model_ref
-        return self
+def _prune() -> None:
+    """Drop the entries whose array was freed (a stale entry is harmless: _output_tag checks its referent)."""
+    global _prune_at
+    for key, tag in list(_OUTPUTS.items()):   # list(): one atomic copy under the GIL
+        if tag[0]() is None and _OUTPUTS.get(key) is tag:
+            _OUTPUTS.pop(key, None)
+    _prune_at = max(_PRUNE_MIN, 2 * len(_OUTPUTS))
 
 
 def _tag_output(out: np.ndarray, model_ref) -> _OutputTag:
     """Record `out` as the output of the forward pass just run by the model `model_ref` (a weakref)."""
-    tag = _OutputTag(out, model_ref)
-    _OUTPUTS[tag.key] = tag
+    tag = (weakref.ref(out), model_ref)
+    _OUTPUTS[id(out)] = tag
+    if len(_OUTPUTS) >= _prune_at:
+        _prune()
     return tag
 
 
 def _output_tag(a) -> _OutputTag | None:
     """The tag of `a` if `a` is an array returned by model(x) (and still alive), else None."""
     tag = _OUTPUTS.get(id(a))
-    return tag if tag is not None and tag() is a else None
+    return tag if tag is not None and tag[0]() is a else None
 
 
 class LossValue(float):
@@ -163,7 +160,7 @@ class LossValue(float):
                 "loss.backward() already ran for this loss value (as in PyTorch, the graph is used once); compute "
                 "the loss again from a new model(x), or pass retain_graph=True to the first backward() to add the "
                 "gradients again")
-        model = tag.model()
+        model = tag[1]()
         if model is None:
             raise RuntimeError("loss.backward(): the model that produced the prediction no longer exists")
         if model._out_tag is not tag:
@@ -228,7 +225,7 @@ class GradientTape:
             if not isinstance(p, Parameter):
                 raise TypeError(f"tape.gradient: sources[{i}] must be a fastnn Parameter (from "
                                 f"model.trainable_variables), got {type(p).__name__}")
-        model = target._tag.model() if target._tag is not None else None
+        model = target._tag[1]() if target._tag is not None else None
         if model is None:   # backward() says what went wrong
             target.backward(retain_graph=True)
         params = model._arena.params

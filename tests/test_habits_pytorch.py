@@ -130,7 +130,7 @@ def test_loss_value_holds_no_array_alive(data):
         kept.append(loss_fn(model(X), y))
     gc.collect()
     assert [v._grad is None for v in kept] == [True, True, False]   # only the loss function's latest gradient
-    assert kept[-1]._tag() is None                                  # the prediction arrays were freed
+    assert kept[-1]._tag[0]() is None                               # the prediction arrays were freed
     kept[-1].backward(retain_graph=True)   # the model kept its pass: still fine
     del model
     gc.collect()
@@ -594,3 +594,20 @@ def test_an_activation_layer_is_a_function_on_arrays(name):
     np.testing.assert_array_equal(act(x), fnn.functional.__dict__.get(name, lambda v: v)(x))
     np.testing.assert_array_equal(act.derivative(x), fnn.functional.derivative(name, x))
     assert act(x).shape == x.shape and act(x) is not x
+
+
+def test_output_registry_stays_bounded(data):
+    """Tags of freed outputs are pruned lazily: a long loop keeps the registry small; a live output keeps its tag."""
+    from fastnn import losses
+    X, y = data
+    model, loss_fn = _model(), fnn.losses.CrossEntropyLoss()
+    model.eval()
+    for _ in range(2000):
+        model(X[:4])
+    assert len(losses._OUTPUTS) < 4 * losses._PRUNE_MIN
+    out = model(X)
+    for _ in range(500):
+        _model()(X[:2])   # other models' outputs, freed at once
+    loss = loss_fn(out, y)
+    loss.backward()
+    assert all(p.grad is not None for p in model.parameters())
