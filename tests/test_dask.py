@@ -22,7 +22,7 @@ pytest.importorskip("sklearn")
 joblib = pytest.importorskip("joblib")
 from sklearn.model_selection import GridSearchCV  # noqa: E402
 
-DEADLINE_S = 120   # the whole test; it takes ~10-20 s on a loaded 2-core machine
+DEADLINE_S = 60   # the whole test; it takes ~5-15 s on a loaded 2-core machine
 
 
 @contextlib.contextmanager
