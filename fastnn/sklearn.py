@@ -50,6 +50,7 @@ from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin, _fit_co
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.metrics import accuracy_score, r2_score
 from sklearn.model_selection import train_test_split
+from sklearn.neural_network import MLPClassifier as _SkMLPClassifier
 from sklearn.preprocessing import LabelBinarizer
 from sklearn.utils import check_random_state, column_or_1d, shuffle
 from sklearn.utils._param_validation import Interval, Options, StrOptions
@@ -72,7 +73,7 @@ _STOCHASTIC_SOLVERS = ("sgd", "adam")
 #: the most bytes of densified sparse rows held at once (training chunks, lbfgs chunks, predict chunks)
 SPARSE_CHUNK_BYTES = 64 << 20
 _CHUNK_SECONDS = 0.1   # one compiled run of batches (Ctrl-C latency), as Sequential.fit
-_HIDDEN = {"identity": "identity", "logistic": "sigmoid", "tanh": "tanh", "relu": "relu"}
+_FASTNN_NAME = {"logistic": "sigmoid"}   # scikit-learn's activation names that fastnn spells otherwise
 _SCIPY_IPRINT = tuple(int(v) for v in scipy.__version__.split(".")[:2]) < (1, 15)   # iprint deprecated in 1.15
 
 
@@ -141,7 +142,9 @@ class _BaseMLP(BaseEstimator):
 
     _parameter_constraints: dict = {   # scikit-learn 1.9's BaseMultilayerPerceptron, then fastnn's extras
         "hidden_layer_sizes": ["array-like", Interval(Integral, 1, None, closed="left")],
-        "activation": [StrOptions({"identity", "logistic", "tanh", "relu"})],
+        # scikit-learn's names ('identity', 'logistic', 'tanh', 'relu'), read from scikit-learn: its vocabulary,
+        # not fastnn's (fastnn.layers.ACTIVATIONS is fastnn's, where 'logistic' is 'sigmoid')
+        "activation": _SkMLPClassifier._parameter_constraints["activation"],
         "solver": [StrOptions({"lbfgs", "sgd", "adam"})],
         "alpha": [Interval(Real, 0, None, closed="left")],
         "batch_size": [StrOptions({"auto"}), Interval(Integral, 1, None, closed="left")],
@@ -241,7 +244,7 @@ class _BaseMLP(BaseEstimator):
         for i in range(self.n_layers_ - 1):
             hidden = i < self.n_layers_ - 2
             layers.append(Dense(layer_units[i], layer_units[i + 1],
-                                activation=_HIDDEN[self.activation] if hidden else None))
+                                activation=_FASTNN_NAME.get(self.activation, self.activation) if hidden else None))
             if hidden and self.dropout > 0:
                 layers.append(Dropout(float(self.dropout)))
         self.model_ = Sequential(layers, dtype=dtype, seed=seed)
@@ -617,9 +620,10 @@ _DEVIATIONS = """
       than that raises ValueError (scikit-learn multiplies sparse matrices directly).
     - fastnn's extras, all off by default: ``dropout`` (the rate of a Dropout layer after each hidden layer,
       training only; with dropout > 0 its mask seed is one extra draw from the estimator's RandomState, after
-      the weights; not with lbfgs, whose objective must be deterministic: ValueError), ``dtype`` (None: X's dtype, float32 stays float32, anything else float64), ``n_threads``
-      (None: fastnn's current thread count, which follows OMP_NUM_THREADS and so joblib's inner-thread limits in
-      loky workers; an int: that many threads during each call).
+      the weights; not with lbfgs, whose objective must be deterministic: ValueError), ``dtype`` (None: X's
+      dtype, float32 stays float32, anything else float64), ``n_threads`` (None: fastnn's current thread
+      count, which follows OMP_NUM_THREADS and so joblib's inner-thread limits in loky workers; an int: that
+      many threads during each call).
 """
 
 
