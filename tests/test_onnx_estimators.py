@@ -19,11 +19,15 @@ TOL = {"float32": 1e-5, "float64": 1e-12}
 DTYPES = ("float32", "float64")
 HIDDEN = ("identity", "logistic", "tanh", "relu")
 TASKS = ("binary", "multiclass", "multilabel", "regression", "poisson")
-FLAVOURS = ("sklearn",)
+FLAVOURS = ("fastnn", "sklearn")   # fastnn.sklearn's estimators, and scikit-learn's (the same fitted attributes)
 
 
 def _module(flavour):
-    return sk_nn if flavour == "sklearn" else pytest.importorskip("fastnn.sklearn")
+    if flavour == "sklearn":
+        return sk_nn
+    import fastnn.sklearn
+
+    return fastnn.sklearn
 
 
 def _data(task, n, n_features, dtype, seed, labels="int"):
@@ -198,15 +202,17 @@ def test_duck_typed_attributes_only(tmp_path):
 
 # ------------------------------------------------------------------------------------------------ errors
 
-def test_unfitted_estimator(tmp_path):
-    for est in (sk_nn.MLPClassifier(), sk_nn.MLPRegressor()):
+@pytest.mark.parametrize("flavour", FLAVOURS)
+def test_unfitted_estimator(flavour, tmp_path):
+    mod = _module(flavour)
+    for est in (mod.MLPClassifier(), mod.MLPRegressor()):
         with pytest.raises(ValueError, match=r"model \(MLP(Classifier|Regressor)\) is not fitted: call its fit"):
             fio.to_onnx(est, tmp_path / "m.onnx")
     assert os.listdir(tmp_path) == []
 
 
 def test_attributes_without_an_export(tmp_path):
-    est, _ = _fit("sklearn", "multiclass", "float64", hidden_layer_sizes=(4,))
+    est, _ = _fit("fastnn", "multiclass", "float64", hidden_layer_sizes=(4,))
 
     def bad(**changes):
         fields = dict(coefs_=est.coefs_, intercepts_=est.intercepts_, activation=est.activation,
@@ -234,7 +240,7 @@ def test_attributes_without_an_export(tmp_path):
 def test_too_large_for_one_file(tmp_path, monkeypatch):
     import fastnn.onnx as fonnx
 
-    est, _ = _fit("sklearn", "regression", "float64", hidden_layer_sizes=(2,))
+    est, _ = _fit("fastnn", "regression", "float64", hidden_layer_sizes=(2,))
     monkeypatch.setattr(fonnx, "_MAX_BYTES", 16)
     with pytest.raises(ValueError, match=r"model is too large for an ONNX file: its weights take \d+ bytes"):
         fio.to_onnx(est, tmp_path / "m.onnx")
