@@ -69,7 +69,10 @@ class DropoutSpec(NamedTuple):
 
 
 class LossSpec(NamedTuple):
-    """The plan's fused loss + gradient: a LossKind, its reduction and settings (weights converted)."""
+    """The plan's fused loss + gradient: a LossKind, its reduction and settings (weights converted).
+
+    SKLEARN_MLP only: out_activation (a _losses.SK_OUT_ACTIVATIONS code), alpha (the L2 term the plan adds
+    at the Dense stages) and weighted (targets carry the sample weight in an extra last column)."""
     kind: int
     reduction: str
     classes: int
@@ -77,6 +80,9 @@ class LossSpec(NamedTuple):
     pos_weight: np.ndarray | None = None
     ignore_index: int = -100
     label_smoothing: float = 0.0
+    out_activation: int = 0
+    alpha: float = 0.0
+    weighted: bool = False
 
 
 # ---------------------------------------------------------------------------------------------- stages

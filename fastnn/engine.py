@@ -5,6 +5,7 @@
     engine.last_output                                    # the step's (training-mode) output, a view
     done = engine.train_batches(x, t, order, batch_size, first, count, loss_fn, optimizer, losses, outputs)
     out = engine.forward(x)                               # eval-mode output, an array of its own
+    loss = engine.loss_grad(x, t, loss_fn)                # forward + loss + backward, no update (L-BFGS)
 
 ``train_step`` takes x already validated: a C-contiguous (n, in_features) array of the model's dtype
 (not a view of ``last_output``), and t in the loss's prepared format (``loss._prepare(y_pred, y)[1]``).
@@ -37,7 +38,7 @@ are read when the plan is built.
 Fallbacks (each gives the same numbers as the compiled step):
 
 * a loss the plan has no kernel for (any class other than fastnn's MSELoss, BCELoss, BCEWithLogitsLoss,
-  CrossEntropyLoss, NLLLoss, or a subclass overriding ``_forward_backward``): the plan's forward, then
+  CrossEntropyLoss, NLLLoss, SklearnMLPLoss, or a subclass overriding ``_forward_backward``): the plan's forward, then
   ``loss._forward_backward`` from Python, then the plan's backward - two nogil calls;
 * an optimizer that is not a fastnn Optimizer stepping through ``_fused_runs`` (a subclass overriding
   ``step()``, or a ``step`` wrapped on the instance): its ``step()`` from Python after the plan's call;
@@ -86,8 +87,10 @@ from .optim.optimizer import Optimizer
 
 __all__ = ["Engine"]
 
-# the registered losses with a plan kernel (fastnn.losses.LOSSES; each class carries its plan_kind)
-_PLAN_LOSSES = frozenset(cls for cls in _losses.LOSSES.values() if cls.plan_kind is not None)
+# the registered losses with a plan kernel (fastnn.losses.LOSSES; each class carries its plan_kind), and
+# scikit-learn's MLP loss (fastnn.sklearn's; not a compile() name, so not in LOSSES)
+_PLAN_LOSSES = frozenset([*(cls for cls in _losses.LOSSES.values() if cls.plan_kind is not None),
+                          _losses.SklearnMLPLoss])
 
 
 _MAX_PLANS = 4   # TrainPlans kept per engine (one per batch size and target format)
@@ -102,7 +105,8 @@ def _batchable(optimizer) -> bool:
             and not any(name in vars(optimizer) for name in _HOOKS))
 
 
-_LOSS_SETTINGS = ("reduction", "ignore_index", "label_smoothing", "_weight", "_pos_weight")
+_LOSS_SETTINGS = ("reduction", "ignore_index", "label_smoothing", "_weight", "_pos_weight", "out_activation", "alpha",
+                  "weighted")
 
 
 def _loss_settings(loss) -> list:
@@ -214,6 +218,8 @@ class Engine:
                        else None)
                 spec = LossSpec(kind, loss.reduction, m.out_features, weight, pos, getattr(loss, "ignore_index", -100),
                                 float(getattr(loss, "label_smoothing", 0.0)))
+                if kind == _plan.LossKind.SKLEARN_MLP:
+                    spec = spec._replace(out_activation=loss._out_code, alpha=loss.alpha, weighted=loss.weighted)
             plan = _plan.TrainPlan(dtype, n, m.in_features, self._specs, spec, _config.omp_threads())
             if self.distributed is not None:
                 plan.distribute(self.distributed.hook(m.arena))
@@ -263,6 +269,39 @@ class Engine:
         model.step = step
         if fused is None:
             optimizer.step()
+        return value
+
+    def loss_grad(self, x, t, loss) -> float:
+        """Forward (training mode) + loss + backward into the gradient arena, no update; returns the loss.
+
+        x, t as for train_step (for SklearnMLPLoss with alpha != 0 the loss value includes its L2 term and
+        the weight gradients its alpha / sum(w) * W). Every parameter's gradient is overwritten (beta = 0)
+        and has ``has_grad = True``; the dropout step counter advances as in train_step. The objective of a
+        full-batch optimizer such as L-BFGS (fastnn.sklearn's solver="lbfgs")."""
+        optimizer = self._key[3] if self._key is not None else None   # keep the plan built for the last optimizer
+        plan = self._plan
+        if (plan is None and not self._python) or self._stale(loss, optimizer):
+            self._build(x, t, loss, optimizer)
+            plan = self._plan
+        if self._python:
+            return self._python_step(x, t, loss, None)
+        model = self._ex
+        step = model.step + 1
+        try:
+            plan.check(x, t)
+        except _plan.PlanMismatch:
+            self._select(x.shape[0], t, loss)
+            plan = self._plan
+            plan.check(x, t)
+        if self._split:
+            out = plan.forward(x, model.seed, step)
+            value = loss._forward_backward(out, t, plan.output_grad, self._loss_buf)
+            self._mark_grads()
+            plan.backward(None)
+        else:
+            self._mark_grads()
+            value = plan.step(x, t, model.seed, step, None)
+        model.step = step
         return value
 
     def idle_step(self, loss, optimizer) -> float:
@@ -344,7 +383,8 @@ class Engine:
         for p in self._params:
             p.has_grad = False   # backward writes (beta = 0)
         m.backward(self._grad_buf)
-        optimizer.step()
+        if optimizer is not None:   # None: loss_grad
+            optimizer.step()
         self.last_output = out
         return value
 

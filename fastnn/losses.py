@@ -863,3 +863,63 @@ class MeanAbsoluteError(KerasLoss):
 __all__ += ["L1Loss", "KerasBCELoss", "KerasCrossEntropyLoss", "KerasSparseCrossEntropyLoss", "KerasLoss",
             "BinaryCrossentropy", "CategoricalCrossentropy", "SparseCategoricalCrossentropy", "MeanSquaredError",
             "MeanAbsoluteError"]
+
+
+# ------------------------------------------------------------------------------------------
+# scikit-learn's MLP loss (issue 10): the engine's loss for fastnn.sklearn's estimators
+# ------------------------------------------------------------------------------------------
+
+class SklearnMLPLoss(_Loss):
+    """scikit-learn 1.9's MLP loss on the last layer's pre-activation z (docs/numerics.md, "scikit-learn's
+    MLP numerics"): the output activation ``out_activation`` applied to z, then the loss sklearn pairs with it:
+    "identity" -> squared_loss, "logistic" -> binary_log_loss, "softmax" -> log_loss, "exp" -> poisson_loss
+    (sklearn.neural_network._base: its clipping of probabilities to [eps, 1 - eps] of the dtype, its
+    averaging), plus ``0.5 * alpha * sum ||W||^2 / sum(w)`` over the model's Dense weights.
+
+    y: (n, k) targets (one-hot rows for softmax, 0/1 for logistic, values for identity/exp) or, with
+    ``weighted=True``, (n, k + 1): the last column holds each row's sample weight w.
+
+    Gradient for z: ``(act(z) - y) * w / sum(w)``, what sklearn's ``_backprop`` backpropagates. For
+    squared_loss with k > 1 outputs that is k times the gradient of the reported loss (sklearn's quirk,
+    reproduced on purpose). The L2 term (alpha) needs the weights: the compiled plan applies it (the loss
+    value's term and ``alpha / sum(w) * W`` added to every Dense weight's gradient, biases none), so a loss
+    with alpha != 0 runs only on the engine (``Engine.train_step``/``train_batches``/``loss_grad``, as
+    fastnn.sklearn's estimators do); calling it on arrays (``loss(z, y)``) raises ValueError then.
+
+    Not in ``LOSSES``: that registry holds the names ``compile(loss=...)``, fastnn.plot and the model file
+    build without arguments; this loss is bound to an estimator's out_activation, alpha and weights column.
+    """
+
+    plan_kind = LossKind.SKLEARN_MLP
+
+    def __init__(self, out_activation: str, alpha: float = 0.0, weighted: bool = False):
+        super().__init__("mean")
+        self.out_activation = V.check_choice(out_activation, "out_activation", tuple(K.SK_OUT_ACTIVATIONS))
+        self.alpha = V.check_float(alpha, "alpha", low=0)
+        self.weighted = V.check_bool(weighted, "weighted")
+        self._out_code = K.SK_OUT_ACTIVATIONS[self.out_activation]
+
+    def __repr__(self) -> str:
+        return f"SklearnMLPLoss(out_activation={self.out_activation!r}, alpha={self.alpha!r}, weighted={self.weighted})"
+
+    def _prepare(self, y_pred, y):
+        dtype = _compute_dtype(y_pred)
+        x = V.as_float_array(y_pred, "y_pred", dtype, ndim=2)
+        t = V.as_float_array(y, "y", dtype, ndim=2)
+        cols = x.shape[1] + (1 if self.weighted else 0)
+        if t.shape != (x.shape[0], cols):
+            extra = " (the targets, then the sample weight column: weighted=True)" if self.weighted else ""
+            raise ValueError(f"y must have shape ({x.shape[0]}, {cols}){extra} for y_pred of shape {x.shape}, "
+                             f"got {t.shape}")
+        return x, t
+
+    def _forward_backward(self, x, t, grad_out, loss_out=None, grad_up=None) -> float:
+        if self.alpha != 0:
+            raise ValueError(f"SklearnMLPLoss with alpha={self.alpha!r} (an L2 term on the weights) runs only on the "
+                             "compiled engine (Engine.train_step, train_batches, loss_grad; fastnn.sklearn's "
+                             "estimators use it): use alpha=0 to call it on arrays")
+        value, _ = K.sklearn_mlp_loss(x, t, grad_out, self._out_code, self.weighted)
+        return value
+
+
+__all__ += ["SklearnMLPLoss"]

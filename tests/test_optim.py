@@ -170,8 +170,8 @@ def test_kernels_reject_buffers_of_the_wrong_length(dtype):
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_apply_run_rejects_bad_runs(dtype):
     p, e, steps, none = np.zeros(7, dtype), np.empty(0, dtype), np.zeros(2, np.float32), np.empty(0, np.float32)
-    with pytest.raises(ValueError, match=r"kind must be one of \[0, 1, 2, 3, 4\], got 7"):
-        kernels.apply_run(7, 0, p, p.copy(), e, e, e, (), steps)
+    with pytest.raises(ValueError, match=r"kind must be one of \[0, 1, 2, 3, 4, 5, 6\], got 9"):
+        kernels.apply_run(9, 0, p, p.copy(), e, e, e, (), steps)
     with pytest.raises(ValueError, match=r"hp must hold the 4 hyper-parameters \(lr, momentum, dampening, "
                                          r"weight_decay\) of kind 0, got 9 numbers"):
         kernels.apply_run(kernels.KIND_SGD, 0, p, p.copy(), e, e, e, [0.0] * 9, none)

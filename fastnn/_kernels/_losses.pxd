@@ -24,3 +24,13 @@ cdef double _cross_entropy_prob(const real* z, const real* t, Py_ssize_t N, Py_s
 cdef double _nll(const real* x, const int64_t* y, Py_ssize_t N, Py_ssize_t C, const real* w,
                  int64_t ignore_index, int red, real* grad_out, real* loss_out,
                  const real* grad_up) noexcept nogil
+
+# scikit-learn's MLP output activation + canonical loss (_losses.pyx, "scikit-learn's MLP loss")
+cdef enum SkOutAct:
+    SK_IDENTITY = 0   # squared_loss
+    SK_LOGISTIC = 1   # binary_log_loss
+    SK_SOFTMAX = 2    # log_loss
+    SK_EXP = 3        # poisson_loss
+
+cdef double _sk_mlp(const real* z, const real* t, Py_ssize_t N, Py_ssize_t K, int out_act, bint weighted,
+                    real* grad_out, double* sw_sum) noexcept nogil

@@ -16,6 +16,7 @@ _Reduction = Literal["mean", "sum", "none"]
 
 PAR_MIN_CHEAP: int
 PAR_MIN_TRANSCENDENTAL: int
+SK_OUT_ACTIVATIONS: dict[str, int]
 
 def mse_loss(
     x: _Float, y: _Float, grad_out: _Float, reduction: _Reduction = "mean",
@@ -42,3 +43,7 @@ def nll_loss(
     x: _Float, labels: _Labels, grad_out: _Float, weight: _Float | None = None, ignore_index: int = -100,
     reduction: _Reduction = "mean", loss_out: _Float | None = None, grad_up: _Float | None = None,
 ) -> float: ...
+
+def sklearn_mlp_loss(
+    z: _Float, t: _Float, grad_out: _Float, out_act: int, weighted: bool = False
+) -> tuple[float, float]: ...

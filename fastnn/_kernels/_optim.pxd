@@ -30,13 +30,23 @@
 # OPT_ADAGRAD   lr, lr_decay, weight_decay,    s0 sum                                lr / (1 + (t - 1)*lr_decay),
 #               eps                                                                  weight_decay, eps
 # OPT_ADADELTA  lr, rho, eps, weight_decay     s0 square_avg, s1 acc_delta           lr, rho, 1 - rho, eps, weight_decay
+# OPT_SK_SGD    lr, momentum                   s0 velocity (always); no step counts  lr, momentum
+# OPT_SK_ADAM   lr, beta1, beta2, eps          s0 m (ms), s1 v (vs)                  beta1, 1 - beta1, beta2, 1 - beta2,
+#                                                                                    -(lr * sqrt(1 - beta2^t) / (1 - beta1^t)),
+#                                                                                    eps
+#
+# The OPT_SK_* kinds are scikit-learn's MLP optimizers (sklearn/neural_network/_stochastic_optimizers.py,
+# docs/numerics.md "scikit-learn's MLP numerics"), not torch's: SK_SGD v := momentum*v - lr*g,
+# param += nesterov ? momentum*v - lr*g : v; SK_ADAM m := b1*m + (1-b1)*g, v := b2*v + (1-b2)*(g*g),
+# param += (-lr_t*m) / (sqrt(v) + eps), in NumPy's operation order; float32 rounds as NumPy does there
+# (SK_ADAM's update in double - NumPy's float64 lr_t promotes it - then rounded into the float32 param).
 #
 # (hp in torch's constructor order; unlisted hp and sc entries are ignored. Within a run all counts
 # are equal where sc depends on t: the optimizers split runs there.) Flags used per kind:
 #   SGD: MAXIMIZE, WEIGHT_DECAY, MOMENTUM, NESTEROV, FIRST_STEP (the run's momentum buffers are new:
 #        buffer := g, no dampening); Adam/AdamW: MAXIMIZE, WEIGHT_DECAY, AMSGRAD, DECOUPLED (AdamW's
 #        param *= 1 - lr*wd instead of g += wd*param); RMSprop: MAXIMIZE, WEIGHT_DECAY, MOMENTUM,
-#        CENTERED; Adagrad and Adadelta: MAXIMIZE, WEIGHT_DECAY.
+#        CENTERED; Adagrad and Adadelta: MAXIMIZE, WEIGHT_DECAY; SK_SGD: NESTEROV; SK_ADAM: none.
 #
 # The update functions are thread-safe for disjoint runs, never allocate, and use OpenMP threads
 # above the module's THRESHOLD elements; they do not check lengths or pointers (apply_run does).
@@ -47,6 +57,8 @@ cdef enum:
     OPT_RMSPROP = 2
     OPT_ADAGRAD = 3
     OPT_ADADELTA = 4
+    OPT_SK_SGD = 5
+    OPT_SK_ADAM = 6
 
 cdef enum:
     OPT_MAXIMIZE = 1
@@ -59,7 +71,7 @@ cdef enum:
     OPT_CENTERED = 128
 
 ctypedef struct OptRun:          # one fused update of one contiguous run, re-applicable step after step
-    int kind                     # OPT_SGD ... OPT_ADADELTA
+    int kind                     # OPT_SGD ... OPT_SK_ADAM
     int flags                    # OR of OPT_MAXIMIZE ... OPT_CENTERED (see above); FIRST_STEP cleared by the update
     Py_ssize_t n                 # elements in the run
     void* param                  # n elements, updated in place
@@ -67,8 +79,8 @@ ctypedef struct OptRun:          # one fused update of one contiguous run, re-ap
     void* s0                     # state buffers (NULL when unused), meaning per kind above
     void* s1
     void* s2
-    float* steps                 # the run's step counts, advanced in place (NULL for SGD)
-    Py_ssize_t nsteps            # how many (the run's parameters; 0 for SGD)
+    float* steps                 # the run's step counts, advanced in place (NULL for SGD and SK_SGD)
+    Py_ssize_t nsteps            # how many (the run's parameters; 0 for SGD and SK_SGD)
     double hp[8]                 # hyper-parameters in the kind's order (above)
     double sc[8]                 # per-step scalars, written by step_scalars (above)
 

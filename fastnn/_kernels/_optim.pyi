@@ -16,6 +16,8 @@ KIND_ADAM: int
 KIND_RMSPROP: int
 KIND_ADAGRAD: int
 KIND_ADADELTA: int
+KIND_SK_SGD: int
+KIND_SK_ADAM: int
 FLAG_MAXIMIZE: int
 FLAG_WEIGHT_DECAY: int
 FLAG_MOMENTUM: int
@@ -100,6 +102,20 @@ def adadelta_step(
     eps: float,
     weight_decay: float,
     maximize: bool,
+) -> None: ...
+def sklearn_sgd_step(
+    param: np.ndarray, grad: np.ndarray, velocity: np.ndarray, lr: float, momentum: float, nesterov: bool
+) -> None: ...
+def sklearn_adam_step(
+    param: np.ndarray,
+    grad: np.ndarray,
+    m: np.ndarray,
+    v: np.ndarray,
+    lr: float,
+    beta1: float,
+    beta2: float,
+    eps: float,
+    step: float,
 ) -> None: ...
 
 def avx2_available() -> bool: ...

@@ -1,4 +1,5 @@
-# Design note: _optim - fused element-wise optimizer updates (torch.optim semantics, docs/numerics.md section 1.1-1.5).
+# Design note: _optim - fused element-wise optimizer updates (torch.optim semantics, docs/numerics.md section 1.1-1.5;
+# and scikit-learn's MLP SGD and Adam, the OPT_SK_* kinds, docs/numerics.md "scikit-learn's MLP numerics").
 #
 # Each kernel updates one contiguous 1-D *run* of the parameter arena in place, reading the matching
 # run of the gradient arena and updating the matching runs of the optimizer's state arenas (one flat
@@ -51,6 +52,13 @@
 # never read errno) - and (b) no store in the loop body depends on a flag: flags may only pick
 # between values; a flag that adds or removes a store (momentum, centered, amsgrad) selects between
 # separate loops. Keep both rules when editing or adding kernels.
+#
+# scikit-learn's kinds (SK_SGD, SK_ADAM) follow NumPy's evaluation of sklearn's expressions instead of
+# torch's, so that float64 gives sklearn's bits on the same gradient: each binary operation of the
+# Python expression is one rounded C operation in the same order, Python-float scalars rounded to
+# `real` (NumPy 2's weak scalars), and SK_ADAM's update `-lr_t * m / (sqrt(v) + eps)` in double also for
+# float32 (lr_t is a NumPy float64, which promotes the float32 arrays; `param += update` rounds back).
+# No AVX2 variant: they run the plain loops (GCC's SSE2 vectorisation keeps every rounding).
 
 from cython.parallel cimport prange
 from libc.math cimport pow, sqrt, sqrtf
@@ -75,7 +83,8 @@ cdef Py_ssize_t _ADADELTA_THRESHOLD = ADADELTA_THRESHOLD
 cdef bint _avx2 = fnn_optim_avx2_available() != 0
 # "adam": the threshold of the update this CPU runs by default
 THRESHOLDS = {"sgd": SGD_THRESHOLD, "adam": AVX2_THRESHOLD if _avx2 else THRESHOLD, "rmsprop": RMSPROP_THRESHOLD,
-              "adagrad": RMSPROP_THRESHOLD, "adadelta": ADADELTA_THRESHOLD}
+              "adagrad": RMSPROP_THRESHOLD, "adadelta": ADADELTA_THRESHOLD, "sklearn_sgd": SGD_THRESHOLD,
+              "sklearn_adam": THRESHOLD}
 
 
 def avx2_available():
@@ -95,6 +104,8 @@ KIND_ADAM = OPT_ADAM
 KIND_RMSPROP = OPT_RMSPROP
 KIND_ADAGRAD = OPT_ADAGRAD
 KIND_ADADELTA = OPT_ADADELTA
+KIND_SK_SGD = OPT_SK_SGD
+KIND_SK_ADAM = OPT_SK_ADAM
 FLAG_MAXIMIZE = OPT_MAXIMIZE
 FLAG_WEIGHT_DECAY = OPT_WEIGHT_DECAY
 FLAG_MOMENTUM = OPT_MOMENTUM
@@ -279,6 +290,41 @@ cdef void _adadelta(Py_ssize_t lo, Py_ssize_t hi, int flags, real* param, const 
         param[i] = param[i] - lr * d
 
 
+# ------------------------------------------------------------------------------- scikit-learn's SGD
+
+cdef void _sk_sgd(Py_ssize_t lo, Py_ssize_t hi, int flags, real* param, const real* grad, real* velocity,
+                  const double* sc) noexcept nogil:
+    """sklearn's SGDOptimizer: v := mu*v - lr*g; param += nesterov ? mu*v - lr*g : v."""
+    cdef real lr = <real>sc[0], momentum = <real>sc[1]
+    cdef bint nesterov = (flags & OPT_NESTEROV) != 0
+    cdef Py_ssize_t i
+    cdef real g, v
+    for i in range(lo, hi):
+        g = grad[i]
+        v = momentum * velocity[i] - lr * g
+        velocity[i] = v
+        param[i] = param[i] + (momentum * v - lr * g if nesterov else v)
+
+
+# ------------------------------------------------------------------------------ scikit-learn's Adam
+
+cdef void _sk_adam(Py_ssize_t lo, Py_ssize_t hi, real* param, const real* grad, real* ms, real* vs,
+                   const double* sc) noexcept nogil:
+    """sklearn's AdamOptimizer: m := b1*m + (1-b1)*g; v := b2*v + (1-b2)*(g*g); param += (-lr_t*m) / (sqrt(v) + eps),
+    the update in double (see the design note)."""
+    cdef real b1 = <real>sc[0], omb1 = <real>sc[1], b2 = <real>sc[2], omb2 = <real>sc[3], eps = <real>sc[5]
+    cdef double nlr = sc[4]
+    cdef Py_ssize_t i
+    cdef real g, m, v
+    for i in range(lo, hi):
+        g = grad[i]
+        m = b1 * ms[i] + omb1 * g
+        v = b2 * vs[i] + omb2 * (g * g)
+        ms[i] = m
+        vs[i] = v
+        param[i] = <real>(<double>param[i] + (nlr * <double>m) / <double>(_sqrt(v) + eps))
+
+
 # ------------------------------------------------------------------------------------- the protocol
 
 cdef void step_scalars(OptRun* r) noexcept nogil:
@@ -322,6 +368,16 @@ cdef void step_scalars(OptRun* r) noexcept nogil:
         sc[2] = 1.0 - hp[1]
         sc[3] = hp[2]
         sc[4] = hp[3]
+    elif r.kind == OPT_SK_SGD:       # lr, momentum
+        sc[0] = hp[0]
+        sc[1] = hp[1]
+    elif r.kind == OPT_SK_ADAM:      # lr, beta1, beta2, eps: sklearn's lr_t = lr * sqrt(1 - b2**t) / (1 - b1**t)
+        sc[0] = hp[1]
+        sc[1] = 1.0 - hp[1]
+        sc[2] = hp[2]
+        sc[3] = 1.0 - hp[2]
+        sc[4] = -(hp[0] * sqrt(1.0 - pow(hp[2], t)) / (1.0 - pow(hp[1], t)))
+        sc[5] = hp[3]
 
 
 cdef inline void _span(const OptRun* r, real* param, Py_ssize_t lo, Py_ssize_t hi) noexcept nogil:
@@ -340,11 +396,17 @@ cdef inline void _span(const OptRun* r, real* param, Py_ssize_t lo, Py_ssize_t h
         _adagrad(lo, hi, r.flags, param, grad, s0, r.sc)
     elif r.kind == OPT_ADADELTA:
         _adadelta(lo, hi, r.flags, param, grad, s0, s1, r.sc)
+    elif r.kind == OPT_SK_SGD:
+        _sk_sgd(lo, hi, r.flags, param, grad, s0, r.sc)
+    elif r.kind == OPT_SK_ADAM:
+        _sk_adam(lo, hi, param, grad, s0, s1, r.sc)
 
 
 cdef inline Py_ssize_t _threshold(int kind) noexcept nogil:
-    if kind == OPT_SGD:
+    if kind == OPT_SGD or kind == OPT_SK_SGD:
         return _SGD_THRESHOLD
+    if kind == OPT_SK_ADAM:
+        return _THRESHOLD
     if kind == OPT_ADAM:
         return _AVX2_THRESHOLD if _avx2 else _THRESHOLD
     if kind == OPT_ADADELTA:
@@ -388,6 +450,8 @@ cdef dict _STATE = {
     OPT_RMSPROP: (("square_avg", 0), ("momentum_buffer", OPT_MOMENTUM), ("grad_avg", OPT_CENTERED)),
     OPT_ADAGRAD: (("sum", 0),),
     OPT_ADADELTA: (("square_avg", 0), ("acc_delta", 0)),
+    OPT_SK_SGD: (("velocity", 0),),
+    OPT_SK_ADAM: (("m", 0), ("v", 0)),
 }
 # The hyper-parameters hp of each kind, in the .pxd's order.
 cdef dict _HP = {
@@ -396,6 +460,8 @@ cdef dict _HP = {
     OPT_RMSPROP: ("lr", "alpha", "eps", "weight_decay", "momentum"),
     OPT_ADAGRAD: ("lr", "lr_decay", "weight_decay", "eps"),
     OPT_ADADELTA: ("lr", "rho", "eps", "weight_decay"),
+    OPT_SK_SGD: ("lr", "momentum"),
+    OPT_SK_ADAM: ("lr", "beta1", "beta2", "eps"),
 }
 
 
@@ -437,7 +503,7 @@ cdef int _apply(int kind, int flags, real[::1] param, const real[::1] grad, real
     for k in range(8):
         r.hp[k] = hp[k] if k < len(hp) else 0.0
         r.sc[k] = 0.0
-    if kind == OPT_SGD:   # SGD counts no steps
+    if kind == OPT_SGD or kind == OPT_SK_SGD:   # SGD counts no steps
         r.steps, r.nsteps = NULL, 0
     elif nsteps < 1:
         raise ValueError("steps must hold the run's step counts (one per parameter), got none")
@@ -468,7 +534,7 @@ def next_scalars(int kind, hp, float[::1] steps not None):
         raise ValueError(f"hp must hold the hyper-parameters {_HP.get(kind)} of kind {kind}, got {hp!r}")
     r.kind = kind
     r.steps, r.nsteps = NULL, 0
-    if kind != OPT_SGD and steps.shape[0]:
+    if kind != OPT_SGD and kind != OPT_SK_SGD and steps.shape[0]:
         r.steps, r.nsteps = &steps[0], steps.shape[0]
     for k in range(8):
         r.hp[k] = hp[k] if k < len(hp) else 0.0
@@ -537,3 +603,18 @@ def adadelta_step(real[::1] param, const real[::1] grad, real[::1] square_avg, r
     cdef float count = 0   # unused by the update
     _apply(OPT_ADADELTA, flags, param, grad, square_avg, acc_delta, param[:0], (lr, rho, eps, weight_decay),
            &count, 1)
+
+
+def sklearn_sgd_step(real[::1] param, const real[::1] grad, real[::1] velocity, double lr, double momentum,
+                     bint nesterov):
+    """scikit-learn's SGDOptimizer: v := momentum*v - lr*grad; param += nesterov ? momentum*v - lr*grad : v."""
+    _apply(OPT_SK_SGD, _bit(nesterov, OPT_NESTEROV), param, grad, velocity, param[:0], param[:0], (lr, momentum),
+           NULL, 0)
+
+
+def sklearn_adam_step(real[::1] param, const real[::1] grad, real[::1] m, real[::1] v, double lr, double beta1,
+                      double beta2, double eps, double step):
+    """scikit-learn's AdamOptimizer at time step t = step (after its increment; a whole number <= 2**24):
+    m := b1*m + (1-b1)*grad; v := b2*v + (1-b2)*grad^2; param += -(lr*sqrt(1 - b2^t)/(1 - b1^t)) * m / (sqrt(v) + eps)."""
+    cdef float count = <float>(step - 1.0)   # step_scalars counts it up to `step`
+    _apply(OPT_SK_ADAM, 0, param, grad, m, v, param[:0], (lr, beta1, beta2, eps), &count, 1)

@@ -20,6 +20,7 @@ class LossKind(IntEnum):
     CROSS_ENTROPY = 3
     CROSS_ENTROPY_PROB = 4
     NLL = 5
+    SKLEARN_MLP = 6
 
 REDUCTIONS: dict[str, int]
 REDUCE_SLOTS: int

@@ -64,9 +64,9 @@ from fastnn._kernels._wrapcheck cimport _ptr, _fits, _rows, _state_fits
 from fastnn._kernels._activations cimport Act, bias_act_forward, act_backward
 from fastnn._kernels._dense cimport colsum
 from fastnn._kernels._dropout cimport dropout_forward_at, dropout_backward
-from fastnn._kernels._optim cimport OptRun, OPT_SGD, run_update_f32, run_update_f64
+from fastnn._kernels._optim cimport OptRun, OPT_SGD, OPT_SK_SGD, run_update_f32, run_update_f64
 from fastnn._kernels._losses cimport (Reduction, _mse, _bce, _bce_logits, _cross_entropy, _cross_entropy_prob,
-                                      _nll)
+                                      _nll, _sk_mlp)
 
 import numpy as np
 
@@ -86,6 +86,7 @@ cpdef enum LossKind:
     CROSS_ENTROPY = 3
     CROSS_ENTROPY_PROB = 4
     NLL = 5
+    SKLEARN_MLP = 6     # scikit-learn's MLP output activation + loss, its L2 term (alpha) applied by the plan
 
 REDUCTIONS = {"none": Reduction.NONE, "mean": Reduction.MEAN, "sum": Reduction.SUM}
 
@@ -130,6 +131,10 @@ ctypedef struct Loss:
     void* loss_out      # reduction "none": (n * C) element-wise or (n,) row losses; else NULL
     int64_t ignore_index
     double eps          # label smoothing
+    int out_act         # SKLEARN_MLP: the output activation (_losses.SK_*), sample weights in t's last column,
+    bint weighted       # the L2 coefficient alpha and the last step's sum of the sample weights
+    double alpha
+    double sw
 
 
 # MPI_Allreduce(sendbuf, recvbuf, count, datatype, op, comm), handles as intptr_t (see the design note)
@@ -275,17 +280,36 @@ cdef double _loss(Loss* L, const real* y, real* g, const void* t, int n) noexcep
     elif L.kind == LossKind.CROSS_ENTROPY_PROB:
         return _cross_entropy_prob(y, <real*>t, N, C, <real*>L.w, L.eps, L.red, g,
                                    <real*>L.loss_out, <real*>NULL)
+    elif L.kind == LossKind.SKLEARN_MLP:
+        return _sk_mlp(y, <const real*>t, N, C, L.out_act, L.weighted, g, &L.sw)
     return _nll(y, <const int64_t*>t, N, C, <real*>L.w, L.ignore_index, L.red, g,
                 <real*>L.loss_out, <real*>NULL)
 
 
-cdef void _backward(Stage* st, int ns, const real* x, int n, real* work) noexcept nogil:
+cdef double _sum_sq_weights(Stage* st, int ns, real* tag) noexcept nogil:
+    """sum over the Dense stages of ||W||^2 (sklearn's L2 term; tag only picks the dtype)."""
+    cdef int i
+    cdef Py_ssize_t j
+    cdef double total = 0.0
+    cdef const real* w
+    for i in range(ns):
+        if st[i].kind == StageKind.DENSE:
+            w = <const real*>st[i].w
+            for j in range(<Py_ssize_t>st[i].k * st[i].m):
+                total += <double>w[j] * w[j]
+    return total
+
+
+cdef void _backward(Stage* st, int ns, const real* x, int n, real* work, double l2) noexcept nogil:
     """Backward from the last stage's g; parameter gradients written (beta = 0), g's reused as dZ.
 
-    Dense (as _dense.dense_backward): dZ := G * f'(Z, A) in place; dW := X^T dZ; db := colsum(dZ);
-    dX := dZ W^T when an earlier stage needs it.
+    Dense (as _dense.dense_backward): dZ := G * f'(Z, A) in place; dW := X^T dZ (+ l2 * W, the L2 term of
+    SKLEARN_MLP: alpha / sum of the sample weights; 0: none); db := colsum(dZ); dX := dZ W^T when an
+    earlier stage needs it.
     """
     cdef int i
+    cdef Py_ssize_t j
+    cdef real c = <real>l2
     cdef Stage* s
     cdef const real* xin
     cdef real* dx
@@ -298,6 +322,9 @@ cdef void _backward(Stage* st, int ns, const real* x, int n, real* work) noexcep
             gz = <real*>s.g
             act_backward(gz, <real*>s.z, <real*>s.a, gz, n, s.m, s.act, s.param, s.param2)
             _mm(s.own_dw, True, False, s.k, s.m, n, xin, s.k, gz, s.m, <real*>s.dw, s.m, NULL)
+            if l2 != 0.0:
+                for j in range(<Py_ssize_t>s.k * s.m):
+                    (<real*>s.dw)[j] = (<real*>s.dw)[j] + c * (<real*>s.w)[j]
             if s.db != NULL:
                 colsum(gz, <real*>s.db, n, s.m, False)
             if dx != NULL:
@@ -312,13 +339,16 @@ cdef void _backward(Stage* st, int ns, const real* x, int n, real* work) noexcep
 cdef double _train_step(Stage* st, int ns, Loss* L, const real* x, const void* t, int n, uint64_t seed,
                         uint64_t step, int phases, real* work, Py_ssize_t row0) noexcept nogil:
     """phases: 1 forward, 2 loss, 4 backward (7 = the whole step)."""
-    cdef double value = 0.0
+    cdef double value = 0.0, l2 = 0.0
     if phases & 1:
         _forward_train(st, ns, x, n, seed, step, row0)
     if phases & 2:
         value = _loss(L, <real*>st[ns - 1].a, <real*>st[ns - 1].g, t, n)
+        if L.kind == LossKind.SKLEARN_MLP and L.alpha != 0.0:   # sklearn: loss += (0.5 * alpha) * values / sw_sum
+            value += (0.5 * L.alpha) * _sum_sq_weights(st, ns, work) / L.sw
+            l2 = L.alpha / L.sw
     if phases & 4:
-        _backward(st, ns, x, n, work)
+        _backward(st, ns, x, n, work, l2)
     return value
 
 
@@ -437,6 +467,9 @@ cdef class TrainPlan:
             self.L.red = self._red
             self._dist_buf = None
             return
+        if self.L.kind == LossKind.SKLEARN_MLP:
+            raise ValueError("plan: scikit-learn's MLP loss does not run distributed (its batch loss is not a sum "
+                             "over the rows)")
         fn, inplace, dtype, op, comm, buf, P = hook
         if not fn or _rows(buf, self.typenum, 1, 0) != P + _SLOTS or not (<cnp.ndarray>buf).flags.writeable:
             raise ValueError(f"plan: the hook needs an allreduce address and a writeable {self.dtype} buffer of "
@@ -503,6 +536,9 @@ cdef class TrainPlan:
         self.L.kind, self.L.red, self.L.C = kind, REDUCTIONS[reduction], C
         self._red = self.L.red
         self.L.ignore_index, self.L.eps = ignore_index, eps
+        self.L.out_act, self.L.weighted, self.L.alpha, self.L.sw = 0, False, 0.0, 1.0
+        if kind == LossKind.SKLEARN_MLP:
+            self.L.out_act, self.L.weighted, self.L.alpha = loss.out_activation, loss.weighted, loss.alpha
         row_loss = kind in (LossKind.CROSS_ENTROPY, LossKind.CROSS_ENTROPY_PROB, LossKind.NLL)
         if weight is not None:
             _ensure(weight, self.dtype, (C,) if row_loss else (self.n, C), "loss weight")
@@ -517,7 +553,7 @@ cdef class TrainPlan:
         if kind in (LossKind.CROSS_ENTROPY, LossKind.NLL):
             self._t_type, self._t_ndim, self._t_d1 = cnp.NPY_INT64, 1, 0
         else:
-            self._t_type, self._t_ndim, self._t_d1 = self.typenum, 2, C
+            self._t_type, self._t_ndim, self._t_d1 = self.typenum, 2, C + (1 if self.L.weighted else 0)
 
     cdef int _check(self, object x, object t) except -1:
         if not _fits(x, self.typenum, 2, self.n, self.in_features):
@@ -545,7 +581,8 @@ cdef class TrainPlan:
                     and _state_fits(s0, self.typenum, size) and _state_fits(s1, self.typenum, size)
                     and _state_fits(s2, self.typenum, size) and len(hp) <= 8
                     and _fits(steps, cnp.NPY_FLOAT32, 1, nsteps, 0)
-                    and cnp.PyArray_ISWRITEABLE(<cnp.ndarray>steps) and (nsteps == 0) == (kind == OPT_SGD)):
+                    and cnp.PyArray_ISWRITEABLE(<cnp.ndarray>steps)
+                    and (nsteps == 0) == (kind == OPT_SGD or kind == OPT_SK_SGD)):
                 raise ValueError(f"plan: optimizer run {i} is malformed (lengths, dtype {self.dtype} or layout)")
             r = &self.runs[i]
             r.kind, r.flags, r.n = kind, flags, size

@@ -149,3 +149,48 @@ def nll_loss(x, labels, grad_out, weight=None, ignore_index=-100, reduction="mea
     grad = np.zeros((N, C))
     grad[rows, y] = -w_y
     return _finish(loss, grad, grad_out, reduction, w_y.sum(), loss_out, grad_up, keep)
+
+
+# scikit-learn's MLP loss: the codes of _losses.SK_OUT_ACTIVATIONS
+SK_IDENTITY, SK_LOGISTIC, SK_SOFTMAX, SK_EXP = range(4)
+
+
+def _xlogy(a, b):
+    """scipy.special.xlogy: 0 where a == 0 (and b is not NaN), else a * log(b)."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where((a == 0) & ~np.isnan(b), 0.0, a * np.log(b))
+
+
+def sklearn_mlp_loss(z, t, grad_out, out_act, weighted=False):
+    """scikit-learn 1.9's MLP output activation + loss (sklearn/neural_network/_base.py, transcribed) of z (N, K)
+    against t ((N, K), or (N, K + 1) with the sample weights last); grad_out := (act(z) - y) * w / sum(w).
+    Returns (loss, sum(w)). Probabilities are clipped in z's dtype, as sklearn clips its arrays."""
+    dtype = z.dtype
+    zf = _f64(z)
+    K = z.shape[1]
+    y = _f64(t[:, :K])
+    w = _f64(t[:, K]) if weighted else np.ones(z.shape[0])
+    sw = float(w.sum())
+    with np.errstate(over="ignore"):
+        if out_act == SK_IDENTITY:
+            p = zf
+        elif out_act == SK_LOGISTIC:
+            p = 1.0 / (1.0 + np.exp(-zf))
+        elif out_act == SK_SOFTMAX:
+            e = np.exp(zf - zf.max(axis=1, keepdims=True))
+            p = e / e.sum(axis=1, keepdims=True)
+        else:
+            p = np.exp(zf)
+    eps = np.finfo(dtype).eps
+    clipped = _f64(np.clip(p.astype(dtype), eps, dtype.type(1) - eps))
+    if out_act == SK_IDENTITY:   # squared_loss
+        value = 0.5 * float(np.mean((w[:, None] * (y - p) ** 2).sum(axis=0) / sw))
+    elif out_act == SK_LOGISTIC or (out_act == SK_SOFTMAX and K == 1):   # binary_log_loss (log_loss's one column)
+        value = -float((w[:, None] * (_xlogy(y, clipped) + _xlogy(1 - y, 1 - clipped))).sum(axis=0).sum() / sw)
+    elif out_act == SK_SOFTMAX:   # log_loss
+        value = -float((w[:, None] * _xlogy(y, clipped)).sum(axis=0).sum() / sw)
+    else:   # poisson_loss
+        with np.errstate(divide="ignore", invalid="ignore"):
+            value = float((w[:, None] * (_xlogy(y, y / p) - y + p)).sum(axis=0).sum() / sw)
+    grad_out[...] = (p - y) * (w / sw)[:, None]
+    return value, sw

@@ -4,6 +4,8 @@ Each function updates a 1-D run of parameters in place, plus the matching runs o
 state, following docs/numerics.md section 1.1-1.5 in torch's operation order (mul_ then addcmul_, addcdiv_, lerp_
 as base + c*(end - self)), in the arrays' own dtype: every per-step scalar is rounded to that dtype
 once, as the kernels and torch do. Unused optional state buffers may be length-0 dummies.
+The scikit-learn kinds (SK_SGD, SK_ADAM) are sklearn's own NumPy expressions
+(sklearn/neural_network/_stochastic_optimizers.py), evaluated as NumPy evaluates them there.
 ``apply_run`` takes the protocol's (kind, flags, ..., hp, steps) as documented in _optim.pxd: it counts
 the steps and derives the per-step scalars (``_scalars``, the twin of step_scalars) before the update.
 """
@@ -12,7 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
-SGD, ADAM, RMSPROP, ADAGRAD, ADADELTA = range(5)
+SGD, ADAM, RMSPROP, ADAGRAD, ADADELTA, SK_SGD, SK_ADAM = range(7)
 MAXIMIZE, WEIGHT_DECAY, MOMENTUM, NESTEROV, FIRST_STEP, AMSGRAD, DECOUPLED, CENTERED = (1 << k for k in range(8))
 
 
@@ -83,8 +85,23 @@ def _adadelta(flags, param, grad, square_avg, acc_delta, lr, rho, one_minus_rho,
     param -= lr * delta
 
 
+def _sk_sgd(flags, param, grad, velocity, lr, momentum, *_):
+    """sklearn's SGDOptimizer._get_updates + update_params (lr and momentum: Python floats there)."""
+    lr, momentum = float(lr), float(momentum)
+    velocity[...] = momentum * velocity - lr * grad
+    param += momentum * velocity - lr * grad if flags & NESTEROV else velocity
+
+
+def _sk_adam(flags, param, grad, ms, vs, beta1, one_minus_beta1, beta2, one_minus_beta2, neg_lr_t, eps, *_):
+    """sklearn's AdamOptimizer._get_updates + update_params (beta1, beta2, eps: Python floats there; lr_t a
+    NumPy float64, which promotes a float32 update to float64)."""
+    ms[...] = float(beta1) * ms + float(one_minus_beta1) * grad
+    vs[...] = float(beta2) * vs + float(one_minus_beta2) * (grad**2)
+    param += np.float64(neg_lr_t) * ms / (np.sqrt(vs) + float(eps))
+
+
 _KERNELS = {SGD: (_sgd, 1), ADAM: (_adam, 3), RMSPROP: (_rmsprop, 3), ADAGRAD: (_adagrad, 1),
-            ADADELTA: (_adadelta, 2)}
+            ADADELTA: (_adadelta, 2), SK_SGD: (_sk_sgd, 1), SK_ADAM: (_sk_adam, 2)}
 
 
 def _scalars(kind, hp, t):
@@ -102,6 +119,12 @@ def _scalars(kind, hp, t):
     if kind == ADAGRAD:
         lr, lr_decay, weight_decay, eps = hp
         return lr / (1 + (t - 1) * lr_decay), weight_decay, eps
+    if kind == SK_SGD:
+        lr, momentum = hp
+        return lr, momentum
+    if kind == SK_ADAM:
+        lr, beta1, beta2, eps = hp
+        return beta1, 1.0 - beta1, beta2, 1.0 - beta2, -(lr * np.sqrt(1.0 - beta2**t) / (1.0 - beta1**t)), eps
     lr, rho, eps, weight_decay = hp
     return lr, rho, 1.0 - rho, eps, weight_decay
 
@@ -111,11 +134,15 @@ def apply_run(kind, flags, param, grad, s0, s1, s2, hp, steps):
     step counts `steps` (none for SGD) go up by one, then the update runs with the scalars for the first count."""
     kernel, n_state = _KERNELS[kind]
     t = 0.0
-    if kind != SGD:
+    if kind not in (SGD, SK_SGD):
         steps[...] = steps.astype(np.float64) + 1.0  # rounded to float32, as torch's float32 add rounds
         t = float(steps[0])
     dtype = param.dtype.type
-    scalars = [dtype(s) for s in _scalars(kind, tuple(hp), t)]
+    scalars = _scalars(kind, tuple(hp), t)
+    if kind in (SK_SGD, SK_ADAM):   # sklearn's expressions take Python floats (and lr_t a float64) as they are
+        scalars = [float(x) for x in scalars]
+    else:
+        scalars = [dtype(x) for x in scalars]
     kernel(flags, param, grad, *(s0, s1, s2)[:n_state], *scalars, *[dtype(0)] * (8 - len(scalars)))
 
 
@@ -168,3 +195,15 @@ def adadelta_step(param, grad, square_avg, acc_delta, lr, rho, eps, weight_decay
     u := rho*u + (1-rho)*d*d; param -= lr*d."""
     flags = _bits(maximize=maximize, weight_decay=weight_decay != 0)
     apply_run(ADADELTA, flags, param, grad, square_avg, acc_delta, None, (lr, rho, eps, weight_decay), _count(1.0))
+
+
+def sklearn_sgd_step(param, grad, velocity, lr, momentum, nesterov):
+    """scikit-learn's SGDOptimizer: v := momentum*v - lr*grad; param += nesterov ? momentum*v - lr*grad : v."""
+    apply_run(SK_SGD, NESTEROV if nesterov else 0, param, grad, velocity, None, None, (lr, momentum),
+              np.empty(0, np.float32))
+
+
+def sklearn_adam_step(param, grad, m, v, lr, beta1, beta2, eps, step):
+    """scikit-learn's AdamOptimizer at time step t = step: m := b1*m + (1-b1)*grad; v := b2*v + (1-b2)*grad^2;
+    param += -(lr*sqrt(1 - b2^t)/(1 - b1^t)) * m / (sqrt(v) + eps)."""
+    apply_run(SK_ADAM, 0, param, grad, m, v, None, (lr, beta1, beta2, eps), _count(step))

@@ -13,8 +13,10 @@ from .adam import Adam, AdamW
 from .optimizer import Optimizer
 from .rmsprop import RMSprop
 from .sgd import SGD
+from .sklearn_adam import SklearnAdam
+from .sklearn_sgd import SklearnSGD
 
-__all__ = ["Optimizer", "SGD", "Adam", "AdamW", "RMSprop", "Adagrad", "Adadelta"]
+__all__ = ["Optimizer", "SGD", "Adam", "AdamW", "RMSprop", "Adagrad", "Adadelta", "SklearnSGD", "SklearnAdam"]
 
 #: Optimizer name -> class: the names ``compile(optimizer=...)`` accepts (the class is built with torch's defaults).
 OPTIMIZERS = {"sgd": SGD, "adam": Adam, "adamw": AdamW, "rmsprop": RMSprop, "adagrad": Adagrad, "adadelta": Adadelta}

@@ -1,0 +1,252 @@
+"""scikit-learn's MLP numerics on fastnn's compiled engine (issue 10, the engine part).
+
+SklearnMLPLoss (the plan's SKLEARN_MLP kind, its L2 term applied by the plan), SklearnAdam and SklearnSGD
+(the _optim kinds SK_ADAM, SK_SGD) and Engine.loss_grad, against scikit-learn's own code: its
+``_backprop`` on an MLP holding the same coefs_/intercepts_, its AdamOptimizer/SGDOptimizer objects fed
+the same gradients, and a NumPy transcription of its stochastic training loop; plus the NumPy twins and
+finite differences.
+"""
+
+import pickle
+
+import numpy as np
+import pytest
+
+import fastnn as fnn
+from fastnn._kernels import _losses as K
+from fastnn._kernels import _optim
+from fastnn._reference import losses as ref_loss
+from fastnn._reference import optim as ref_optim
+from fastnn.losses import SklearnMLPLoss
+from fastnn.optim import SklearnAdam, SklearnSGD
+
+sk_nn = pytest.importorskip("sklearn.neural_network")
+sk_opt = pytest.importorskip("sklearn.neural_network._stochastic_optimizers")
+
+OUT_ACTS = ["identity", "logistic", "softmax", "exp"]
+HIDDEN = {"relu": "relu", "tanh": "tanh", "logistic": "sigmoid", "identity": None}   # sklearn -> fastnn
+DTYPES = [np.float64, np.float32]
+# one step vs sklearn's _backprop: float64 to rounding (GEMMs in another order); float32 to its rounding
+TOL = {np.float64: 1e-12, np.float32: 2e-5}
+
+
+# ------------------------------------------------------------------------------------------ helpers
+
+def _targets(rng, out_act, n, k, dtype):
+    if out_act == "softmax":
+        return np.eye(k, dtype=dtype)[rng.integers(0, k, n)]
+    if out_act == "logistic":
+        return (rng.random((n, k)) < 0.5).astype(dtype)
+    if out_act == "exp":
+        return rng.poisson(1.0, (n, k)).astype(dtype)
+    return rng.standard_normal((n, k)).astype(dtype)
+
+
+def _model(widths, hidden, dtype, seed):
+    layers = [fnn.Dense(a, b, activation=HIDDEN[hidden] if i < len(widths) - 2 else None)
+              for i, (a, b) in enumerate(zip(widths[:-1], widths[1:]))]
+    return fnn.Sequential(layers, dtype=dtype, seed=seed)
+
+
+def _coefs(model):
+    return [layer.params[0].data.copy() for layer in model.layers], [layer.params[1].data.copy()
+                                                                      for layer in model.layers]
+
+
+def _grads(model):
+    return [layer.params[0].grad.copy() for layer in model.layers], [layer.params[1].grad.copy()
+                                                                      for layer in model.layers]
+
+
+def _sk_mlp(coefs, intercepts, hidden, out_act, alpha):
+    """A scikit-learn MLP holding these weights, ready for its private _backprop."""
+    regressor = out_act in ("identity", "exp")
+    m = (sk_nn.MLPRegressor if regressor else sk_nn.MLPClassifier)(activation=hidden, alpha=alpha)
+    m.loss = {"identity": "squared_error", "exp": "poisson"}.get(out_act, "log_loss")
+    m.coefs_, m.intercepts_ = [c.copy() for c in coefs], [b.copy() for b in intercepts]
+    m.n_layers_, m.out_activation_ = len(coefs) + 1, out_act
+    return m
+
+
+def _sk_backprop(m, X, Y, sw):
+    n = len(m.coefs_)
+    cg = [np.empty_like(c) for c in m.coefs_]
+    ig = [np.empty_like(b) for b in m.intercepts_]
+    return m._backprop(X, Y, sw, [X] + [None] * n, [None] * n, cg, ig)
+
+
+def _t(Y, sw):
+    return np.ascontiguousarray(np.column_stack([Y, sw]) if sw is not None else Y, dtype=Y.dtype)
+
+
+def _rel(a, b):
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    return float(np.abs(a - b).max() / max(np.abs(b).max(), 1e-300))
+
+
+# ------------------------------------------------------------------------------------------ (a) one step
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=["f64", "f32"])
+@pytest.mark.parametrize("alpha", [0.0, 1e-3])
+@pytest.mark.parametrize("weighted", [False, True], ids=["unweighted", "weighted"])
+@pytest.mark.parametrize("out_act", OUT_ACTS)
+def test_loss_grad_is_sklearns_backprop(out_act, weighted, alpha, dtype):
+    """Engine.loss_grad (the plan's forward, SKLEARN_MLP loss, L2, backward) = sklearn's _backprop: loss, coef
+    and intercept gradients, for every hidden activation and k in (1, 3)."""
+    rng = np.random.default_rng([OUT_ACTS.index(out_act), weighted, int(alpha * 1e3), dtype == np.float32])
+    for hidden in HIDDEN:
+        for k in (1, 3):
+            if out_act == "softmax" and k == 1:
+                continue   # sklearn never pairs softmax with one output
+            n, widths = 17, [6, 9, 5, k]
+            model = _model(widths, hidden, dtype, int(rng.integers(1 << 30)))
+            X = rng.standard_normal((n, widths[0])).astype(dtype)
+            Y = _targets(rng, out_act, n, k, dtype)
+            sw = (rng.random(n) + 0.5).astype(dtype) if weighted else None
+            coefs, intercepts = _coefs(model)
+            loss_sk, cg, ig = _sk_backprop(_sk_mlp(coefs, intercepts, hidden, out_act, alpha), X, Y, sw)
+            value = model._engine().loss_grad(X, _t(Y, sw), SklearnMLPLoss(out_act, alpha, weighted))
+            tol, what = TOL[dtype], f"{hidden} k={k}"
+            assert isinstance(value, float)
+            assert abs(value - float(loss_sk)) <= tol * abs(float(loss_sk)), what
+            gw, gb = _grads(model)
+            for i in range(len(coefs)):
+                assert _rel(gw[i], cg[i]) <= tol, f"{what} coef grad {i}"
+                assert _rel(gb[i], ig[i]) <= tol, f"{what} intercept grad {i}"
+            assert all(p.has_grad for p in model.parameters())
+            assert _coefs(model)[0][0].tobytes() == coefs[0].tobytes()   # no update
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=["f64", "f32"])
+def test_train_step_is_backprop_then_sklearns_update(dtype):
+    """Engine.train_step with SklearnMLPLoss + SklearnAdam = sklearn's _backprop, then its AdamOptimizer."""
+    rng = np.random.default_rng(3)
+    model = _model([8, 10, 4], "relu", dtype, 5)
+    X = rng.standard_normal((12, 8)).astype(dtype)
+    Y = _targets(rng, "softmax", 12, 4, dtype)
+    coefs, intercepts = _coefs(model)
+    m = _sk_mlp(coefs, intercepts, "relu", "softmax", 1e-3)
+    params = m.coefs_ + m.intercepts_
+    sk = sk_opt.AdamOptimizer(params, 1e-2, 0.9, 0.999, 1e-8)
+    loss = SklearnMLPLoss("softmax", 1e-3)
+    opt = SklearnAdam(model.parameters(), lr=1e-2)
+    for _ in range(3):
+        loss_sk, cg, ig = _sk_backprop(m, X, Y, None)
+        sk.update_params(params, cg + ig)
+        value = model._engine().train_step(X, Y, loss, opt)
+        assert abs(value - float(loss_sk)) <= TOL[dtype] * abs(float(loss_sk))
+    ours = _coefs(model)
+    for a, b in zip(ours[0] + ours[1], params):
+        assert _rel(a, b) <= 50 * TOL[dtype]
+
+
+# ------------------------------------------------------------------------------------------ optimizers
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=["f64", "f32"])
+@pytest.mark.parametrize("which", ["adam", "sgd", "sgd_nesterov", "sgd_no_momentum"])
+def test_optimizer_kernels_are_sklearns_bit_for_bit(which, dtype):
+    """The SK_ADAM / SK_SGD kernels and their NumPy twins, fed the same gradients as sklearn's own optimizer
+    objects for 200 steps (gradients over 8 decades), leave the same bits (float32 too: the kernels round
+    as NumPy evaluates sklearn's expressions on float32 arrays)."""
+    rng = np.random.default_rng(["adam", "sgd", "sgd_nesterov", "sgd_no_momentum"].index(which))
+    p0 = rng.standard_normal(1031).astype(dtype)
+    sk_params, ours, twin = [p0.copy()], p0.copy(), p0.copy()
+    state = [np.zeros_like(p0) for _ in range(4)]
+    momentum = 0.0 if which == "sgd_no_momentum" else 0.9
+    if which == "adam":
+        sk = sk_opt.AdamOptimizer(sk_params, 3e-3, 0.9, 0.999, 1e-8)
+    else:
+        sk = sk_opt.SGDOptimizer(sk_params, 0.05, "constant", momentum, which == "sgd_nesterov")
+    for t in range(1, 201):
+        g = (rng.standard_normal(p0.size) * 10.0 ** rng.integers(-6, 2)).astype(dtype)
+        sk.update_params(sk_params, [g])
+        if which == "adam":
+            _optim.sklearn_adam_step(ours, g, state[0], state[1], 3e-3, 0.9, 0.999, 1e-8, t)
+            ref_optim.sklearn_adam_step(twin, g, state[2], state[3], 3e-3, 0.9, 0.999, 1e-8, t)
+        else:
+            _optim.sklearn_sgd_step(ours, g, state[0], 0.05, momentum, which == "sgd_nesterov")
+            ref_optim.sklearn_sgd_step(twin, g, state[1], 0.05, momentum, which == "sgd_nesterov")
+    assert ours.dtype == sk_params[0].dtype == dtype
+    assert ours.tobytes() == sk_params[0].tobytes()
+    assert twin.tobytes() == sk_params[0].tobytes()
+    if which == "adam":
+        assert state[0].tobytes() == np.concatenate(sk.ms).tobytes()
+        assert state[1].tobytes() == np.concatenate(sk.vs).tobytes()
+    else:
+        assert state[0].tobytes() == np.concatenate(sk.velocities).tobytes()
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=["f64", "f32"])
+@pytest.mark.parametrize("kind", ["adam", "sgd"])
+def test_optimizer_classes_step_like_sklearn_and_pickle(kind, dtype):
+    """SklearnAdam/SklearnSGD over a model's parameters (one fused run) = sklearn's optimizer on the same
+    gradients; the state survives pickling and state_dict round trips, and stepping on continues it."""
+    rng = np.random.default_rng(11)
+    model = _model([5, 7, 3], "tanh", dtype, 2)
+    params = model.parameters()
+    sk_params = [p.data.copy() for p in params]
+    if kind == "adam":
+        opt = SklearnAdam(params, lr=1e-2, betas=(0.8, 0.99), eps=1e-7)
+        sk = sk_opt.AdamOptimizer(sk_params, 1e-2, 0.8, 0.99, 1e-7)
+    else:
+        opt = SklearnSGD(params, lr=0.1, momentum=0.7, nesterov=True)
+        sk = sk_opt.SGDOptimizer(sk_params, 0.1, "constant", 0.7, True)
+
+    def step(opt, params):
+        grads = [rng.standard_normal(p.shape).astype(dtype) for p in params]
+        for p, g in zip(params, grads):
+            p.grad = g
+        opt.step()
+        sk.update_params(sk_params, grads)
+
+    for _ in range(5):
+        step(opt, params)
+    model2, opt2 = pickle.loads(pickle.dumps((model, opt)))
+    state = opt.state_dict()
+    for _ in range(5):
+        step(opt2, model2.parameters())
+    for p, q in zip(model2.parameters(), sk_params):
+        assert p.data.tobytes() == q.tobytes()
+    # a state dict loaded into a fresh optimizer continues from the same state
+    model3 = pickle.loads(pickle.dumps(model))
+    fresh = (SklearnAdam if kind == "adam" else SklearnSGD)(model3.parameters())
+    fresh.load_state_dict(state)
+    assert fresh.param_groups[0]["lr"] == opt.param_groups[0]["lr"]
+    names = ("step", "m", "v") if kind == "adam" else ("velocity",)
+    assert set(fresh.state[model3.parameters()[0]]) == set(names)
+
+
+def test_sgd_reads_lr_every_step():
+    """The estimator changes param_groups[0]["lr"] between epochs (invscaling, adaptive): the next step uses it."""
+    model = _model([3, 2], "relu", np.float64, 0)
+    (w, b) = model.parameters()
+    opt = SklearnSGD(model.parameters(), lr=0.1, momentum=0.0)
+    w.grad, b.grad = np.ones_like(w.data), np.ones_like(b.data)
+    before = w.data.copy()
+    opt.param_groups[0]["lr"] = 0.25
+    opt.step()
+    np.testing.assert_array_equal(w.data, before - 0.25)
+
+
+# ------------------------------------------------------------------------------------------ (d) the twins
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=["f64", "f32"])
+@pytest.mark.parametrize("weighted", [False, True], ids=["unweighted", "weighted"])
+@pytest.mark.parametrize("out_act", OUT_ACTS)
+def test_loss_kernel_matches_its_twin(out_act, weighted, dtype):
+    rng = np.random.default_rng([OUT_ACTS.index(out_act), weighted])
+    for n, k in ((1, 1), (7, 3), (300, 40)):   # 300 x 40 crosses the OpenMP threshold
+        if out_act == "softmax" and k == 1:
+            k = 2
+        z = (rng.standard_normal((n, k)) * 3).astype(dtype)
+        Y = _targets(rng, out_act, n, k, dtype)
+        sw = (rng.random(n) + 0.5).astype(dtype) if weighted else None
+        t = _t(Y, sw)
+        g, g_ref = np.empty_like(z), np.empty_like(z)
+        code = K.SK_OUT_ACTIVATIONS[out_act]
+        value, sw_sum = K.sklearn_mlp_loss(z, t, g, code, weighted)
+        value_ref, sw_ref = ref_loss.sklearn_mlp_loss(z, t, g_ref, code, weighted)
+        tol = TOL[dtype]
+        assert abs(value - value_ref) <= tol * abs(value_ref)
+        assert abs(sw_sum - sw_ref) <= 1e-12 * sw_ref
+        assert _rel(g, g_ref) <= tol
