@@ -621,9 +621,9 @@ _DEVIATIONS = """
     - fastnn's extras, all off by default: ``dropout`` (the rate of a Dropout layer after each hidden layer,
       training only; with dropout > 0 its mask seed is one extra draw from the estimator's RandomState, after
       the weights; not with lbfgs, whose objective must be deterministic: ValueError), ``dtype`` (None: X's
-      dtype, float32 stays float32, anything else float64), ``n_threads`` (None: fastnn's current thread
-      count, which follows OMP_NUM_THREADS and so joblib's inner-thread limits in loky workers; an int: that
-      many threads during each call).
+      dtype, float32 stays float32, anything else float64; or 'float32', 'float64', np.float32, np.float64),
+      ``n_threads`` (None: fastnn's current thread count, which follows OMP_NUM_THREADS and so joblib's
+      inner-thread limits in loky workers; an int: that many threads during each call).
 """
 
 
