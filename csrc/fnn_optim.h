@@ -1,4 +1,5 @@
-/* fnn_optim.h - Adam/AdamW's element update in AVX2 + FMA, chosen at run time (fastnn._kernels._optim).
+/* fnn_optim.h - Adam/AdamW's element update in AVX2 + FMA, and scikit-learn's Adam in AVX2 (no FMA), chosen at
+ * run time (fastnn._kernels._optim).
  *
  * The wheel is built for x86-64's SSE2 baseline, where Adam's sqrt and two divisions per element bind
  * the loop (4 lanes). These functions carry __attribute__((target("avx2,fma"))) and run only when
@@ -106,6 +107,35 @@ __attribute__((target("avx2"))) static inline __m256i fnn_optim_mask4(int n) {
 FNN_ADAM_AVX2(fnn_adam_avx2_f32, float, __m256, 8, ps, fnn_optim_mask8)
 FNN_ADAM_AVX2(fnn_adam_avx2_f64, double, __m256d, 4, pd, fnn_optim_mask4)
 
+/* scikit-learn's Adam (_optim's SK_ADAM, docs/numerics.md section 11.2): _optim.pyx's _sk_adam loop, compiled
+ * for AVX2 WITHOUT FMA (target "avx2" only, and contraction off above), so that the vectorised loop rounds every
+ * operation exactly as the scalar one and as NumPy does in sklearn's expression: the same bits, 4 doubles (8
+ * floats) at a time instead of SSE2's 2 (4). The float32 update runs in double, as in sklearn (see _optim.pyx). */
+__attribute__((target("avx2"))) static void fnn_sk_adam_avx2_f64(
+        long lo, long hi, double* restrict param, const double* restrict grad, double* restrict ms,
+        double* restrict vs, double b1, double omb1, double b2, double omb2, double nlr, double eps) {
+    for (long i = lo; i < hi; i++) {
+        const double g = grad[i];
+        const double m = b1 * ms[i] + omb1 * g;
+        const double v = b2 * vs[i] + omb2 * (g * g);
+        ms[i] = m;
+        vs[i] = v;
+        param[i] = param[i] + (nlr * m) / (__builtin_sqrt(v) + eps);
+    }
+}
+__attribute__((target("avx2"))) static void fnn_sk_adam_avx2_f32(
+        long lo, long hi, float* restrict param, const float* restrict grad, float* restrict ms,
+        float* restrict vs, float b1, float omb1, float b2, float omb2, double nlr, float eps) {
+    for (long i = lo; i < hi; i++) {
+        const float g = grad[i];
+        const float m = b1 * ms[i] + omb1 * g;
+        const float v = b2 * vs[i] + omb2 * (g * g);
+        ms[i] = m;
+        vs[i] = v;
+        param[i] = (float)((double)param[i] + (nlr * (double)m) / (double)(__builtin_sqrtf(v) + eps));
+    }
+}
+
 #if !defined(__clang__)
 #pragma GCC pop_options
 #endif
@@ -128,6 +158,17 @@ static void fnn_adam_avx2_f64(long lo, long hi, int maximize, int coupled, int d
     (void)lo; (void)hi; (void)maximize; (void)coupled; (void)decoupled; (void)small; (void)amsgrad; (void)param;
     (void)grad; (void)exp_avg; (void)exp_avg_sq; (void)max_exp_avg_sq; (void)w1; (void)beta2; (void)omb2;
     (void)eps; (void)wd; (void)decay; (void)step; (void)bc2s;
+}
+
+static void fnn_sk_adam_avx2_f64(long lo, long hi, double* param, const double* grad, double* ms, double* vs,
+                                 double b1, double omb1, double b2, double omb2, double nlr, double eps) {
+    (void)lo; (void)hi; (void)param; (void)grad; (void)ms; (void)vs; (void)b1; (void)omb1; (void)b2; (void)omb2;
+    (void)nlr; (void)eps;
+}
+static void fnn_sk_adam_avx2_f32(long lo, long hi, float* param, const float* grad, float* ms, float* vs,
+                                 float b1, float omb1, float b2, float omb2, double nlr, float eps) {
+    (void)lo; (void)hi; (void)param; (void)grad; (void)ms; (void)vs; (void)b1; (void)omb1; (void)b2; (void)omb2;
+    (void)nlr; (void)eps;
 }
 
 #endif

@@ -138,7 +138,7 @@ def _convert_optimizer(torch, model: Sequential, torch_module, torch_opt):
     """The fastnn optimizer equal to torch_opt (class, param groups, hyper-parameters, state) for `model`."""
     if not isinstance(torch_opt, torch.optim.Optimizer):
         raise TypeError(f"optimizer must be a torch.optim optimizer, got {type(torch_opt).__name__}")
-    classes = {cls.__name__: cls for cls in _optim.OPTIMIZERS.values()}
+    classes = {cls.__name__: cls for cls in _optim.OPTIMIZERS.values() if cls.torch_counterpart}
     name = type(torch_opt).__name__
     cls = classes.get(name)
     if cls is None or getattr(torch.optim, name, None) is not type(torch_opt):

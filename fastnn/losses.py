@@ -870,8 +870,9 @@ __all__ += ["L1Loss", "KerasBCELoss", "KerasCrossEntropyLoss", "KerasSparseCross
 # ------------------------------------------------------------------------------------------
 
 class SklearnMLPLoss(_Loss):
-    """scikit-learn 1.9's MLP loss on the last layer's pre-activation z (docs/numerics.md, "scikit-learn's
-    MLP numerics"): the output activation ``out_activation`` applied to z, then the loss sklearn pairs with it:
+    """scikit-learn 1.9's MLP loss on the last layer's pre-activation z (docs/numerics.md section 11.1).
+
+    The output activation ``out_activation`` applied to z, then the loss sklearn pairs with it:
     "identity" -> squared_loss, "logistic" -> binary_log_loss, "softmax" -> log_loss, "exp" -> poisson_loss
     (sklearn.neural_network._base: its clipping of probabilities to [eps, 1 - eps] of the dtype, its
     averaging), plus ``0.5 * alpha * sum ||W||^2 / sum(w)`` over the model's Dense weights.
@@ -886,8 +887,10 @@ class SklearnMLPLoss(_Loss):
     with alpha != 0 runs only on the engine (``Engine.train_step``/``train_batches``/``loss_grad``, as
     fastnn.sklearn's estimators do); calling it on arrays (``loss(z, y)``) raises ValueError then.
 
-    Not in ``LOSSES``: that registry holds the names ``compile(loss=...)``, fastnn.plot and the model file
-    build without arguments; this loss is bound to an estimator's out_activation, alpha and weights column.
+    Not in ``LOSSES`` (nor in ``__all__``, the model file's allow-list): that registry holds the losses
+    ``compile(loss=...)`` and fastnn.plot build by name without arguments; this one needs its out_activation
+    and is bound to an estimator's alpha and weights column (fastnn.sklearn pickles, it does not save .fnn files).
+    The engine knows it by its ``plan_kind`` all the same (fastnn.engine._PLAN_LOSSES).
     """
 
     plan_kind = LossKind.SKLEARN_MLP
@@ -921,5 +924,3 @@ class SklearnMLPLoss(_Loss):
         value, _ = K.sklearn_mlp_loss(x, t, grad_out, self._out_code, self.weighted)
         return value
 
-
-__all__ += ["SklearnMLPLoss"]

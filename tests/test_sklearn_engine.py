@@ -142,12 +142,21 @@ def test_train_step_is_backprop_then_sklearns_update(dtype):
 
 # ------------------------------------------------------------------------------------------ optimizers
 
+@pytest.fixture(params=[True, False], ids=["avx2", "sse2"])
+def avx2(request):
+    """Both update loops: fnn_optim.h's AVX2 one (where the CPU has it) and _optim.pyx's SSE2 one."""
+    before = _optim.avx2_available()
+    _optim.set_avx2(request.param)
+    yield _optim.avx2_available()
+    _optim.set_avx2(before)
+
+
 @pytest.mark.parametrize("dtype", DTYPES, ids=["f64", "f32"])
 @pytest.mark.parametrize("which", ["adam", "sgd", "sgd_nesterov", "sgd_no_momentum"])
-def test_optimizer_kernels_are_sklearns_bit_for_bit(which, dtype):
-    """The SK_ADAM / SK_SGD kernels and their NumPy twins, fed the same gradients as sklearn's own optimizer
-    objects for 200 steps (gradients over 8 decades), leave the same bits (float32 too: the kernels round
-    as NumPy evaluates sklearn's expressions on float32 arrays)."""
+def test_optimizer_kernels_are_sklearns_bit_for_bit(which, dtype, avx2):
+    """The SK_ADAM / SK_SGD kernels (both loops) and their NumPy twins, fed the same gradients as sklearn's own
+    optimizer objects for 200 steps (gradients over 8 decades), leave the same bits (float32 too: the kernels
+    round as NumPy evaluates sklearn's expressions on float32 arrays)."""
     rng = np.random.default_rng(["adam", "sgd", "sgd_nesterov", "sgd_no_momentum"].index(which))
     p0 = rng.standard_normal(1031).astype(dtype)
     sk_params, ours, twin = [p0.copy()], p0.copy(), p0.copy()
@@ -250,3 +259,215 @@ def test_loss_kernel_matches_its_twin(out_act, weighted, dtype):
         assert abs(value - value_ref) <= tol * abs(value_ref)
         assert abs(sw_sum - sw_ref) <= 1e-12 * sw_ref
         assert _rel(g, g_ref) <= tol
+
+
+# ------------------------------------------------------------------------------------------ (b) finite differences
+
+def _fd_check(model, X, t, loss, scale_of):
+    """Central differences of Engine.loss_grad's value over every parameter entry vs its gradient / scale_of."""
+    eng = model._engine()
+    eng.loss_grad(X, t, loss)
+    grads = [p.grad.copy() for p in model.parameters()]
+    h = 1e-6
+    for p, g in zip(model.parameters(), grads):
+        flat = p.data.reshape(-1)
+        fd = np.empty(flat.size)
+        for i in range(flat.size):
+            old = flat[i]
+            flat[i] = old + h
+            up = eng.loss_grad(X, t, loss)
+            flat[i] = old - h
+            down = eng.loss_grad(X, t, loss)
+            flat[i] = old
+            fd[i] = (up - down) / (2 * h)
+        np.testing.assert_allclose(g.reshape(-1) / scale_of, fd, rtol=1e-6, atol=1e-8, err_msg=p.name)
+
+
+@pytest.mark.parametrize("alpha", [0.0, 0.1])
+@pytest.mark.parametrize("weighted", [False, True], ids=["unweighted", "weighted"])
+@pytest.mark.parametrize("out_act", OUT_ACTS)
+def test_gradient_is_the_loss_gradient_where_sklearn_says_so(out_act, weighted, alpha):
+    """float64 finite differences of the engine's loss value (its L2 term included): the gradient is the loss's
+    for k == 1 (every output activation) and for k > 1 with softmax, logistic and exp; for identity with
+    k > 1 it is k times the loss's (sklearn's squared_loss averages over the outputs, its delta does not)."""
+    rng = np.random.default_rng([OUT_ACTS.index(out_act), weighted, int(alpha * 10)])
+    for k in (1, 3):
+        if out_act == "softmax" and k == 1:
+            continue
+        n = 9
+        model = _model([4, 5, k], "tanh", np.float64, int(rng.integers(1 << 30)))
+        X = rng.standard_normal((n, 4)) * 0.5
+        Y = _targets(rng, out_act, n, k, np.float64)
+        sw = rng.random(n) + 0.5 if weighted else None
+        quirk = out_act == "identity" and k > 1   # the data term's gradient scaled by k; the L2 term's not: alpha 0
+        loss = SklearnMLPLoss(out_act, 0.0 if quirk else alpha, weighted)
+        _fd_check(model, X, _t(Y, sw), loss, k if quirk else 1)
+
+
+# ------------------------------------------------------------------------------------------ (c) an epoch vs sklearn
+
+def _sk_epochs(m, opt, X, Y, sw, orders, batch):
+    """scikit-learn's _fit_stochastic inner loop (full batches): _backprop, then update_params."""
+    params = m.coefs_ + m.intercepts_
+    losses = []
+    for order in orders:
+        for b in range(len(order) // batch):
+            idx = order[b * batch:(b + 1) * batch]
+            value, cg, ig = _sk_backprop(m, X[idx], Y[idx], None if sw is None else sw[idx])
+            opt.update_params(params, cg + ig)
+            losses.append(float(value))
+    return losses
+
+
+OPTS = [("adam", {}), ("sgd", {"momentum": 0.9, "nesterov": True}), ("sgd", {"momentum": 0.9, "nesterov": False}),
+        ("sgd", {"momentum": 0.0, "nesterov": False})]
+
+
+@pytest.mark.parametrize("weighted", [False, True], ids=["unweighted", "weighted"])
+@pytest.mark.parametrize("opt_name,opt_kw", OPTS, ids=lambda v: str(v))
+@pytest.mark.parametrize("out_act,hidden", [("softmax", "relu"), ("logistic", "tanh"), ("identity", "logistic"),
+                                            ("exp", "relu")])
+def test_train_batches_follow_sklearns_loop(out_act, hidden, opt_name, opt_kw, weighted):
+    """Two epochs of Engine.train_batches (shuffled full batches, one nogil call each, 60 steps) with
+    SklearnMLPLoss(alpha=1e-4) and SklearnAdam/SklearnSGD = sklearn's _backprop + its optimizer object, to 1e-10
+    (float64) in the weights and the batch losses."""
+    rng = np.random.default_rng([OUT_ACTS.index(out_act), len(opt_kw), opt_kw.get("nesterov", 2), weighted])
+    n, batch, k = 300, 10, (1 if out_act == "logistic" else 3)
+    model = _model([8, 16, 12, k], hidden, np.float64, int(rng.integers(1 << 30)))
+    for p in model.parameters():   # sklearn-sized weights, so that exp stays tame
+        p.data[...] *= 0.5
+    X = rng.standard_normal((n, 8))
+    Y = _targets(rng, out_act, n, k, np.float64)
+    sw = rng.random(n) + 0.5 if weighted else None
+    coefs, intercepts = _coefs(model)
+    m = _sk_mlp(coefs, intercepts, hidden, out_act, 1e-4)
+    params = m.coefs_ + m.intercepts_
+    if opt_name == "adam":
+        sk = sk_opt.AdamOptimizer(params, 1e-3, 0.9, 0.999, 1e-8)
+        opt = SklearnAdam(model.parameters(), lr=1e-3)
+    else:
+        sk = sk_opt.SGDOptimizer(params, 0.01, "constant", opt_kw["momentum"], opt_kw["nesterov"])
+        opt = SklearnSGD(model.parameters(), lr=0.01, **opt_kw)
+    orders = [rng.permutation(n).astype(np.int64) for _ in range(2)]
+    expected = _sk_epochs(m, sk, X, Y, sw, orders, batch)
+    loss = SklearnMLPLoss(out_act, 1e-4, weighted)
+    t = _t(Y, sw)
+    eng = model._engine()
+    got = []
+    for order in orders:
+        losses = np.empty(n // batch)
+        assert eng.train_batches(X, t, order, batch, 0, n // batch, loss, opt, losses) == n // batch
+        got += list(losses)
+    np.testing.assert_allclose(got, expected, rtol=1e-10)
+    ours = _coefs(model)
+    for a, b in zip(ours[0] + ours[1], params):
+        np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-10 * np.abs(b).max())
+
+
+def test_partial_batch_then_more_batches_continue_the_state():
+    """train_step on a partial batch between train_batches calls continues Adam's step count and moments."""
+    rng = np.random.default_rng(8)
+    model = _model([4, 6, 3], "relu", np.float64, 4)
+    X, Y = rng.standard_normal((25, 4)), _targets(rng, "softmax", 25, 3, np.float64)
+    m = _sk_mlp(*_coefs(model), "relu", "softmax", 0.0)
+    params = m.coefs_ + m.intercepts_
+    sk = sk_opt.AdamOptimizer(params, 1e-2, 0.9, 0.999, 1e-8)
+    opt, loss, eng = SklearnAdam(model.parameters(), lr=1e-2), SklearnMLPLoss("softmax"), model._engine()
+    for _ in range(2):
+        order = rng.permutation(25).astype(np.int64)
+        eng.train_batches(X, Y, order, 10, 0, 2, loss, opt, np.empty(2))
+        rest = order[20:]
+        eng.train_step(np.ascontiguousarray(X[rest]), np.ascontiguousarray(Y[rest]), loss, opt)
+        for idx in (order[:10], order[10:20], rest):
+            _, cg, ig = _sk_backprop(m, X[idx], Y[idx], None)
+            sk.update_params(params, cg + ig)
+    assert float(opt.state[model.parameters()[0]]["step"]) == sk.t == 6
+    ours = _coefs(model)
+    for a, b in zip(ours[0] + ours[1], params):
+        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-13)
+
+
+# ------------------------------------------------------------------------------------------ arguments
+
+def test_loss_rejects_bad_arguments_naming_them():
+    with pytest.raises(ValueError, match=r"out_activation must be one of 'identity', 'logistic', 'softmax', "
+                                         r"'exp'; got 'tanh'"):
+        SklearnMLPLoss("tanh")
+    with pytest.raises(TypeError, match=r"out_activation must be a str"):
+        SklearnMLPLoss(None)
+    for bad in (-1e-3, float("nan"), float("inf")):
+        with pytest.raises(ValueError, match=r"alpha must be a finite number in \[0, inf\)"):
+            SklearnMLPLoss("identity", alpha=bad)
+    with pytest.raises(TypeError, match=r"weighted must be"):
+        SklearnMLPLoss("identity", weighted="yes")
+
+
+def test_loss_on_arrays_checks_shapes_and_refuses_alpha():
+    z = np.zeros((4, 2))
+    with pytest.raises(ValueError, match=r"y must have shape \(4, 3\) \(the targets, then the sample weight"):
+        SklearnMLPLoss("identity", weighted=True)(z, np.zeros((4, 2)))
+    with pytest.raises(ValueError, match=r"alpha=0.5 .* runs only on the compiled engine"):
+        SklearnMLPLoss("softmax", alpha=0.5)(z, np.eye(2)[[0, 1, 0, 1]])
+    loss = SklearnMLPLoss("softmax")
+    value = loss(z, np.eye(2)[[0, 1, 0, 1]])
+    assert float(value) == pytest.approx(np.log(2), rel=1e-15)
+    np.testing.assert_allclose(loss.backward(), (0.5 - np.eye(2)[[0, 1, 0, 1]]) / 4, rtol=1e-15)
+
+
+@pytest.mark.parametrize("kwargs,match", [
+    ({"lr": -1.0}, r"lr must be a finite number in \[0, inf\), got -1.0"),
+    ({"lr": float("nan")}, r"lr must be a finite number"),
+    ({"betas": (1.0, 0.999)}, r"betas\[0\] must be a finite number in \[0, 1\), got 1.0"),
+    ({"betas": (0.9, -0.1)}, r"betas\[1\] must be a finite number in \[0, 1\)"),
+    ({"eps": 0.0}, r"eps must be a finite number in \(0, inf\), got 0.0"),
+])
+def test_adam_rejects_bad_hyper_parameters_naming_them(kwargs, match):
+    model = _model([3, 2], "relu", np.float64, 0)
+    with pytest.raises(ValueError, match=match):
+        SklearnAdam(model.parameters(), **kwargs)
+
+
+@pytest.mark.parametrize("kwargs,match", [
+    ({"lr": -0.1}, r"lr must be a finite number in \[0, inf\), got -0.1"),
+    ({"momentum": 1.5}, r"momentum must be a finite number in \[0, 1\], got 1.5"),
+    ({"momentum": float("nan")}, r"momentum must be a finite number"),
+])
+def test_sgd_rejects_bad_hyper_parameters_naming_them(kwargs, match):
+    model = _model([3, 2], "relu", np.float64, 0)
+    with pytest.raises(ValueError, match=match):
+        SklearnSGD(model.parameters(), **kwargs)
+    opt = SklearnSGD(model.parameters())
+    opt.param_groups[0]["lr"] = float("nan")   # the estimator sets lr between epochs: checked at the next step
+    with pytest.raises(ValueError, match=r"param_groups\[0\]: lr must be a finite number"):
+        opt.step()
+
+
+# ------------------------------------------------------------------------------------------ the registry's readers
+
+@pytest.mark.parametrize("name", ["sklearn_sgd", "sklearn_adam"])
+def test_registered_optimizers_compile_fit_save_and_load(tmp_path, name):
+    """OPTIMIZERS' sklearn entries: compile by name, fit on the compiled epoch loop, save with the model file and
+    load; the loaded optimizer continues exactly as the original."""
+    rng = np.random.default_rng(0)
+    X, y = rng.standard_normal((64, 5)), rng.standard_normal((64, 2))
+    model = _model([5, 6, 2], "relu", np.float64, 3)
+    model.compile(optimizer=name, loss="mse")
+    assert type(model.optimizer) is fnn.optim.OPTIMIZERS[name]
+    model.fit(X, y, epochs=2, batch_size=16, verbose=0)
+    path = tmp_path / "m.fnn"
+    fnn.io.save_model(model, path)
+    loaded = fnn.io.load_model(path)
+    assert type(loaded.optimizer) is type(model.optimizer)
+    assert loaded.optimizer.state_dict()["param_groups"] == model.optimizer.state_dict()["param_groups"]
+    for m in (model, loaded):
+        m.fit(X, y, epochs=1, batch_size=16, verbose=0, shuffle=False)
+    for p, q in zip(model.parameters(), loaded.parameters()):
+        assert p.data.tobytes() == q.data.tobytes()
+
+
+def test_from_torch_names_only_torch_optimizers():
+    torch = pytest.importorskip("torch")
+    tm = torch.nn.Sequential(torch.nn.Linear(3, 2))
+    with pytest.raises(ValueError, match=r"has no fastnn counterpart; from_torch converts torch.optim.SGD") as info:
+        fnn.io.from_torch(tm, optimizer=torch.optim.LBFGS(tm.parameters()))
+    assert "Sklearn" not in str(info.value)

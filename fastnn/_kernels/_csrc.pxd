@@ -46,3 +46,8 @@ cdef extern from "fnn_optim.h" nogil:
                            double* param, const double* grad, double* exp_avg, double* exp_avg_sq,
                            double* max_exp_avg_sq, double w1, double beta2, double omb2, double eps, double wd,
                            double decay, double step, double bc2s)
+    # scikit-learn's Adam (SK_ADAM), AVX2 without FMA: the scalar loop's bits
+    void fnn_sk_adam_avx2_f64(long lo, long hi, double* param, const double* grad, double* ms, double* vs, double b1,
+                              double omb1, double b2, double omb2, double nlr, double eps)
+    void fnn_sk_adam_avx2_f32(long lo, long hi, float* param, const float* grad, float* ms, float* vs, float b1,
+                              float omb1, float b2, float omb2, double nlr, float eps)

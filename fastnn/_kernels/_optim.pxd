@@ -36,7 +36,7 @@
 #                                                                                    eps
 #
 # The OPT_SK_* kinds are scikit-learn's MLP optimizers (sklearn/neural_network/_stochastic_optimizers.py,
-# docs/numerics.md "scikit-learn's MLP numerics"), not torch's: SK_SGD v := momentum*v - lr*g,
+# docs/numerics.md section 11.2), not torch's: SK_SGD v := momentum*v - lr*g,
 # param += nesterov ? momentum*v - lr*g : v; SK_ADAM m := b1*m + (1-b1)*g, v := b2*v + (1-b2)*(g*g),
 # param += (-lr_t*m) / (sqrt(v) + eps), in NumPy's operation order; float32 rounds as NumPy does there
 # (SK_ADAM's update in double - NumPy's float64 lr_t promotes it - then rounded into the float32 param).

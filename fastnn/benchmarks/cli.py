@@ -291,7 +291,8 @@ def run_optim(args, pools, have) -> tuple[list[dict], list[str]]:
     rows, notes = [], []
     dtype = "float32"
     for name in args.optimizers:   # rows of fastnn.optim.OPTIMIZERS (fastnn.benchmarks.optim.OPTIMIZERS)
-        fused = have["torch"] and O.torch_has_fused(name)
+        torch_row = have["torch"] and O.torch_has(name)   # scikit-learn's optimizers have no torch.optim class
+        fused = torch_row and O.torch_has_fused(name)
         if not O.numpy_has(name):
             notes.append(f"{name}: no NumPy reference in fastnn.benchmarks.optim (numpy column left out)")
         for size in args.opt_sizes:
@@ -300,7 +301,7 @@ def run_optim(args, pools, have) -> tuple[list[dict], list[str]]:
             makers = {"fastnn": lambda n, k=name, s=size: O.fastnn_opt_step(k, s, dtype)}
             if O.numpy_has(name):
                 makers["numpy"] = lambda n, k=name, s=size: O.numpy_opt_step(k, s, dtype)
-            if have["torch"]:
+            if torch_row:
                 makers["torch"] = lambda n, k=name, s=size: O.torch_opt_step(k, s, dtype)
                 if fused:
                     makers["torch-fused"] = lambda n, k=name, s=size: O.torch_opt_step(k, s, dtype, fused=True)

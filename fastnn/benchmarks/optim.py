@@ -57,6 +57,11 @@ def fastnn_has(name: str) -> bool:
     return any(cls.__name__ == OPTIMIZERS[name][0] for cls in _REGISTRY.values())
 
 
+def torch_has(name: str) -> bool:
+    """True if torch.optim has the optimizer class of row `name` (not scikit-learn's SklearnSGD/SklearnAdam)."""
+    return all(cls.torch_counterpart for cls in _REGISTRY.values() if cls.__name__ == OPTIMIZERS[name][0])
+
+
 def numpy_has(name: str) -> bool:
     """True if there is an in-place NumPy reference for row `name` (NUMPY_OPTIMIZERS)."""
     return OPTIMIZERS[name][0] in NUMPY_OPTIMIZERS
@@ -194,9 +199,58 @@ class NumpyAdadelta:
         self.p -= tmp
 
 
+class NumpySklearnSGD:
+    """scikit-learn's SGDOptimizer (lr, momentum, nesterov), in place: v = mu*v - lr*g; p += mu*v - lr*g (nesterov)
+    or v. sklearn itself allocates new arrays per step; this is the same arithmetic without allocations."""
+
+    def __init__(self, param, grad, lr=0.1, momentum=0.9, nesterov=True):
+        self.p, self.g, self.lr, self.mu, self.nesterov = param, grad, lr, momentum, nesterov
+        self.v, self.tmp = np.zeros_like(param), np.empty_like(param)
+
+    def step(self):
+        v, tmp = self.v, self.tmp
+        v *= self.mu
+        np.multiply(self.g, self.lr, out=tmp)
+        v -= tmp
+        if self.nesterov:
+            np.multiply(v, self.mu, out=tmp)
+            tmp -= self.lr * self.g
+            self.p += tmp
+        else:
+            self.p += v
+
+
+class NumpySklearnAdam:
+    """scikit-learn's AdamOptimizer (lr, betas, eps), in place: m, v as torch's; p += -lr_t * m / (sqrt(v) + eps),
+    lr_t = lr * sqrt(1 - b2^t) / (1 - b1^t) (epsilon outside the bias correction)."""
+
+    def __init__(self, param, grad, lr=1e-3, betas=(0.9, 0.999), eps=1e-8):
+        self.p, self.g, self.lr, self.betas, self.eps = param, grad, lr, betas, eps
+        self.m, self.v, self.tmp = np.zeros_like(param), np.zeros_like(param), np.empty_like(param)
+        self.t = 0
+
+    def step(self):
+        self.t += 1
+        b1, b2 = self.betas
+        m, v, tmp, g = self.m, self.v, self.tmp, self.g
+        m *= b1
+        np.multiply(g, 1 - b1, out=tmp)
+        m += tmp
+        v *= b2
+        np.multiply(g, g, out=tmp)
+        tmp *= 1 - b2
+        v += tmp
+        np.sqrt(v, out=tmp)
+        tmp += self.eps
+        np.divide(m, tmp, out=tmp)
+        tmp *= -(self.lr * math.sqrt(1 - b2**self.t) / (1 - b1**self.t))
+        self.p += tmp
+
+
 #: optimizer class name -> its in-place NumPy reference (NumpyX is the reference for X)
 NUMPY_OPTIMIZERS = {cls.__name__.removeprefix("Numpy"): cls
-                    for cls in (NumpySGD, NumpyAdam, NumpyAdamW, NumpyRMSprop, NumpyAdagrad, NumpyAdadelta)}
+                    for cls in (NumpySGD, NumpyAdam, NumpyAdamW, NumpyRMSprop, NumpyAdagrad, NumpyAdadelta,
+                                NumpySklearnSGD, NumpySklearnAdam)}
 
 
 # ------------------------------------------------------------------------------------------ factories
@@ -232,6 +286,8 @@ def torch_opt_step(name: str, n: int, dtype=np.float32, fused=False):
 
 def torch_has_fused(name: str) -> bool:
     """True if torch.optim's class for `name` takes fused=True and runs it on the CPU."""
+    if not torch_has(name):
+        return False
     try:
         torch_opt_step(name, 8, fused=True)
     except (ImportError, RuntimeError, TypeError, ValueError):

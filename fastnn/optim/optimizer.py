@@ -58,6 +58,9 @@ class Optimizer:
     _load_defaults: dict = {"maximize": False}
     #: whether every parameter's state holds a "step" count (all but SGD)
     _counts_steps: bool = True
+    #: whether torch.optim has this class (same name, same update): fastnn.io.from_torch, the benchmarks' torch
+    #: rows and the torch comparisons use it; scikit-learn's optimizers (SklearnSGD, SklearnAdam) have none
+    torch_counterpart: bool = True
 
     def __init__(self, params, defaults: dict):
         self.defaults = self._check_group(dict(defaults))

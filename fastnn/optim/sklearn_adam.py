@@ -1,5 +1,5 @@
-"""scikit-learn's MLP Adam (sklearn.neural_network._stochastic_optimizers.AdamOptimizer, docs/numerics.md,
-"scikit-learn's MLP numerics")."""
+"""scikit-learn's MLP Adam (sklearn.neural_network._stochastic_optimizers.AdamOptimizer, docs/numerics.md
+section 11.2)."""
 
 from __future__ import annotations
 
@@ -23,6 +23,7 @@ class SklearnAdam(Optimizer):
     _kind = KIND_SK_ADAM
     _state_kinds = ("m", "v")
     _load_defaults: dict = {}
+    torch_counterpart = False
 
     def __init__(self, params=LATER, lr=0.001, betas=(0.9, 0.999), eps=1e-8):
         super().__init__(params, dict(lr=lr, betas=betas, eps=eps))

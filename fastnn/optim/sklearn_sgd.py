@@ -1,5 +1,5 @@
-"""scikit-learn's MLP SGD (sklearn.neural_network._stochastic_optimizers.SGDOptimizer, docs/numerics.md,
-"scikit-learn's MLP numerics")."""
+"""scikit-learn's MLP SGD (sklearn.neural_network._stochastic_optimizers.SGDOptimizer, docs/numerics.md
+section 11.2)."""
 
 from __future__ import annotations
 
@@ -23,6 +23,7 @@ class SklearnSGD(Optimizer):
     _state_kinds = ("velocity",)
     _counts_steps = False
     _load_defaults: dict = {}
+    torch_counterpart = False
 
     def __init__(self, params=LATER, lr=0.1, momentum=0.9, nesterov=True):
         super().__init__(params, dict(lr=lr, momentum=momentum, nesterov=nesterov))
