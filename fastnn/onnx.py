@@ -26,7 +26,8 @@ Fitted MLP estimators: ``fastnn.sklearn.MLPClassifier``/``MLPRegressor`` and sci
 ``sklearn.neural_network`` classes, recognised by their fitted attributes (``coefs_``, ``intercepts_``,
 ``activation``, ``out_activation_``; ``classes_`` makes a classifier), so scikit-learn is never imported.
 The graph has the interface skl2onnx gives scikit-learn's MLPs: input ``X`` (``["batch", n_features]``,
-the dtype of ``coefs_``), Gemm + the hidden activation per layer, then
+the dtype of ``coefs_``), Gemm + the hidden activation per layer (scikit-learn's names; any name of
+fastnn.layers.ACTIVATIONS works too, written as for a Sequential), then
 
 - classifier: output ``label`` = ``predict(X)`` and ``probabilities`` = ``predict_proba(X)``. Multiclass
   (softmax): ``classes_[argmax]``; binary (one logistic output p): probabilities ``[1 - p, p]`` and the
@@ -328,9 +329,21 @@ def _(model: Sequential, onnx):
 # is the one skl2onnx writes for scikit-learn's MLPs: input "X", outputs "label" and "probabilities" (classifier)
 # or "variable" (regressor), with standard operators only (no ai.onnx.ml domain).
 
-#: scikit-learn's activation names -> ONNX operator (None: the identity, no node)
-_MLP_ACTIVATIONS = {"identity": None, "logistic": "Sigmoid", "tanh": "Tanh", "relu": "Relu"}
-_MLP_OUT_ACTIVATIONS = {"identity": None, "logistic": "Sigmoid", "softmax": "Softmax", "exp": "Exp"}
+#: scikit-learn's activation names that fastnn spells otherwise (the rest are fastnn.layers.ACTIVATIONS names)
+_SKLEARN_NAMES = {"logistic": "sigmoid"}
+
+
+def _mlp_activation_class(est, attr: str):
+    """The fastnn activation class named by est.<attr> (None for "exp", the Poisson loss's output activation)."""
+    name = getattr(est, attr)
+    if attr == "out_activation_" and name == "exp":
+        return None
+    cls = L.ACTIVATIONS.get(_SKLEARN_NAMES.get(name, name)) if isinstance(name, str) else None
+    if cls is None:
+        extra = " or 'exp'" if attr == "out_activation_" else ""
+        raise ValueError(f"{type(est).__name__}.{attr} must be one of scikit-learn's activation names (fastnn's "
+                         f"registry fastnn.layers.ACTIVATIONS, with 'logistic' for 'sigmoid'){extra}, got {name!r}")
+    return cls
 
 
 def _mlp_weights(est) -> tuple[list, list, np.dtype]:
@@ -381,20 +394,14 @@ def _estimator_graph(est, onnx):
     name = type(est).__name__
     coefs, intercepts, dtype = _mlp_weights(est)
     hidden, out_act = est.activation, est.out_activation_
-    if hidden not in _MLP_ACTIVATIONS:
-        raise ValueError(f"{name}.activation must be one of {sorted(_MLP_ACTIVATIONS)} for ONNX export, "
-                         f"got {hidden!r}")
-    if out_act not in _MLP_OUT_ACTIVATIONS:
-        raise ValueError(f"{name}.out_activation_ must be one of {sorted(_MLP_OUT_ACTIVATIONS)} for ONNX export, "
-                         f"got {out_act!r}")
+    hidden_cls, out_cls = _mlp_activation_class(est, "activation"), _mlp_activation_class(est, "out_activation_")
     g = _Graph(onnx, dtype)
     h = "X"
     for i, (w, b) in enumerate(zip(coefs, intercepts)):
         g.prefix = f"layer{i}/"
         h = g.op("Gemm", h, g.initializer(f"coefs_{i}", w), g.initializer(f"intercepts_{i}", b))
-        op = _MLP_ACTIVATIONS[hidden] if i + 1 < len(coefs) else _MLP_OUT_ACTIVATIONS[out_act]
-        if op is not None:
-            h = g.op(op, h, **({"axis": 1} if op == "Softmax" else {}))
+        cls = hidden_cls if i + 1 < len(coefs) else out_cls
+        h = g.op("Exp", h) if cls is None else _activation(g, cls(), h)   # fastnn's defaults (Softmax: last axis)
     g.prefix = "output/"
     n_in, n_out = coefs[0].shape[0], coefs[-1].shape[1]
     elem = _elem(onnx, dtype)

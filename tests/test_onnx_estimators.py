@@ -200,6 +200,19 @@ def test_duck_typed_attributes_only(tmp_path):
     np.testing.assert_allclose(out, np.maximum(X @ w0 + b0, 0) @ w1 + b1, rtol=1e-12, atol=1e-12)
 
 
+def test_any_fastnn_activation_name(tmp_path):
+    """A duck-typed estimator may name any activation of fastnn's registry (ELU here): exported as for a
+    Sequential."""
+    r = np.random.default_rng(6)
+    w0, b0, w1, b1 = r.standard_normal((3, 5)), r.standard_normal(5), r.standard_normal((5, 1)), r.standard_normal(1)
+    est = types.SimpleNamespace(coefs_=[w0, w1], intercepts_=[b0, b1], activation="elu", out_activation_="exp")
+    fio.to_onnx(est, tmp_path / "m.onnx")
+    X = r.standard_normal((40, 3))
+    z = X @ w0 + b0
+    expected = np.exp(np.where(z > 0, z, np.expm1(z)) @ w1 + b1)
+    np.testing.assert_allclose(_run(tmp_path / "m.onnx", X)["variable"], expected, rtol=1e-12, atol=1e-12)
+
+
 # ------------------------------------------------------------------------------------------------ errors
 
 @pytest.mark.parametrize("flavour", FLAVOURS)
@@ -221,8 +234,9 @@ def test_attributes_without_an_export(tmp_path):
         return types.SimpleNamespace(**fields)
 
     cases = [
-        (bad(activation="gelu"), r"activation must be one of \['identity', 'logistic', 'relu', 'tanh'\].*'gelu'"),
-        (bad(out_activation_="softplus"), r"out_activation_ must be one of .*'softplus'"),
+        (bad(activation="swish"), r"SimpleNamespace\.activation must be one of scikit-learn's activation .*'swish'"),
+        (bad(activation=None), r"\.activation must be one of scikit-learn's activation names .*None"),
+        (bad(out_activation_="cube"), r"\.out_activation_ must be one of .* or 'exp', got 'cube'"),
         (bad(coefs_=[w.astype(np.float32) for w in est.coefs_]), r"intercepts_\[0\] must have the dtype of coefs_"),
         (bad(coefs_=[w.astype(np.int64) for w in est.coefs_]), r"coefs_ must be float32 or float64 arrays, got int64"),
         (bad(coefs_=est.coefs_[:1]), r"coefs_ and .intercepts_ must be non-empty lists of one length, got 1 and 2"),
