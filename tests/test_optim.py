@@ -201,6 +201,9 @@ def test_apply_run_rejects_bad_runs(dtype):
     (kernels.KIND_ADAGRAD, (0.1, 0.1, 0.1, 1e-10)),
     (kernels.KIND_ADAGRAD, (0.1, 0.0, 0.0, 1e-10)),
     (kernels.KIND_ADADELTA, (1.0, 0.9, 1e-6, 0.1)),
+    (kernels.KIND_SK_SGD, (0.05, 0.9)),
+    (kernels.KIND_SK_ADAM, (1e-3, 0.9, 0.999, 1e-8)),
+    (kernels.KIND_SK_ADAM, (0.01, 0.3, 0.5, 1e-3)),
 ], ids=str)
 def test_step_scalars_count_in_float32_and_equal_pythons_arithmetic_bit_for_bit(kind, hp):
     """The kernel's per-step arithmetic (step_scalars) is the twin's Python arithmetic exactly (** is libm's pow):
@@ -209,7 +212,7 @@ def test_step_scalars_count_in_float32_and_equal_pythons_arithmetic_bit_for_bit(
     steps, twin_steps = np.array(starts, np.float32), np.array(starts, np.float32)
     for _ in range(3):
         ours = kernels.next_scalars(kind, hp, steps[:1])
-        n = 0 if kind == kernels.KIND_SGD else 1
+        n = 0 if kind in (kernels.KIND_SGD, kernels.KIND_SK_SGD) else 1
         if n:
             twin_steps[:1] = twin_steps[:1].astype(np.float64) + 1.0
         want = reference._scalars(kind, hp, float(twin_steps[0]))
@@ -220,14 +223,15 @@ def test_step_scalars_count_in_float32_and_equal_pythons_arithmetic_bit_for_bit(
                 twin_steps[i] = np.float32(float(twin_steps[i]) + 1.0)
             assert got[:len(want)] == reference._scalars(kind, hp, float(twin_steps[i]))
     np.testing.assert_array_equal(steps, twin_steps)
-    if kind != kernels.KIND_SGD:
+    if kind not in (kernels.KIND_SGD, kernels.KIND_SK_SGD):
         assert steps[6:].tolist() == [2**24, 2**24, 2**40] and steps[0] == 3
 
 
 def test_protocol_codes_match_the_reference_and_pxd():
     assert (kernels.KIND_SGD, kernels.KIND_ADAM, kernels.KIND_RMSPROP, kernels.KIND_ADAGRAD,
-            kernels.KIND_ADADELTA) == (reference.SGD, reference.ADAM, reference.RMSPROP, reference.ADAGRAD,
-                                       reference.ADADELTA) == (0, 1, 2, 3, 4)
+            kernels.KIND_ADADELTA, kernels.KIND_SK_SGD, kernels.KIND_SK_ADAM) == (
+        reference.SGD, reference.ADAM, reference.RMSPROP, reference.ADAGRAD, reference.ADADELTA, reference.SK_SGD,
+        reference.SK_ADAM) == (0, 1, 2, 3, 4, 5, 6)
     flags = [kernels.FLAG_MAXIMIZE, kernels.FLAG_WEIGHT_DECAY, kernels.FLAG_MOMENTUM, kernels.FLAG_NESTEROV,
              kernels.FLAG_FIRST_STEP, kernels.FLAG_AMSGRAD, kernels.FLAG_DECOUPLED, kernels.FLAG_CENTERED]
     assert flags == [reference.MAXIMIZE, reference.WEIGHT_DECAY, reference.MOMENTUM, reference.NESTEROV,

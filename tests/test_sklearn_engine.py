@@ -471,3 +471,13 @@ def test_from_torch_names_only_torch_optimizers():
     with pytest.raises(ValueError, match=r"has no fastnn counterpart; from_torch converts torch.optim.SGD") as info:
         fnn.io.from_torch(tm, optimizer=torch.optim.LBFGS(tm.parameters()))
     assert "Sklearn" not in str(info.value)
+
+
+def test_the_plan_refuses_to_run_the_sklearn_loss_distributed():
+    """Its batch loss is not a sum over rows that an allreduce could split: TrainPlan.distribute says so."""
+    model = _model([3, 2], "relu", np.float64, 0)
+    eng = model._engine()
+    eng.loss_grad(np.zeros((4, 3)), np.zeros((4, 2)), SklearnMLPLoss("identity"))
+    buf = np.zeros(model._arena.grad.size + 3)
+    with pytest.raises(ValueError, match=r"scikit-learn's MLP loss does not run distributed"):
+        eng._plan.distribute((1, 0, 0, 0, 0, buf, model._arena.grad.size))

@@ -7,6 +7,10 @@
 # the optimizer update - as ONE call that holds no GIL. The element-wise, dropout, loss and optimizer
 # kernels are the `noexcept nogil` functions the per-layer (phase 1) path calls through its def
 # wrappers (_activations, _dense's colsum, _dropout, _losses, _optim), called in the same order.
+# scikit-learn's MLP loss (LossKind.SKLEARN_MLP, docs/numerics.md section 11.1) is the one loss whose L2 term
+# needs the weights, so the plan applies it: after the loss kernel it adds (alpha/2) sum ||W||^2 / sum(w) of the
+# weights as they are before the update, and after each Dense stage's dW GEMM it adds alpha / sum(w) * W.
+# Its sample weights are an extra last column of the targets, gathered with them. It does not run distributed.
 # An InferPlan runs the eval-mode forward only (no dropout, nothing kept for backward): each Dense
 # writes its GEMM into one of two ping-pong buffers and applies bias + activation in place.
 #

@@ -31,7 +31,8 @@ OPTIMIZERS = {"sgd": SGD, "adam": Adam, "adamw": AdamW, "rmsprop": RMSprop, "ada
 #: weight_decay 0.004. Epsilons stay torch's (1e-8; adagrad 1e-10, adadelta 1e-6): fastnn places epsilon
 #: as torch does (outside the square root; Keras's rmsprop and adagrad add it inside, its adam scales it by
 #: sqrt(1 - beta2^t)), so Keras's value would not give Keras's numbers either. The classes themselves
-#: (fastnn.optim.SGD(...)) keep torch's defaults; scikit-learn's (sklearn_sgd, sklearn_adam) keep scikit-learn's.
+#: (fastnn.optim.SGD(...)) keep torch's defaults. sklearn_sgd gets scikit-learn's MLP default learning rate
+#: (learning_rate_init=0.001; SklearnSGD's own default, 0.1, is its SGDOptimizer class's), sklearn_adam keeps its own.
 KERAS_DEFAULTS = {
     "sgd": {"lr": 0.01},
     "adam": {"lr": 0.001},
@@ -39,6 +40,7 @@ KERAS_DEFAULTS = {
     "rmsprop": {"lr": 0.001, "alpha": 0.9},
     "adagrad": {"lr": 0.001, "initial_accumulator_value": 0.1},
     "adadelta": {"lr": 0.001, "rho": 0.95},
+    "sklearn_sgd": {"lr": 0.001},
 }
 
 
