@@ -1,5 +1,7 @@
 """Export to ONNX: ``fastnn.io.to_onnx(model, path)`` (needs the optional extra ``pip install "fastnn[onnx]"``).
 
+``model`` is a ``Sequential`` or a fitted MLP estimator (below).
+
 The file is an ONNX model at opset 17 (IR version 8), built with the ``onnx`` package, which is
 imported only when an export runs (``import fastnn`` never imports it). It computes the model's
 inference function (eval mode: Dropout is the identity and is left out) with standard ONNX operators:
@@ -19,6 +21,23 @@ newer, or that onnxruntime's CPU provider has no double kernel for, are written 
 ``Elu`` as ``Relu(x) + alpha (Exp(Min(x, 0)) - 1)``, ``Softsign`` as ``x / (1 + Abs(x))``, ``Softplus(u)``
 as ``Relu(u) + Log(1 + Exp(-|u|))`` and ``Erf`` as Cephes' rational approximations of
 erf and erfc (those of ``ndtr``, error ~1e-16) built from Mul/Add/Div/Exp/Clip/Where.
+
+Fitted MLP estimators: ``fastnn.sklearn.MLPClassifier``/``MLPRegressor`` and scikit-learn's
+``sklearn.neural_network`` classes, recognised by their fitted attributes (``coefs_``, ``intercepts_``,
+``activation``, ``out_activation_``; ``classes_`` makes a classifier), so scikit-learn is never imported.
+The graph has the interface skl2onnx gives scikit-learn's MLPs: input ``X`` (``["batch", n_features]``,
+the dtype of ``coefs_``), Gemm + the hidden activation per layer (scikit-learn's names; any name of
+fastnn.layers.ACTIVATIONS works too, written as for a Sequential), then
+
+- classifier: output ``label`` = ``predict(X)`` and ``probabilities`` = ``predict_proba(X)``. Multiclass
+  (softmax): ``classes_[argmax]``; binary (one logistic output p): probabilities ``[1 - p, p]`` and the
+  label ``classes_[argmax]``, which is ``classes_[1]`` exactly when p > 0.5 (1 - p is exact for p >= 0.5),
+  scikit-learn's threshold; multilabel (one logistic per label): label the 0/1 int64 matrix ``p > 0.5``.
+  Labels are an int64 tensor for integer (and bool: 0/1) classes_, double for float classes_ (skl2onnx
+  casts those to integers), string for text classes_ (``Gather`` from a constant table, no ``ai.onnx.ml``
+  operator);
+- regressor: output ``variable`` of shape ``(batch, n_outputs)`` (``predict(X)`` reshaped to 2-D, as
+  skl2onnx does); ``out_activation_`` ``exp`` (Poisson loss) is ``Exp``.
 
 The model's doc string describes the architecture; producer_name is "fastnn" and producer_version
 fastnn's version. Writes are atomic, as for ``fastnn.io.save_model``.
@@ -79,6 +98,7 @@ class _Graph:
         self.nodes, self.initializers = [], []
         self._consts: dict[float, str] = {}
         self._count = 0
+        self._outputs: set[str] = set()
         self.prefix = ""
 
     def initializer(self, name: str, array: np.ndarray) -> str:
@@ -92,11 +112,26 @@ class _Graph:
             self._consts[key] = self.initializer(f"const_{len(self._consts)}", np.array(key, dtype=self.dtype))
         return self._consts[key]
 
-    def op(self, op_type: str, *inputs: str, **attrs) -> str:
-        out = f"{self.prefix}{op_type}_{self._count}"
+    def op(self, op_type: str, *inputs: str, out: str | None = None, **attrs) -> str:
+        """The output tensor of a new node op_type(inputs, attrs), named `out` or a fresh name."""
+        if out is None:
+            out = f"{self.prefix}{op_type}_{self._count}"
         self._count += 1
         self.nodes.append(self.onnx.helper.make_node(op_type, list(inputs), [out], name=out, **attrs))
         return out
+
+    def output(self, tensor: str, name: str) -> str:
+        """Make graph output `name` hold `tensor`: the node producing it is renamed to produce `name` (the nodes
+        reading it follow); an Identity if `tensor` is not a node's output or is already a graph output."""
+        producers = [n for n in self.nodes if tensor in n.output]
+        if not producers or tensor in self._outputs:
+            self.op("Identity", tensor, out=name)
+        else:
+            for node in self.nodes:
+                node.output[:] = [name if t == tensor else t for t in node.output]
+                node.input[:] = [name if t == tensor else t for t in node.input]
+        self._outputs.add(name)
+        return name
 
     def polevl(self, z: str, coeffs) -> str:
         """c0 z^n + c1 z^(n-1) + ... + cn (Horner)."""
@@ -221,19 +256,35 @@ def _activation(g: _Graph, act: L.Activation, x: str) -> str:
     return g.op(cls.onnx_op, x, **attrs) if lowered is None else lowered(g, x, **attrs)
 
 
-# One graph builder per exportable type: a later exporter (an estimator, say) registers its own.
+# One graph builder per exportable type: (graph, graph name, inputs, outputs, doc string), where inputs and outputs
+# are [(tensor name, ONNX element type, shape)] and every output tensor is a node's output (_Graph.output).
 @functools.singledispatch
 def _build_graph(model, onnx):
-    """(graph, graph name, in_features, out_features, output tensor, doc string) of model's function."""
-    raise TypeError(f"model must be a fastnn Sequential, got {type(model).__name__}")
+    """The ONNX graph of model's inference function (see above)."""
+    raise TypeError("model must be a fastnn Sequential or a fitted MLPClassifier/MLPRegressor (fastnn.sklearn or "
+                    f"scikit-learn), got {type(model).__name__}")
+
+
+def _is_mlp_estimator(model) -> bool:
+    """Duck typing: an object with the fitted attributes of scikit-learn's MLPs (fastnn.sklearn's have the same)."""
+    return all(hasattr(model, a) for a in ("coefs_", "intercepts_", "activation", "out_activation_"))
 
 
 def _exporter(model):
-    """The graph builder registered for model's type; TypeError naming `model` if there is none."""
+    """The graph builder for model: the one registered for its type, or the MLP estimators' (duck-typed on their
+    fitted attributes); TypeError naming `model` if neither applies, ValueError for an unfitted estimator."""
     build = _build_graph.dispatch(type(model))
-    if build is _build_graph.registry[object]:
-        build(model, None)
-    return build
+    if build is not _build_graph.registry[object]:
+        return build
+    if _is_mlp_estimator(model):
+        return _estimator_graph
+    if hasattr(model, "hidden_layer_sizes") and hasattr(model, "get_params"):
+        raise ValueError(f"model ({type(model).__name__}) is not fitted: call its fit() before to_onnx")
+    build(model, None)
+
+
+def _elem(onnx, dtype: np.dtype) -> int:
+    return onnx.TensorProto.DOUBLE if dtype == np.float64 else onnx.TensorProto.FLOAT
 
 
 @_build_graph.register
@@ -267,22 +318,134 @@ def _(model: Sequential, onnx):
         lines.append(f"  ({i}): {layer!r}")
     doc = (f"fastnn {__version__} Sequential, {model.dtype.name}, {model.in_features} -> {model.out_features} "
            "features, its inference function (eval mode):\n" + "\n".join(lines))
-    return g, "fastnn.Sequential", model.in_features, model.out_features, h, doc
+    g.output(h, "y")
+    elem = _elem(onnx, g.dtype)
+    return (g, "fastnn.Sequential", [("x", elem, ["batch", model.in_features])],
+            [("y", elem, ["batch", model.out_features])], doc)
+
+
+# ------------------------------------------------------------------------------------------------ MLP estimators
+# scikit-learn's MLPClassifier/MLPRegressor and fastnn.sklearn's, which have the same fitted attributes. The graph
+# is the one skl2onnx writes for scikit-learn's MLPs: input "X", outputs "label" and "probabilities" (classifier)
+# or "variable" (regressor), with standard operators only (no ai.onnx.ml domain).
+
+#: scikit-learn's activation names that fastnn spells otherwise (the rest are fastnn.layers.ACTIVATIONS names)
+_SKLEARN_NAMES = {"logistic": "sigmoid"}
+
+
+def _mlp_activation_class(est, attr: str):
+    """The fastnn activation class named by est.<attr> (None for "exp", the Poisson loss's output activation)."""
+    name = getattr(est, attr)
+    if attr == "out_activation_" and name == "exp":
+        return None
+    cls = L.ACTIVATIONS.get(_SKLEARN_NAMES.get(name, name)) if isinstance(name, str) else None
+    if cls is None:
+        extra = " or 'exp'" if attr == "out_activation_" else ""
+        raise ValueError(f"{type(est).__name__}.{attr} must be one of scikit-learn's activation names (fastnn's "
+                         f"registry fastnn.layers.ACTIVATIONS, with 'logistic' for 'sigmoid'){extra}, got {name!r}")
+    return cls
+
+
+def _mlp_weights(est) -> tuple[list, list, np.dtype]:
+    """est's coefs_ and intercepts_ as arrays, checked to form a chain of layers of one float dtype."""
+    name = type(est).__name__
+    coefs, intercepts = [np.asarray(w) for w in est.coefs_], [np.asarray(b) for b in est.intercepts_]
+    if not coefs or len(coefs) != len(intercepts):
+        raise ValueError(f"{name}.coefs_ and .intercepts_ must be non-empty lists of one length, got "
+                         f"{len(coefs)} and {len(intercepts)}")
+    dtype = coefs[0].dtype
+    if dtype not in (np.float32, np.float64):
+        raise ValueError(f"{name}.coefs_ must be float32 or float64 arrays, got {dtype}")
+    width = coefs[0].shape[0] if coefs[0].ndim == 2 else None
+    for i, (w, b) in enumerate(zip(coefs, intercepts)):
+        if w.dtype != dtype or b.dtype != dtype:
+            raise ValueError(f"{name}.coefs_[{i}] and .intercepts_[{i}] must have the dtype of coefs_[0] ({dtype}), "
+                             f"got {w.dtype} and {b.dtype}")
+        if w.ndim != 2 or w.shape[0] != width or b.shape != (w.shape[1],):
+            raise ValueError(f"{name}.coefs_[{i}] must be a ({width}, k) matrix and .intercepts_[{i}] a (k,) vector, "
+                             f"got shapes {w.shape} and {b.shape}")
+        width = w.shape[1]
+    nbytes = sum(a.nbytes for a in coefs + intercepts)
+    if nbytes > _MAX_BYTES:
+        raise ValueError(f"model is too large for an ONNX file: its weights take {nbytes} bytes, and one ONNX "
+                         "file holds less than 2 GiB")
+    return coefs, intercepts, dtype
+
+
+def _label_tensor(onnx, classes: np.ndarray, name: str):
+    """classes_ as an initializer: int64 for integer labels, double for float labels, string for text labels."""
+    if classes.dtype.kind in "biu" or (classes.dtype == object and all(
+            isinstance(c, (int, np.integer)) and not isinstance(c, (bool, np.bool_)) for c in classes)):
+        if classes.dtype.kind == "u" and classes.size and classes.max() > np.iinfo(np.int64).max:
+            raise ValueError(f"classes_ must fit an int64 for an ONNX label tensor, got {classes.max()}")
+        values, elem = np.asarray(classes.tolist(), dtype=np.int64), onnx.TensorProto.INT64
+    elif classes.dtype.kind == "f":
+        values, elem = classes.astype(np.float64), onnx.TensorProto.DOUBLE
+    elif classes.dtype.kind in "US" or (classes.dtype == object and all(isinstance(c, str) for c in classes)):
+        values, elem = np.array([str(c) for c in classes.tolist()], dtype=object), onnx.TensorProto.STRING
+    else:
+        raise ValueError("classes_ must be integers, floats or strings for an ONNX label tensor, got "
+                         f"{classes.dtype} values like {classes[:3].tolist()!r}")
+    return onnx.numpy_helper.from_array(values, name), elem
+
+
+def _estimator_graph(est, onnx):
+    """The graph of a fitted MLPClassifier/MLPRegressor's predict (and predict_proba)."""
+    name = type(est).__name__
+    coefs, intercepts, dtype = _mlp_weights(est)
+    hidden, out_act = est.activation, est.out_activation_
+    hidden_cls, out_cls = _mlp_activation_class(est, "activation"), _mlp_activation_class(est, "out_activation_")
+    g = _Graph(onnx, dtype)
+    h = "X"
+    for i, (w, b) in enumerate(zip(coefs, intercepts)):
+        g.prefix = f"layer{i}/"
+        h = g.op("Gemm", h, g.initializer(f"coefs_{i}", w), g.initializer(f"intercepts_{i}", b))
+        cls = hidden_cls if i + 1 < len(coefs) else out_cls
+        h = g.op("Exp", h) if cls is None else _activation(g, cls(), h)   # fastnn's defaults (Softmax: last axis)
+    g.prefix = "output/"
+    n_in, n_out = coefs[0].shape[0], coefs[-1].shape[1]
+    elem = _elem(onnx, dtype)
+    layers = " -> ".join([str(n_in)] + [f"{w.shape[1]} {hidden}" for w in coefs[:-1]] + [f"{n_out} {out_act}"])
+    doc = f"fastnn {__version__} export of {type(est).__module__}.{name}, {dtype.name}: {layers}; "
+    if not hasattr(est, "classes_"):   # a regressor: predict
+        g.output(h, "variable")
+        doc += "output variable = predict(X) as (batch, n_outputs)"
+        return g, name, [("X", elem, ["batch", n_in])], [("variable", elem, ["batch", n_out])], doc
+    classes = np.asarray(est.classes_)
+    if out_act == "softmax" and classes.shape == (n_out,):                 # multiclass
+        kind, proba, n_classes = "multiclass", h, n_out
+    elif out_act == "logistic" and n_out == 1 and classes.shape == (2,):   # binary: p of classes_[1]
+        kind, n_classes = "binary", 2
+        proba = g.op("Concat", g.op("Sub", g.const(1.0), h), h, axis=1)
+    elif out_act == "logistic" and n_out > 1 and classes.shape == (n_out,):   # multilabel: one p per label
+        kind, proba, n_classes = "multilabel", h, n_out
+    else:
+        raise ValueError(f"{name} with out_activation_={out_act!r}, {n_out} outputs and classes_ of shape "
+                         f"{classes.shape} is no classifier ONNX export knows (binary, multiclass or multilabel)")
+    if kind == "multilabel":   # predict: p > 0.5 per label, as a 0/1 int64 matrix
+        label = g.op("Cast", g.op("Greater", proba, g.const(0.5)), to=onnx.TensorProto.INT64)
+        label_elem, label_shape = onnx.TensorProto.INT64, ["batch", n_out]
+    else:   # predict: classes_[argmax] (binary: 1 - p < p exactly when p > 0.5, scikit-learn's threshold)
+        table, label_elem = _label_tensor(onnx, classes, "classes")
+        g.initializers.append(table)
+        label = g.op("Gather", "classes", g.op("ArgMax", proba, axis=1, keepdims=0), axis=0)
+        label_shape = ["batch"]
+    g.output(label, "label")
+    g.output(proba, "probabilities")
+    doc += f"{kind} classifier, outputs label = predict(X) and probabilities = predict_proba(X)"
+    return (g, name, [("X", elem, ["batch", n_in])],
+            [("label", label_elem, label_shape), ("probabilities", elem, ["batch", n_classes])], doc)
 
 
 def _model_proto(model):
     """The onnx.ModelProto of model, checked with onnx.checker (full check)."""
     build = _exporter(model)
     onnx = _onnx()
-    g, name, n_in, n_out, out, doc = build(model, onnx)
-    if out == "x" or g.nodes[-1].output[0] != out:   # (not so for a Sequential's graph) y must be a node's output
-        out = g.op("Identity", out)
-    g.nodes[-1].output[0] = "y"   # out is the last node's output, so no node reads it
-    elem = onnx.TensorProto.DOUBLE if g.dtype == np.float64 else onnx.TensorProto.FLOAT
+    g, name, inputs, outputs, doc = build(model, onnx)
     graph = onnx.helper.make_graph(
         g.nodes, name,
-        [onnx.helper.make_tensor_value_info("x", elem, ["batch", n_in])],
-        [onnx.helper.make_tensor_value_info("y", elem, ["batch", n_out])],
+        [onnx.helper.make_tensor_value_info(*spec) for spec in inputs],
+        [onnx.helper.make_tensor_value_info(*spec) for spec in outputs],
         initializer=g.initializers,
     )
     proto = onnx.helper.make_model(graph, opset_imports=[onnx.helper.make_opsetid("", OPSET)],
@@ -293,12 +456,16 @@ def _model_proto(model):
 
 
 def to_onnx(model, path) -> None:
-    """Write `model` (a fastnn Sequential) to `path` as an ONNX model; see the module docstring.
+    """Write `model` (a fastnn Sequential or a fitted MLP estimator) to `path` as an ONNX model.
 
-    The ONNX model computes model's inference function (eval mode, whatever mode model is in:
-    Dropout is left out) for any batch size: input "x" (batch, in_features), output "y"
-    (batch, out_features), in the model's dtype. The write is atomic (an existing file at `path`
-    is replaced only by a complete file). Raises TypeError if `model` is not a Sequential,
+    For a Sequential the ONNX model computes model's inference function (eval mode, whatever mode
+    model is in: Dropout is left out) for any batch size: input "x" (batch, in_features), output "y"
+    (batch, out_features), in the model's dtype. For a fitted MLPClassifier/MLPRegressor (fastnn.sklearn's
+    or scikit-learn's) it computes predict and predict_proba with skl2onnx's interface: input "X",
+    outputs "label" and "probabilities" (classifier) or "variable" (regressor); see the module docstring.
+    The write is atomic (an existing file at `path` is replaced only by a complete file). Raises
+    TypeError if `model` is neither, ValueError for an unfitted estimator or one whose fitted
+    attributes have no export,
     TypeError/ValueError for a path that is not a str/PathLike, is empty, holds a NUL character or
     names a directory (FileNotFoundError if its directory does not exist, as save_model does), and
     ImportError if the onnx package is not installed (pip install "fastnn[onnx]").

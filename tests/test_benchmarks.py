@@ -358,3 +358,39 @@ def test_contended_starts_and_stops_its_busy_process(monkeypatch, tmp_path, caps
     for r in result["contended"]:
         assert r["impl"].startswith("fastnn") and r["threads"] == 2 and r["vs_1_thread"] > 0
     assert "Contended (--contended)" in capsys.readouterr().out
+
+
+# ------------------------------------------------------------------------------------------ the sklearn section
+
+def test_sklearn_section_tiny_run(tmp_path, capsys):
+    """`--sections sklearn` on 200 rows, 2 epochs: a row per case x dtype x impl with the work both did (the same
+    epochs, losses equal as the estimators' contract says), the GEMM floor arithmetic and its targets."""
+    pytest.importorskip("sklearn")
+    from fastnn.benchmarks import sklearn_fit as SK
+
+    path = tmp_path / "bench.json"
+    assert cli.main(["--sections", "sklearn", "--sklearn-rows", "200", "--sklearn-max-iter", "2", "--sklearn-repeats",
+                     "1", "--threads", "1", "--dtypes", "float32,float64", "--gemm-n", "128", "--copy-mib", "4",
+                     "--quiet", "--json", str(path)]) == 0
+    assert "fit of fastnn.sklearn.MLPClassifier vs sklearn.neural_network.MLPClassifier" in capsys.readouterr().out
+    result = json.loads(path.read_text())
+    assert result["train_step"] == result["optimizer_step"] == result["inference"] == []
+    rows = result["sklearn_fit"]
+    assert {(r["case"], r["dtype"], r["impl"]) for r in rows} == {
+        (c, d, i) for c in SK.CASES for d in ("float32", "float64") for i in ("fastnn", "sklearn")}
+    peaks = result["peaks"]["1"]
+    for r in rows:
+        hidden = list(SK.CASES[r["case"]][1])
+        assert r["rows"] == 200 and r["threads"] == 1 and r["max_iter"] == 2 and r["n_iter"] == 2
+        assert r["sizes"] == [64 if r["case"] == "digits" else 784, *hidden, 10]
+        assert 0 < r["min_s"] <= r["median_s"] and r["samples"] == 1 and math.isfinite(r["loss"])
+        assert r["gemm_flops"] == S.gemm_flops(r["sizes"], 200) * 2
+        peak = peaks["sgemm_flops" if r["dtype"] == "float32" else "dgemm_flops"]
+        assert r["floor_s"] == pytest.approx(r["gemm_flops"] / peak)
+        assert r["x_floor"] == pytest.approx(r["median_s"] / r["floor_s"])
+        twin = next(q for q in rows if q["impl"] == "sklearn" and (q["case"], q["dtype"]) == (r["case"], r["dtype"]))
+        assert r["vs_sklearn"] == pytest.approx(twin["median_s"] / r["median_s"])
+        assert r["loss"] == pytest.approx(twin["loss"], rel=1e-4 if r["dtype"] == "float32" else 1e-9)
+    names = [t["target"] for t in result["targets"]]
+    assert names == [f"sklearn fit {c} {d} 1 thr: {what}" for c in SK.CASES for d in ("float32", "float64")
+                     for what in (["vs scikit-learn", "GEMM floor"] if c == "synthetic" else ["vs scikit-learn"])]

@@ -181,9 +181,10 @@ def test_failed_write_leaves_the_old_file_intact(tmp_path, monkeypatch, exc):
 
 def test_bad_model(tmp_path):
     for bad in (None, [fnn.Dense(3, 2)], "model.fnn", fnn.Dense(3, 2)):
-        with pytest.raises(TypeError, match=r"model must be a fastnn Sequential, got "):
+        with pytest.raises(TypeError, match=r"model must be a fastnn Sequential or a fitted MLPClassifier/"
+                                            r"MLPRegressor .*, got "):
             fio.to_onnx(bad, tmp_path / "m.onnx")
-    with pytest.raises(TypeError, match=r"model must be a fastnn Sequential, got int"):
+    with pytest.raises(TypeError, match=r"model must be a fastnn Sequential or a fitted .*, got int"):
         fio.to_onnx(3, None)   # the model is checked first
 
     class MyReLU(fnn.ReLU):

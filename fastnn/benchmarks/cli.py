@@ -4,6 +4,7 @@
     fastnn bench --quick               # smoke run: tiny and deep, few rounds (seconds)
     fastnn bench --shapes tiny --dtypes float32 --threads 1 --json out.json --format markdown
     fastnn bench --contended           # with one busy process beside it: fastnn's N- vs 1-thread ratios
+    fastnn bench --sections sklearn    # fit of fastnn.sklearn.MLPClassifier vs scikit-learn's (minutes; opt-in)
 
 Optional compiled alternatives (fastnn.benchmarks.compiled), each a 1-thread row, skipped with a
 note when its package is missing, checked against the NumPy step before it is timed, its compile
@@ -31,9 +32,11 @@ from . import compiled as C
 from . import harness as H
 from . import optim as O
 from . import shapes as S
+from . import sklearn_fit as SK
 from .harness import BusyProcess, OtherLoad, Pools, alternate, describe_pools, gemm_peak_for, measure_peaks, summary
 
-SECTIONS = ("train", "optim", "inference")
+SECTIONS = ("train", "optim", "inference", "sklearn")
+DEFAULT_SECTIONS = ("train", "optim", "inference")   # sklearn (whole fits, minutes) runs when named
 OPT_TARGET = 1.5                   # optimizer step <= 1.5x a copy of its bytes
 FLOOR_TARGET = 1.3                 # every shape within 1.3x of its floor
 TRAIN_TARGETS = {                  # float32, 1 thread: (vs NumPy, vs PyTorch at equal threads)
@@ -53,8 +56,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="smoke run in seconds: shapes tiny,deep, optimizers on 1M parameters, few rounds")
     parser.add_argument("--json", metavar="PATH", help="also write every row, the pools and the peaks as JSON")
     parser.add_argument("--format", choices=("text", "markdown"), default="text", help="table format")
-    parser.add_argument("--sections", type=items("section", SECTIONS), default=list(SECTIONS),
-                        help="comma-separated: train, optim, inference (default: all)")
+    parser.add_argument("--sections", type=items("section", SECTIONS), default=list(DEFAULT_SECTIONS),
+                        help="comma-separated: train, optim, inference, sklearn (default: train,optim,inference; "
+                             "sklearn: fit of fastnn.sklearn.MLPClassifier vs scikit-learn's, fastnn.benchmarks."
+                             "sklearn_fit)")
     parser.add_argument("--shapes", type=items("shape", shapes), default=None,
                         help=f"comma-separated docs/design.md shapes (default: {','.join(shapes)}; --quick: tiny,deep)")
     parser.add_argument("--dtypes", type=items("dtype", dtypes), default=None,
@@ -68,6 +73,16 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="comma-separated parameter counts, e.g. 1M,10M (default: 1M,10M; --quick: 1M)")
     parser.add_argument("--batches", type=counts("batches"), default=list(S.INFERENCE_BATCHES),
                         help="comma-separated inference batch sizes (default: 1,32,1024)")
+    parser.add_argument("--sklearn-cases", type=items("sklearn case", list(SK.CASES)), default=list(SK.CASES),
+                        help="comma-separated sklearn-section cases (default: digits,synthetic,wide)")
+    parser.add_argument("--sklearn-rows", type=integer(20), default=None,
+                        help=f"rows of the sklearn section's data (default: all: digits 1797, synthetic "
+                             f"{SK.SYNTHETIC_ROWS}; --quick: 2000)")
+    parser.add_argument("--sklearn-max-iter", type=integer(1), default=None,
+                        help="max_iter of every sklearn-section fit (default: the case's, digits 50, synthetic and "
+                             "wide 20; --quick: 3)")
+    parser.add_argument("--sklearn-repeats", type=integer(1), default=None,
+                        help="alternating rounds per sklearn-section row (default 2; --quick: 1)")
     parser.add_argument("--no-torch", action="store_true", help="leave PyTorch out")
     parser.add_argument("--no-sklearn", action="store_true", help="leave scikit-learn out")
     parser.add_argument("--alternatives", type=items("alternative", list(C.ALTERNATIVES)),
@@ -112,6 +127,9 @@ def _resolve(args) -> argparse.Namespace:
     a.gemm_n = a.gemm_n or (1024 if q else 2048)
     a.copy_mib = a.copy_mib or (32 if q else 64)
     a.min_rounds = min(3, max(1, a.repeats))
+    a.sklearn_rows = a.sklearn_rows or (2000 if q else None)
+    a.sklearn_max_iter = a.sklearn_max_iter or (3 if q else None)
+    a.sklearn_repeats = a.sklearn_repeats or (1 if q else 2)
     a.alternatives = [] if a.no_alternatives else list(a.alternatives)
     a.notes, a.compile_rows = [], []
     if a.alternatives and 1 not in a.threads:
@@ -451,6 +469,15 @@ CONTENDED_COLUMNS = [
     _col("impl", lambda r: r["impl"], "<"), _col("thr", lambda r: str(r["threads"])),
     _col("median ms", lambda r: _t(r["median_s"])), _col("vs 1 thr", lambda r: _x(r["vs_1_thread"])),
 ]
+SKLEARN_COLUMNS = [
+    _col("case", lambda r: r["case"], "<"), _col("rows", lambda r: str(r["rows"])),
+    _col("layers", lambda r: "-".join(map(str, r["sizes"])), "<"), _col("dtype", lambda r: r["dtype"], "<"),
+    _col("thr", lambda r: str(r["threads"])), _col("impl", lambda r: r["impl"], "<"),
+    _col("fit s", lambda r: f"{r['median_s']:.3g}"), _col("min s", lambda r: f"{r['min_s']:.3g}"),
+    _col("epochs", lambda r: str(r["n_iter"])), _col("final loss", lambda r: f"{r['loss']:.6g}"),
+    _col("floor s", lambda r: f"{r['floor_s']:.3g}"), _col("x floor", lambda r: _x(r["x_floor"])),
+    _col("vs sklearn", lambda r: _x(r["vs_sklearn"])),
+]
 TARGET_COLUMNS = [
     _col("target", lambda r: r["target"], "<"), _col("required", lambda r: r["required"], "<"),
     _col("measured", lambda r: _x(r["measured"])), _col("", lambda r: "pass" if r["pass"] else "MISS", "<"),
@@ -504,7 +531,11 @@ TITLES = {
                       "params, state written); x copy: time / time of np.copyto moving as many bytes (memcpy row); "
                       "x inplace: time / time of an in-place pass (a *= 1) moving as many bytes (inplace row)",
     "inference": "Inference (eval mode; fastnn model(x), NumPy forward, torch under no_grad)",
-    "targets": "Targets (fastnn's performance goals; float64 with 10% slack)",
+    "sklearn_fit": "scikit-learn estimators (--sections sklearn): fit of fastnn.sklearn.MLPClassifier vs "
+                   "sklearn.neural_network.MLPClassifier, identical parameters (Adam, batch 200, random_state 0); "
+                   "final loss: loss_ after the fit (the same work); floor: the fit's GEMM FLOPs at the run's "
+                   "GEMM peak; vs sklearn: scikit-learn's time / this time",
+    "targets": "Targets (fastnn's performance goals; float64 with 10% slack, except the sklearn fit rows)",
     "compile": "Compiled alternatives: compile time (jax.jit: lower + compile; torch.compile: first call, which "
                "also runs one step; onnxruntime: InferenceSession creation), not part of the timed rows; check: "
                "largest difference from the NumPy step's first losses (training) or logits (inference), "
@@ -518,7 +549,8 @@ def print_result(result, fmt="text", file=None) -> None:
     out = file or sys.stdout
     print("\n".join(header_lines(result)), file=out)
     for key, cols in (("train_step", TRAIN_COLUMNS), ("optimizer_step", OPTIM_COLUMNS),
-                      ("inference", INFER_COLUMNS), ("compile", COMPILE_COLUMNS), ("contended", CONTENDED_COLUMNS),
+                      ("inference", INFER_COLUMNS), ("sklearn_fit", SKLEARN_COLUMNS), ("compile", COMPILE_COLUMNS),
+                      ("contended", CONTENDED_COLUMNS),
                       ("targets", TARGET_COLUMNS)):
         if result.get(key):
             print(f"\n{TITLES[key]}\n", file=out)
@@ -581,11 +613,20 @@ def run(args: argparse.Namespace) -> int:
             else:
                 result["optimizer_step"] = []
             result["inference"] = run_inference(a, pools, have) if "inference" in a.sections else []
+            result["sklearn_fit"] = []
+            if "sklearn" in a.sections:
+                why = "--no-sklearn" if a.no_sklearn else SK.missing()
+                if why is None:
+                    result["sklearn_fit"] = SK.run(a, pools, lambda text: _progress(a, text))
+                else:
+                    a.notes.append(f"sklearn section: skipped, {why}")
             _progress(a, "measuring GEMM peak and copy bandwidth again ...")
             peaks = best_peaks(peaks, measure_peaks(*peak_args))   # the better of the run's start and end
             result["peaks"] = {str(n): p for n, p in peaks.items()}
             derive_train(result["train_step"], peaks)
+            SK.derive(result["sklearn_fit"], peaks)
             result["targets"] = targets(result["train_step"], result["inference"], a.threads)
+            SK.targets(result["sklearn_fit"], lambda *t, **kw: _target(result["targets"], *t, **kw))
             result["compile"] = a.compile_rows
             result["contended"] = contended_rows(result["train_step"], result["inference"]) if busy else []
         result["meta"]["other_load"] = {"cores": run_load.cores, "loadavg_before": load_before,
