@@ -9,8 +9,11 @@
 pools of NumPy's and PyTorch's OpenBLAS (and torch's OpenMP) take the second core from whoever runs
 next, so its 2-thread rows understate every library's scaling. This script times fastnn alone, each
 configuration on a model of its own, alternated in rounds within one process (the configurations'
-order rotates every round), so drift of a shared machine hits them alike; it prints the median and
-the best of the rounds and the ratios to 1 thread (> 1: faster than 1 thread). Configurations:
+order rotates every round), so drift of a shared machine hits them alike; each configuration first
+runs untimed for --warmup seconds (plans built; the default's start, at N threads until its first probe,
+is not timed), and blocks are IDLE seconds apart, so that one configuration's spinning BLAS workers do
+not load the next one. It prints the median and the best of the rounds and the ratios to 1 thread
+(> 1: faster than 1 thread), and which counts the default's plans ran at. Configurations:
 
 - ``1``, ``2``: ``fastnn.set_num_threads(1)`` / ``(2)``, an explicit count (obeyed as it is);
 - ``default``: ``fastnn.set_num_threads(None)``, fastnn's default (docs/design.md, "Threads").
@@ -38,6 +41,8 @@ from threadpoolctl import ThreadpoolController
 
 import fastnn as fnn
 from fastnn.benchmarks.shapes import SHAPES
+
+IDLE = 0.15   # seconds between blocks: OpenBLAS's idle workers spin ~0.1 s (2^28 cycles) before they sleep
 
 
 def model_for(sizes, n, dtype=np.float32, batches=1):
@@ -90,14 +95,22 @@ def make_call(path, model, x, y, n):
     return (lambda: model.predict(xb)), 1
 
 
-def run_row(shape, path, configs, rounds, block_seconds, extra):
+def run_row(shape, path, configs, rounds, block_seconds, warmup, extra):
     sizes, n = SHAPES[shape]
     batches = 1 if path != "fit" else (8 if shape in ("medium", "large") else 32)
-    calls = {}
+    calls, models = {}, {}
     for config in configs:
         set_config(config)
         model, x, y = model_for(sizes, n, batches=batches)
         calls[config] = make_call(path, model, x, y, n)
+        models[config] = model
+        t0 = time.perf_counter()   # warm-up: plans built, the default's first probes done (its start is not timed)
+        while True:
+            calls[config][0]()
+            if extra is not None:
+                extra.after_call()
+            if time.perf_counter() - t0 > warmup:
+                break
     per = {c: [] for c in configs}
     reps = None
     for r in range(rounds):
@@ -122,7 +135,13 @@ def run_row(shape, path, configs, rounds, block_seconds, extra):
                 if extra is not None:
                     extra.after_call()
             per[config].append(spent / reps / units * 1e3)
-    return {c: (float(np.median(v)), float(np.min(v))) for c, v in per.items()}
+            time.sleep(IDLE)
+    out = {c: (float(np.median(v)), float(np.min(v))) for c, v in per.items()}
+    if "default" in models:   # which count the default's plans ran at, in units (steps, batches, calls)
+        engine = models["default"].__dict__.get("_compiled_engine")
+        choices = list(engine._choices.values()) + list(engine._infer_choices.values()) if engine else []
+        out["_choice"] = ", ".join(f"{c.what}: {dict(c.units)}" for c in choices)
+    return out
 
 
 def main(argv=None):
@@ -133,6 +152,7 @@ def main(argv=None):
     p.add_argument("--configs", default="1,2,default", help="comma list of 1, 2, default")
     p.add_argument("--rounds", type=int, default=7, help="rounds per row (3 for large)")
     p.add_argument("--block", type=float, default=0.05, help="seconds of calls per configuration per round")
+    p.add_argument("--warmup", type=float, default=0.5, help="seconds of untimed calls per configuration first")
     a = p.parse_args(argv)
     configs = a.configs.split(",")
     before = fnn.get_num_threads()
@@ -149,7 +169,7 @@ def main(argv=None):
             for shape in a.shapes.split(","):
                 for path in a.paths.split(","):
                     rounds = max(3, a.rounds // 2) if shape == "large" else a.rounds
-                    res = run_row(shape, path, configs, rounds, a.block, extra)
+                    res = run_row(shape, path, configs, rounds, a.block, a.warmup, extra)
                     one = res.get("1", (None,))[0]
                     cells = []
                     for c in configs:
@@ -157,7 +177,8 @@ def main(argv=None):
                         ratio = f" {one / med:.2f}x" if one and c != "1" else ""
                         cells.append(f"{c}: {med:8.3f} ({best:8.3f}){ratio}")
                     print(f"{load:6s} {shape:7s} {path:8s} " + "   ".join(cells)
-                          + f"   [load avg {load_average()}]", flush=True)
+                          + f"   [load avg {load_average()}]" + (f"  default ran at {res['_choice']}"
+                                                                  if res.get("_choice") else ""), flush=True)
         finally:
             if busy is not None:
                 busy.kill()

@@ -12,6 +12,7 @@ its own timings say is faster now (``ThreadChoice`` below; docs/design.md, "Thre
 
 from __future__ import annotations
 
+import ctypes
 import os
 import platform
 import sys
@@ -137,7 +138,8 @@ if hasattr(os, "register_at_fork"):
 #   is in thread_report(); for runs that must repeat bit for bit, set the count explicitly.
 # * SciPy's OpenBLAS thread count is process-wide: it changes only when no compiled call of the
 #   adaptive default is in progress in any thread (a call entering while others run at another count
-#   runs at theirs, with the plan for that count), and a probe runs only when its call is alone (calls
+#   runs at theirs, with the plan for that count), the last call out sets it back to N (so BLAS calls
+#   outside these calls see the configured count), and a probe runs only when its call is alone (calls
 #   of other threads wait for it to end).
 MARGIN = 0.05
 PROBE_BASE = 0.05
@@ -166,17 +168,35 @@ def thread_key():
 
 def _fastnn_blas() -> list:
     """threadpoolctl's controllers of the BLAS fastnn calls (SciPy's; every BLAS if none is SciPy's)."""
+    libs = [c for c in _blas_controller().lib_controllers if c.user_api == "blas"]
+    return [c for c in libs if "scipy" in (c.filepath or "") and "numpy" not in (c.filepath or "")] or libs
+
+
+def _blas_setters() -> list:
+    """A set-thread-count function per BLAS fastnn calls: OpenBLAS's C function itself where it is found
+    (0.25 us a call, against 0.75 us through threadpoolctl), else the controller's method."""
     global _scipy_blas
     if _scipy_blas is None:
-        libs = [c for c in _blas_controller().lib_controllers if c.user_api == "blas"]
-        _scipy_blas = [c for c in libs if "scipy" in (c.filepath or "") and "numpy" not in (c.filepath or "")] or libs
+        setters = []
+        for c in _fastnn_blas():
+            fn = None
+            if c.internal_api == "openblas":
+                lib = ctypes.CDLL(c.filepath)
+                for name in ("scipy_openblas_set_num_threads64_", "scipy_openblas_set_num_threads",
+                             "openblas_set_num_threads64_", "openblas_set_num_threads"):
+                    fn = getattr(lib, name, None)
+                    if fn is not None:
+                        fn.argtypes, fn.restype = [ctypes.c_int], None
+                        break
+            setters.append(fn or c.set_num_threads)
+        _scipy_blas = setters
     return _scipy_blas
 
 
 def _set_running(n: int) -> None:
     global _running
-    for c in _fastnn_blas():
-        c.set_num_threads(n)
+    for setter in _blas_setters():
+        setter(n)
     _running = n
 
 
@@ -194,9 +214,14 @@ def enter_threads(want: int) -> int:
 
 
 def exit_threads() -> None:
+    """End a compiled call (enter_threads); the last one out puts SciPy's OpenBLAS back to the configured
+    count, so that BLAS calls outside the adaptive default's calls (the per-layer path, a loss without a
+    plan kernel, forward of a few rows) run at get_num_threads() as they do under an explicit count."""
     global _inflight
     with _cond:
         _inflight -= 1
+        if _inflight == 0 and _running != _num_threads:
+            _set_running(_num_threads)
 
 
 def begin_probe() -> bool:

@@ -179,7 +179,9 @@ def test_an_explicit_count_is_never_overridden(monkeypatch):
     if _config.adaptive():
         for _ in range(5):
             model.train_step(x[:64], y[:64])
-        assert engine._adaptive and engine._plan.threads == 1 and _scipy_blas_threads() == {1}
+        assert engine._adaptive and engine._plan.threads == 1
+        assert [c.count for c in engine._choices.values()] == [1]
+        assert _scipy_blas_threads() == {N}   # between calls SciPy's BLAS is back at the configured count
 
 
 # ------------------------------------------------------------------------------------- same numbers
