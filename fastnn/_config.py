@@ -17,7 +17,6 @@ import os
 import platform
 import sys
 import threading
-import time
 import weakref
 
 import numpy as np
@@ -128,10 +127,12 @@ if hasattr(os, "register_at_fork"):
 #   batch at hand, before the real step overwrites the gradients and output; a forward whose result is
 #   dropped), alternately at the other count and at the current one (2 each; 1 each when a call takes
 #   over LONG_CALL seconds). The other count wins when its mean is under (1 - MARGIN) x the current one's.
-# * the next probe is due PROBE_BASE x backoff seconds later (backoff doubles, up to BACKOFF_MAX, each
-#   time the current count wins and resets at a switch), and never sooner than BUDGET x the probe's
-#   cost (probes take at most 1/BUDGET of the time); when the current count's last 4 calls have a
-#   median over LOAD_CHANGE x the median after the decision, as soon as the budget allows.
+# * the next probe is due when the plan's own calls have run PROBE_BASE x backoff seconds since (backoff
+#   doubles, up to BACKOFF_MAX, each time the current count wins and resets at a switch), and never
+#   before they have run BUDGET x the probe's cost (probes take at most 1/BUDGET of the plan's time,
+#   however often it is called); when the current count's last 4 calls have a median over LOAD_CHANGE x
+#   the median after the decision, as soon as the budget allows. The clock is the plan's own time, so
+#   a program that calls a plan now and then does not pay for probes in between.
 # * real work only ever runs at the chosen count, so each call's numbers are exactly those of that
 #   count (the plans for N and 1 differ in rounding: the own-kernel rule depends on the count, and
 #   SciPy's OpenBLAS rounds some GEMMs differently at 1 and 2 threads). Which count ran how many calls
@@ -252,15 +253,17 @@ def end_probe(n: int) -> None:
 
 class ThreadChoice:
     """One plan's choice between N threads and 1 (see the section comment). ``count`` is the choice;
-    ``record`` takes the real calls' times, ``probe_due``/``probed`` run the probes. Injectable clock."""
+    ``record`` takes the real calls' times, ``probe_due``/``probed`` run the probes (on times handed in:
+    the decisions are a pure function of them)."""
 
-    def __init__(self, what: str, n: int, clock=time.perf_counter):
-        self.what, self.n, self.count, self.clock = what, n, n, clock
+    def __init__(self, what: str, n: int):
+        self.what, self.n, self.count = what, n, n
         self.samples: list[float] = []    # seconds per unit of the last 8 real calls since the last decision
         self.seen = 0                     # real calls recorded since the last decision
         self.ref: float | None = None     # median of the first 4 of them
-        self.next_probe = 0.0
-        self.earliest = 0.0
+        self.spent = 0.0                  # seconds of real calls at the current count since the last probe
+        self.due = 0.0                    # the next probe is due when spent reaches this
+        self.earliest = 0.0               # ... and never before (the probe budget)
         self.backoff = 1
         self.probes = self.switches = 0
         self.units = {n: 0, 1: 0}         # units (steps, batches, forward calls) run at each count
@@ -279,6 +282,7 @@ class ThreadChoice:
         self.units[count] = self.units.get(count, 0) + units
         if count != self.count or units <= 0:
             return
+        self.spent += seconds
         s = self.samples
         s.append(seconds / units)
         if len(s) > 8:
@@ -289,10 +293,10 @@ class ThreadChoice:
         if self.ref is None:
             self.ref = _median(s)
         elif _median(s[-4:]) > LOAD_CHANGE * self.ref:
-            self.next_probe = self.earliest
+            self.due = self.earliest
 
     def probe_due(self) -> bool:
-        return self.clock() >= self.next_probe and len(self.samples) >= 1
+        return self.spent >= self.due and len(self.samples) >= 1
 
     def probe_rounds(self) -> int:
         return 1 if self.samples and _median(self.samples) > LONG_CALL else 2
@@ -309,10 +313,9 @@ class ThreadChoice:
                 self.backoff = 1
             else:
                 self.backoff = min(2 * self.backoff, BACKOFF_MAX)
-            now = self.clock()
-            self.samples, self.ref, self.seen = [], None, 0
-            self.earliest = now + BUDGET * cost
-            self.next_probe = max(self.earliest, now + PROBE_BASE * self.backoff)
+            self.samples, self.ref, self.seen, self.spent = [], None, 0, 0.0
+            self.earliest = BUDGET * cost
+            self.due = max(self.earliest, PROBE_BASE * self.backoff)
 
     def report(self) -> dict:
         with _cond:

@@ -1,6 +1,6 @@
 """The thread count: explicit counts are obeyed, the adaptive default picks N or 1 per plan (fastnn._config).
 
-No timings are asserted: the choice's decisions run on injected times (a fake clock, fake probe means),
+No timings are asserted: the choice's decisions run on injected times (the calls' and the probes' times handed in),
 and the engine's behaviour is checked with choices forced to a count or to a schedule, against runs at
 an explicit count (the numbers a call produces are those of the count it ran at, bit for bit).
 """
@@ -24,23 +24,20 @@ N = _config._usable_cores()
 needs_cores = pytest.mark.skipif(N < 2, reason="the adaptive default needs 2 usable cores (1 core: nothing to pick)")
 
 
-class Clock:
-    def __init__(self):
-        self.now = 100.0
-
-    def __call__(self):
-        return self.now
-
-
 def _choice(n=2):
-    clock = Clock()
-    return _config.ThreadChoice("test", n, clock=clock), clock
+    return _config.ThreadChoice("test", n)
+
+
+def _run_for(c, seconds, per_call=0.001):
+    """Record real calls at the current count until `seconds` of them have run."""
+    while c.spent < seconds:
+        c.record(c.count, per_call)
 
 
 # ------------------------------------------------------------------------------------- the decision rule
 
 def test_starts_at_n_and_probes_after_its_first_call():
-    c, _ = _choice()
+    c = _choice()
     assert c.count == 2 and c.other == 1
     assert not c.probe_due()
     c.record(2, 0.001)
@@ -48,59 +45,60 @@ def test_starts_at_n_and_probes_after_its_first_call():
 
 
 def test_the_other_count_wins_only_by_more_than_the_margin():
-    c, clock = _choice()
-    for _ in range(3):
-        c.record(2, 0.001)
+    c = _choice()
+    c.record(2, 0.001)
     c.probed([0.00097, 0.00097], [0.001, 0.001], cost=0.004)   # 3% faster: not enough
     assert c.count == 2 and c.switches == 0 and c.backoff == 2
-    assert c.next_probe == pytest.approx(clock.now + _config.BUDGET * 0.004)   # the budget dominates
-    for _ in range(3):
-        c.record(2, 0.001)
-    clock.now = c.next_probe
+    assert c.due == pytest.approx(_config.BUDGET * 0.004)        # the budget dominates the backoff
+    _run_for(c, 0.39)
+    assert not c.probe_due()
+    _run_for(c, 0.4 + 1e-9)
+    assert c.probe_due()
     c.probed([0.0009, 0.0009], [0.001, 0.001], cost=0.004)     # 10% faster: switch
     assert c.count == 1 and c.other == 2 and c.switches == 1 and c.backoff == 1
     assert c.samples == [] and not c.probe_due()
+    before = c.units[2]
+    c.record(2, 5.0)                                            # a call at the old count: not the plan's time
+    assert c.spent == 0.0 and c.units[2] == before + 1
 
 
 def test_backoff_doubles_while_the_current_count_wins_up_to_its_cap():
-    c, clock = _choice()
+    c = _choice()
+    c.record(2, 0.01)
     for i in range(10):
-        for _ in range(3):
-            c.record(2, 0.01)
-        clock.now = c.next_probe
         assert c.probe_due()
         c.probed([0.02], [0.01], cost=1e-6)   # negligible cost: the backoff sets the interval
         assert c.backoff == min(2 ** (i + 1), _config.BACKOFF_MAX)
-        assert c.next_probe == pytest.approx(clock.now + _config.PROBE_BASE * c.backoff)
+        assert c.due == pytest.approx(_config.PROBE_BASE * c.backoff)
+        _run_for(c, c.due - 0.015, per_call=0.01)
+        assert not c.probe_due()
+        _run_for(c, c.due + 1e-9, per_call=0.01)
     assert c.count == 2 and c.probes == 10
 
 
 def test_a_slowdown_of_the_current_count_brings_the_probe_forward():
-    c, clock = _choice()
-    for _ in range(3):
+    c = _choice()
+    c.record(2, 0.001)
+    c.probed([0.002], [0.001], cost=0.0001)          # stays at 2: due after 0.1 s, the budget after 0.01 s
+    assert c.earliest == pytest.approx(0.01) and c.due == pytest.approx(0.1)
+    for _ in range(12):
         c.record(2, 0.001)
-    c.probed([0.002], [0.001], cost=0.001)           # stays at 2; next probe at >= now + 0.1 s
-    assert clock.now < c.earliest < c.next_probe or c.next_probe == c.earliest
-    for _ in range(4):
-        c.record(2, 0.001)
-    assert c.ref == pytest.approx(0.001)
-    clock.now = c.earliest
-    assert c.next_probe > clock.now or c.next_probe == c.earliest
+    assert c.ref == pytest.approx(0.001) and not c.probe_due()
     for _ in range(4):
         c.record(2, 0.004)                            # another process took a core: 4x slower
-    assert c.next_probe == c.earliest and c.probe_due()
+    assert c.due == c.earliest and c.probe_due()
 
 
 def test_calls_at_another_count_are_counted_but_not_timed():
-    c, _ = _choice()
+    c = _choice()
     c.record(1, 0.5, units=3)
-    assert c.units == {2: 0, 1: 3} and c.samples == []
+    assert c.units == {2: 0, 1: 3} and c.samples == [] and c.spent == 0.0
     c.record(2, 0.004, units=4)
-    assert c.samples == [0.001] and c.units[2] == 4
+    assert c.samples == [0.001] and c.units[2] == 4 and c.spent == 0.004
 
 
 def test_long_calls_probe_once_per_count():
-    c, _ = _choice()
+    c = _choice()
     c.record(2, 0.001)
     assert c.probe_rounds() == 2
     c.record(2, 1.0)
@@ -159,7 +157,6 @@ class _PreferOne(_config.ThreadChoice):
     def probed(self, other, current, cost):
         fake = {1: [1.0], self.n: [2.0]}
         super().probed(fake[self.other], fake[self.count], cost=0.0)
-        self.next_probe = 0.0
 
 
 @needs_cores
@@ -193,7 +190,7 @@ def _forced(count=None, schedule=None, probe=False):
     class Forced(_config.ThreadChoice):
         log = []
 
-        def __init__(self, what, n, clock=None):
+        def __init__(self, what, n):
             super().__init__(what, n)
             self.count = n if count is None else count
             self.sched = list(schedule or [])
@@ -203,7 +200,6 @@ def _forced(count=None, schedule=None, probe=False):
 
         def probed(self, other, current, cost):
             Forced.log.append((self.what, len(other), len(current)))
-            self.next_probe = 0.0
 
         def record(self, count_, seconds, units=1):
             Forced.log.append((self.what, count_, units))
