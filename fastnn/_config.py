@@ -129,10 +129,11 @@ if hasattr(os, "register_at_fork"):
 #   over LONG_CALL seconds). The other count wins when its mean is under (1 - MARGIN) x the current one's.
 # * the next probe is due when the plan's own calls have run PROBE_BASE x backoff seconds since (backoff
 #   doubles, up to BACKOFF_MAX, each time the current count wins and resets at a switch), and never
-#   before they have run BUDGET x the probe's cost (probes take at most 1/BUDGET of the plan's time,
-#   however often it is called); when the current count's last 4 calls have a median over LOAD_CHANGE x
-#   the median after the decision, as soon as the budget allows. The clock is the plan's own time, so
-#   a program that calls a plan now and then does not pay for probes in between.
+#   before they have run BUDGET x the probe's time at the other count (the calls at a count that loses
+#   take at most 1/BUDGET of the plan's time, however slow that count is now; while the current count
+#   is the slow one, probes come as soon as the backoff allows); when the current count's last 4 calls
+#   have a median over LOAD_CHANGE x the median after the decision, as soon as the budget allows. The
+#   clock is the plan's own time, so a program that calls a plan now and then pays for no probes between.
 # * real work only ever runs at the chosen count, so each call's numbers are exactly those of that
 #   count (the plans for N and 1 differ in rounding: the own-kernel rule depends on the count, and
 #   SciPy's OpenBLAS rounds some GEMMs differently at 1 and 2 threads). Which count ran how many calls
@@ -302,7 +303,8 @@ class ThreadChoice:
         return 1 if self.samples and _median(self.samples) > LONG_CALL else 2
 
     def probed(self, other: list, current: list, cost: float) -> None:
-        """A probe's times (seconds per unit at the other count and at the current one), `cost` its seconds."""
+        """A probe's times (seconds per unit at the other count and at the current one); `cost`: the seconds
+        it spent at the other count."""
         with _cond:
             o, c = sum(other) / len(other), sum(current) / len(current)
             self.last = (self.other, o, self.count, c)

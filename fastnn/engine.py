@@ -372,7 +372,6 @@ class Engine:
         current, other = choice.count, choice.other
         times = {current: [], other: []}
         seed, step = self._ex.seed, self._ex.step + 1
-        begin = time.perf_counter()
         try:
             for _ in range(choice.probe_rounds()):
                 for k in (other, current):
@@ -388,7 +387,7 @@ class Engine:
         finally:
             _config.end_probe(current)
             self._at(current, x.shape[0], t, loss, kind)
-        choice.probed(times[other], times[current], time.perf_counter() - begin)
+        choice.probed(times[other], times[current], sum(times[other]))
 
     def _adaptive_step(self, x, t, loss, optimizer) -> float:
         """train_step at the count the plan's ThreadChoice picks (probing first when a probe is due)."""
@@ -502,7 +501,6 @@ class Engine:
             return
         current, other = choice.count, choice.other
         times = {current: [], other: []}
-        begin = time.perf_counter()
         try:
             for _ in range(choice.probe_rounds()):
                 for k in (other, current):
@@ -512,7 +510,7 @@ class Engine:
                     times[k].append(time.perf_counter() - t0)
         finally:
             _config.end_probe(current)
-        choice.probed(times[other], times[current], time.perf_counter() - begin)
+        choice.probed(times[other], times[current], sum(times[other]))
 
     def _forward_at(self, x, out, threads):
         """forward at `threads` threads, on a pooled InferPlan built for that count."""
