@@ -127,6 +127,9 @@ if hasattr(os, "register_at_fork"):
 #   batch at hand, before the real step overwrites the gradients and output; a forward whose result is
 #   dropped), alternately at the other count and at the current one (2 each; 1 each when a call takes
 #   over LONG_CALL seconds). The other count wins when its mean is under (1 - MARGIN) x the current one's.
+#   A switch is checked on the real calls: when the median of the first 3 calls at the new count is over
+#   (1 + MARGIN) x the median of the last real calls at the old one (a probe of 4 calls can catch a
+#   moment when the other core is free), the choice goes back at once, with the backoff doubled.
 # * the next probe is due when the plan's own calls have run PROBE_BASE x backoff seconds since (backoff
 #   doubles, up to BACKOFF_MAX, each time the current count wins and resets at a switch), and never
 #   before they have run BUDGET x the probe's time at the other count (the calls at a count that loses
@@ -269,6 +272,7 @@ class ThreadChoice:
         self.probes = self.switches = 0
         self.units = {n: 0, 1: 0}         # units (steps, batches, forward calls) run at each count
         self.last = None                  # (other count, its mean, current count, its mean) of the last probe
+        self.check = None                 # after a switch: (median of the real calls before it, backoff before)
         with _cond:
             _choices.add(self)
 
@@ -289,6 +293,17 @@ class ThreadChoice:
         if len(s) > 8:
             del s[0]
         self.seen += 1
+        if self.check is not None and self.seen >= 3:
+            before, backoff = self.check
+            self.check = None
+            if _median(s[:3]) > (1.0 + MARGIN) * before:   # the switch lost on real calls: back at once
+                with _cond:
+                    self.count = self.other
+                    self.switches += 1
+                    self.backoff = min(2 * backoff, BACKOFF_MAX)
+                    self.samples, self.ref, self.seen, self.spent = [], None, 0, 0.0
+                    self.due = max(self.earliest, PROBE_BASE * self.backoff)
+                return
         if self.seen % 4:
             return
         if self.ref is None:
@@ -310,6 +325,7 @@ class ThreadChoice:
             self.last = (self.other, o, self.count, c)
             self.probes += 1
             if o < (1.0 - MARGIN) * c:
+                self.check = (_median(self.samples), self.backoff) if self.samples else None
                 self.count = self.other
                 self.switches += 1
                 self.backoff = 1

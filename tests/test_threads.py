@@ -89,6 +89,27 @@ def test_a_slowdown_of_the_current_count_brings_the_probe_forward():
     assert c.due == c.earliest and c.probe_due()
 
 
+def test_a_switch_that_loses_on_real_calls_goes_back_at_once():
+    c = _choice()
+    for _ in range(4):
+        c.record(2, 0.001)
+    c.probed([0.0005, 0.0005], [0.001, 0.001], cost=0.001)   # the probe caught a quiet moment: switch to 1
+    assert c.count == 1 and c.check == (0.001, 1)
+    c.record(1, 0.003)
+    c.record(1, 0.003)
+    assert c.count == 1
+    c.record(1, 0.003)                                        # 3 real calls at 1: 3x the calls at 2 before
+    assert c.count == 2 and c.switches == 2 and c.backoff == 2 and c.check is None
+    assert c.due == pytest.approx(max(_config.BUDGET * 0.001, _config.PROBE_BASE * 2))
+    c2 = _choice()
+    for _ in range(4):
+        c2.record(2, 0.001)
+    c2.probed([0.0005], [0.001], cost=0.001)
+    for _ in range(3):
+        c2.record(1, 0.0006)                                  # confirmed on real calls: stays
+    assert c2.count == 1 and c2.check is None and c2.switches == 1
+
+
 def test_calls_at_another_count_are_counted_but_not_timed():
     c = _choice()
     c.record(1, 0.5, units=3)
