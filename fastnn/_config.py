@@ -149,7 +149,7 @@ if hasattr(os, "register_at_fork"):
 MARGIN = 0.05
 PROBE_BASE = 0.05
 BACKOFF_MAX = 64
-BUDGET = 100.0
+BUDGET = 300.0   # a probe at a losing N also leaves OpenBLAS workers spinning ~0.1 s: a few times its own time
 LOAD_CHANGE = 1.5
 LONG_CALL = 0.02
 

@@ -50,9 +50,9 @@ def test_the_other_count_wins_only_by_more_than_the_margin():
     c.probed([0.00097, 0.00097], [0.001, 0.001], cost=0.004)   # 3% faster: not enough
     assert c.count == 2 and c.switches == 0 and c.backoff == 2
     assert c.due == pytest.approx(_config.BUDGET * 0.004)        # the budget dominates the backoff
-    _run_for(c, 0.39)
+    _run_for(c, _config.BUDGET * 0.004 - 0.01)
     assert not c.probe_due()
-    _run_for(c, 0.4 + 1e-9)
+    _run_for(c, _config.BUDGET * 0.004 + 1e-9)
     assert c.probe_due()
     c.probed([0.0009, 0.0009], [0.001, 0.001], cost=0.004)     # 10% faster: switch
     assert c.count == 1 and c.other == 2 and c.switches == 1 and c.backoff == 1
@@ -79,8 +79,9 @@ def test_backoff_doubles_while_the_current_count_wins_up_to_its_cap():
 def test_a_slowdown_of_the_current_count_brings_the_probe_forward():
     c = _choice()
     c.record(2, 0.001)
-    c.probed([0.002], [0.001], cost=0.0001)          # stays at 2: due after 0.1 s, the budget after 0.01 s
-    assert c.earliest == pytest.approx(0.01) and c.due == pytest.approx(0.1)
+    c.probed([0.002], [0.001], cost=0.00005)         # stays at 2: due after 0.1 s, the budget earlier
+    assert c.earliest == pytest.approx(_config.BUDGET * 0.00005) and c.due == pytest.approx(0.1)
+    assert c.earliest < c.due
     for _ in range(12):
         c.record(2, 0.001)
     assert c.ref == pytest.approx(0.001) and not c.probe_due()
