@@ -31,6 +31,7 @@ _DEFAULT_DTYPE = np.dtype(np.float32)
 _controller: ThreadpoolController | None = None
 _num_threads: int | None = None   # set_num_threads(n) or OMP_NUM_THREADS; in the adaptive default: the usable cores
 _explicit = False                 # the count was given (set_num_threads(n), OMP_NUM_THREADS): obeyed, never adapted
+_thread_key: object = None        # thread_key(), kept by _apply and the fork handler
 
 
 def _usable_cores() -> int:
@@ -76,12 +77,13 @@ def set_num_threads(n: int | None) -> None:
 
 
 def _apply(n: int, explicit: bool) -> None:
-    global _num_threads, _explicit, _running
+    global _num_threads, _explicit, _running, _thread_key
     with _cond:
         _num_threads, _explicit = n, explicit
         _runtime.set_omp_threads(omp_threads())
         _blas_controller().limit(limits=n, user_api="blas")
         _running = n
+        _thread_key = ("adaptive", n) if adaptive() else omp_threads()
 
 
 def omp_threads() -> int:
@@ -101,8 +103,9 @@ _forked = False
 
 
 def _after_fork_in_child() -> None:
-    global _forked, _cond, _inflight, _probing
+    global _forked, _cond, _inflight, _probing, _thread_key
     _forked = True
+    _thread_key = 1
     _runtime.after_fork_in_child()
     _runtime.set_omp_threads(1)
     _cond, _inflight, _probing = threading.Condition(threading.Lock()), 0, False   # the parent's other threads are gone
@@ -167,8 +170,11 @@ def adaptive() -> bool:
 
 
 def thread_key():
-    """What a plan built now depends on of the threads: the OpenMP count, or ('adaptive', N)."""
-    return ("adaptive", _num_threads) if adaptive() else omp_threads()
+    """What a plan built now depends on of the threads: the OpenMP count, or ('adaptive', N). Read every
+    step (engine's _stale), so it is kept up to date by _apply and the fork handler, not computed."""
+    if _num_threads is None:
+        _init_threads()
+    return _thread_key
 
 
 def _fastnn_blas() -> list:
