@@ -131,15 +131,17 @@ if hasattr(os, "register_at_fork"):
 #   dropped), alternately at the other count and at the current one (2 each; 1 each when a call takes
 #   over LONG_CALL seconds). The other count wins when its mean is under (1 - MARGIN) x the current one's.
 #   A switch is checked on the real calls: when the median of the first 3 calls at the new count is over
-#   (1 + MARGIN) x the median of the last real calls at the old one (a probe of 4 calls can catch a
-#   moment when the other core is free), the choice goes back at once, with the backoff doubled.
+#   (1 + MARGIN) x the median of the last (2 or more) real calls at the old one (a probe of 4 calls can
+#   catch a moment when the other core is free), the choice goes back at once, with the backoff doubled.
 # * the next probe is due when the plan's own calls have run PROBE_BASE x backoff seconds since (backoff
 #   doubles, up to BACKOFF_MAX, each time the current count wins and resets at a switch), and never
 #   before they have run BUDGET x the probe's time at the other count (the calls at a count that loses
 #   take at most 1/BUDGET of the plan's time, however slow that count is now; while the current count
 #   is the slow one, probes come as soon as the backoff allows); when the current count's last 4 calls
-#   have a median over LOAD_CHANGE x the median after the decision, as soon as the budget allows. The
-#   clock is the plan's own time, so a program that calls a plan now and then pays for no probes between.
+#   have a median over LOAD_CHANGE x the median after the decision, as soon as the budget allows, and
+#   when it is over LOAD_CHANGE x the other count's mean in the last probe (the probe's "stay" was
+#   wrong, or the load changed: staying costs more than a probe), at once. The clock is the plan's own
+#   time, so a program that calls a plan now and then pays for no probes between.
 # * real work only ever runs at the chosen count, so each call's numbers are exactly those of that
 #   count (the plans for N and 1 differ in rounding: the own-kernel rule depends on the count, and
 #   SciPy's OpenBLAS rounds some GEMMs differently at 1 and 2 threads). Which count ran how many calls
@@ -279,6 +281,7 @@ class ThreadChoice:
         self.units = {n: 0, 1: 0}         # units (steps, batches, forward calls) run at each count
         self.last = None                  # (other count, its mean, current count, its mean) of the last probe
         self.check = None                 # after a switch: (median of the real calls before it, backoff before)
+        self.probe_means: dict = {}       # count -> its mean (seconds per unit) in the last probe
         with _cond:
             _choices.add(self)
 
@@ -312,10 +315,14 @@ class ThreadChoice:
                 return
         if self.seen % 4:
             return
+        recent = _median(s[-4:])
         if self.ref is None:
             self.ref = _median(s)
-        elif _median(s[-4:]) > LOAD_CHANGE * self.ref:
-            self.due = self.earliest
+        elif recent > LOAD_CHANGE * self.ref:
+            self.due = min(self.due, self.earliest)
+        other = self.probe_means.get(self.other)
+        if other is not None and recent > LOAD_CHANGE * other:
+            self.due = 0.0
 
     def probe_due(self) -> bool:
         return self.spent >= self.due and len(self.samples) >= 1
@@ -329,9 +336,10 @@ class ThreadChoice:
         with _cond:
             o, c = sum(other) / len(other), sum(current) / len(current)
             self.last = (self.other, o, self.count, c)
+            self.probe_means = {self.other: o, self.count: c}
             self.probes += 1
             if o < (1.0 - MARGIN) * c:
-                self.check = (_median(self.samples), self.backoff) if self.samples else None
+                self.check = (_median(self.samples), self.backoff) if len(self.samples) >= 2 else None
                 self.count = self.other
                 self.switches += 1
                 self.backoff = 1

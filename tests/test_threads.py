@@ -79,7 +79,7 @@ def test_backoff_doubles_while_the_current_count_wins_up_to_its_cap():
 def test_a_slowdown_of_the_current_count_brings_the_probe_forward():
     c = _choice()
     c.record(2, 0.001)
-    c.probed([0.002], [0.001], cost=0.00005)         # stays at 2: due after 0.1 s, the budget earlier
+    c.probed([0.02], [0.001], cost=0.00005)          # stays at 2: due after 0.1 s, the budget earlier
     assert c.earliest == pytest.approx(_config.BUDGET * 0.00005) and c.due == pytest.approx(0.1)
     assert c.earliest < c.due
     for _ in range(12):
@@ -109,6 +109,20 @@ def test_a_switch_that_loses_on_real_calls_goes_back_at_once():
     for _ in range(3):
         c2.record(1, 0.0006)                                  # confirmed on real calls: stays
     assert c2.count == 1 and c2.check is None and c2.switches == 1
+
+
+def test_staying_on_a_count_much_slower_than_the_other_probed_probes_again_at_once():
+    c = _choice()
+    for _ in range(4):
+        c.record(2, 0.001)
+    c.probed([0.0012], [0.001], cost=0.1)     # 2 stays; the next probe is far (budget: 300 x 0.1 s)
+    assert c.count == 2 and c.due >= 30 and not c.probe_due()
+    for _ in range(4):
+        c.record(2, 0.0013)                    # slower, but under 1.5x the other count's 1.2 ms
+    assert not c.probe_due()
+    for _ in range(4):
+        c.record(2, 0.004)                     # 3.3x the other count's probe: probe now
+    assert c.probe_due()
 
 
 def test_calls_at_another_count_are_counted_but_not_timed():
