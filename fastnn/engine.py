@@ -63,8 +63,11 @@ What the engine reads of a model: ``model._execution()`` only (fastnn._stages.Ex
 and their plan records, the parameter arena, dtype, widths, seed and dropout step counter, which it
 advances, and the per-layer path for stages no plan runs).
 
-Threads (docs/design.md, "Threads"): a plan is built for the current ``fastnn.get_num_threads()`` (1 in a
-forked child, see fastnn._config) and rebuilt when it changes. It runs serial control flow: GEMMs
+Threads (docs/design.md, "Threads"): a plan is built for the thread count it runs at: an explicit count
+(``fastnn.set_num_threads(n)``, ``OMP_NUM_THREADS``; 1 in a forked child, see fastnn._config), or under
+the adaptive default N or 1 per call, as the plan's ThreadChoice picks (``_adaptive_step``,
+``_adaptive_batches``, forward of more than 16 rows; plans for both counts are cached side by side). It
+runs serial control flow: GEMMs
 are threaded by BLAS, except the small ones, which run on one thread in fastnn's own AVX2 kernels
 where those are faster than (threaded) BLAS; element-wise passes go parallel above their measured
 thresholds. The measurements behind this rule (OpenMP row partitions with single-threaded BLAS, or
@@ -143,7 +146,7 @@ class Engine:
         self._drops = ()           # dropout layers, whose p is checked every step
         self._grad_buf = self._loss_buf = None
         self._specs = None
-        self._plans = {}           # (batch size, LossKind or None) -> (TrainPlan, loss_out buffer of a split step)
+        self._plans = {}           # (batch size, LossKind or None, threads) -> (TrainPlan, loss_out buffer if split)
         self._infer_pool = []      # (InferPlan, stages, arena, threads) entries not in use by a call
         self._python_lock = threading.Lock()
         self._adaptive = False     # the adaptive default picks each call's thread count (_adaptive_step)
