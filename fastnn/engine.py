@@ -84,8 +84,9 @@ import numpy as np
 from . import _config
 from . import _validation as V
 from . import losses as _losses
-from ._kernels import _plan, _runtime
+from ._kernels import _optim, _plan, _runtime
 from ._stages import DropoutStage, LossSpec
+from .optim.adam import Adam
 from .optim.optimizer import Optimizer
 
 __all__ = ["Engine"]
@@ -95,6 +96,15 @@ _PLAN_LOSSES = frozenset(cls for cls in _losses.LOSSES.values() if cls.plan_kind
 
 
 _MAX_PLANS = 4   # TrainPlans kept per engine (one per batch size and target format)
+
+# Work below which the thread count changes nothing, so the adaptive default runs at N without choosing
+# (no probes, no bookkeeping): every GEMM of at most 2^18 multiply-adds (own kernels at any count:
+# csrc/fnn_gemm.h's FNN_GEMM_MAX_THREADED, which is also OpenBLAS's own threading threshold), every
+# layer output of at most 8192 elements (under every element-wise pass's parallel threshold, the lowest
+# being _losses' PAR_MIN_TRANSCENDENTAL) and, when training, at most as many parameters as the
+# optimizer updates on one thread (_optim's thresholds: Adam's lower one, else the lowest of all kinds).
+_SERIAL_GEMM = 1 << 18
+_SERIAL_PASS = 8192
 _HOOKS = ("step", "_fused_runs", "_runs", "_run_key", "_prepare_run", "_with_state")
 
 
@@ -351,12 +361,29 @@ class Engine:
         return done
 
     # ------------------------------------------------------------------ the adaptive default's thread count
-    def _choice(self, n, kind):
-        """The ThreadChoice of the plans for n rows and target format `kind` (fastnn._config, "adaptive default")."""
+    def _count_matters(self, n, specs, optimizer) -> bool:
+        """Whether n rows through these plan records (and the optimizer's update) run any threaded part."""
+        if specs is None:
+            return False
+        for s in specs:
+            if s.kind == "dense" and (n * s.k * s.m > _SERIAL_GEMM or n * s.m > _SERIAL_PASS):
+                return True
+        if optimizer is None:
+            return False
+        limit = (min(_optim.THRESHOLD, _optim.AVX2_THRESHOLD) if isinstance(optimizer, Adam)
+                 else min(_optim.SGD_THRESHOLD, _optim.THRESHOLD, _optim.AVX2_THRESHOLD, _optim.RMSPROP_THRESHOLD,
+                          _optim.ADADELTA_THRESHOLD))
+        return sum(p.data.size for p in self._params) > limit
+
+    def _choice(self, n, kind, optimizer):
+        """The ThreadChoice of the plans for n rows and target format `kind` (fastnn._config, "adaptive default"),
+        or False when the count changes nothing for them (_count_matters)."""
         key = (n, kind)
         choice = self._choices.get(key)
         if choice is None:
-            choice = self._choices[key] = _config.ThreadChoice(f"train_step/fit batch {n}", _config.get_num_threads())
+            choice = self._choices[key] = (
+                _config.ThreadChoice(f"train_step/fit batch {n}", _config.get_num_threads())
+                if self._count_matters(n, self._specs, optimizer) else False)
         return choice
 
     def _at(self, threads, n, t, loss, kind):
@@ -395,7 +422,10 @@ class Engine:
     def _adaptive_step(self, x, t, loss, optimizer) -> float:
         """train_step at the count the plan's ThreadChoice picks (probing first when a probe is due)."""
         n, kind = x.shape[0], _loss_kind(loss, t)
-        choice = self._choice(n, kind)
+        choice = self._choice(n, kind, optimizer)
+        if choice is False:   # nothing threaded: at N, as an explicit N runs it
+            self._at(_config.get_num_threads(), n, t, loss, kind)
+            return self._step(x, t, loss, optimizer)
         threads = _config.enter_threads(choice.count)
         try:
             self._at(threads, n, t, loss, kind)
@@ -412,7 +442,15 @@ class Engine:
                           seconds) -> int:
         """train_batches at the count the plan's ThreadChoice picks; a probe runs on the run's first batch."""
         kind = _loss_kind(loss, t)
-        choice = self._choice(batch_size, kind)
+        choice = self._choice(batch_size, kind, optimizer)
+        if choice is False:   # nothing threaded: at N
+            self._at(_config.get_num_threads(), batch_size, t, loss, kind)
+            self._adaptive = False
+            try:
+                return self.train_batches(x, t, order, batch_size, first, count, loss, optimizer, losses, outputs,
+                                          seconds)
+            finally:
+                self._adaptive = True
         threads = _config.enter_threads(choice.count)
         try:
             plan = self._at(threads, batch_size, t, loss, kind)
@@ -495,8 +533,10 @@ class Engine:
         if choice is None:
             if len(self._infer_choices) >= 8:
                 return None
-            choice = self._infer_choices[n] = _config.ThreadChoice(f"forward {n} rows", _config.get_num_threads())
-        return choice
+            matters = self._count_matters(n, self._ex.specs(with_grads=False, training=False), None)
+            choice = self._infer_choices[n] = (
+                _config.ThreadChoice(f"forward {n} rows", _config.get_num_threads()) if matters else False)
+        return choice or None
 
     def _probe_forward(self, choice, x):
         """Time forward at the other count and the current one, alternately (results dropped); tell the choice."""

@@ -392,3 +392,22 @@ def test_children_use_the_threads_config_says(method):
     else:                  # a fresh process: the default again
         default = "explicit" if os.environ.get("OMP_NUM_THREADS") else "adaptive"
         assert (forked, mode) == (False, default)
+
+
+@needs_cores
+def test_plans_with_nothing_threaded_run_at_n_without_choosing(monkeypatch):
+    """64-wide layers at batch 32 (all GEMMs own single-threaded kernels, no pass over its parallel threshold):
+    no ThreadChoice, no probes; the numbers are the explicit-N run's."""
+    fnn.set_num_threads(N)
+    want = _train(*_problem((64, 64, 64, 10), n=32), steps=4)
+    fnn.set_num_threads(None)
+    if not _config.adaptive():
+        pytest.skip("OMP_NUM_THREADS is set")
+    made = []
+    monkeypatch.setattr(_config, "ThreadChoice", lambda *a, **k: made.append(a))
+    model, x, y = _problem((64, 64, 64, 10), n=32)
+    got = _train(model, x, y, steps=4)
+    _same(got, want)
+    engine = model._engine()
+    assert [a for a in made if a[0].startswith("train")] == []   # (predict of all 128 rows does choose)
+    assert set(engine._choices.values()) == {False} and engine._plan.threads == N
