@@ -140,7 +140,8 @@ def run_row(shape, path, configs, rounds, block_seconds, warmup, extra):
     if "default" in models:   # which count the default's plans ran at, in units (steps, batches, calls)
         engine = models["default"].__dict__.get("_compiled_engine")
         choices = list(engine._choices.values()) + list(engine._infer_choices.values()) if engine else []
-        out["_choice"] = ", ".join(f"{c.what}: {dict(c.units)}" for c in choices)
+        out["_choice"] = ", ".join(f"{c.what}: {dict(c.units)}" if c else "(nothing threaded: N, no choice)"
+                                   for c in choices)
     return out
 
 
