@@ -12,6 +12,7 @@ from ._config import (
     set_default_dtype,
     set_num_threads,
     show_config,
+    thread_report,
 )
 from ._version import __version__
 from .clip import clip_grad_norm_, clip_grad_value_
@@ -40,7 +41,7 @@ from .parameter import Parameter
 
 __all__ = [
     "__version__",
-    "get_default_dtype", "get_num_threads", "set_default_dtype", "set_num_threads", "show_config",
+    "get_default_dtype", "get_num_threads", "set_default_dtype", "set_num_threads", "show_config", "thread_report",
     "Activation", "Dense", "Dropout", "ELU", "GELU", "Identity", "Input", "Layer", "LeakyReLU", "ReLU", "Sigmoid",
     "SiLU", "Softmax", "Softplus", "Softsign", "Tanh",
     "Sequential", "Parameter", "load_model", "clip_grad_norm_", "clip_grad_value_", "GradientTape", "no_grad",

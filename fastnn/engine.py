@@ -65,8 +65,11 @@ What the engine reads of a model: ``model._execution()`` only (fastnn._stages.Ex
 and their plan records, the parameter arena, dtype, widths, seed and dropout step counter, which it
 advances, and the per-layer path for stages no plan runs).
 
-Threads (docs/design.md, "Threads"): a plan is built for the current ``fastnn.get_num_threads()`` (1 in a
-forked child, see fastnn._config) and rebuilt when it changes. It runs serial control flow: GEMMs
+Threads (docs/design.md, "Threads"): a plan is built for the thread count it runs at: an explicit count
+(``fastnn.set_num_threads(n)``, ``OMP_NUM_THREADS``; 1 in a forked child, see fastnn._config), or under
+the adaptive default N or 1 per call, as the plan's ThreadChoice picks (``_adaptive_step``,
+``_adaptive_batches``, forward of more than 16 rows; plans for both counts are cached side by side). It
+runs serial control flow: GEMMs
 are threaded by BLAS, except the small ones, which run on one thread in fastnn's own AVX2 kernels
 where those are faster than (threaded) BLAS; element-wise passes go parallel above their measured
 thresholds. The measurements behind this rule (OpenMP row partitions with single-threaded BLAS, or
@@ -76,14 +79,16 @@ one thread for the whole step, never won at 2 threads) are in bench/README.md ("
 from __future__ import annotations
 
 import threading
+import time
 
 import numpy as np
 
 from . import _config
 from . import _validation as V
 from . import losses as _losses
-from ._kernels import _plan, _runtime
+from ._kernels import _optim, _plan, _runtime
 from ._stages import DropoutStage, LossSpec
+from .optim.adam import Adam
 from .optim.optimizer import Optimizer
 
 __all__ = ["Engine"]
@@ -95,6 +100,15 @@ _PLAN_LOSSES = frozenset([*(cls for cls in _losses.LOSSES.values() if cls.plan_k
 
 
 _MAX_PLANS = 4   # TrainPlans kept per engine (one per batch size and target format)
+
+# Work below which the thread count changes nothing, so the adaptive default runs at N without choosing
+# (no probes, no bookkeeping): every GEMM of at most 2^18 multiply-adds (own kernels at any count:
+# csrc/fnn_gemm.h's FNN_GEMM_MAX_THREADED, which is also OpenBLAS's own threading threshold), every
+# layer output of at most 8192 elements (under every element-wise pass's parallel threshold, the lowest
+# being _losses' PAR_MIN_TRANSCENDENTAL) and, when training, at most as many parameters as the
+# optimizer updates on one thread (_optim's thresholds: Adam's lower one, else the lowest of all kinds).
+_SERIAL_GEMM = 1 << 18
+_SERIAL_PASS = 8192
 _HOOKS = ("step", "_fused_runs", "_runs", "_run_key", "_prepare_run", "_with_state")
 
 
@@ -147,9 +161,15 @@ class Engine:
         self._drops = ()           # dropout layers, whose p is checked every step
         self._grad_buf = self._loss_buf = None
         self._specs = None
-        self._plans = {}           # (batch size, LossKind or None) -> (TrainPlan, loss_out buffer of a split step)
+        self._plans = {}           # (batch size, LossKind or None, threads) -> (TrainPlan, loss_out buffer if split)
         self._infer_pool = []      # (InferPlan, stages, arena, threads) entries not in use by a call
         self._python_lock = threading.Lock()
+        self._adaptive = False     # the adaptive default picks each call's thread count (_adaptive_step)
+        self._threads = 1          # the thread count of the call in progress (plans are built for it)
+        self._choices = {}         # (batch size, LossKind or None) -> _config.ThreadChoice
+        self._plan_key = None      # (batch size, LossKind or None, threads) of self._plan
+        self._infer_choices = {}   # rows -> _config.ThreadChoice of forward (adaptive default)
+        self._infer_pools = {}     # threads -> pooled entries for a count other than the configured one
         self.last_output = None
         self.distributed = None    # fastnn.distributed.Context while a distributed fit/train_step runs
         self.synced = None         # the Context whose rank 0 last broadcast the model (train_step)
@@ -163,7 +183,7 @@ class Engine:
         m = self._ex
         key = self._key
         if (key is None or key[0] is not m.stages or key[1] is not m.arena or key[2] is not loss
-                or key[3] is not optimizer or key[4] != _config.omp_threads() or key[6] is not self.distributed):
+                or key[3] is not optimizer or key[4] != _config.thread_key() or key[6] is not self.distributed):
             return True
         settings = key[5]
         for i in range(len(_LOSS_SETTINGS)):
@@ -180,8 +200,10 @@ class Engine:
         """A new key (model state, loss, optimizer, threads): drop every cached plan, then take x's."""
         m = self._ex
         self._drops = [(s.layer, s.layer.p) for s in m.stages if type(s) is DropoutStage]
-        self._key = (m.stages, m.arena, loss, optimizer, _config.omp_threads(), _loss_settings(loss),
+        self._key = (m.stages, m.arena, loss, optimizer, _config.thread_key(), _loss_settings(loss),
                      self.distributed)
+        self._threads = _config.omp_threads()   # the count the call in progress runs at (plans are built for it)
+        self._choices = {}                       # (batch size, LossKind or None) -> _config.ThreadChoice
         self._params = tuple(m.arena.params)
         self._specs = m.specs(with_grads=True, training=True)
         self._plans = {}
@@ -199,13 +221,14 @@ class Engine:
             return
         self._split = _loss_kind(loss, t) is None
         self._fused = _fusable(optimizer)
+        self._adaptive = _config.adaptive() and self.distributed is None and not self._split
         self._select(x.shape[0], t, loss)
 
     def _select(self, n, t, loss) -> None:
         """Make the plan for n rows and t's target format current: from the cache, else built (and cached)."""
         m = self._ex
         kind = _loss_kind(loss, t)
-        entry = self._plans.get((n, kind))
+        entry = self._plans.get((n, kind, self._threads))
         if entry is None:
             dtype = m.dtype
             if kind is None:   # the plan needs a loss descriptor: a placeholder never run, of the targets' format
@@ -221,14 +244,15 @@ class Engine:
                                 float(getattr(loss, "label_smoothing", 0.0)))
                 if kind == _plan.LossKind.SKLEARN_MLP:
                     spec = spec._replace(out_activation=loss._out_code, alpha=loss.alpha, weighted=loss.weighted)
-            plan = _plan.TrainPlan(dtype, n, m.in_features, self._specs, spec, _config.omp_threads())
+            plan = _plan.TrainPlan(dtype, n, m.in_features, self._specs, spec, self._threads)
             if self.distributed is not None:
                 plan.distribute(self.distributed.hook(m.arena))
             entry = (plan, self._loss_out_buffer(loss, plan.output_grad) if kind is None else None)
             if len(self._plans) >= _MAX_PLANS:   # drop the oldest (fit uses two: full and last batch)
                 del self._plans[next(iter(self._plans))]
-            self._plans[n, kind] = entry
+            self._plans[n, kind, self._threads] = entry
         self._plan, self._loss_buf = entry
+        self._plan_key = (n, kind, self._threads)
         self.last_output = self._plan.output
 
     @staticmethod
@@ -247,6 +271,13 @@ class Engine:
             plan = self._plan
         if self._python:
             return self._python_step(x, t, loss, optimizer)
+        if self._adaptive:
+            return self._adaptive_step(x, t, loss, optimizer)
+        return self._step(x, t, loss, optimizer, mask_offset)
+
+    def _step(self, x, t, loss, optimizer, mask_offset=0) -> float:
+        """train_step on the current plan (or the cached one for x's batch size and t's format)."""
+        plan = self._plan
         model = self._ex
         step = model.step + 1
         try:
@@ -350,6 +381,9 @@ class Engine:
             plan = self._plan
         if self._python or self._split or not self._fused:
             raise ValueError("train_batches needs a model, loss and optimizer the plan runs whole: use train_step")
+        if self._adaptive:
+            return self._adaptive_batches(x, t, order, batch_size, first, count, loss, optimizer, losses, outputs,
+                                          seconds)
         if plan.n != batch_size or _loss_kind(loss, t) != self._plans_kind(plan):
             self._select(batch_size, t, loss)
             plan = self._plan
@@ -362,6 +396,117 @@ class Engine:
             done = plan.run_batches(x, t, order, first, count, model.seed, model.step + 1, losses, outputs,
                                     optimizer._fused_runs(), seconds, stride, offset, mask_offset)
             self._check_comm(plan)
+        model.step += done
+        self.last_output = plan.output
+        return done
+
+    # ------------------------------------------------------------------ the adaptive default's thread count
+    def _count_matters(self, n, specs, optimizer) -> bool:
+        """Whether n rows through these plan records (and the optimizer's update) run any threaded part."""
+        if specs is None:
+            return False
+        for s in specs:
+            if s.kind == "dense" and (n * s.k * s.m > _SERIAL_GEMM or n * s.m > _SERIAL_PASS):
+                return True
+        if optimizer is None:
+            return False
+        limit = (min(_optim.THRESHOLD, _optim.AVX2_THRESHOLD) if isinstance(optimizer, Adam)
+                 else min(_optim.SGD_THRESHOLD, _optim.THRESHOLD, _optim.AVX2_THRESHOLD, _optim.RMSPROP_THRESHOLD,
+                          _optim.ADADELTA_THRESHOLD))
+        return sum(p.data.size for p in self._params) > limit
+
+    def _choice(self, n, kind, optimizer):
+        """The ThreadChoice of the plans for n rows and target format `kind` (fastnn._config, "adaptive default"),
+        or False when the count changes nothing for them (_count_matters)."""
+        key = (n, kind)
+        choice = self._choices.get(key)
+        if choice is None:
+            choice = self._choices[key] = (
+                _config.ThreadChoice(f"train_step/fit batch {n}", _config.get_num_threads())
+                if self._count_matters(n, self._specs, optimizer) else False)
+        return choice
+
+    def _at(self, threads, n, t, loss, kind):
+        """Make the plan for n rows, t's format (`kind`) and `threads` current, this thread's OpenMP count `threads`."""
+        self._threads = threads
+        _runtime.sync_omp_threads(threads)
+        if self._plan is None or self._plan_key != (n, kind, threads):
+            self._select(n, t, loss)
+        return self._plan
+
+    def _probe(self, choice, x, t, loss, kind):
+        """Time the step without the optimizer update (plan.step without runs: gradients only, which the real
+        step overwrites) at the other count and the current one, alternately; tell the choice."""
+        if not _config.begin_probe():
+            return
+        current, other = choice.count, choice.other
+        times = {current: [], other: []}
+        seed, step = self._ex.seed, self._ex.step + 1
+        try:
+            for _ in range(choice.probe_rounds()):
+                for k in (other, current):
+                    _config.probe_threads(k)
+                    plan = self._at(k, x.shape[0], t, loss, kind)
+                    try:
+                        plan.check(x, t)
+                    except _plan.PlanMismatch:   # not the plan's batch: no probe (the step selects its plan)
+                        return
+                    t0 = time.perf_counter()
+                    plan.step(x, t, seed, step, None)
+                    times[k].append(time.perf_counter() - t0)
+        finally:
+            _config.end_probe(current)
+            self._at(current, x.shape[0], t, loss, kind)
+        choice.probed(times[other], times[current], sum(times[other]))
+
+    def _adaptive_step(self, x, t, loss, optimizer) -> float:
+        """train_step at the count the plan's ThreadChoice picks (probing first when a probe is due)."""
+        n, kind = x.shape[0], _loss_kind(loss, t)
+        choice = self._choice(n, kind, optimizer)
+        if choice is False:   # nothing threaded: at N, as an explicit N runs it
+            self._at(_config.get_num_threads(), n, t, loss, kind)
+            return self._step(x, t, loss, optimizer)
+        threads = _config.enter_threads(choice.count)
+        try:
+            self._at(threads, n, t, loss, kind)
+            if threads == choice.count and choice.probe_due():
+                self._probe(choice, x, t, loss, kind)
+            t0 = time.perf_counter()
+            value = self._step(x, t, loss, optimizer)
+            choice.record(threads, time.perf_counter() - t0)
+            return value
+        finally:
+            _config.exit_threads()
+
+    def _adaptive_batches(self, x, t, order, batch_size, first, count, loss, optimizer, losses, outputs,
+                          seconds) -> int:
+        """train_batches at the count the plan's ThreadChoice picks; a probe runs on the run's first batch."""
+        kind = _loss_kind(loss, t)
+        choice = self._choice(batch_size, kind, optimizer)
+        if choice is False:   # nothing threaded: at N
+            self._at(_config.get_num_threads(), batch_size, t, loss, kind)
+            self._adaptive = False
+            try:
+                return self.train_batches(x, t, order, batch_size, first, count, loss, optimizer, losses, outputs,
+                                          seconds)
+            finally:
+                self._adaptive = True
+        threads = _config.enter_threads(choice.count)
+        try:
+            plan = self._at(threads, batch_size, t, loss, kind)
+            if threads == choice.count and choice.probe_due():
+                rows = slice(first * batch_size, (first + 1) * batch_size)
+                idx = rows if order is None else order[rows]
+                self._probe(choice, np.ascontiguousarray(x[idx]), np.ascontiguousarray(t[idx]), loss, kind)
+                plan = self._plan
+            model = self._ex
+            self._mark_grads()
+            t0 = time.perf_counter()
+            done = plan.run_batches(x, t, order, first, count, model.seed, model.step + 1, losses, outputs,
+                                    optimizer._fused_runs(), seconds)
+            choice.record(threads, time.perf_counter() - t0, done)
+        finally:
+            _config.exit_threads()
         model.step += done
         self.last_output = plan.output
         return done
@@ -402,36 +547,88 @@ class Engine:
         guard = m.arena.guard
         counted = guard.enter_infer("inference")
         try:
-            threads = _config.omp_threads()
-            _runtime.sync_omp_threads(threads)
-            pool = self._infer_pool
-            # the fast entry: a pooled plan built for the model as it is, x and out as the plan takes them (it
-            # writes the output straight into `out` or a new array)
-            res = _plan.run_pooled(pool, x, out, m.stages, m.arena, threads)
-            if res is not None:
+            choice = self._infer_choice(x)
+            if choice is None:
+                return self._forward_at(x, out, _config.omp_threads())
+            threads = _config.enter_threads(choice.count)
+            try:
+                if threads == choice.count and choice.probe_due():
+                    self._probe_forward(choice, x)
+                t0 = time.perf_counter()
+                res = self._forward_at(x, out, threads)
+                choice.record(threads, time.perf_counter() - t0)
                 return res
-            try:
-                entry = pool.pop()   # atomic under the GIL: no two calls get the same plan
-            except IndexError:
-                entry = None
-            try:
-                entry, res = self._forward_slow(x, entry)
-                if out is None:
-                    return res.copy()
-                np.copyto(out, res)
-                return out
-            finally:   # back into the pool if it still fits the model (checked again at the next call)
-                if entry is not None and entry[1] is m.stages and entry[2] is m.arena and entry[3] == threads:
-                    pool.append(entry)
+            finally:
+                _config.exit_threads()
         finally:
             guard.exit_infer(counted)
 
-    def _current(self, entry) -> bool:
-        """Whether a pooled (plan, stages, arena, threads) entry was built for the model as it is now."""
-        m = self._ex
-        return entry[1] is m.stages and entry[2] is m.arena and entry[3] == _config.omp_threads()
+    _FEW_ROWS = 16   # csrc/fnn_gemm.h's FNN_GEMM_FEW_ROWS: up to here forward runs the same kernels at any count
 
-    def _forward_slow(self, x, entry):
+    def _infer_choice(self, x):
+        """The ThreadChoice of forward calls with x's row count (adaptive default), or None: run at the
+        configured count (an explicit count, or x of a few rows, whose GEMMs are single-threaded anyway)."""
+        if not (_config.adaptive() and isinstance(x, np.ndarray) and x.ndim == 2 and x.shape[0] > self._FEW_ROWS):
+            return None
+        n = x.shape[0]
+        choice = self._infer_choices.get(n)
+        if choice is None:
+            if len(self._infer_choices) >= 8:
+                return None
+            matters = self._count_matters(n, self._ex.specs(with_grads=False, training=False), None)
+            choice = self._infer_choices[n] = (
+                _config.ThreadChoice(f"forward {n} rows", _config.get_num_threads()) if matters else False)
+        return choice or None
+
+    def _probe_forward(self, choice, x):
+        """Time forward at the other count and the current one, alternately (results dropped); tell the choice."""
+        if not _config.begin_probe():
+            return
+        current, other = choice.count, choice.other
+        times = {current: [], other: []}
+        try:
+            for _ in range(choice.probe_rounds()):
+                for k in (other, current):
+                    _config.probe_threads(k)
+                    t0 = time.perf_counter()
+                    self._forward_at(x, None, k)
+                    times[k].append(time.perf_counter() - t0)
+        finally:
+            _config.end_probe(current)
+        choice.probed(times[other], times[current], sum(times[other]))
+
+    def _forward_at(self, x, out, threads):
+        """forward at `threads` threads, on a pooled InferPlan built for that count."""
+        _runtime.sync_omp_threads(threads)
+        # the configured count's plans in _infer_pool; the adaptive default's other count's in _infer_pools
+        pool = (self._infer_pool if threads == _config.omp_threads()
+                else self._infer_pools.setdefault(threads, []))
+        m = self._ex
+        # the fast entry: a pooled plan built for the model as it is and this count, x and out as the plan takes
+        # them (it writes the output straight into `out` or a new array)
+        res = _plan.run_pooled(pool, x, out, m.stages, m.arena, threads)
+        if res is not None:
+            return res
+        try:
+            entry = pool.pop()   # atomic under the GIL: no two calls get the same plan
+        except IndexError:
+            entry = None
+        try:
+            entry, res = self._forward_slow(x, entry, threads)
+            if out is None:
+                return res.copy()
+            np.copyto(out, res)
+            return out
+        finally:
+            if entry is not None and self._current(entry, threads):
+                pool.append(entry)
+
+    def _current(self, entry, threads) -> bool:
+        """Whether a pooled (plan, stages, arena, threads) entry was built for the model as it is now and `threads`."""
+        m = self._ex
+        return entry[1] is m.stages and entry[2] is m.arena and entry[3] == threads
+
+    def _forward_slow(self, x, entry, threads):
         """Validate and convert x once, then run it on `entry`'s plan or on a new one; (entry, output view)."""
         m = self._ex
         single = isinstance(x, np.ndarray) and x.ndim == 1
@@ -441,12 +638,11 @@ class Engine:
             raise ValueError(f"x must have {m.in_features} features (columns), got shape {x.shape}")
         if n == 0:
             raise ValueError("x must have at least one row, got shape (0, ...)")
-        if entry is None or not self._current(entry) or n > entry[0].capacity:
+        if entry is None or not self._current(entry, threads) or n > entry[0].capacity:
             specs = m.specs(with_grads=False, training=False)
             if specs is None:   # a stage the plan does not know: the per-layer path, in eval mode
                 return None, self._python_forward(x, single)
-            threads = _config.omp_threads()
-            capacity = max(n, entry[0].capacity if entry is not None and self._current(entry) else 0)
+            capacity = max(n, entry[0].capacity if entry is not None and self._current(entry, threads) else 0)
             entry = (_plan.InferPlan(m.dtype, capacity, m.in_features, specs, threads), m.stages, m.arena,
                      threads)
         out = entry[0].run(x)

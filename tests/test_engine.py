@@ -811,7 +811,7 @@ def test_plans_are_cached_per_batch_size():
         assert engine._plan is last and engine.last_output.shape == (5, 4)
     opt2 = fnn.optim.Adam(m.parameters())
     engine.train_step(x[:8], t[:8], loss, opt2)   # another optimizer: every cached plan is dropped
-    assert engine._plan is not full and list(engine._plans) == [(8, _plan.LossKind.CROSS_ENTROPY)]
+    assert engine._plan is not full and list(engine._plans) == [(8, _plan.LossKind.CROSS_ENTROPY, engine._threads)]
 
 
 def test_train_batches_refuses_what_it_cannot_run():
