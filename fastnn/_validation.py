@@ -255,6 +255,13 @@ def check_float(value, name: str, low: float | None = None, high: float | None =
     return value
 
 
+
+def check_betas(betas, name: str = "betas") -> tuple:
+    """Adam's (beta1, beta2): a pair of numbers in [0, 1)."""
+    if not isinstance(betas, (tuple, list)) or len(betas) != 2:
+        raise TypeError(f"{name} must be a pair (beta1, beta2), got {betas!r}")
+    return tuple(check_float(b, f"{name}[{i}]", low=0, high=1, high_open=True) for i, b in enumerate(betas))
+
 def check_choice(value, name: str, choices) -> str:
     """`value` is one of `choices`; its type is checked first (an array, a list, a float where a
     str is expected -> TypeError naming `name`, never NumPy's "truth value is ambiguous")."""

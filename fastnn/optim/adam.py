@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from .._kernels._optim import FLAG_AMSGRAD, FLAG_DECOUPLED, KIND_ADAM
-from .._validation import check_bool, check_float
+from .._validation import check_betas, check_bool, check_float
 from .optimizer import LATER, DefaultLR, Optimizer, dummy, resolve_lr
 
 _LR = DefaultLR(1e-3)   # torch's default learning rate, told apart from an lr given (learning_rate=)
@@ -32,11 +32,7 @@ class Adam(Optimizer):
 
     def _check_group(self, group):
         group["lr"] = check_float(group["lr"], "lr", low=0)
-        betas = group["betas"]
-        if not isinstance(betas, (tuple, list)) or len(betas) != 2:
-            raise TypeError(f"betas must be a pair (beta1, beta2), got {betas!r}")
-        group["betas"] = tuple(check_float(b, f"betas[{i}]", low=0, high=1, high_open=True)
-                               for i, b in enumerate(betas))
+        group["betas"] = check_betas(group["betas"])
         group["eps"] = check_float(group["eps"], "eps", low=0)
         group["weight_decay"] = check_float(group["weight_decay"], "weight_decay", low=0)
         for flag in ("amsgrad", "maximize", "decoupled_weight_decay"):

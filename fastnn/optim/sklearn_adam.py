@@ -4,7 +4,7 @@ section 11.2)."""
 from __future__ import annotations
 
 from .._kernels._optim import KIND_SK_ADAM
-from .._validation import check_float
+from .._validation import check_betas, check_float
 from .optimizer import LATER, Optimizer, dummy
 
 
@@ -30,11 +30,7 @@ class SklearnAdam(Optimizer):
 
     def _check_group(self, group):
         group["lr"] = check_float(group["lr"], "lr", low=0)
-        betas = group["betas"]
-        if not isinstance(betas, (tuple, list)) or len(betas) != 2:
-            raise TypeError(f"betas must be a pair (beta1, beta2), got {betas!r}")
-        group["betas"] = tuple(check_float(b, f"betas[{i}]", low=0, high=1, high_open=True)
-                               for i, b in enumerate(betas))
+        group["betas"] = check_betas(group["betas"])
         group["eps"] = check_float(group["eps"], "eps", low=0, low_open=True)
         return group
 
