@@ -42,6 +42,20 @@ def _deadline(seconds):
         signal.signal(signal.SIGALRM, previous)
 
 
+@contextlib.contextmanager
+def _environ_restored():
+    """Put os.environ back afterwards: distributed's nannies write their workers' settings (OMP_NUM_THREADS=1,
+    OPENBLAS_NUM_THREADS=1, MALLOC_TRIM_THRESHOLD_, ...) into the parent's environment, where they would make
+    every later test in this process run with an explicit thread count."""
+    saved = dict(os.environ)
+    try:
+        yield
+    finally:
+        for key in set(os.environ) - set(saved):
+            del os.environ[key]
+        os.environ.update(saved)
+
+
 def _estimator():
     return MLPClassifier(hidden_layer_sizes=(16,), max_iter=15, random_state=0)
 
@@ -54,6 +68,7 @@ def _search(est):
 def test_grid_search_on_a_local_dask_cluster_matches_the_local_run():
     X, y = load_digits(dtype="float64")
     X, y = X[:600], y[:600]
+    env_before = os.environ.get("OMP_NUM_THREADS")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")   # ConvergenceWarning: max_iter is kept small on purpose
         local = _search(_estimator()).fit(X, y)
@@ -62,7 +77,7 @@ def test_grid_search_on_a_local_dask_cluster_matches_the_local_run():
     root = str(Path(fastnn.__file__).resolve().parent.parent)
     env = {"PYTHONPATH": os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")])),
            "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
-    with _deadline(DEADLINE_S), \
+    with _environ_restored(), _deadline(DEADLINE_S), \
             distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None,
                                      env=env, silence_logs=40) as cluster, \
             distributed.Client(cluster) as client:
@@ -80,3 +95,5 @@ def test_grid_search_on_a_local_dask_cluster_matches_the_local_run():
         np.testing.assert_array_equal(remote.cv_results_[key], local.cv_results_[key], err_msg=key)
     assert remote.best_params_ == local.best_params_
     np.testing.assert_array_equal(remote.predict(X), local.predict(X))   # the refit (local in both)
+    assert "OMP_NUM_THREADS" not in os.environ or os.environ["OMP_NUM_THREADS"] == env_before
+
