@@ -24,6 +24,13 @@ N = _config._usable_cores()
 needs_cores = pytest.mark.skipif(N < 2, reason="the adaptive default needs 2 usable cores (1 core: nothing to pick)")
 
 
+@pytest.fixture(autouse=True)
+def _no_omp_env(monkeypatch):
+    """The default under test is the one without OMP_NUM_THREADS (a CI machine or an earlier test may set it:
+    then set_num_threads(None) would give an explicit count); tests that need it set it themselves."""
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+
+
 def _choice(n=2):
     return _config.ThreadChoice("test", n)
 
