@@ -76,6 +76,14 @@ def set_num_threads(n: int | None) -> None:
     _apply(V.check_int(n, "n", low=1, high=_MAX_THREADS), explicit=True)
 
 
+def given_num_threads() -> int | None:
+    """The explicit count (set_num_threads(n) or OMP_NUM_THREADS), or None under the adaptive default: what
+    to hand back to set_num_threads to restore the setting as it was."""
+    if _num_threads is None:
+        _init_threads()
+    return _num_threads if _explicit else None
+
+
 def _apply(n: int, explicit: bool) -> None:
     global _num_threads, _explicit, _running, _thread_key
     with _cond:

@@ -36,6 +36,7 @@ How it is built (no second training loop):
 
 from __future__ import annotations
 
+import threading
 import warnings
 from contextlib import contextmanager
 from itertools import chain
@@ -100,21 +101,33 @@ def _apply_output(name, z):
     return z
 
 
+_THREADS_LOCK = threading.Lock()
+_threads_active = 0      # fit/predict calls inside _threads with an n_threads
+_threads_saved = None    # the setting before the first of them (None: the default), restored by the last
+
+
 @contextmanager
 def _threads(n):
-    """fastnn's thread count for one call: n if given (restored afterwards), else left alone."""
+    """fastnn's thread count for one call: n if given, else left alone. The count is process-wide: calls that
+    overlap in several Python threads share it (the latest n holds), and the setting from before the first of
+    them (an explicit count, or the default) comes back when the last one ends, never another call's n."""
+    global _threads_active, _threads_saved
     if n is None:
         yield
         return
-    old = _config.get_num_threads()
-    if old == n:
-        yield
-        return
-    _config.set_num_threads(n)
+    with _THREADS_LOCK:
+        if _threads_active == 0:
+            _threads_saved = _config.given_num_threads()
+        _threads_active += 1
+        if _config.get_num_threads() != n or _config.given_num_threads() is None:
+            _config.set_num_threads(n)
     try:
         yield
     finally:
-        _config.set_num_threads(old)
+        with _THREADS_LOCK:
+            _threads_active -= 1
+            if _threads_active == 0 and _config.given_num_threads() != _threads_saved:
+                _config.set_num_threads(_threads_saved)
 
 
 def _chunk_rows(n_features, itemsize, at_least):

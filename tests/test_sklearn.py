@@ -9,6 +9,7 @@ import pickle
 import signal
 import subprocess
 import sys
+import threading
 import warnings
 
 import numpy as np
@@ -30,6 +31,7 @@ from sklearn.utils.estimator_checks import parametrize_with_checks  # noqa: E402
 
 import fastnn  # noqa: E402
 import fastnn.sklearn as fsk  # noqa: E402
+from fastnn import _config  # noqa: E402
 from fastnn.sklearn import MLPClassifier, MLPRegressor  # noqa: E402
 
 # float64: the two implementations round differently (fastnn's GEMMs and kernels are not NumPy's); measured
@@ -480,3 +482,52 @@ def _expected_failures(estimator):
                          expected_failed_checks=_expected_failures)
 def test_sklearn_estimator_checks(estimator, check):
     check(estimator)
+
+
+def test_n_threads_restores_the_setting_as_it_was(monkeypatch):
+    """n_threads=k holds for the call only: an explicit count comes back as it was, and the adaptive default
+    stays the default (not the count it happened to report)."""
+    X, y = make_classification(n_samples=120, n_features=6, random_state=0)
+    fit = lambda: MLPClassifier(hidden_layer_sizes=(8,), max_iter=3, n_threads=1, random_state=0).fit(X, y)  # noqa: E731
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    fastnn.set_num_threads(None)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        fit()
+        assert _config.given_num_threads() is None          # still the default
+        fastnn.set_num_threads(2)
+        fit()
+        assert _config.given_num_threads() == 2
+
+
+def test_n_threads_in_concurrent_fits_never_leaks(monkeypatch):
+    """Fits with different n_threads overlapping in two Python threads (as a threading-backend grid search runs
+    them): each gives the numbers of a fit alone, and the process's setting afterwards is the one from before."""
+    X, y = make_classification(n_samples=150, n_features=6, random_state=0)
+
+    def fit(k):
+        return MLPClassifier(hidden_layer_sizes=(8,), max_iter=4, n_threads=k, random_state=0).fit(X, y)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        want = fit(1).coefs_[0].copy()
+        fastnn.set_num_threads(2)
+        results, errors = [], []
+
+        def worker(k):
+            try:
+                for _ in range(15):
+                    results.append(fit(k).coefs_[0].copy())
+            except Exception as e:   # noqa: BLE001 - reported below
+                errors.append(e)
+
+        threads = [threading.Thread(target=worker, args=(k,)) for k in (1, 2)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(120)
+    assert not errors, errors
+    assert len(results) == 30
+    for r in results:   # this small network runs single-threaded kernels at any count: the same bits
+        assert_array_equal(r, want)
+    assert _config.given_num_threads() == 2
