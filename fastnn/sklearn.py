@@ -106,6 +106,34 @@ _threads_active = 0      # fit/predict calls inside _threads with an n_threads
 _threads_saved = None    # the setting before the first of them (None: the default), restored by the last
 
 
+class _WriteThrough(list):
+    """coefs_/intercepts_: views of the model's arrays; assigning an element copies into the model's array (a
+    plain list would take the new array and silently leave the model as it was)."""
+
+    __slots__ = ("_name",)
+
+    def __init__(self, views, name):
+        super().__init__(views)
+        self._name = name
+
+    def __setitem__(self, i, value):
+        if isinstance(i, slice):
+            raise TypeError(f"{self._name}[a:b] = ... is not supported: assign each array, {self._name}[i] = a")
+        target = list.__getitem__(self, i)
+        a = np.asarray(value)
+        if a.shape != target.shape:
+            raise ValueError(f"{self._name}[{i}] must have shape {target.shape}, got {a.shape}")
+        target[...] = a
+
+    def __reduce__(self):   # pickles (and copies) as a plain list of arrays
+        return list, (list(self),)
+
+    def _refuse(self, *args, **kwargs):
+        raise TypeError(f"{self._name} has one array per layer: its length cannot change (assign {self._name}[i] = a)")
+
+    append = extend = insert = pop = remove = clear = __delitem__ = __iadd__ = _refuse
+
+
 @contextmanager
 def _threads(n):
     """fastnn's thread count for one call: n if given, else left alone. The count is process-wide: calls that
@@ -193,8 +221,10 @@ class _BaseMLP(BaseEstimator):
 
     @property
     def coefs_(self):
-        """The weight matrices, coefs_[i] of shape (fan_in, fan_out): views of the model's weights."""
-        return [layer.weight.data for layer in self._dense()]
+        """The weight matrices, coefs_[i] of shape (fan_in, fan_out): views of the model's weights (a list
+        that writes through: ``coefs_[i] = a`` copies a into layer i, as scikit-learn's list element would
+        take effect)."""
+        return _WriteThrough([layer.weight.data for layer in self._dense()], "coefs_")
 
     @coefs_.setter
     def coefs_(self, values):
@@ -203,7 +233,7 @@ class _BaseMLP(BaseEstimator):
     @property
     def intercepts_(self):
         """The bias vectors, intercepts_[i] of shape (fan_out,): views of the model's biases."""
-        return [layer.bias.data for layer in self._dense()]
+        return _WriteThrough([layer.bias.data for layer in self._dense()], "intercepts_")
 
     @intercepts_.setter
     def intercepts_(self, values):
@@ -613,7 +643,8 @@ _DEVIATIONS = """
 
     - ``coefs_`` and ``intercepts_`` are properties: views of the fastnn model's weights (``model_``, a
       ``fastnn.Sequential``), rebuilt on every access; assigning them copies values into the model.
-      Replacing one list element (``est.coefs_[0] = a``) changes nothing: write ``est.coefs_[0][...] = a``.
+      ``est.coefs_[0] = a`` copies ``a`` into the first layer (same shape required); the list's length is
+      fixed (append, pop, ... raise TypeError).
     - float32 ``lbfgs``: scikit-learn's unpacking of SciPy's float64 vector silently turns its float32 weights
       into float64 after the first iteration; fastnn keeps the model in float32 throughout (scipy still
       works in float64 on the packed vector).

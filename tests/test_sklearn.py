@@ -531,3 +531,23 @@ def test_n_threads_in_concurrent_fits_never_leaks(monkeypatch):
     for r in results:   # this small network runs single-threaded kernels at any count: the same bits
         assert_array_equal(r, want)
     assert _config.given_num_threads() == 2
+
+
+def test_assigning_one_coefs_element_reaches_the_model():
+    """coefs_[i] = a takes effect as with scikit-learn's list (a plain list of views would silently ignore it)."""
+    X, y = make_classification(n_samples=80, n_features=5, random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        est = MLPClassifier(hidden_layer_sizes=(4,), max_iter=3, random_state=0).fit(X, y)
+    before = est.predict_proba(X)
+    coefs = est.coefs_
+    coefs[0] = np.zeros((5, 4))
+    est.intercepts_[1] = np.full(est.intercepts_[1].shape, 3.0)
+    assert_array_equal(est.coefs_[0], 0.0)
+    assert_array_equal(est.intercepts_[1], 3.0)
+    assert not np.allclose(est.predict_proba(X), before)
+    with pytest.raises(ValueError, match=r"coefs_\[1\] must have shape \(4, 1\)"):
+        est.coefs_[1] = np.zeros((3, 1))
+    with pytest.raises(TypeError, match="length cannot change"):
+        est.coefs_.append(np.zeros(2))
+    assert isinstance(pickle.loads(pickle.dumps(est.coefs_)), list)
