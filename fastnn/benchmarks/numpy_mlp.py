@@ -100,11 +100,8 @@ class NumpyMLP:
             adam_update(p, g, m, v, tmp, b1, b2, self.eps, inv_sqrt_bc2, step_size)
 
 
-def adam_update(p, g, m, v, tmp, b1, b2, eps, inv_sqrt_bc2, step_size) -> None:
-    """One array's torch Adam update in place, 11 passes: m, v moments; p -= step_size * m / (sqrt(v)*inv + eps).
-
-    The scalars are Python floats (computed once per step by the caller), so float32 arrays stay float32.
-    """
+def adam_moments(g, m, v, tmp, b1, b2) -> None:
+    """Adam's moments in place, in torch's (and scikit-learn's) order: m = b1 m + (1-b1) g; v = b2 v + (1-b2) g^2."""
     m *= b1
     np.multiply(g, 1 - b1, out=tmp)
     m += tmp
@@ -112,6 +109,14 @@ def adam_update(p, g, m, v, tmp, b1, b2, eps, inv_sqrt_bc2, step_size) -> None:
     np.multiply(g, g, out=tmp)
     tmp *= 1 - b2
     v += tmp
+
+
+def adam_update(p, g, m, v, tmp, b1, b2, eps, inv_sqrt_bc2, step_size) -> None:
+    """One array's torch Adam update in place, 11 passes: m, v moments; p -= step_size * m / (sqrt(v)*inv + eps).
+
+    The scalars are Python floats (computed once per step by the caller), so float32 arrays stay float32.
+    """
+    adam_moments(g, m, v, tmp, b1, b2)
     np.sqrt(v, out=tmp)
     tmp *= inv_sqrt_bc2
     tmp += eps

@@ -19,7 +19,7 @@ import numpy as np
 
 from ..optim import OPTIMIZERS as _REGISTRY
 from ..parameter import parameters_from_arrays
-from .numpy_mlp import adam_update
+from .numpy_mlp import adam_moments, adam_update
 
 
 def _state_arrays(cls, kwargs) -> int:
@@ -233,13 +233,7 @@ class NumpySklearnAdam:
         self.t += 1
         b1, b2 = self.betas
         m, v, tmp, g = self.m, self.v, self.tmp, self.g
-        m *= b1
-        np.multiply(g, 1 - b1, out=tmp)
-        m += tmp
-        v *= b2
-        np.multiply(g, g, out=tmp)
-        tmp *= 1 - b2
-        v += tmp
+        adam_moments(g, m, v, tmp, b1, b2)
         np.sqrt(v, out=tmp)
         tmp += self.eps
         np.divide(m, tmp, out=tmp)
