@@ -107,14 +107,29 @@ __attribute__((target("avx2"))) static inline __m256i fnn_optim_mask4(int n) {
 FNN_ADAM_AVX2(fnn_adam_avx2_f32, float, __m256, 8, ps, fnn_optim_mask8)
 FNN_ADAM_AVX2(fnn_adam_avx2_f64, double, __m256d, 4, pd, fnn_optim_mask4)
 
-/* scikit-learn's Adam (_optim's SK_ADAM, docs/numerics.md section 11.2): _optim.pyx's _sk_adam loop, compiled
- * for AVX2 WITHOUT FMA (target "avx2" only, and contraction off above), so that the vectorised loop rounds every
- * operation exactly as the scalar one and as NumPy does in sklearn's expression: the same bits, 4 doubles (8
- * floats) at a time instead of SSE2's 2 (4). The float32 update runs in double, as in sklearn (see _optim.pyx). */
+/* scikit-learn's Adam (_optim's SK_ADAM, docs/numerics.md section 11.2): _optim.pyx's _sk_adam loop in AVX2
+ * intrinsics WITHOUT FMA (target "avx2" only, and contraction off above), so that every lane rounds every
+ * operation exactly as the scalar loop and as NumPy does in sklearn's expression: the same bits, 4 doubles (8
+ * floats) at a time. The float32 update runs in double, as in sklearn (see _optim.pyx); GCC did not vectorise
+ * that mixed-precision loop on its own (79,510 floats: 67 us, against 52 us with these intrinsics; the
+ * double division and the float sqrt share the divider, which binds both). */
 __attribute__((target("avx2"))) static void fnn_sk_adam_avx2_f64(
         long lo, long hi, double* restrict param, const double* restrict grad, double* restrict ms,
         double* restrict vs, double b1, double omb1, double b2, double omb2, double nlr, double eps) {
-    for (long i = lo; i < hi; i++) {
+    const __m256d B1 = _mm256_set1_pd(b1), OMB1 = _mm256_set1_pd(omb1), B2 = _mm256_set1_pd(b2);
+    const __m256d OMB2 = _mm256_set1_pd(omb2), NLR = _mm256_set1_pd(nlr), EPS = _mm256_set1_pd(eps);
+    long i = lo;
+    for (; i + 4 <= hi; i += 4) {
+        const __m256d g = _mm256_loadu_pd(grad + i);
+        const __m256d m = _mm256_add_pd(_mm256_mul_pd(B1, _mm256_loadu_pd(ms + i)), _mm256_mul_pd(OMB1, g));
+        const __m256d v = _mm256_add_pd(_mm256_mul_pd(B2, _mm256_loadu_pd(vs + i)),
+                                        _mm256_mul_pd(OMB2, _mm256_mul_pd(g, g)));
+        _mm256_storeu_pd(ms + i, m);
+        _mm256_storeu_pd(vs + i, v);
+        const __m256d q = _mm256_div_pd(_mm256_mul_pd(NLR, m), _mm256_add_pd(_mm256_sqrt_pd(v), EPS));
+        _mm256_storeu_pd(param + i, _mm256_add_pd(_mm256_loadu_pd(param + i), q));
+    }
+    for (; i < hi; i++) {   /* the tail: the same operations, one lane */
         const double g = grad[i];
         const double m = b1 * ms[i] + omb1 * g;
         const double v = b2 * vs[i] + omb2 * (g * g);
@@ -123,10 +138,36 @@ __attribute__((target("avx2"))) static void fnn_sk_adam_avx2_f64(
         param[i] = param[i] + (nlr * m) / (__builtin_sqrt(v) + eps);
     }
 }
+/* float32: m, v, sqrt(v) + eps in float (NumPy's weak Python scalars keep sklearn's expressions float32); the
+ * update -lr_t * m / (...) and param + update in double (lr_t is a NumPy float64), rounded back to float once. */
+__attribute__((target("avx2"))) static inline __m256d fnn_sk_adam_upd_f64(__m128 p, __m128 m, __m128 d, __m256d nlr) {
+    const __m256d q = _mm256_div_pd(_mm256_mul_pd(nlr, _mm256_cvtps_pd(m)), _mm256_cvtps_pd(d));
+    return _mm256_add_pd(_mm256_cvtps_pd(p), q);
+}
 __attribute__((target("avx2"))) static void fnn_sk_adam_avx2_f32(
         long lo, long hi, float* restrict param, const float* restrict grad, float* restrict ms,
         float* restrict vs, float b1, float omb1, float b2, float omb2, double nlr, float eps) {
-    for (long i = lo; i < hi; i++) {
+    const __m256 B1 = _mm256_set1_ps(b1), OMB1 = _mm256_set1_ps(omb1), B2 = _mm256_set1_ps(b2);
+    const __m256 OMB2 = _mm256_set1_ps(omb2), EPS = _mm256_set1_ps(eps);
+    const __m256d NLR = _mm256_set1_pd(nlr);
+    long i = lo;
+    for (; i + 8 <= hi; i += 8) {
+        const __m256 g = _mm256_loadu_ps(grad + i);
+        const __m256 m = _mm256_add_ps(_mm256_mul_ps(B1, _mm256_loadu_ps(ms + i)), _mm256_mul_ps(OMB1, g));
+        const __m256 v = _mm256_add_ps(_mm256_mul_ps(B2, _mm256_loadu_ps(vs + i)),
+                                       _mm256_mul_ps(OMB2, _mm256_mul_ps(g, g)));
+        _mm256_storeu_ps(ms + i, m);
+        _mm256_storeu_ps(vs + i, v);
+        const __m256 d = _mm256_add_ps(_mm256_sqrt_ps(v), EPS);
+        const __m256 p = _mm256_loadu_ps(param + i);
+        const __m256d lo4 = fnn_sk_adam_upd_f64(_mm256_castps256_ps128(p), _mm256_castps256_ps128(m),
+                                                _mm256_castps256_ps128(d), NLR);
+        const __m256d hi4 = fnn_sk_adam_upd_f64(_mm256_extractf128_ps(p, 1), _mm256_extractf128_ps(m, 1),
+                                                _mm256_extractf128_ps(d, 1), NLR);
+        _mm256_storeu_ps(param + i, _mm256_insertf128_ps(_mm256_castps128_ps256(_mm256_cvtpd_ps(lo4)),
+                                                         _mm256_cvtpd_ps(hi4), 1));
+    }
+    for (; i < hi; i++) {   /* the tail: the same operations, one lane */
         const float g = grad[i];
         const float m = b1 * ms[i] + omb1 * g;
         const float v = b2 * vs[i] + omb2 * (g * g);
