@@ -13,9 +13,12 @@ import os
 
 import numpy as np
 
+from ._kernels._checks import labels_in_range
+
 FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 _FLOAT32 = np.dtype(np.float32)
 _INT64 = np.dtype(np.int64)
+_INT64_MIN, _INT64_MAX = int(np.iinfo(np.int64).min), int(np.iinfo(np.int64).max)
 _FALLBACK_MEMORY = 2**40   # 1 TiB when the OS does not say (no false refusal of anything that could fit)
 _physical_memory: int | None = None
 
@@ -208,6 +211,10 @@ def check_labels_range(arr: np.ndarray, name: str, n_classes: int, ignore_index:
     """
     if not arr.size:
         return
+    if arr.dtype == _INT64 and arr.ndim == 1 and arr.flags.c_contiguous and (
+            ignore_index is None or _INT64_MIN <= ignore_index <= _INT64_MAX):
+        if labels_in_range(arr, n_classes, ignore_index):   # compiled: NumPy's masks cost ~6 us on a batch
+            return
     valid = (arr >= 0) & (arr < n_classes)
     if ignore_index is not None:
         info = np.iinfo(arr.dtype)

@@ -285,6 +285,35 @@ def test_all_finite_agrees_with_numpy(dtype):
                 assert all_finite(y) == bool(np.isfinite(y).all()), (n, v, pos)
 
 
+@pytest.mark.parametrize("ignore_index", [None, -100, 3, 2**63 - 1, -2**63])
+def test_labels_in_range_agrees_with_numpy(ignore_index):
+    from fastnn._kernels._checks import labels_in_range
+
+    c = 10
+    specials = [-1, c, c - 1, 0, -100, 3, 2**63 - 1, -2**63, c + 1]
+    assert labels_in_range(np.empty(0, np.int64), c, ignore_index)
+    for n in (1, 7, 33, 1000):
+        y = np.random.default_rng(n).integers(0, c, n)
+        assert labels_in_range(y, c, ignore_index)
+        for v in specials:
+            for pos in {0, n // 2, n - 1}:
+                z = y.copy()
+                z[pos] = v
+                want = bool((((z >= 0) & (z < c)) | (z == ignore_index if ignore_index is not None else False)).all())
+                assert labels_in_range(z, c, ignore_index) == want, (n, v, pos)
+
+
+def test_label_errors_name_the_first_bad_label_with_the_compiled_check():
+    """The compiled range check only says "all fine"; the message (first bad label) still comes from NumPy."""
+    model = fnn.Sequential([fnn.Dense(3, 4)])
+    model.compile(optimizer="adam", loss=fnn.losses.CrossEntropyLoss(ignore_index=-100))
+    x = np.zeros((4, 3), np.float32)
+    model.train_step(x, np.array([0, -100, 3, 2]))
+    for bad in (4, -1, 2**62):
+        with pytest.raises(ValueError, match=rf"yb must be class indices in \[0, 3\] or ignore_index=-100, got {bad}"):
+            model.train_step(x, np.array([0, bad, 1, 5 if bad != 4 else 0]))
+
+
 # ------------------------------------------------------------------------------------------ eval forward on the plan
 
 @pytest.mark.parametrize("dtype", DTYPES)
