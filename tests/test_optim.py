@@ -871,3 +871,70 @@ def test_a_model_instead_of_its_parameters_says_what_to_write():
     model = fnn.Sequential(fnn.Dense(3, 2), seed=0)
     with pytest.raises(TypeError, match=r"got the Sequential itself; write Adam\(model.parameters\(\), lr=...\)"):
         Adam(model)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# the run cache (optimizer.py, "Run cache")
+
+
+def _uncached(cls):
+    """A subclass of cls that regroups every call (it overrides a run hook, so it is not cached)."""
+
+    class Uncached(cls):
+        def _runs(self, group):
+            return super()._runs(group)
+
+    return Uncached
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("name, config", CONFIGS, ids=str)
+def test_run_cache_steps_bit_for_bit_like_regrouping_every_call(dtype, name, config):
+    """Reused runs give the bits of regrouping every step, through every event that changes the grouping or the
+    tuples: a hole (b0 without grad), an lr change, one count edited in place (the run splits), one parameter's
+    state reset, state.clear(), load_state_dict, pickling, add_param_group."""
+    ours, twin = (parameters_from_arrays(_init_arrays(), dtype=dtype) for _ in range(2))
+    opt = OPTIMIZERS[name](ours[:-1], **config)
+    ref = _uncached(OPTIMIZERS[name])(twin[:-1], **config)
+    assert optimizer_module._cacheable(type(opt)) and not optimizer_module._cacheable(type(ref))
+    grads = iter(_grads(40))
+
+    def step(hole=False):
+        for p, q, g in zip(ours, twin, next(grads)):
+            p.grad = q.grad = None if (hole and p is ours[1]) else g
+        opt.step()
+        ref.step()
+        for p, q in zip(ours, twin):
+            assert p.data.tobytes() == q.data.tobytes()
+
+    step(), step(), step()
+    runs = opt._fused_runs()
+    assert opt._fused_runs() is runs   # reused while nothing changed
+    if "step" in opt.state[ours[1]]:   # one count (inside the one run) edited in place: the run must split
+        for o, ps in ((opt, ours), (ref, twin)):
+            o.state[ps[1]]["step"][()] = 1
+        step(), step()
+    step(hole=True), step(hole=True), step()
+    for o in (opt, ref):
+        o.param_groups[0]["lr"] *= 0.5
+    step(), step()
+    for o, ps in ((opt, ours), (ref, twin)):   # one parameter's state reset, as for a re-initialised layer
+        o.state[ps[0]] = {}
+    step(), step()
+    for o in (opt, ref):
+        o.state.clear()
+    step(), step()
+    saved = copy.deepcopy(opt.state_dict())
+    step()
+    opt.load_state_dict(saved)
+    ref.load_state_dict(saved)
+    step(), step()
+    opt = pickle.loads(pickle.dumps(opt))
+    ours_by_name = {p.name: p for g in opt.param_groups for p in g["params"]}
+    ours[:-1] = [ours_by_name[p.name] for p in ours[:-1]]
+    for p, q in zip(ours, twin):   # the unpickled optimizer has its own parameters
+        p.data[...] = q.data
+    step(), step()
+    opt.add_param_group({"params": [ours[-1]]})
+    ref.add_param_group({"params": [twin[-1]]})
+    step(), step()

@@ -19,6 +19,16 @@ the same runs step after step. As in torch, a parameter whose grad is None is sk
 ``_fused_runs()`` re-checks the hyper-parameters of every group that changed since its last check
 (``param_groups[i]["lr"] = nan`` is refused by the next step, on every path).
 
+Run cache. Regrouping costs ~8 us per call for a 9-layer model, as much as a small model's whole update,
+so the last call's tuples are reused while nothing they depend on can have changed: no group re-checked,
+the same ``has_grad`` for every parameter (a step advances every parameter of a run alike, so runs keep
+their keys, and parameters left out keep theirs), the same ``state`` object holding the same per-parameter
+dicts with as many entries, each run's step counts still equal (an in-place edit of one count splits a
+run), and no structural change (``add_param_group``, ``load_state_dict``, a grown buffer, unpickling: each
+drops the cache). A call that created state (a first step) is not cached, as its tuples may carry
+first-step flags. Only fastnn's own ``_runs``/``_run_key``/``_prepare_run``/``_with_state`` are cached: a
+subclass that overrides one of them is regrouped every call.
+
 Subclasses define ``_kind`` (the kernel kind), ``_state_kinds``, ``_torch_flags`` (torch's implementation
 flags, reported in state_dict() groups and ignored on load), ``_check_group`` (validate and normalise a
 group's hyper-parameters), ``_run_key`` and ``_prepare_run`` (a run's missing state -> its tuple; it
@@ -39,6 +49,8 @@ from .._validation import FLOAT_DTYPES, check_bool
 from ..parameter import Parameter, aligned_zeros
 
 _DUMMY = {dt: np.empty(0, dt) for dt in FLOAT_DTYPES}
+_NO_STATE = ()   # state.get(p, _NO_STATE): a parameter without state (len 0, compared by identity)
+_RUN_HOOKS = ("_runs", "_run_key", "_prepare_run", "_with_state")
 NO_STEPS = np.empty(0, np.float32)  # the steps of a kind that counts none (SGD)
 
 
@@ -74,6 +86,7 @@ class Optimizer:
         self._steps = np.zeros(0, np.float32)  # the step counts, one slot per parameter
         self._views: dict[tuple, object] = {}  # (first, last) / (kind, first, last) -> a run's flat slices
         self._checked: list[tuple[dict, dict]] = []  # per param group: (the group, its hyper-parameters as checked)
+        self._run_cache: tuple | None = None  # the last _fused_runs() call's tuples and what they depend on
         # params left out (Keras's habit: Adam(learning_rate=...) passed to compile): compile adds the model's
         # parameters as one group; until then step() refuses (see _fused_runs)
         if isinstance(params, numbers.Real) and not isinstance(params, bool):
@@ -128,6 +141,7 @@ class Optimizer:
             self._joins[p] = q is not None and p.arena is q.arena and p.offset == q.offset + q.size
             self._slots[p] = len(self._slots)
         self.param_groups.append(group)
+        self._run_cache = None
         self._arenas = list({id(p.arena): p.arena for g in self.param_groups for p in g["params"]}.values())
         for kind, dtype in list(self._buffers):  # grow now, so that no buffer moves in the middle of a step
             self._buffer(kind, dtype)
@@ -219,13 +233,27 @@ class Optimizer:
             raise RuntimeError(f"this {type(self).__name__} has no parameters to update: pass it to "
                                f"model.compile(optimizer=...), or create it with {type(self).__name__}("
                                "model.parameters(), ...)")
-        self._check_changed_groups()
-        return [self._prepare_run(group, run, key) for group in self.param_groups for run, key in self._runs(group)]
+        changed = self._check_changed_groups()
+        state, cache = self.state, self._run_cache
+        if cache is not None and not changed and cache[0] is state and _still_valid(state, *cache[1:]):
+            return cache[-1]
+        params = [p for group in self.param_groups for p in group["params"]]
+        before = [len(state.get(p, _NO_STATE)) for p in params]
+        runs = [self._prepare_run(group, run, key) for group in self.param_groups for run, key in self._runs(group)]
+        self._run_cache = None
+        if _cacheable(type(self)):
+            dicts = [state.get(p, _NO_STATE) for p in params]
+            sizes = list(map(len, dicts))
+            if sizes == before:   # no state created: not a first step
+                self._run_cache = (state, params, [p.has_grad for p in params], dicts, sizes, runs)
+        return runs
 
-    def _check_changed_groups(self) -> None:
-        """Re-check the hyper-parameters of every group that changed since its last check (cheap when none did)."""
+    def _check_changed_groups(self) -> bool:
+        """Re-check the hyper-parameters of every group that changed since its last check (cheap when none did);
+        whether any group was checked again."""
         checked, groups = self._checked, self.param_groups
-        if len(checked) != len(groups):
+        changed = len(checked) != len(groups)
+        if changed:
             del checked[len(groups):]
         for g, group in enumerate(groups):
             if g < len(checked):
@@ -242,10 +270,12 @@ class Optimizer:
             except (TypeError, ValueError) as exc:
                 raise type(exc)(f"param_groups[{g}]: {exc}") from None
             entry = (group, {k: v for k, v in group.items() if k != "params"})
+            changed = True
             if g < len(checked):
                 checked[g] = entry
             else:
                 checked.append(entry)
+        return changed
 
     def zero_grad(self, set_to_none: bool = True) -> None:
         """Clear the gradients (None by default, else zeros); grads that are None stay None."""
@@ -326,6 +356,7 @@ class Optimizer:
             loaded[p] = entry
         self.param_groups = groups
         self._checked = [(g, {k: v for k, v in g.items() if k != "params"}) for g in groups]
+        self._run_cache = None
         self.state.clear()
         for p, entry in loaded.items():
             st = self.state[p]
@@ -347,10 +378,12 @@ class Optimizer:
         state["state"] = {p: {k: (None if k in kinds or k == "step" else v) for k, v in st.items()}
                           for p, st in self.state.items()}
         state["_views"] = {}
+        state["_run_cache"] = None
         return state
 
     def __setstate__(self, state):
         self.__dict__.update(state)
+        self._run_cache = None
         self.state = defaultdict(dict, self.state)
         for p, st in self.state.items():
             for kind in st:
@@ -390,6 +423,7 @@ class Optimizer:
             new = aligned_zeros(size, dtype)  # 64-byte aligned, like the arenas
             if buf is not None:  # parameters were added since: grow and re-point the views
                 self._views.clear()
+                self._run_cache = None
                 new[:buf.size] = buf
                 for p, st in self.state.items():
                     if kind in st and p.dtype == dtype:
@@ -417,6 +451,7 @@ class Optimizer:
             self._steps = np.zeros(len(self._slots), np.float32)
             self._steps[:old.size] = old
             self._views.clear()
+            self._run_cache = None
             for p, st in self.state.items():
                 if "step" in st:
                     st["step"] = self._steps[self._slots[p], ...]
@@ -473,8 +508,41 @@ class Optimizer:
     def _cache(self, key, views):
         if len(self._views) >= 4096:  # many different runs (changing holes): start over
             self._views.clear()
+            self._run_cache = None
         self._views[key] = views
         return views
+
+
+def _still_valid(state, params, grads, dicts, sizes, runs) -> bool:
+    """Whether the cached runs still hold (see "Run cache"); allocates nothing (a step must not)."""
+    for p, g, d, n in zip(params, grads, dicts, sizes):
+        now = state.get(p, _NO_STATE)
+        if p.has_grad is not g or now is not d or len(now) != n:
+            return False
+    for run in runs:
+        if not _uniform_steps(run):
+            return False
+    return True
+
+
+def _uniform_steps(run: tuple) -> bool:
+    """Whether the run's step counts are all equal (an in-place edit of one ``state[p]["step"]`` splits a run)."""
+    steps = run[8]
+    if len(steps) < 2:
+        return True
+    b = steps.tobytes()
+    return b == b[:4] * len(steps)
+
+
+def _cacheable(cls) -> bool:
+    """Whether cls regroups with fastnn's own run hooks only (see "Run cache")."""
+    ok = _CACHEABLE.get(cls)
+    if ok is None:
+        ok = _CACHEABLE[cls] = all(getattr(cls, h).__module__.startswith("fastnn.optim.") for h in _RUN_HOOKS)
+    return ok
+
+
+_CACHEABLE: dict[type, bool] = {}
 
 
 def _iterable(obj, name):
