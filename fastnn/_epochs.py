@@ -31,11 +31,10 @@ import math
 
 import numpy as np
 
-from . import _validation as V
 from . import losses as _losses
 from . import metrics as _metrics
 from ._datasource import Batches
-from ._kernels._checks import all_finite
+from ._kernels._checks import array_finite
 
 __all__ = ["Batches", "finite", "run_epochs"]   # Batches (where a batch's rows come from) lives in _datasource
 
@@ -45,8 +44,9 @@ _CHUNK_SECONDS = 0.1       # target length of one compiled run of batches (Ctrl-
 
 def finite(a: np.ndarray) -> bool:
     """No NaN or inf in a (one compiled pass for contiguous float arrays, else two reductions)."""
-    if a.dtype in V.FLOAT_DTYPES and a.flags.c_contiguous:
-        return all_finite(a.reshape(-1))
+    ok = array_finite(a)
+    if ok is not None:
+        return ok
     return bool(math.isfinite(a.min()) and math.isfinite(a.max()))
 
 

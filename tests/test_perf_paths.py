@@ -285,6 +285,20 @@ def test_all_finite_agrees_with_numpy(dtype):
                 assert all_finite(y) == bool(np.isfinite(y).all()), (n, v, pos)
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_array_finite_agrees_with_numpy_and_declines_other_layouts(dtype):
+    from fastnn._kernels._checks import array_finite
+
+    x = np.random.default_rng(0).standard_normal((9, 13)).astype(dtype)
+    assert array_finite(x) is True and array_finite(x[2:5]) is True and array_finite(np.empty((0, 3), dtype))
+    for v in (np.nan, np.inf, -np.inf):
+        y = x.copy()
+        y[8, 12] = v
+        assert array_finite(y) is False and array_finite(y[8:]) is False and array_finite(y[:8]) is True
+    for other in (x[:, ::2], np.asfortranarray(x), x.astype(np.float16), x.astype(np.int64), [1.0, 2.0], 3.0):
+        assert array_finite(other) is None   # the caller's NumPy fallback decides
+
+
 @pytest.mark.parametrize("ignore_index", [None, -100, 3, 2**63 - 1, -2**63])
 def test_labels_in_range_agrees_with_numpy(ignore_index):
     from fastnn._kernels._checks import labels_in_range

@@ -4,6 +4,8 @@
 # NaN or inf exactly when its exponent bits are all ones, so the loop ORs one integer compare per
 # element (GCC vectorises it; no early exit, which would block that). NumPy's equivalents make two
 # reductions or a temporary bool array, whose fixed cost dominates a batch-1 row (bench/README.md).
+# array_finite(a): all_finite for any ndarray that is C-contiguous float32/float64 (None for any other),
+# read through the array's own pointer: no reshape, no memoryview (~0.7 us of a batch-1 predict).
 # labels_in_range(y, c, ignore): every int64 class index in [0, c) or == ignore, by the same branch-free
 # OR (one unsigned compare covers < 0 and >= c). NumPy's range check (bool masks, .all()) costs ~6 us
 # on a batch of 32 labels, more than a deep 64-wide training step's own Python.
@@ -11,7 +13,11 @@
 
 from libc.stdint cimport int64_t, uint32_t, uint64_t
 
+cimport numpy as cnp
+
 from fastnn._kernels._types cimport real
+
+cnp.import_array()
 
 
 cdef bint _all_finite(const real* x, Py_ssize_t n) noexcept nogil:
@@ -40,6 +46,29 @@ def all_finite(const real[::1] x):
     with nogil:
         ok = _all_finite(&x[0], x.shape[0])
     return ok
+
+
+def array_finite(object a):
+    """For a C-contiguous float32/float64 ndarray a: True iff no element is NaN or +-inf; None for any other a."""
+    if not cnp.PyArray_Check(a):
+        return None
+    cdef cnp.ndarray arr = <cnp.ndarray>a
+    if not cnp.PyArray_IS_C_CONTIGUOUS(arr):
+        return None
+    cdef int typenum = cnp.PyArray_TYPE(arr)
+    cdef Py_ssize_t n = cnp.PyArray_SIZE(arr)
+    cdef bint ok = True
+    if typenum == cnp.NPY_FLOAT32:
+        if n:
+            with nogil:
+                ok = _all_finite(<const float*>cnp.PyArray_DATA(arr), n)
+        return ok
+    if typenum == cnp.NPY_FLOAT64:
+        if n:
+            with nogil:
+                ok = _all_finite(<const double*>cnp.PyArray_DATA(arr), n)
+        return ok
+    return None
 
 
 cdef bint _labels_in_range(const int64_t* y, Py_ssize_t n, int64_t c, bint has_ignore,
