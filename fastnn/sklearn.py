@@ -53,7 +53,7 @@ from sklearn.metrics import accuracy_score, r2_score
 from sklearn.model_selection import train_test_split
 from sklearn.neural_network import MLPClassifier as _SkMLPClassifier
 from sklearn.preprocessing import LabelBinarizer
-from sklearn.utils import check_random_state, column_or_1d, shuffle
+from sklearn.utils import check_random_state, column_or_1d
 from sklearn.utils._param_validation import Interval, Options, StrOptions
 from sklearn.utils.metaestimators import available_if
 from sklearn.utils.multiclass import _check_partial_fit_first_call, type_of_target, unique_labels
@@ -168,6 +168,15 @@ def _chunk_rows(n_features, itemsize, at_least):
             "(fastnn.sklearn.SPARSE_CHUNK_BYTES) for dense rows; use a smaller batch_size")
     rows = SPARSE_CHUNK_BYTES // row
     return max(at_least, rows - rows % at_least)
+
+
+def _shuffle(idx: np.ndarray, random_state: np.random.RandomState) -> np.ndarray:
+    """``sklearn.utils.shuffle(idx, random_state=random_state)`` for an index array and a RandomState: the same
+    draws in the same order (its ``resample`` shuffles ``arange(n)`` and indexes with it), without its input
+    validation (~100 us per epoch: 6% of a digits fit)."""
+    perm = np.arange(idx.shape[0])
+    random_state.shuffle(perm)
+    return idx[perm]
 
 
 def _dense_rows(X, rows, dtype):
@@ -440,7 +449,7 @@ class _BaseMLP(BaseEstimator):
                 self.n_iter_ = 0
                 for _ in range(self.max_iter):
                     if self.shuffle:
-                        sample_idx = shuffle(sample_idx, random_state=self._random_state)
+                        sample_idx = _shuffle(sample_idx, self._random_state)
                     order = np.ascontiguousarray(sample_idx, dtype=np.int64) if self.shuffle else None
                     accumulated_loss = self._epoch(X_train, T, order, batch_size, loss_fn, losses, interrupt)
 

@@ -551,3 +551,19 @@ def test_assigning_one_coefs_element_reaches_the_model():
     with pytest.raises(TypeError, match="length cannot change"):
         est.coefs_.append(np.zeros(2))
     assert isinstance(pickle.loads(pickle.dumps(est.coefs_)), list)
+
+
+def test_epoch_shuffle_draws_what_sklearns_shuffle_draws():
+    """fastnn.sklearn._shuffle = sklearn.utils.shuffle on an index array: the same permutations, epoch after epoch,
+    and the RandomState left in the same state (the next draws, e.g. early stopping's, stay scikit-learn's)."""
+    from sklearn.utils import shuffle
+
+    from fastnn.sklearn import _shuffle
+
+    for n in (1, 2, 197, 1797):
+        ours, theirs = np.random.RandomState(n), np.random.RandomState(n)
+        a = b = np.arange(n)
+        for _ in range(5):
+            a, b = _shuffle(a, ours), shuffle(b, random_state=theirs)
+            assert a.dtype == b.dtype and np.array_equal(a, b)
+        assert ours.randint(2**31) == theirs.randint(2**31)
