@@ -2,6 +2,7 @@ import numpy as np
 import pytest
 
 import fastnn
+from fastnn._kernels import _blas
 
 DTYPES = [np.float32, np.float64]
 
@@ -51,6 +52,8 @@ def numerical_grads(params, loss, h=1e-6):
 
 @pytest.fixture(autouse=True)
 def _restore_threads():
+    """Every test leaves the thread count, and the own small-GEMM kernels switched on, as it found them."""
     n = fastnn.get_num_threads()
     yield
     fastnn.set_num_threads(n)
+    _blas.set_small_gemm(True)

@@ -15,14 +15,6 @@ SIZES = (1, 7, 17, 33, 100)
 own_only = pytest.mark.skipif(not OWN, reason="the own small-GEMM kernels need x86-64 with AVX2 and FMA")
 
 
-@pytest.fixture(autouse=True)
-def _restore_threads():
-    before = fnn.get_num_threads()
-    yield
-    fnn.set_num_threads(before)
-    _blas.set_small_gemm(True)
-
-
 def _bias_relu(z, bias, relu):
     """_activations' bias + activation pass in NumPy: z + b, then `x < 0 ? 0 : x` (NaN and -0 kept)."""
     if bias is not None:

@@ -14,14 +14,6 @@ DTYPES = [np.float64, np.float32]
 OWN = _blas.small_gemm_available()
 
 
-@pytest.fixture(autouse=True)
-def _restore_threads():
-    before = fnn.get_num_threads()
-    yield
-    fnn.set_num_threads(before)
-    _blas.set_small_gemm(True)
-
-
 # ------------------------------------------------------------------------------------------ alignment
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64, np.int64, np.uint8])
