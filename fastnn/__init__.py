@@ -36,7 +36,7 @@ from .layers import (
     Tanh,
 )
 from .losses import GradientTape
-from .model import Sequential, no_grad
+from .model import Sequential, enable_grad, is_grad_enabled, no_grad
 from .parameter import Parameter
 
 __all__ = [
@@ -45,5 +45,6 @@ __all__ = [
     "Activation", "Dense", "Dropout", "ELU", "GELU", "Identity", "Input", "Layer", "LeakyReLU", "ReLU", "Sigmoid",
     "SiLU", "Softmax", "Softplus", "Softsign", "Tanh",
     "Sequential", "Parameter", "load_model", "clip_grad_norm_", "clip_grad_value_", "GradientTape", "no_grad",
+    "enable_grad", "is_grad_enabled",
     "callbacks", "datasets", "functional", "io", "losses", "metrics", "nn", "optim", "plot",
 ]

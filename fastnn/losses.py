@@ -153,7 +153,8 @@ class LossValue(float):
         if tag is None:
             raise RuntimeError(
                 "loss.backward() needs a prediction that came from a model: loss_fn(model(x), y). This loss was "
-                "computed on an array that is not a model's output (a plain array, or a slice or copy of one); "
+                "computed on an array that is not a model's output (a plain array, a slice or copy of one, or an "
+                "output computed under fnn.no_grad()); "
                 "call model.backward(loss_fn.backward()) for the model that should receive the gradient")
         if self._done:
             raise RuntimeError(

@@ -272,6 +272,10 @@ class Sequential(TrainingMixin):
         if not self.training and type(x) is np.ndarray and x.dtype == self.dtype and self._exec is not None:
             # eval mode, an array of the model's dtype: its copy (kept for a later backward()) goes straight to the
             # engine, whose plan takes it as it is or validates it with the messages below
+            if not _GRAD.enabled:   # no_grad(): nothing kept, x read in place (as predict reads it)
+                res = self._engine().forward(x)
+                self._last_forward, self._out_tag = _NO_GRAD_PASS, None
+                return res
             xc = x.copy()
             res = self._engine().forward(xc)
             self._last_forward = (threading.get_ident(), xc.reshape(1, -1) if x.ndim == 1 else xc, x.ndim == 1)
@@ -298,6 +302,9 @@ class Sequential(TrainingMixin):
             out = self._engine().forward(xc)
             self._last_forward = (threading.get_ident(), xc, single)   # one assignment: never torn
         res = out[0] if single else out
+        if not _GRAD.enabled:   # no_grad(): the pass is not kept for backward (PyTorch records no graph)
+            self._last_forward, self._out_tag = _NO_GRAD_PASS, None
+            return res
         self._out_tag = _tag_output(res, self._self_ref)   # loss_fn(res, y).backward() comes back here
         return res
 
@@ -318,6 +325,9 @@ class Sequential(TrainingMixin):
         last = self._last_forward
         if last is None:
             raise RuntimeError("backward() needs a forward pass first: call model(x) before model.backward(grad)")
+        if last is _NO_GRAD_PASS:
+            raise RuntimeError("backward(): the last forward pass ran under fnn.no_grad(), which keeps nothing for "
+                               "backward (as PyTorch records no graph there); call model(x) outside no_grad() first")
         thread, x_eval, single = last
         if thread != threading.get_ident():
             raise RuntimeError("backward(): the last forward pass of this model ran in another thread; call "
@@ -618,23 +628,61 @@ class _IncompatibleKeys(NamedTuple):
     unexpected_keys: list
 
 
-class no_grad:   # noqa: N801 - PyTorch's name
-    """PyTorch's ``with torch.no_grad():`` (also as a decorator): a no-op in fastnn, accepted so that the
-    lecture's evaluation code runs unchanged.
+class _GradMode(threading.local):
+    """This thread's grad mode (per thread, as PyTorch's): off inside no_grad(), back on inside enable_grad()."""
 
-    fastnn records no graph during a forward pass (gradients come only from a backward pass), so there
-    is nothing to switch off. It does not change the model's mode: as in PyTorch, ``model.eval()``
-    turns dropout off.
-    """
+    enabled = True
+
+    def __init__(self):
+        self.saved: list[bool] = []   # the modes the open no_grad()/enable_grad() blocks replaced
+
+
+_GRAD = _GradMode()
+
+#: model._last_forward after a forward pass under no_grad(): nothing kept for backward()
+_NO_GRAD_PASS = ("no_grad",)
+
+
+def is_grad_enabled() -> bool:
+    """Whether model(x) in this thread keeps its pass for backward() (False inside ``fnn.no_grad()``)."""
+    return _GRAD.enabled
+
+
+class _GradModeBlock:
+    _mode = True
 
     def __enter__(self):
+        _GRAD.saved.append(_GRAD.enabled)   # a stack per thread: one instance may be entered in several threads
+        _GRAD.enabled = self._mode
         return self
 
     def __exit__(self, *exc):
+        _GRAD.enabled = _GRAD.saved.pop()
         return False
 
     def __call__(self, func):
         @functools.wraps(func)
         def wrapper(*args, **kwargs):
-            return func(*args, **kwargs)
+            with self:
+                return func(*args, **kwargs)
         return wrapper
+
+
+class no_grad(_GradModeBlock):   # noqa: N801 - PyTorch's name
+    """PyTorch's ``with torch.no_grad():`` (also as a decorator ``@fnn.no_grad()``), per thread and nestable.
+
+    Inside it, ``model(x)`` keeps nothing for a backward pass: in eval mode it reads x in place instead of
+    keeping a private copy of it, and its output is not tagged for ``loss.backward()``. A later
+    ``model.backward(grad)`` or ``loss_fn(out, y).backward()`` on that pass raises RuntimeError, as
+    PyTorch's backward does on a tensor computed under no_grad. The numbers are the same as outside it.
+    It does not change the model's mode: as in PyTorch, ``model.eval()`` turns dropout off. Training
+    calls (``train_step``, ``fit``) compute their own gradients and are not affected.
+    """
+
+    _mode = False
+
+
+class enable_grad(_GradModeBlock):   # noqa: N801 - PyTorch's name
+    """PyTorch's ``torch.enable_grad()``: inside a no_grad() block, keep model(x)'s pass for backward again."""
+
+    _mode = True

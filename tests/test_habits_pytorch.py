@@ -538,22 +538,98 @@ def test_nn_namespace_runs_the_lecture_model(data):
     assert loss.item() < first
 
 
-def test_no_grad_is_a_documented_no_op(data):
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_no_grad_gives_the_same_numbers_and_keeps_nothing_for_backward(data, dtype):
+    X, y = data
+    X = X.astype(dtype)
+    m = _model(dtype=dtype)
+    m.eval()
+    expected = m(X)
+    loss_fn = fnn.losses.CrossEntropyLoss()
+    with fnn.no_grad():
+        assert not fnn.is_grad_enabled()
+        out, one = m(X), m(X[0])
+        out_list = m(X.tolist())   # the converting path too
+    assert fnn.is_grad_enabled() and m.training is False
+    np.testing.assert_array_equal(out, expected)
+    np.testing.assert_array_equal(one, expected[0])
+    np.testing.assert_array_equal(out_list, expected)
+    assert not np.shares_memory(out, X)
+    with pytest.raises(RuntimeError, match="no_grad"):   # as PyTorch: nothing recorded, so no backward
+        m.backward(np.ones_like(out))
+    with pytest.raises(RuntimeError, match="no_grad"):
+        loss_fn(out, y).backward()
+    # the single-pass rule: a pass under no_grad also ends the previous pass (in eval and in training mode)
+    for training in (False, True):
+        m.train(training)
+        kept = m(X)
+        loss = loss_fn(kept, y)
+        with fnn.no_grad():
+            m(X)
+        with pytest.raises(RuntimeError):
+            loss.backward()
+        loss = loss_fn(m(X), y)
+        loss.backward()   # outside no_grad the pass is kept again
+        m.zero_grad()
+
+
+def test_no_grad_blocks_nest_restore_on_errors_and_decorate(data):
     X, _ = data
     m = _model()
     m.eval()
-    with fnn.no_grad():
-        out = m(X)
-    assert m.training is False
-    np.testing.assert_array_equal(out, m(X))
+    ng = fnn.no_grad()
+    with ng:
+        with fnn.enable_grad():
+            assert fnn.is_grad_enabled()
+            out = m(X)
+        assert not fnn.is_grad_enabled()
+        with ng:   # one instance entered twice
+            assert not fnn.is_grad_enabled()
+        assert not fnn.is_grad_enabled()
+    assert fnn.is_grad_enabled()
+    m.backward(np.ones_like(out))   # the enable_grad pass was kept
+    with pytest.raises(ZeroDivisionError), fnn.no_grad():
+        raise ZeroDivisionError
+    assert fnn.is_grad_enabled()
 
     @fnn.no_grad()
     def predict(x):
         """Doc."""
+        assert not fnn.is_grad_enabled()
         return m(x)
 
     np.testing.assert_array_equal(predict(X), out)
-    assert predict.__name__ == "predict" and predict.__doc__ == "Doc."
+    assert predict.__name__ == "predict" and predict.__doc__ == "Doc." and fnn.is_grad_enabled()
+
+
+def test_no_grad_is_per_thread(data):
+    """A thread inside no_grad() leaves the others' passes recorded: real threads, interleaved by barriers."""
+    import threading
+
+    X, y = data
+    inside, other_saw, errors = threading.Barrier(2), [], []
+    released = threading.Event()
+
+    def in_no_grad():
+        try:
+            with fnn.no_grad():
+                inside.wait(timeout=30)
+                released.wait(timeout=30)
+        except Exception as e:   # pragma: no cover - reported below
+            errors.append(e)
+
+    t = threading.Thread(target=in_no_grad)
+    t.start()
+    try:
+        inside.wait(timeout=30)
+        other_saw.append(fnn.is_grad_enabled())
+        m = _model()
+        m.eval()
+        fnn.losses.CrossEntropyLoss()(m(X), y).backward()   # recorded: this thread is not inside no_grad
+    finally:
+        released.set()
+        t.join(timeout=30)
+    assert other_saw == [True] and not errors and not t.is_alive()
 
 
 # ---------------------------------------------------------------------------------------------- with Keras's losses

@@ -530,7 +530,7 @@ TITLES = {
     "optimizer_step": "Optimizer step on one flat float32 arena. MB: bytes streamed once (params, grads, state read; "
                       "params, state written); x copy: time / time of np.copyto moving as many bytes (memcpy row); "
                       "x inplace: time / time of an in-place pass (a *= 1) moving as many bytes (inplace row)",
-    "inference": "Inference (eval mode; fastnn model(x), NumPy forward, torch under no_grad)",
+    "inference": "Inference (eval mode; fastnn model(x) under fnn.no_grad(), NumPy forward, torch under no_grad)",
     "sklearn_fit": "scikit-learn estimators (--sections sklearn): fit of fastnn.sklearn.MLPClassifier vs "
                    "sklearn.neural_network.MLPClassifier, identical parameters (Adam, batch 200, random_state 0); "
                    "final loss: loss_ after the fit (the same work); floor: the fit's GEMM FLOPs at the run's "

@@ -135,12 +135,23 @@ def fastnn_step(sizes, n, dtype, path=None):
 
 
 def fastnn_forward(sizes, n, dtype, method="call"):
-    """fastnn inference in eval mode: ``model(x)`` (method="call") or ``model.predict(x)`` (method="predict")."""
+    """fastnn inference in eval mode: ``model(x)`` under ``fnn.no_grad()``, as PyTorch's row runs under
+    ``torch.no_grad()`` (method="call"), or ``model.predict(x)`` (method="predict")."""
+    import fastnn
+
     model = fastnn_model(sizes, dtype)
     x, _ = batch(sizes, n, dtype)
     model.eval()
     if method == "call":
-        return lambda: model(x)
+        if not hasattr(fastnn, "is_grad_enabled"):   # a fastnn whose no_grad() did nothing
+            return lambda: model(x)
+        no_grad = fastnn.no_grad
+
+        def forward():
+            with no_grad():
+                return model(x)
+
+        return forward
     predict = model.predict
     kwargs = {}
     params = inspect.signature(predict).parameters
