@@ -17,6 +17,7 @@ import os
 import platform
 import sys
 import threading
+import time
 import weakref
 
 import numpy as np
@@ -141,6 +142,12 @@ if hasattr(os, "register_at_fork"):
 #   A switch is checked on the real calls: when the median of the first 3 calls at the new count is over
 #   (1 + MARGIN) x the median of the last (2 or more) real calls at the old one (a probe of 4 calls can
 #   catch a moment when the other core is free), the choice goes back at once, with the backoff doubled.
+# * at N, the real calls are also held against 1 thread: when the median of N's last 4 real calls is over
+#   (1 + MARGIN) x 1 thread's latest real median (or, before any real call at 1, its last probe mean), the
+#   choice moves to 1 at once, with the backoff doubled and the check above. A probe flatters N on a shared
+#   core: its N-thread calls follow 1-thread calls, and the scheduler favours a worker that has just slept
+#   (medium forward with a busy process: 2.9-4.2 ms per probe call at 2 threads, 6.1 ms median on the real
+#   calls that followed, 3.8 ms at 1 thread).
 # * the next probe is due when the plan's own calls have run PROBE_BASE x backoff seconds since (backoff
 #   doubles, up to BACKOFF_MAX, each time the current count wins and resets at a switch), and never
 #   before they have run BUDGET x the probe's time at the other count (the calls at a count that loses
@@ -150,6 +157,13 @@ if hasattr(os, "register_at_fork"):
 #   when it is over LOAD_CHANGE x the other count's mean in the last probe (the probe's "stay" was
 #   wrong, or the load changed: staying costs more than a probe), at once. The clock is the plan's own
 #   time, so a program that calls a plan now and then pays for no probes between.
+# * the clock (clock(count)): wall time at N; at 1 thread, this thread's CPU time (all of a 1-thread call's work
+#   runs on the calling thread). A 1-thread call timed right after N-thread calls shares a core with SciPy's
+#   OpenBLAS worker, which spins ~0.1 s after each threaded GEMM before it sleeps: with one other busy process
+#   on 2 cores, the wall clock read 1 thread up to 2x slower in every probe (each probe alternates the counts)
+#   than it runs once the worker sleeps, and kept the plan at N (medium train_step: 17.3 ms probed at 1
+#   thread against 11.1 at 2; 10.5 at 1 thread alone). CPU time leaves out the time the thread waits for a
+#   core; when that wait is not the worker's but the machine's, N threads wait for cores too.
 # * real work only ever runs at the chosen count, so each call's numbers are exactly those of that
 #   count (the plans for N and 1 differ in rounding: the own-kernel rule depends on the count, and
 #   SciPy's OpenBLAS rounds some GEMMs differently at 1 and 2 threads). Which count ran how many calls
@@ -271,6 +285,11 @@ def end_probe(n: int) -> None:
         _cond.notify_all()
 
 
+def clock(count: int):
+    """The clock that times a call of the adaptive default at `count` threads (see the section comment)."""
+    return time.thread_time if count == 1 else time.perf_counter
+
+
 class ThreadChoice:
     """One plan's choice between N threads and 1 (see the section comment). ``count`` is the choice;
     ``record`` takes the real calls' times, ``probe_due``/``probed`` run the probes (on times handed in:
@@ -290,6 +309,7 @@ class ThreadChoice:
         self.last = None                  # (other count, its mean, current count, its mean) of the last probe
         self.check = None                 # after a switch: (median of the real calls before it, backoff before)
         self.probe_means: dict = {}       # count -> its mean (seconds per unit) in the last probe
+        self.one: float | None = None     # the latest median of 4 (or 3, after a switch) real calls at 1 thread
         with _cond:
             _choices.add(self)
 
@@ -313,6 +333,8 @@ class ThreadChoice:
         if self.check is not None and self.seen >= 3:
             before, backoff = self.check
             self.check = None
+            if count == 1:
+                self.one = _median(s[:3])
             if _median(s[:3]) > (1.0 + MARGIN) * before:   # the switch lost on real calls: back at once
                 with _cond:
                     self.count = self.other
@@ -324,6 +346,19 @@ class ThreadChoice:
         if self.seen % 4:
             return
         recent = _median(s[-4:])
+        if count == 1:
+            self.one = recent
+        else:
+            one = self.one if self.one is not None else self.probe_means.get(1)
+            if one is not None and recent > (1.0 + MARGIN) * one:   # N's real calls lose to 1 thread: to 1 now
+                with _cond:
+                    self.check = (recent, self.backoff)
+                    self.count = 1
+                    self.switches += 1
+                    self.backoff = min(2 * self.backoff, BACKOFF_MAX)
+                    self.samples, self.ref, self.seen, self.spent = [], None, 0, 0.0
+                    self.due = max(self.earliest, PROBE_BASE * self.backoff)
+                return
         if self.ref is None:
             self.ref = _median(s)
         elif recent > LOAD_CHANGE * self.ref:

@@ -79,7 +79,6 @@ one thread for the whole step, never won at 2 threads) are in bench/README.md ("
 from __future__ import annotations
 
 import threading
-import time
 
 import numpy as np
 
@@ -451,9 +450,10 @@ class Engine:
                         plan.check(x, t)
                     except _plan.PlanMismatch:   # not the plan's batch: no probe (the step selects its plan)
                         return
-                    t0 = time.perf_counter()
+                    clock = _config.clock(k)
+                    t0 = clock()
                     plan.step(x, t, seed, step, None)
-                    times[k].append(time.perf_counter() - t0)
+                    times[k].append(clock() - t0)
         finally:
             _config.end_probe(current)
             self._at(current, x.shape[0], t, loss, kind)
@@ -471,9 +471,10 @@ class Engine:
             self._at(threads, n, t, loss, kind)
             if threads == choice.count and choice.probe_due():
                 self._probe(choice, x, t, loss, kind)
-            t0 = time.perf_counter()
+            clock = _config.clock(threads)
+            t0 = clock()
             value = self._step(x, t, loss, optimizer)
-            choice.record(threads, time.perf_counter() - t0)
+            choice.record(threads, clock() - t0)
             return value
         finally:
             _config.exit_threads()
@@ -501,10 +502,11 @@ class Engine:
                 plan = self._plan
             model = self._ex
             self._mark_grads()
-            t0 = time.perf_counter()
+            clock = _config.clock(threads)
+            t0 = clock()
             done = plan.run_batches(x, t, order, first, count, model.seed, model.step + 1, losses, outputs,
                                     optimizer._fused_runs(), seconds)
-            choice.record(threads, time.perf_counter() - t0, done)
+            choice.record(threads, clock() - t0, done)
         finally:
             _config.exit_threads()
         model.step += done
@@ -554,9 +556,10 @@ class Engine:
             try:
                 if threads == choice.count and choice.probe_due():
                     self._probe_forward(choice, x)
-                t0 = time.perf_counter()
+                clock = _config.clock(threads)
+                t0 = clock()
                 res = self._forward_at(x, out, threads)
-                choice.record(threads, time.perf_counter() - t0)
+                choice.record(threads, clock() - t0)
                 return res
             finally:
                 _config.exit_threads()
@@ -590,9 +593,10 @@ class Engine:
             for _ in range(choice.probe_rounds()):
                 for k in (other, current):
                     _config.probe_threads(k)
-                    t0 = time.perf_counter()
+                    clock = _config.clock(k)
+                    t0 = clock()
                     self._forward_at(x, None, k)
-                    times[k].append(time.perf_counter() - t0)
+                    times[k].append(clock() - t0)
         finally:
             _config.end_probe(current)
         choice.probed(times[other], times[current], sum(times[other]))

@@ -120,16 +120,56 @@ def test_a_switch_that_loses_on_real_calls_goes_back_at_once():
 
 def test_staying_on_a_count_much_slower_than_the_other_probed_probes_again_at_once():
     c = _choice()
+    c.record(2, 0.002)
+    c.probed([0.001], [0.002], cost=0.001)    # to 1
     for _ in range(4):
-        c.record(2, 0.001)
-    c.probed([0.0012], [0.001], cost=0.1)     # 2 stays; the next probe is far (budget: 300 x 0.1 s)
-    assert c.count == 2 and c.due >= 30 and not c.probe_due()
+        c.record(1, 0.001)                     # confirmed
+    assert c.count == 1 and c.check is None
+    _run_for(c, c.due + 1e-9)
+    c.probed([0.0012], [0.001], cost=0.1)     # 1 stays; the next probe is far (budget: 300 x 0.1 s)
+    assert c.count == 1 and c.due >= 30 and not c.probe_due()
     for _ in range(4):
-        c.record(2, 0.0013)                    # slower, but under 1.5x the other count's 1.2 ms
+        c.record(1, 0.0013)                    # slower, but under 1.5x the other count's 1.2 ms
     assert not c.probe_due()
     for _ in range(4):
-        c.record(2, 0.004)                     # 3.3x the other count's probe: probe now
-    assert c.probe_due()
+        c.record(1, 0.004)                     # 3.3x the other count's probe: probe now
+    assert c.probe_due() and c.count == 1
+
+
+def test_real_calls_at_n_slower_than_one_thread_move_to_one_at_once():
+    """A probe flatters N on a shared core; N's real calls are held against 1 thread's real (else probed) time."""
+    c = _choice()
+    c.record(2, 0.001)
+    c.probed([0.0012], [0.001], cost=0.0012)   # N stays: 1 thread probed at 1.2 ms
+    for _ in range(4):
+        c.record(2, 0.00125)                    # within 5% of 1 thread's probe: stays
+    assert c.count == 2
+    for _ in range(4):
+        c.record(2, 0.0013)                     # 8% over it: to 1 now, with the backoff doubled and a check
+    assert c.count == 1 and c.switches == 1 and c.backoff == 4 and c.check == (0.0013, 2)
+    for _ in range(3):
+        c.record(1, 0.0011)                     # confirmed on real calls: stays, and 1's real time is kept
+    assert c.count == 1 and c.check is None and c.one == pytest.approx(0.0011)
+    _run_for(c, c.due + 1e-9, per_call=0.0011)
+    c.probed([0.0008], [0.0011], cost=0.0016)   # N flattered by the probe: switch, checked against 1.1 ms
+    assert c.count == 2 and c.check == (0.0011, 4)
+    for _ in range(3):
+        c.record(2, 0.00112)                    # within the margin of the calls before: the check passes
+    assert c.count == 2 and c.check is None
+    c.record(2, 0.0012)                          # 4th real call: median 1.12 ms, under 1.05 x 1.1
+    assert c.count == 2
+    for _ in range(4):
+        c.record(2, 0.0012)                      # 9% over 1 thread's real 1.1 ms: back to 1
+    assert c.count == 1 and c.switches == 3
+
+
+def test_real_calls_at_n_faster_than_one_thread_stay():
+    c = _choice()
+    c.record(2, 0.001)
+    c.probed([0.0019], [0.001], cost=0.0019)
+    for _ in range(40):
+        c.record(2, 0.00105)
+    assert c.count == 2 and c.switches == 0
 
 
 def test_calls_at_another_count_are_counted_but_not_timed():
