@@ -172,6 +172,13 @@ def test_real_calls_at_n_faster_than_one_thread_stay():
     assert c.count == 2 and c.switches == 0
 
 
+def test_one_thread_is_timed_in_cpu_time_and_n_threads_by_the_wall_clock():
+    import time
+
+    assert _config.clock(1) is time.thread_time
+    assert _config.clock(2) is time.perf_counter and _config.clock(64) is time.perf_counter
+
+
 def test_calls_at_another_count_are_counted_but_not_timed():
     c = _choice()
     c.record(1, 0.5, units=3)
