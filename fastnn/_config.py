@@ -142,12 +142,14 @@ if hasattr(os, "register_at_fork"):
 #   A switch is checked on the real calls: when the median of the first 3 calls at the new count is over
 #   (1 + MARGIN) x the median of the last (2 or more) real calls at the old one (a probe of 4 calls can
 #   catch a moment when the other core is free), the choice goes back at once, with the backoff doubled.
-# * at N, the real calls are also held against 1 thread: when the median of N's last 4 real calls is over
-#   (1 + MARGIN) x 1 thread's latest real median (or, before any real call at 1, its last probe mean), the
-#   choice moves to 1 at once, with the backoff doubled and the check above. A probe flatters N on a shared
-#   core: its N-thread calls follow 1-thread calls, and the scheduler favours a worker that has just slept
-#   (medium forward with a busy process: 2.9-4.2 ms per probe call at 2 threads, 6.1 ms median on the real
-#   calls that followed, 3.8 ms at 1 thread).
+# * at N, the real calls are also held against 1 thread: from the 8th real call after a decision, at every
+#   4th, when their mean time per unit since the decision is over (1 + MARGIN) x 1 thread's (its real calls'
+#   mean over its last period at 1, or, before any, its last probe mean), the choice moves to 1 at once, with
+#   the backoff doubled and the check above. A probe flatters N on a shared core: its N-thread calls follow
+#   1-thread calls, and the scheduler favours a worker that has just slept (medium forward with a busy
+#   process: 2.9-4.2 ms per probe call at 2 threads, 6.1 ms median on the real calls that followed, 3.8 ms
+#   at 1 thread). The mean, not a median: N's calls there are mostly fast with a stall of a time slice now
+#   and then (tiny train_step: median 0.27 ms at 2 threads against 0.34 at 1, with calls of 16-32 ms).
 # * the next probe is due when the plan's own calls have run PROBE_BASE x backoff seconds since (backoff
 #   doubles, up to BACKOFF_MAX, each time the current count wins and resets at a switch), and never
 #   before they have run BUDGET x the probe's time at the other count (the calls at a count that loses
@@ -299,6 +301,7 @@ class ThreadChoice:
         self.what, self.n, self.count = what, n, n
         self.samples: list[float] = []    # seconds per unit of the last 8 real calls since the last decision
         self.seen = 0                     # real calls recorded since the last decision
+        self.done = 0                     # ... and their units
         self.ref: float | None = None     # median of the first 4 of them
         self.spent = 0.0                  # seconds of real calls at the current count since the last probe
         self.due = 0.0                    # the next probe is due when spent reaches this
@@ -309,9 +312,13 @@ class ThreadChoice:
         self.last = None                  # (other count, its mean, current count, its mean) of the last probe
         self.check = None                 # after a switch: (median of the real calls before it, backoff before)
         self.probe_means: dict = {}       # count -> its mean (seconds per unit) in the last probe
-        self.one: float | None = None     # the latest median of 4 (or 3, after a switch) real calls at 1 thread
+        self.one: float | None = None     # 1 thread's real time per unit: the mean since the last decision
         with _cond:
             _choices.add(self)
+
+    def _restart(self) -> None:
+        """A decision (a probe, a switch): the real calls' statistics start again."""
+        self.samples, self.ref, self.seen, self.done, self.spent = [], None, 0, 0, 0.0
 
     @property
     def other(self) -> int:
@@ -325,6 +332,7 @@ class ThreadChoice:
         if count != self.count or units <= 0:
             return
         self.spent += seconds
+        self.done += units
         s = self.samples
         s.append(seconds / units)
         if len(s) > 8:
@@ -334,29 +342,30 @@ class ThreadChoice:
             before, backoff = self.check
             self.check = None
             if count == 1:
-                self.one = _median(s[:3])
+                self.one = sum(s[:3]) / 3
             if _median(s[:3]) > (1.0 + MARGIN) * before:   # the switch lost on real calls: back at once
                 with _cond:
                     self.count = self.other
                     self.switches += 1
                     self.backoff = min(2 * backoff, BACKOFF_MAX)
-                    self.samples, self.ref, self.seen, self.spent = [], None, 0, 0.0
+                    self._restart()
                     self.due = max(self.earliest, PROBE_BASE * self.backoff)
                 return
         if self.seen % 4:
             return
         recent = _median(s[-4:])
+        mean = self.spent / self.done   # since the decision: what the calls cost, stalls included
         if count == 1:
-            self.one = recent
-        else:
+            self.one = mean
+        elif self.seen >= 8:
             one = self.one if self.one is not None else self.probe_means.get(1)
-            if one is not None and recent > (1.0 + MARGIN) * one:   # N's real calls lose to 1 thread: to 1 now
+            if one is not None and mean > (1.0 + MARGIN) * one:   # N's real calls lose to 1 thread: to 1 now
                 with _cond:
-                    self.check = (recent, self.backoff)
+                    self.check = (mean, self.backoff)
                     self.count = 1
                     self.switches += 1
                     self.backoff = min(2 * self.backoff, BACKOFF_MAX)
-                    self.samples, self.ref, self.seen, self.spent = [], None, 0, 0.0
+                    self._restart()
                     self.due = max(self.earliest, PROBE_BASE * self.backoff)
                 return
         if self.ref is None:
@@ -388,7 +397,7 @@ class ThreadChoice:
                 self.backoff = 1
             else:
                 self.backoff = min(2 * self.backoff, BACKOFF_MAX)
-            self.samples, self.ref, self.seen, self.spent = [], None, 0, 0.0
+            self._restart()
             self.earliest = BUDGET * cost
             self.due = max(self.earliest, PROBE_BASE * self.backoff)
 
