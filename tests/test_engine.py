@@ -461,6 +461,27 @@ def test_small_gemm_kernels(dtype):
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32], ids=["f64", "f32"])
+def test_small_gemm_bits_do_not_depend_on_the_row_blocking(dtype):
+    """Each element is one FMA chain over k in order, whichever block of rows (1-6) computes it: any M equals
+    its rows computed one at a time, bit for bit (csrc/fnn_gemm.h, fnn_rows_next)."""
+    if not _blas.small_gemm_available():
+        pytest.skip("no AVX2/FMA: the own GEMM kernels do not run on this CPU")
+    r = np.random.default_rng(3)
+    for M in (*range(2, 21), 32, 200):
+        for N, K in ((10, 64), (37, 100)):
+            for trans_a in (False, True):
+                a = r.standard_normal((K, M) if trans_a else (M, K)).astype(dtype)
+                b = r.standard_normal((K, N)).astype(dtype)
+                c = np.empty((M, N), dtype)
+                _blas.gemm_small(a, b, c, trans_a=trans_a)
+                rows = a.T if trans_a else a
+                for i in range(M):
+                    one = np.empty((1, N), dtype)
+                    _blas.gemm_small(np.ascontiguousarray(rows[i:i + 1]), b, one)
+                    np.testing.assert_array_equal(c[i], one[0], err_msg=f"M={M} N={N} row {i}")
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32], ids=["f64", "f32"])
 def test_step_is_bitwise_the_python_path_with_blas_gemms(dtype):
     """Without the own GEMM kernels, at one thread, the compiled step runs the very same operations."""
     fnn.set_num_threads(1)
