@@ -571,7 +571,7 @@ class Engine:
     def _infer_choice(self, x):
         """The ThreadChoice of forward calls with x's row count (adaptive default), or None: run at the
         configured count (an explicit count, or x of a few rows, whose GEMMs are single-threaded anyway)."""
-        if not (_config.adaptive() and isinstance(x, np.ndarray) and x.ndim == 2 and x.shape[0] > self._FEW_ROWS):
+        if not (isinstance(x, np.ndarray) and x.ndim == 2 and x.shape[0] > self._FEW_ROWS and _config.adaptive()):
             return None
         n = x.shape[0]
         choice = self._infer_choices.get(n)

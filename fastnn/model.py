@@ -269,7 +269,7 @@ class Sequential(TrainingMixin):
         which any number of threads may call at once. The returned array is tagged as this pass's
         output (a weak reference, fastnn.losses._tag_output): loss_fn(out, y).backward() comes back here.
         """
-        if not self.training and type(x) is np.ndarray and x.dtype == self.dtype and self._exec is not None:
+        if not self.training and type(x) is np.ndarray and x.dtype is self.dtype and self._exec is not None:
             # eval mode, an array of the model's dtype: its copy (kept for a later backward()) goes straight to the
             # engine, whose plan takes it as it is or validates it with the messages below
             if not _GRAD.enabled:   # no_grad(): nothing kept, x read in place (as predict reads it)

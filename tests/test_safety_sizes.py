@@ -553,3 +553,32 @@ def test_scaler_and_from_one_hot_arguments():
     out = D.StandardScaler().fit_transform(Xb)
     assert out.dtype == np.float32
     _same_bits(out, D.StandardScaler().fit_transform(Xb.astype(np.float32)))
+
+
+# ---------------------------------------------------------------------------------------------- scalar checks
+
+@pytest.mark.parametrize("value, low, high, ok", [
+    (3, 1, None, True), (1, 1, 1, True), (0, 1, None, False), (5, None, 4, False), (np.int64(3), 1, 5, True),
+    (True, None, None, False), (3.0, None, None, False), ("3", None, None, False), (2**70, None, None, True),
+])
+def test_check_int_fast_path_agrees_with_the_full_check(value, low, high, ok):
+    if ok:
+        got = V.check_int(value, "n", low=low, high=high)
+        assert got == value and type(got) is int
+    else:
+        with pytest.raises((TypeError, ValueError), match="n must"):
+            V.check_int(value, "n", low=low, high=high)
+
+
+@pytest.mark.parametrize("value, kw, ok", [
+    (0.5, dict(low=0.0, high=1.0), True), (0.0, dict(low=0.0, low_open=True), False), (1, dict(high=1.0), True),
+    (1.0, dict(high=1.0, high_open=True), False), (float("nan"), {}, False), (float("inf"), {}, False),
+    (np.float32(0.25), dict(low=0.0), True), (True, {}, False), (-1e-300, dict(low=0.0), False),
+])
+def test_check_float_fast_path_agrees_with_the_full_check(value, kw, ok):
+    if ok:
+        got = V.check_float(value, "lr", **kw)
+        assert got == float(value) and type(got) is float
+    else:
+        with pytest.raises((TypeError, ValueError), match="lr must"):
+            V.check_float(value, "lr", **kw)
