@@ -501,6 +501,39 @@ def test_step_is_bitwise_the_python_path_with_blas_gemms(dtype):
         _blas.set_small_gemm(True)
 
 
+@pytest.mark.parametrize("dtype", [np.float64, np.float32], ids=["f64", "f32"])
+def test_fused_bias_relu_forward_is_bitwise_the_python_path(dtype):
+    """With the own GEMM kernels, a Dense's bias + ReLU (or bias alone) is fused into the GEMM's store in the
+    training plan and ReLU's backward reads the activation: the very bits of the per-layer path, with exact
+    zeros, -0 and ties of the pre-activation at 0 in the batch."""
+    if not _blas.small_gemm_available():
+        pytest.skip("no AVX2/FMA: the own GEMM kernels do not run on this CPU")
+    fnn.set_num_threads(1)
+    r = np.random.default_rng(5)
+    models = [fnn.Sequential([fnn.Dense(12, 16, activation="relu"), fnn.Dense(16, 16), fnn.ReLU(),
+                              fnn.Dense(16, 4)], dtype=dtype, seed=3) for _ in range(2)]
+    for p in models[1].parameters():
+        p.data[...] = next(q for q in models[0].parameters() if q.name == p.name).data
+    ma, mb = models
+    b0 = next(p for p in mb.parameters() if p.name.endswith("bias"))
+    for m in models:   # the first bias: zeros and -0, so that rows of x = 0 give pre-activations exactly +-0
+        next(p for p in m.parameters() if p.name == b0.name).data[...] = np.where(np.arange(16) % 2, 0.0, -0.0)
+    x = r.standard_normal((13, 12)).astype(dtype)
+    x[[2, 7]] = 0.0
+    t = r.integers(0, 4, 13)
+    la, lb = fnn.losses.CrossEntropyLoss(), fnn.losses.CrossEntropyLoss()
+    oa, ob = fnn.optim.Adam(ma.parameters(), lr=1e-2), fnn.optim.Adam(mb.parameters(), lr=1e-2)
+    engine = Engine(mb)
+    for _ in range(3):
+        va, out = _python_step(ma, x, t, la, oa)
+        assert engine.train_step(x, t, lb, ob) == va
+        np.testing.assert_array_equal(engine.last_output, out)
+    assert all(own[0] for own in engine._plan.gemm_choice()), "the fused path was not taken"
+    for pa, pb in zip(ma.parameters(), mb.parameters()):
+        np.testing.assert_array_equal(pb.data, pa.data)
+        np.testing.assert_array_equal(pb.grad, pa.grad)
+
+
 def test_no_allocation_after_warmup():
     r = np.random.default_rng(0)
     model = fnn.Sequential([fnn.Dense(20, 32, activation="relu"), fnn.Dropout(0.3), fnn.Dense(32, 5)], seed=0)
