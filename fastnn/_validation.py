@@ -140,6 +140,9 @@ def as_float_array(x, name: str, dtype: np.dtype, ndim=None, shape=None, finite:
     without converting (for callers that copy `x` into a buffer of their own anyway; the
     size check then assumes the smallest such buffer, float32).
     """
+    if (type(x) is np.ndarray and x.dtype is dtype and not finite and shape is None and x.ndim == ndim
+            and x.flags.c_contiguous and x.flags.aligned):
+        return x   # the common batch, already what the kernels take: nothing to check or convert
     arr = real_array(x, name, ndim, shape)
     if dtype is None:
         check_nbytes(name, arr.shape, _FLOAT32)
@@ -188,6 +191,10 @@ def _kernel_layout(arr: np.ndarray, name: str, dtype) -> np.ndarray:
 
 def as_labels(y, name: str, n: int, n_classes: int, ignore_index: int | None = None) -> np.ndarray:
     """Integer class indices of shape (n,), each in [0, n_classes) or == ignore_index -> int64 array."""
+    if (type(y) is np.ndarray and y.dtype is _INT64 and y.ndim == 1 and y.shape[0] == n and y.flags.c_contiguous
+            and y.flags.aligned and (ignore_index is None or _INT64_MIN <= ignore_index <= _INT64_MAX)
+            and labels_in_range(y, n_classes, ignore_index)):
+        return y   # the common batch: int64 as the kernels take it, every label valid (else: the checks below)
     arr = np.asarray(y)
     if arr.dtype.kind not in "iu":
         if arr.dtype.kind == "f" and arr.ndim == 1 and arr.shape[0] == n and arr.size \

@@ -582,3 +582,23 @@ def test_check_float_fast_path_agrees_with_the_full_check(value, kw, ok):
     else:
         with pytest.raises((TypeError, ValueError), match="lr must"):
             V.check_float(value, "lr", **kw)
+
+
+def test_batch_fast_paths_take_only_what_the_kernels_take():
+    x = np.ones((4, 3), np.float32)
+    assert V.as_float_array(x, "x", np.dtype(np.float32), ndim=2) is x
+    for other in (x[:, ::-1], np.asfortranarray(np.ones((4, 3), np.float32)), x.astype(">f4"), x.astype(np.float64)):
+        out = V.as_float_array(other, "x", np.dtype(np.float32), ndim=2)
+        assert out is not other and out.flags.c_contiguous and out.dtype == np.float32
+        np.testing.assert_array_equal(out, other)
+    with pytest.raises(ValueError, match="x must"):
+        V.as_float_array(x, "x", np.dtype(np.float32), ndim=1)
+    y = np.array([0, 2, 1, 2], np.int64)
+    assert V.as_labels(y, "y", 4, 3) is y
+    with pytest.raises(ValueError, match=r"y must be class indices in \[0, 2\], got 3"):
+        V.as_labels(np.array([0, 3, 1, 2], np.int64), "y", 4, 3)
+    assert V.as_labels(np.array([0, -100, 1, 2], np.int64), "y", 4, 3, ignore_index=-100) is not None
+    with pytest.raises(ValueError, match="shape"):
+        V.as_labels(y, "y", 5, 3)
+    out = V.as_labels(y[::-1], "y", 4, 3)
+    assert out.flags.c_contiguous and (out == y[::-1]).all()
