@@ -938,3 +938,48 @@ def test_run_cache_steps_bit_for_bit_like_regrouping_every_call(dtype, name, con
     opt.add_param_group({"params": [ours[-1]]})
     ref.add_param_group({"params": [twin[-1]]})
     step(), step()
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_compiled_run_cache_check_agrees_with_its_twin(dtype):
+    """_checks.runs_still_valid (what _fused_runs calls) against optimizer._still_valid, through each change
+    the cache must notice, with the optimizer's defaultdict state and a plain dict."""
+    from fastnn._kernels._checks import runs_still_valid
+
+    ps = parameters_from_arrays(_init_arrays(), dtype=dtype)
+    opt = Adam(ps, lr=1e-3)
+    for g in _grads(3):
+        for p, a in zip(ps, g):
+            p.grad = a
+        opt.step()
+    opt._fused_runs()
+    cache = opt._run_cache
+    assert cache is not None
+
+    def both(state=opt.state):
+        a = optimizer_module._still_valid(state, *cache[1:])
+        b = runs_still_valid(state, *cache[1:], optimizer_module._NO_STATE)
+        assert a == b
+        return b
+
+    assert both() and both(dict(opt.state))
+    ps[1].has_grad = False
+    assert not both()
+    ps[1].has_grad = True
+    saved = opt.state[ps[0]]
+    opt.state[ps[0]] = dict(saved)        # another dict object
+    assert not both()
+    opt.state[ps[0]] = saved
+    saved["extra"] = 1                     # one entry more
+    assert not both()
+    del saved["extra"]
+    assert both()
+    steps = cache[-1][0][8]
+    old = steps[-1].copy()
+    steps[-1] = old + 1                    # one count edited in place: the run splits
+    assert not both()
+    steps[-1] = old
+    assert both()
+    del opt.state[ps[2]]                   # state gone: the default, not dicts[2]
+    assert not both()
+    assert not runs_still_valid([], *cache[1:], optimizer_module._NO_STATE)   # not a dict: no hit

@@ -9,8 +9,12 @@
 # labels_in_range(y, c, ignore): every int64 class index in [0, c) or == ignore, by the same branch-free
 # OR (one unsigned compare covers < 0 and >= c). NumPy's range check (bool masks, .all()) costs ~6 us
 # on a batch of 32 labels, more than a deep 64-wide training step's own Python.
+# runs_still_valid(...): the optimizer's run-cache hit check (fastnn/optim/optimizer.py, "Run cache"; its
+# Python twin is optimizer._still_valid), with C-level dict lookups and the step counts compared as bits:
+# 2.5 -> 0.5 us per step for a 9-layer model's 18 parameters.
 # Serial: it is a read-only pass, memory-bound well before threads would pay.
 
+from cpython.object cimport PyObject
 from libc.stdint cimport int64_t, uint32_t, uint64_t
 
 cimport numpy as cnp
@@ -18,6 +22,9 @@ cimport numpy as cnp
 from fastnn._kernels._types cimport real
 
 cnp.import_array()
+
+cdef extern from "Python.h":
+    PyObject* PyDict_GetItemWithError(object d, object key) except? NULL   # borrowed; NULL: absent
 
 
 cdef bint _all_finite(const real* x, Py_ssize_t n) noexcept nogil:
@@ -94,3 +101,38 @@ def labels_in_range(const int64_t[::1] y, int64_t n_classes, ignore_index=None):
     with nogil:
         ok = _labels_in_range(&y[0], y.shape[0], n_classes, has_ignore, ignore)
     return ok
+
+
+def runs_still_valid(object state, list params, list grads, list dicts, list sizes, list runs, object missing):
+    """optimizer._still_valid, compiled: for every i, params[i].has_grad is grads[i], state.get(params[i],
+    missing) is dicts[i] and has sizes[i] entries; and each run's step counts (run[8]) are all the same bits.
+    state: a dict or a dict subclass (the optimizer's defaultdict), read without its __missing__."""
+    cdef Py_ssize_t i, n = len(params), k, m
+    cdef object p, now
+    cdef PyObject* found
+    cdef cnp.ndarray steps
+    cdef const uint32_t* u
+    if not isinstance(state, dict) or len(grads) != n or len(dicts) != n or len(sizes) != n:
+        return False
+    for i in range(n):
+        p = params[i]
+        if p.has_grad is not grads[i]:
+            return False
+        found = PyDict_GetItemWithError(state, p)
+        now = <object>found if found != NULL else missing
+        if now is not dicts[i] or len(now) != sizes[i]:
+            return False
+    for run in runs:
+        obj = run[8]
+        if not (isinstance(obj, cnp.ndarray) and cnp.PyArray_IS_C_CONTIGUOUS(obj) and cnp.PyArray_ITEMSIZE(obj) == 4):
+            b = obj.tobytes()   # any other layout: the twin's comparison
+            if b != b[:4] * len(obj):
+                return False
+            continue
+        steps = obj
+        m = cnp.PyArray_SIZE(steps)
+        u = <const uint32_t*>cnp.PyArray_DATA(steps)
+        for k in range(1, m):
+            if u[k] != u[0]:
+                return False
+    return True

@@ -44,6 +44,7 @@ from collections import defaultdict
 import numpy as np
 
 from .._interrupt import deferred
+from .._kernels._checks import runs_still_valid
 from .._kernels._optim import FLAG_MAXIMIZE, FLAG_WEIGHT_DECAY, apply_run
 from .._validation import FLOAT_DTYPES, check_bool
 from ..parameter import Parameter, aligned_zeros
@@ -235,7 +236,7 @@ class Optimizer:
                                "model.parameters(), ...)")
         changed = self._check_changed_groups()
         state, cache = self.state, self._run_cache
-        if cache is not None and not changed and cache[0] is state and _still_valid(state, *cache[1:]):
+        if cache is not None and not changed and cache[0] is state and runs_still_valid(state, *cache[1:], _NO_STATE):
             return cache[-1]
         params = [p for group in self.param_groups for p in group["params"]]
         before = [len(state.get(p, _NO_STATE)) for p in params]
@@ -514,7 +515,8 @@ class Optimizer:
 
 
 def _still_valid(state, params, grads, dicts, sizes, runs) -> bool:
-    """Whether the cached runs still hold (see "Run cache"); allocates nothing (a step must not)."""
+    """Whether the cached runs still hold (see "Run cache"); allocates nothing (a step must not). The twin of
+    _checks.runs_still_valid, which _fused_runs calls (tests compare the two)."""
     for p, g, d, n in zip(params, grads, dicts, sizes):
         now = state.get(p, _NO_STATE)
         if p.has_grad is not g or now is not d or len(now) != n:
