@@ -142,8 +142,9 @@ if hasattr(os, "register_at_fork"):
 #   A switch is checked on the real calls: when the median of the first 3 calls at the new count is over
 #   (1 + MARGIN) x the median of the last (2 or more) real calls at the old one (a probe of 4 calls can
 #   catch a moment when the other core is free), the choice goes back at once, with the backoff doubled.
-# * at N, the real calls are also held against 1 thread: from the 8th real call after a decision, at every
-#   4th, when their mean time per unit since the decision is over (1 + MARGIN) x 1 thread's (its real calls'
+# * at N, the real calls are also held against 1 thread: from the 8th unit after a decision, at every 4th
+#   call (every call of 4 units or more: fit's chunks of batches), when their mean time per unit since the
+#   decision is over (1 + MARGIN) x 1 thread's (its real calls'
 #   mean over its last period at 1, or, before any, its last probe mean), the choice moves to 1 at once, with
 #   the backoff doubled and the check above. A probe flatters N on a shared core: its N-thread calls follow
 #   1-thread calls, and the scheduler favours a worker that has just slept (medium forward with a busy
@@ -327,7 +328,7 @@ class ThreadChoice:
     def record(self, count: int, seconds: float, units: int = 1) -> None:
         """A real call of `units` steps ran at `count` threads in `seconds`. Runs after every call, so it
         takes no lock (list appends are atomic under the GIL; a lost update of two threads' calls at once
-        only skips a sample) and looks at the medians every 4th sample."""
+        only skips a sample) and looks at the statistics every 4th sample (every sample of 4 units or more)."""
         self.units[count] = self.units.get(count, 0) + units
         if count != self.count or units <= 0:
             return
@@ -351,13 +352,13 @@ class ThreadChoice:
                     self._restart()
                     self.due = max(self.earliest, PROBE_BASE * self.backoff)
                 return
-        if self.seen % 4:
+        if self.seen % 4 and units < 4:   # every 4th call, or every call of 4 units or more (fit's chunks)
             return
         recent = _median(s[-4:])
         mean = self.spent / self.done   # since the decision: what the calls cost, stalls included
         if count == 1:
             self.one = mean
-        elif self.seen >= 8:
+        elif self.done >= 8:
             one = self.one if self.one is not None else self.probe_means.get(1)
             if one is not None and mean > (1.0 + MARGIN) * one:   # N's real calls lose to 1 thread: to 1 now
                 with _cond:

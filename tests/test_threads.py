@@ -180,6 +180,17 @@ def test_a_median_that_hides_stalls_does_not_keep_n():
     assert c.count == 1
 
 
+def test_a_chunk_of_batches_at_n_is_held_against_one_thread_at_once():
+    """fit's calls run many batches each: one chunk is evidence enough (8 units), no need to wait for 8 calls."""
+    c = _choice()
+    c.record(2, 0.001 * 32, units=32)
+    c.probed([0.001], [0.0009], cost=0.001)   # N stays
+    c.record(2, 0.0008 * 32, units=32)         # faster than 1 thread: stays
+    assert c.count == 2
+    c.record(2, 0.0016 * 32, units=32)         # a chunk with stalls: the mean since the probe is 1.2 ms, to 1
+    assert c.count == 1 and c.switches == 1
+
+
 def test_real_calls_at_n_faster_than_one_thread_stay():
     c = _choice()
     c.record(2, 0.001)
