@@ -489,16 +489,23 @@ def test_step_is_bitwise_the_python_path_with_blas_gemms(dtype):
     try:
         (ma, mb), (la, lb), x, t = _problem("CrossEntropyLoss", {"label_smoothing": 0.1}, "labels", dtype, True,
                                             n=13, key="bitwise")
-        oa, ob = fnn.optim.Adam(ma.parameters(), lr=1e-2), fnn.optim.Adam(mb.parameters(), lr=1e-2)
-        engine = Engine(mb)
-        for _ in range(3):
-            va, out = _python_step(ma, x, t, la, oa)
-            assert engine.train_step(x, t, lb, ob) == va
-            np.testing.assert_array_equal(engine.last_output, out)
-        for pa, pb in zip(ma.parameters(), mb.parameters()):
-            np.testing.assert_array_equal(pb.data, pa.data)
+        _assert_adam_steps_bitwise(ma, mb, la, lb, x, t)
     finally:
         _blas.set_small_gemm(True)
+
+
+def _assert_adam_steps_bitwise(ma, mb, la, lb, x, t):
+    """Three Adam steps of the per-layer path (ma) and of the compiled engine (mb) give the same bits; the engine."""
+    oa, ob = fnn.optim.Adam(ma.parameters(), lr=1e-2), fnn.optim.Adam(mb.parameters(), lr=1e-2)
+    engine = Engine(mb)
+    for _ in range(3):
+        va, out = _python_step(ma, x, t, la, oa)
+        assert engine.train_step(x, t, lb, ob) == va
+        np.testing.assert_array_equal(engine.last_output, out)
+    for pa, pb in zip(ma.parameters(), mb.parameters()):
+        np.testing.assert_array_equal(pb.data, pa.data)
+        np.testing.assert_array_equal(pb.grad, pa.grad)
+    return engine
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32], ids=["f64", "f32"])
@@ -521,17 +528,8 @@ def test_fused_bias_relu_forward_is_bitwise_the_python_path(dtype):
     x = r.standard_normal((13, 12)).astype(dtype)
     x[[2, 7]] = 0.0
     t = r.integers(0, 4, 13)
-    la, lb = fnn.losses.CrossEntropyLoss(), fnn.losses.CrossEntropyLoss()
-    oa, ob = fnn.optim.Adam(ma.parameters(), lr=1e-2), fnn.optim.Adam(mb.parameters(), lr=1e-2)
-    engine = Engine(mb)
-    for _ in range(3):
-        va, out = _python_step(ma, x, t, la, oa)
-        assert engine.train_step(x, t, lb, ob) == va
-        np.testing.assert_array_equal(engine.last_output, out)
+    engine = _assert_adam_steps_bitwise(ma, mb, fnn.losses.CrossEntropyLoss(), fnn.losses.CrossEntropyLoss(), x, t)
     assert all(own[0] for own in engine._plan.gemm_choice()), "the fused path was not taken"
-    for pa, pb in zip(ma.parameters(), mb.parameters()):
-        np.testing.assert_array_equal(pb.data, pa.data)
-        np.testing.assert_array_equal(pb.grad, pa.grad)
 
 
 def test_no_allocation_after_warmup():
