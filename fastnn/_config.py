@@ -144,13 +144,13 @@ if hasattr(os, "register_at_fork"):
 #   catch a moment when the other core is free), the choice goes back at once, with the backoff doubled.
 # * at N, the real calls are also held against 1 thread: from the 8th unit after a decision, at every 4th
 #   call (every call of 4 units or more: fit's chunks of batches), when their mean time per unit since the
-#   decision is over (1 + MARGIN) x 1 thread's (its real calls'
-#   mean over its last period at 1, or, before any, its last probe mean), the choice moves to 1 at once, with
-#   the backoff doubled and the check above. A probe flatters N on a shared core: its N-thread calls follow
-#   1-thread calls, and the scheduler favours a worker that has just slept (medium forward with a busy
-#   process: 2.9-4.2 ms per probe call at 2 threads, 6.1 ms median on the real calls that followed, 3.8 ms
-#   at 1 thread). The mean, not a median: N's calls there are mostly fast with a stall of a time slice now
-#   and then (tiny train_step: median 0.27 ms at 2 threads against 0.34 at 1, with calls of 16-32 ms).
+#   decision is over (1 + MARGIN) x 1 thread's (its real calls' mean over its last period at 1, or, before
+#   any, its last probe mean), the choice moves to 1 at once, with the backoff doubled and the check above.
+#   A probe flatters N on a shared core: its N-thread calls follow 1-thread calls, and the scheduler favours
+#   a worker that has just slept (medium forward with a busy process: 2.9-4.2 ms per probe call at 2
+#   threads, 6.1 ms median on the real calls that followed, 3.8 ms at 1 thread). The mean, not a median:
+#   N's calls there are mostly fast with a stall of a time slice now and then (tiny train_step: median
+#   0.27 ms at 2 threads against 0.34 at 1, with calls of 16-32 ms).
 # * the next probe is due when the plan's own calls have run PROBE_BASE x backoff seconds since (backoff
 #   doubles, up to BACKOFF_MAX, each time the current count wins and resets at a switch), and never
 #   before they have run BUDGET x the probe's time at the other count (the calls at a count that loses
@@ -311,7 +311,7 @@ class ThreadChoice:
         self.probes = self.switches = 0
         self.units = {n: 0, 1: 0}         # units (steps, batches, forward calls) run at each count
         self.last = None                  # (other count, its mean, current count, its mean) of the last probe
-        self.check = None                 # after a switch: (median of the real calls before it, backoff before)
+        self.check = None                 # after a switch: (the real calls' time before it, backoff before)
         self.probe_means: dict = {}       # count -> its mean (seconds per unit) in the last probe
         self.one: float | None = None     # 1 thread's real time per unit: the mean since the last decision
         with _cond:
