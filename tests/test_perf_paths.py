@@ -265,7 +265,8 @@ def test_all_finite_agrees_with_numpy(dtype):
     from fastnn._kernels._checks import all_finite
 
     info = np.finfo(dtype)
-    specials = [0.0, -0.0, info.max, -info.max, info.tiny, info.tiny / 4, np.nan, -np.nan, np.inf, -np.inf]
+    all_ones = np.array([-1], np.int64 if dtype == np.float64 else np.int32).view(dtype)[0]   # a NaN, sign set
+    specials = [0.0, -0.0, info.max, -info.max, info.tiny, info.tiny / 4, np.nan, -np.nan, np.inf, -np.inf, all_ones]
     assert all_finite(np.empty(0, dtype))
     for n in (1, 7, 33, 1000):
         x = np.random.default_rng(n).standard_normal(n).astype(dtype)
