@@ -16,8 +16,10 @@
  * Kernels (float: 8 lanes, double: 4):
  *   NN, TN  - MR x (2 vectors) register blocks, MR <= 6: per k, two vector loads of B's row and MR
  *             broadcasts of op(A)'s column, 2*MR FMAs. A's element (i, p) is A[i*ras + p*cas], so the
- *             same kernel serves A (ras = lda, cas = 1) and A^T (ras = 1, cas = lda). Columns past the
- *             last full block use masked loads and stores.
+ *             same kernel serves A (ras = lda, cas = 1) and A^T (ras = 1, cas = lda). A last block of more
+ *             than one vector of columns uses masked loads and stores; one of at most one vector goes to
+ *             the narrow panel (1 vector, MR <= 12). With AVX-512VL, full 4-vector panels first (the wide
+ *             panel, MR <= 6, 24 accumulators in ymm0-31).
  *   NT      - B^T is transposed into a work buffer (N * K elements; 8 x 8 / 4 x 4 register tiles), then NN.
  *   1 row   - 8 vector accumulators side by side (64 floats / 32 doubles), to overlap the FMA chains.
  * Every kernel accumulates each C element over k in order with FMAs, starting from 0, so results differ
@@ -27,15 +29,16 @@
  * accumulators before the one store, with the bits of a separate bias + activation pass (no extra pass over C).
  * B is read in place, never packed: a packed copy would have to be re-made whenever the weights change, and
  * an in-place write through a NumPy view of a weight cannot be detected cheaply.
- * AVX-512: not used. On the measured AMD Zen 4 (512-bit FMAs double-pumped on 256-bit units) zmm versions of
- * these kernels (8 x 32 and 12 x 32 register blocks, K blocks of 128/256/all) ran at 0.6-1.05x of the AVX2
+ * AVX-512: its 32 registers are used (the wide panels, still on 256-bit ymm vectors); zmm vectors are not. On
+ * the measured AMD Zen 4 (512-bit FMAs double-pumped on 256-bit units) zmm versions of these kernels (8 x 32 and 12 x 32 register blocks, K blocks of 128/256/all) ran at 0.6-1.05x of the AVX2
  * ones on the inference shapes (32x784x512 and 32x512x512 +2..+4%, 32x784x128 +-2%, 1 row -4%, 64x784x128 and
  * 32x64x64 -5..-13%, N = 10 -40%), 1.3x only at 8 rows x 512 columns (one 8-row block instead of 6 + 2): both
  * run at 95-105 GFLOP/s of the core's 114 (a register-only FMA loop, ymm or zmm alike). bench/README.md,
  * "Inference at one thread against ONNX Runtime".
  *
  * fnn_gemm_available() is 1 when the CPU (and OS) support AVX2 and FMA; otherwise, or on other
- * architectures/compilers, it is 0 and the fnn_*gemm_small functions must not be called.
+ * architectures/compilers, it is 0 and the fnn_*gemm_small functions must not be called. fnn_gemm_wide() is 1
+ * when AVX-512F and AVX-512VL are there too (the wide panels; the same bits either way).
  */
 #ifndef FNN_GEMM_H
 #define FNN_GEMM_H
@@ -51,6 +54,14 @@
  * threaded). */
 #define FNN_GEMM_MAX_F32 (1L << 23)
 #define FNN_GEMM_MAX_F64 (1L << 20)
+/* With the wide panels (AVX-512VL; measured on Zen 4, whose 512-bit FMAs are double-pumped, so OpenBLAS's zmm
+   kernels have the ymm peak) the own kernels win to ~2^24 in both types (own time / SciPy's OpenBLAS: float
+   200x784x100 0.93 NN, 0.82 TN; 256x784x128 1.00, 0.94; double 64x784x128 0.84, 0.88; 200x784x100 0.86, 0.97;
+   256x784x128 0.87, 1.05), while op(B) fits L2 (1 MiB; double 32x784x512, B 3.2 MB: 1.03). On a CPU with two
+   full 512-bit FMA units BLAS would win from smaller sizes: not measured (no such machine). */
+#define FNN_GEMM_MAX_WIDE (1L << 24)
+#define FNN_GEMM_WIDE_B_BYTES (1L << 20)
+static int fnn_gemm_wide(void);
 #define FNN_GEMM_MAX_THREADED (1L << 18)
 #define FNN_GEMM_FEW_ROWS 16
 /* One row over a B larger than L2 (2048x2048 float32: own 1.7 ms, OpenBLAS ?gemv 0.95 ms): BLAS. */
@@ -58,7 +69,8 @@
 
 static inline int fnn_gemm_small_rule(long M, long N, long K, int f64, int threads) {
     const long mnk = M * N * K;
-    if (mnk > (f64 ? FNN_GEMM_MAX_F64 : FNN_GEMM_MAX_F32)) return 0;
+    const int wide = fnn_gemm_wide() && N * K * (f64 ? 8 : 4) <= FNN_GEMM_WIDE_B_BYTES;
+    if (mnk > (wide ? FNN_GEMM_MAX_WIDE : f64 ? FNN_GEMM_MAX_F64 : FNN_GEMM_MAX_F32)) return 0;
     if (M == 1 && mnk > FNN_GEMM_ONE_ROW_MAX) return 0;   /* BLAS's GEMV streams a big B faster */
     return threads <= 1 || mnk <= FNN_GEMM_MAX_THREADED || M <= FNN_GEMM_FEW_ROWS;
 }
@@ -96,6 +108,21 @@ static int fnn_gemm_available(void) {
     }
     return cached;
 }
+
+/* The wide panels (below) want AVX-512VL for its 32 vector registers; they still compute on 256-bit ymm
+   vectors. fnn_gemm_allow_wide(0) turns them off in this module's copy of the kernels (a test hook: the bits
+   must not depend on it). */
+static int fnn_gemm_wide_allowed = 1;
+static void fnn_gemm_allow_wide(int on) { fnn_gemm_wide_allowed = on != 0; }
+static int fnn_gemm_wide(void) {
+    static int cached = -1;
+    if (cached < 0) {
+        __builtin_cpu_init();
+        cached = fnn_gemm_available() && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl");
+    }
+    return cached && fnn_gemm_wide_allowed;
+}
+#define FNN_AVX512VL __attribute__((target("avx2,fma,avx512f,avx512vl")))
 
 /* ------------------------------------------------------------------ float */
 
@@ -238,19 +265,6 @@ FNN_AVX2 static void fnn_s_row(int N, int K, const float* a, long cas, const flo
     }
 }
 
-/* Column blocks of 16 from the left; rows of B 64-byte aligned run fastest (784x128 weights 32 bytes
-   past a line: 180 us instead of 158 for 64 rows - each block then reads two lines per row; starting
-   the blocks at the line with a masked head block costs as much as it saves). */
-FNN_AVX2 static void fnn_s_nn(int M, int N, int K, const float* A, long ras, long cas, const float* B, long ldb,
-                              float* C, long ldc, int acc, const float* bias, int relu) {
-    if (M == 1) {
-        fnn_s_row(N, K, A, cas, B, ldb, C, acc, bias, relu);
-        return;
-    }
-    for (int j = 0; j < N; j += 16)
-        fnn_s_nn_cols(M, K, A, ras, cas, B, ldb, C, ldc, j, N - j < 16 ? N - j : 16, acc, bias, relu);
-}
-
 /* ------------------------------------------------------------------ double */
 
 FNN_AVX2 static inline __m256i fnn_mask4(int n) {
@@ -359,15 +373,115 @@ FNN_AVX2 static void fnn_d_row(int N, int K, const double* a, long cas, const do
         fnn_d_nn_1(K, a, 0, cas, B + j, ldb, c + j, 0, N - j < 8 ? N - j : 8, acc, bias ? bias + j : 0, relu);
 }
 
-FNN_AVX2 static void fnn_d_nn(int M, int N, int K, const double* A, long ras, long cas, const double* B, long ldb,
-                              double* C, long ldc, int acc, const double* bias, int relu) {
-    if (M == 1) {
-        fnn_d_row(N, K, A, cas, B, ldb, C, acc, bias, relu);
-        return;
-    }
-    for (int j = 0; j < N; j += 8)
-        fnn_d_nn_cols(M, K, A, ras, cas, B, ldb, C, ldc, j, N - j < 8 ? N - j : 8, acc, bias, relu);
+/* ------------------------------------------------------------------ narrow and wide panels (both types) */
+
+/* X type prefix (s, d), T scalar, V vector, P/S intrinsic suffixes (ps/ss, pd/sd), L lanes (8, 4).
+   Narrow: the last nc <= L columns (masked when nc < L), up to 12 rows: 12 FMA chains per k for one load of B
+   (the 2-vector kernels spent a whole 2L-column block on them: N = 100 float, 96 + 4 columns, ran at 94
+   GFLOP/s against 113 for N = 96; now 101-104). Wide: full 4L-column panels, up to 6 rows, 24 accumulators,
+   AVX-512VL only (ymm16-31): per k 4 loads of B and 6 broadcasts feed 24 FMAs instead of 12 - float 784x200x100
+   TN 80 -> 100 GFLOP/s, 200x784x512 96 -> 112; double 64x784x128 52 -> 57, its TN 47 -> 55 (Zen 4; the core's
+   FMA peak is about 118 / 59). Each element is still one FMA chain over k in order from 0, so neither changes
+   a bit. */
+#define FNN_NV(X, T, V, P, S, MR)                                                                          \
+FNN_AVX2 static inline void fnn_##X##_nv_##MR(int K, const T* A, long ras, long cas, const T* B, long ldb,    \
+                                              T* C, long ldc, __m256i m, int acc, const T* bias, int relu) { \
+    V c0[MR];                                                                                              \
+    _Pragma("GCC unroll 12") for (int r = 0; r < MR; r++) c0[r] = _mm256_setzero_##P();                    \
+    for (int p = 0; p < K; p++) {                                                                          \
+        const V b0 = _mm256_maskload_##P(B + p * ldb, m);                                                  \
+        _Pragma("GCC unroll 12") for (int r = 0; r < MR; r++)                                             \
+            c0[r] = _mm256_fmadd_##P(_mm256_broadcast_##S(A + r * ras + p * cas), b0, c0[r]);             \
+    }                                                                                                      \
+    _Pragma("GCC unroll 12") for (int r = 0; r < MR; r++) fnn_##X##_mst(C + r * ldc, m, c0[r], acc, bias, relu); \
 }
+#define FNN_NW(X, T, V, P, S, L, MR)                                                                       \
+FNN_AVX512VL static inline void fnn_##X##_nw_##MR(int K, const T* A, long ras, long cas, const T* B, long ldb, \
+                                                  T* C, long ldc, int acc, const T* bias, int relu) {      \
+    V c0[MR][4];                                                                                           \
+    FNN_UNROLL for (int r = 0; r < MR; r++) FNN_UNROLL for (int v = 0; v < 4; v++) c0[r][v] = _mm256_setzero_##P(); \
+    for (int p = 0; p < K; p++) {                                                                          \
+        V b[4];                                                                                            \
+        FNN_UNROLL for (int v = 0; v < 4; v++) b[v] = _mm256_loadu_##P(B + p * ldb + L * v);               \
+        FNN_UNROLL for (int r = 0; r < MR; r++) {                                                          \
+            const V a = _mm256_broadcast_##S(A + r * ras + p * cas);                                       \
+            FNN_UNROLL for (int v = 0; v < 4; v++) c0[r][v] = _mm256_fmadd_##P(a, b[v], c0[r][v]);          \
+        }                                                                                                  \
+    }                                                                                                      \
+    FNN_UNROLL for (int r = 0; r < MR; r++) FNN_UNROLL for (int v = 0; v < 4; v++)                         \
+        fnn_##X##_st(C + r * ldc + L * v, c0[r][v], acc, bias ? bias + L * v : 0, relu);                   \
+}
+/* the drivers: all rows of one panel (narrow: blocks of 12, the last 13-19 rows as two; wide: fnn_rows_next) */
+#define FNN_PANELS(X, T, V, P, S, L)                                                                       \
+FNN_NV(X, T, V, P, S, 1) FNN_NV(X, T, V, P, S, 2) FNN_NV(X, T, V, P, S, 3) FNN_NV(X, T, V, P, S, 4)        \
+FNN_NV(X, T, V, P, S, 5) FNN_NV(X, T, V, P, S, 6) FNN_NV(X, T, V, P, S, 7) FNN_NV(X, T, V, P, S, 8)        \
+FNN_NV(X, T, V, P, S, 9) FNN_NV(X, T, V, P, S, 10) FNN_NV(X, T, V, P, S, 11) FNN_NV(X, T, V, P, S, 12)     \
+FNN_NW(X, T, V, P, S, L, 1) FNN_NW(X, T, V, P, S, L, 2) FNN_NW(X, T, V, P, S, L, 3)                        \
+FNN_NW(X, T, V, P, S, L, 4) FNN_NW(X, T, V, P, S, L, 5) FNN_NW(X, T, V, P, S, L, 6)                        \
+FNN_AVX2 static void fnn_##X##_nv_cols(int M, int K, const T* A, long ras, long cas, const T* B, long ldb,    \
+                                       T* C, long ldc, int nc, int acc, const T* bias, int relu) {         \
+    const __m256i m = fnn_mask##L(nc);                                                                     \
+    for (int i = 0, mr; i < M; i += mr) {                                                                  \
+        const T* a = A + i * ras;                                                                          \
+        T* c = C + (long)i * ldc;                                                                          \
+        const int left = M - i;                                                                            \
+        switch (mr = left > 19 ? 12 : left > 12 ? (left + 1) / 2 : left) {                                 \
+            case 12: fnn_##X##_nv_12(K, a, ras, cas, B, ldb, c, ldc, m, acc, bias, relu); break;           \
+            case 11: fnn_##X##_nv_11(K, a, ras, cas, B, ldb, c, ldc, m, acc, bias, relu); break;           \
+            case 10: fnn_##X##_nv_10(K, a, ras, cas, B, ldb, c, ldc, m, acc, bias, relu); break;           \
+            case 9: fnn_##X##_nv_9(K, a, ras, cas, B, ldb, c, ldc, m, acc, bias, relu); break;             \
+            case 8: fnn_##X##_nv_8(K, a, ras, cas, B, ldb, c, ldc, m, acc, bias, relu); break;             \
+            case 7: fnn_##X##_nv_7(K, a, ras, cas, B, ldb, c, ldc, m, acc, bias, relu); break;             \
+            case 6: fnn_##X##_nv_6(K, a, ras, cas, B, ldb, c, ldc, m, acc, bias, relu); break;             \
+            case 5: fnn_##X##_nv_5(K, a, ras, cas, B, ldb, c, ldc, m, acc, bias, relu); break;             \
+            case 4: fnn_##X##_nv_4(K, a, ras, cas, B, ldb, c, ldc, m, acc, bias, relu); break;             \
+            case 3: fnn_##X##_nv_3(K, a, ras, cas, B, ldb, c, ldc, m, acc, bias, relu); break;             \
+            case 2: fnn_##X##_nv_2(K, a, ras, cas, B, ldb, c, ldc, m, acc, bias, relu); break;             \
+            default: fnn_##X##_nv_1(K, a, ras, cas, B, ldb, c, ldc, m, acc, bias, relu); break;            \
+        }                                                                                                  \
+    }                                                                                                      \
+}                                                                                                          \
+FNN_AVX512VL static void fnn_##X##_nw_cols(int M, int K, const T* A, long ras, long cas, const T* B, long ldb, \
+                                           T* C, long ldc, int acc, const T* bias, int relu) {             \
+    for (int i = 0, mr; i < M; i += mr) {                                                                  \
+        const T* a = A + i * ras;                                                                          \
+        T* c = C + (long)i * ldc;                                                                          \
+        switch (mr = fnn_rows_next(M - i)) {                                                               \
+            case 6: fnn_##X##_nw_6(K, a, ras, cas, B, ldb, c, ldc, acc, bias, relu); break;                \
+            case 5: fnn_##X##_nw_5(K, a, ras, cas, B, ldb, c, ldc, acc, bias, relu); break;                \
+            case 4: fnn_##X##_nw_4(K, a, ras, cas, B, ldb, c, ldc, acc, bias, relu); break;                \
+            case 3: fnn_##X##_nw_3(K, a, ras, cas, B, ldb, c, ldc, acc, bias, relu); break;                \
+            case 2: fnn_##X##_nw_2(K, a, ras, cas, B, ldb, c, ldc, acc, bias, relu); break;                \
+            default: fnn_##X##_nw_1(K, a, ras, cas, B, ldb, c, ldc, acc, bias, relu); break;               \
+        }                                                                                                  \
+    }                                                                                                      \
+}
+FNN_PANELS(s, float, __m256, ps, ss, 8)
+FNN_PANELS(d, double, __m256d, pd, sd, 4)
+
+/* C's columns left to right: wide panels of 4L while they fit (AVX-512VL, K >= 64: below that the 24
+   accumulators' stores are not paid back - float 64x32x64 112 -> 109 GFLOP/s), then 2L-column blocks
+   (the last one masked) while more than L columns are left, then one narrow panel. Rows of B 64-byte aligned
+   run fastest (784x128 float weights 32 bytes past a line: 180 us instead of 158 for 64 rows - each block
+   then reads two lines per row; starting the blocks at the line with a masked head block costs as much as it
+   saves). */
+#define FNN_NN(X, T, L)                                                                                    \
+FNN_AVX2 static void fnn_##X##_nn(int M, int N, int K, const T* A, long ras, long cas, const T* B, long ldb,  \
+                                  T* C, long ldc, int acc, const T* bias, int relu) {                      \
+    if (M == 1) {                                                                                          \
+        fnn_##X##_row(N, K, A, cas, B, ldb, C, acc, bias, relu);                                           \
+        return;                                                                                            \
+    }                                                                                                      \
+    int j = 0;                                                                                             \
+    if (K >= 64 && fnn_gemm_wide())                                                                        \
+        for (; j + 4 * L <= N; j += 4 * L)                                                                 \
+            fnn_##X##_nw_cols(M, K, A, ras, cas, B + j, ldb, C + j, ldc, acc, bias ? bias + j : 0, relu);  \
+    for (; N - j > L; j += 2 * L)                                                                          \
+        fnn_##X##_nn_cols(M, K, A, ras, cas, B, ldb, C, ldc, j, N - j < 2 * L ? N - j : 2 * L, acc, bias, relu); \
+    if (j < N) fnn_##X##_nv_cols(M, K, A, ras, cas, B + j, ldb, C + j, ldc, N - j, acc, bias ? bias + j : 0, relu); \
+}
+FNN_NN(s, float, 8)
+FNN_NN(d, double, 4)
 
 /* ------------------------------------------------------------------ entry points */
 
@@ -482,6 +596,8 @@ static void fnn_dgemm_bias_act(int M, int N, int K, const double* A, int lda, co
 #else   /* not x86-64 with GCC/Clang: never available */
 
 static int fnn_gemm_available(void) { return 0; }
+static int fnn_gemm_wide(void) { return 0; }
+static void fnn_gemm_allow_wide(int on) { (void)on; }
 static void fnn_sgemm_small_acc(int trans_a, int trans_b, int accumulate, int M, int N, int K, const float* A,
                                 int lda, const float* B, int ldb, float* C, int ldc, float* work) {
     (void)trans_a; (void)trans_b; (void)accumulate; (void)M; (void)N; (void)K; (void)A; (void)lda; (void)B;

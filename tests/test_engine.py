@@ -434,7 +434,10 @@ def test_gemm_choice_rule(threads):
     assert choice([2048, 2048, 10], 1024)[0] == (False, False, False)             # large: BLAS
     assert choice([784, 128, 10], 64)[0] == ((own,) * 3 if threads == 1 else (False, False, False))
     assert choice([784, 128, 10], 4)[0][0] == own                                 # a few rows
-    assert choice([784, 128, 10], 64, "float64")[0] == (False, False, False)      # float64 stops earlier
+    # float64 stops earlier, except with the wide panels (AVX-512VL), which win to 2^24 multiply-adds in both types
+    wide = own and _blas.wide_gemm_available() and threads == 1
+    assert choice([784, 128, 10], 64, "float64")[0] == (wide,) * 3
+    assert choice([784, 100, 10], 200)[0] == (wide,) * 3                          # 15.7e6: only with them
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32], ids=["f64", "f32"])
@@ -479,6 +482,36 @@ def test_small_gemm_bits_do_not_depend_on_the_row_blocking(dtype):
                     one = np.empty((1, N), dtype)
                     _blas.gemm_small(np.ascontiguousarray(rows[i:i + 1]), b, one)
                     np.testing.assert_array_equal(c[i], one[0], err_msg=f"M={M} N={N} row {i}")
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32], ids=["f64", "f32"])
+def test_small_gemm_bits_do_not_depend_on_the_column_panels(dtype):
+    """Wide (AVX-512VL, 4 vectors), 2-vector and narrow (1 vector, masked, up to 12 rows) panels all run one FMA
+    chain per element: C equals its columns computed one at a time, bit for bit, and the same with the wide
+    panels off (a CPU without AVX-512VL gives the same numbers); NN, TN and NT alike."""
+    if not _blas.small_gemm_available():
+        pytest.skip("no AVX2/FMA: the own GEMM kernels do not run on this CPU")
+    r = np.random.default_rng(4)
+    lanes = 4 if dtype == np.float64 else 8
+    widths = sorted({1, 2, 3, 5, 10, 37, 100, 128, 130} | {k * lanes + d for k in (1, 2, 4, 5, 8) for d in (-1, 0, 1)})
+    for M in (2, 13, 20, 64):   # 13-19 rows left: the narrow panel's last two blocks
+        for K in (1, 63, 64, 200):   # the wide panels start at K = 64
+            for N in widths:
+                for mode in (0, 1, 2):   # NN, TN (op(A) = A^T), NT (op(B) = B^T)
+                    a = r.standard_normal((K, M) if mode == 1 else (M, K)).astype(dtype)
+                    b = r.standard_normal((N, K) if mode == 2 else (K, N)).astype(dtype)
+                    c, narrow = np.empty((M, N), dtype), np.empty((M, N), dtype)
+                    _blas.gemm_small(a, b, c, trans_a=mode == 1, trans_b=mode == 2)
+                    _blas.gemm_small(a, b, narrow, trans_a=mode == 1, trans_b=mode == 2, wide=False)
+                    np.testing.assert_array_equal(c, narrow, err_msg=f"{M}x{K}x{N} mode {mode}: wide on/off")
+                    bn = b.T if mode == 2 else b
+                    for j in {0, N // 2, N - 1, lanes - 1, 4 * lanes} & set(range(N)):
+                        col = np.empty((M, 1), dtype)
+                        _blas.gemm_small(a, np.ascontiguousarray(bn[:, j:j + 1]), col, trans_a=mode == 1)
+                        np.testing.assert_array_equal(c[:, j], col[:, 0], err_msg=f"{M}x{K}x{N} mode {mode} col {j}")
+                    want = (a.T if mode == 1 else a).astype(np.float64) @ bn.astype(np.float64)
+                    tol = 1e-12 if dtype == np.float64 else 2e-5
+                    np.testing.assert_allclose(c, want, rtol=tol, atol=tol * np.sqrt(K) * 4)
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32], ids=["f64", "f32"])

@@ -52,6 +52,22 @@ def test_fused_kernel_is_the_gemm_then_the_bias_act_pass_bit_for_bit(dtype, relu
 
 @own_only
 @pytest.mark.parametrize("dtype", DTYPES)
+def test_fused_kernel_bits_do_not_depend_on_the_wide_panels(dtype):
+    """The AVX-512VL wide panels (K >= 64, full 4-vector column panels) and the AVX2 ones store the same bits,
+    bias and ReLU included."""
+    r = np.random.default_rng(5)
+    for M, K, N in ((2, 64, 32), (13, 64, 64), (32, 784, 128), (7, 100, 100), (64, 128, 10)):
+        a, b = r.standard_normal((M, K)).astype(dtype), r.standard_normal((K, N)).astype(dtype)
+        bias = r.standard_normal(N).astype(dtype)
+        for relu in (False, True):
+            c, narrow = np.empty((M, N), dtype), np.empty((M, N), dtype)
+            _blas.gemm_bias_act(a, b, bias, c, relu=relu)
+            _blas.gemm_bias_act(a, b, bias, narrow, relu=relu, wide=False)
+            np.testing.assert_array_equal(c, narrow)
+
+
+@own_only
+@pytest.mark.parametrize("dtype", DTYPES)
 def test_fused_relu_keeps_nan_and_zeroes_negatives_as_the_activation_pass(dtype):
     a = np.array([[1.0, 0.0], [-1.0, 2.0]], dtype)
     b = np.array([[0.0, -0.0, 1.0, -3.0, np.nan, 0.5], [0.0, 0.0, -2.0, 1.0, 0.0, np.inf]], dtype)

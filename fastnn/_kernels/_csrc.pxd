@@ -25,6 +25,8 @@ cdef extern from "fnn_rng.h" nogil:
 cdef extern from "fnn_gemm.h" nogil:
     # The own small-GEMM kernels (AVX2/FMA) and the rule that picks them over BLAS.
     int fnn_gemm_available()
+    int fnn_gemm_wide()                  # AVX-512VL: the wide panels (32 registers) are used
+    void fnn_gemm_allow_wide(int on)     # test hook: this module's copy of the kernels only
     int fnn_gemm_small_rule(long M, long N, long K, int f64, int threads)
     int fnn_gemm_infer_rule(long M, long N, long K, int f64, int threads)
     void fnn_sgemm_small(int trans_a, int trans_b, int M, int N, int K, const float* A, int lda,

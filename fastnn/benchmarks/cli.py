@@ -503,7 +503,8 @@ def header_lines(result) -> list[str]:
     v, m = result["meta"]["versions"], result["meta"]["machine"]
     libs = ", ".join(f"{k} {val}" for k, val in v.items() if val and k not in ("python", "threadpoolctl"))
     lines = [f"fastnn bench - {libs}; Python {v['python']}",
-             f"machine: {m['cpu']}, {m['usable_cores']} usable cores, {m['platform']}, {m['date']}"]
+             f"machine: {m['cpu']}, {m['usable_cores']} usable cores, {m['platform']}, {m['date']}",
+             f"fastnn's own GEMM kernels: {m.get('gemm_kernels', 'not recorded')}"]
     for n, rep in result["pools"].items():
         lines.append(f"pools at {n} thread(s): {describe_pools(rep)}")
     for n, p in result["peaks"].items():

@@ -60,9 +60,18 @@ def versions() -> dict:
     return out
 
 
+def gemm_kernels() -> str:
+    """Which of fastnn's own GEMM kernels run here (csrc/fnn_gemm.h): the SIMD level a table was measured at."""
+    from fastnn._kernels import _blas
+
+    if not _blas.small_gemm_available():
+        return "BLAS only (no AVX2/FMA)"
+    return "AVX2+FMA, AVX-512VL wide panels" if _blas.wide_gemm_available() else "AVX2+FMA (no AVX-512VL)"
+
+
 def machine() -> dict:
     return {"cpu": cpu_name(), "usable_cores": usable_cores(), "platform": platform.platform(),
-            "date": time.strftime("%Y-%m-%d %H:%M:%S %z")}
+            "gemm_kernels": gemm_kernels(), "date": time.strftime("%Y-%m-%d %H:%M:%S %z")}
 
 
 class Pools:
