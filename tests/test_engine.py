@@ -466,12 +466,13 @@ def test_small_gemm_kernels(dtype):
 @pytest.mark.parametrize("dtype", [np.float64, np.float32], ids=["f64", "f32"])
 def test_small_gemm_bits_do_not_depend_on_the_row_blocking(dtype):
     """Each element is one FMA chain over k in order, whichever block of rows (1-6) or one-row pass computes it:
-    any M equals its rows computed one at a time, bit for bit (csrc/fnn_gemm.h, fnn_rows_next, fnn_?_row)."""
+    any M equals its rows computed one at a time, bit for bit (csrc/fnn_gemm.h, fnn_rows_next, fnn_?_row, and
+    fnn_?_row_stream for one row of 64 or more columns: B's rows 4 at a time, then the K % 4 left)."""
     if not _blas.small_gemm_available():
         pytest.skip("no AVX2/FMA: the own GEMM kernels do not run on this CPU")
     r = np.random.default_rng(3)
     for M in (*range(2, 21), 32, 200):
-        for N, K in ((10, 64), (37, 100), (300, 50)):   # 300: the one-row kernel's 128/64/16-column passes
+        for N, K in ((10, 64), (37, 100), (300, 50), (64, 4), (65, 1), (100, 7)):   # one row of >= 64: streamed
             for trans_a in (False, True):
                 a = r.standard_normal((K, M) if trans_a else (M, K)).astype(dtype)
                 b = r.standard_normal((K, N)).astype(dtype)
