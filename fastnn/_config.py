@@ -112,12 +112,13 @@ _forked = False
 
 
 def _after_fork_in_child() -> None:
-    global _forked, _cond, _inflight, _probing, _thread_key
+    global _forked, _cond, _inflight, _blas_inflight, _probing, _thread_key
     _forked = True
     _thread_key = 1
     _runtime.after_fork_in_child()
     _runtime.set_omp_threads(1)
-    _cond, _inflight, _probing = threading.Condition(threading.Lock()), 0, False   # the parent's other threads are gone
+    # the parent's other threads are gone
+    _cond, _inflight, _blas_inflight, _probing = threading.Condition(threading.Lock()), 0, 0, False
     if _num_threads is not None and _running != _num_threads:       # an adaptive choice of 1: back to the count
         _set_running(_num_threads)
 
@@ -175,7 +176,8 @@ if hasattr(os, "register_at_fork"):
 #   adaptive default is in progress in any thread (a call entering while others run at another count
 #   runs at theirs, with the plan for that count), the last call out sets it back to N (so BLAS calls
 #   outside these calls see the configured count), and a probe runs only when its call is alone (calls
-#   of other threads wait for it to end).
+#   of other threads wait for it to end). A call whose plan sends no GEMM to BLAS at its count (all to the
+#   own kernels: TrainPlan.uses_blas, InferPlan.uses_blas(n)) leaves that count alone and runs at its own.
 MARGIN = 0.05
 PROBE_BASE = 0.05
 BACKOFF_MAX = 64
@@ -185,6 +187,7 @@ LONG_CALL = 0.02
 
 _cond = threading.Condition(threading.Lock())
 _inflight = 0        # compiled calls of the adaptive default in progress, in all threads
+_blas_inflight = 0   # ... of them, calls whose plans call BLAS (SciPy's OpenBLAS is set to their count)
 _probing = False     # a probe is running (its thread alone switches the count)
 _running: int | None = None   # the thread count SciPy's OpenBLAS is set to
 _scipy_blas: list | None = None
@@ -238,27 +241,36 @@ def _set_running(n: int) -> None:
     _running = n
 
 
-def enter_threads(want: int) -> int:
+def enter_threads(want: int, blas: bool = True) -> int:
     """Start a compiled call of the adaptive default that wants `want` threads; returns the count it runs
-    at (`want`, unless calls at another count are in progress). Pair with exit_threads()."""
-    global _inflight
+    at (`want`, unless calls at another count that call BLAS are in progress). blas=False: the call's plan
+    sends no GEMM to BLAS at `want` (all to the own kernels), so SciPy's OpenBLAS count does not matter to
+    it: it runs at `want` and leaves that count alone (setting it and back cost ~1 us a call, the tiny
+    forward at 1 thread 5% with the clock). Pair with exit_threads(blas)."""
+    global _inflight, _blas_inflight
     with _cond:
         while _probing:
             _cond.wait()
-        if _inflight == 0 and _running != want:
-            _set_running(want)
         _inflight += 1
+        if not blas:
+            return want
+        if _blas_inflight == 0 and _running != want:
+            _set_running(want)
+        _blas_inflight += 1
         return _running
 
 
-def exit_threads() -> None:
-    """End a compiled call (enter_threads); the last one out puts SciPy's OpenBLAS back to the configured
-    count, so that BLAS calls outside the adaptive default's calls (the per-layer path, a loss without a
-    plan kernel, forward of a few rows) run at get_num_threads() as they do under an explicit count."""
-    global _inflight
+def exit_threads(blas: bool = True) -> None:
+    """End a compiled call (enter_threads, the same `blas`); the last BLAS call out (or a probe's call, which
+    set the count itself) puts SciPy's OpenBLAS back to the configured count, so that BLAS calls outside the
+    adaptive default's calls (the per-layer path, a loss without a plan kernel, forward of a few rows) run
+    at get_num_threads() as they do under an explicit count."""
+    global _inflight, _blas_inflight
     with _cond:
         _inflight -= 1
-        if _inflight == 0 and _running != _num_threads:
+        if blas:
+            _blas_inflight -= 1
+        if _blas_inflight == 0 and _running != _num_threads:
             _set_running(_num_threads)
 
 

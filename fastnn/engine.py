@@ -466,9 +466,11 @@ class Engine:
         if choice is False:   # nothing threaded: at N, as an explicit N runs it
             self._at(_config.get_num_threads(), n, t, loss, kind)
             return self._step(x, t, loss, optimizer)
-        threads = _config.enter_threads(choice.count)
+        blas = self._at(choice.count, n, t, loss, kind).uses_blas
+        threads = _config.enter_threads(choice.count, blas)
         try:
-            self._at(threads, n, t, loss, kind)
+            if threads != choice.count:   # other calls run BLAS at the other count: this one runs there too
+                self._at(threads, n, t, loss, kind)
             if threads == choice.count and choice.probe_due():
                 self._probe(choice, x, t, loss, kind)
             clock = _config.clock(threads)
@@ -477,7 +479,7 @@ class Engine:
             choice.record(threads, clock() - t0)
             return value
         finally:
-            _config.exit_threads()
+            _config.exit_threads(blas)
 
     def _adaptive_batches(self, x, t, order, batch_size, first, count, loss, optimizer, losses, outputs,
                           seconds) -> int:
@@ -492,9 +494,12 @@ class Engine:
                                           seconds)
             finally:
                 self._adaptive = True
-        threads = _config.enter_threads(choice.count)
+        plan = self._at(choice.count, batch_size, t, loss, kind)
+        blas = plan.uses_blas
+        threads = _config.enter_threads(choice.count, blas)
         try:
-            plan = self._at(threads, batch_size, t, loss, kind)
+            if threads != choice.count:   # other calls run BLAS at the other count: this one runs there too
+                plan = self._at(threads, batch_size, t, loss, kind)
             if threads == choice.count and choice.probe_due():
                 rows = slice(first * batch_size, (first + 1) * batch_size)
                 idx = rows if order is None else order[rows]
@@ -508,7 +513,7 @@ class Engine:
                                     optimizer._fused_runs(), seconds)
             choice.record(threads, clock() - t0, done)
         finally:
-            _config.exit_threads()
+            _config.exit_threads(blas)
         model.step += done
         self.last_output = plan.output
         return done
@@ -552,7 +557,8 @@ class Engine:
             choice = self._infer_choice(x)
             if choice is None:
                 return self._forward_at(x, out, _config.omp_threads())
-            threads = _config.enter_threads(choice.count)
+            blas = self._infer_blas(choice.count, x.shape[0])
+            threads = _config.enter_threads(choice.count, blas)
             try:
                 if threads == choice.count and choice.probe_due():
                     self._probe_forward(choice, x)
@@ -562,7 +568,7 @@ class Engine:
                 choice.record(threads, clock() - t0)
                 return res
             finally:
-                _config.exit_threads()
+                _config.exit_threads(blas)
         finally:
             guard.exit_infer(counted)
 
@@ -582,6 +588,16 @@ class Engine:
             choice = self._infer_choices[n] = (
                 _config.ThreadChoice(f"forward {n} rows", _config.get_num_threads()) if matters else False)
         return choice or None
+
+    def _infer_blas(self, threads, n) -> bool:
+        """Whether forward of n rows at `threads` calls BLAS, as a pooled plan for that count decides it (True
+        while there is none yet: the first call sets SciPy's OpenBLAS count as for any call)."""
+        pool = self._infer_pool if threads == _config.omp_threads() else self._infer_pools.get(threads)
+        try:
+            entry = pool[-1]   # another thread may pop it meanwhile: its plan still answers
+        except (IndexError, TypeError):
+            return True
+        return not self._current(entry, threads) or entry[0].uses_blas(n)
 
     def _probe_forward(self, choice, x):
         """Time forward at the other count and the current one, alternately (results dropped); tell the choice."""

@@ -404,6 +404,54 @@ def test_each_step_runs_with_the_numbers_of_its_count_across_switches(monkeypatc
     assert not np.array_equal(at_n._arena.data, replayed._arena.data)
 
 
+@needs_cores
+def test_calls_whose_plan_calls_no_blas_leave_scipys_blas_count_alone(monkeypatch):
+    """At 1 thread the tiny model's GEMMs all go to the own kernels (where AVX2/FMA exist): its train_step, fit
+    and predict then neither set SciPy's OpenBLAS to 1 thread nor back; with the own kernels off (every GEMM to
+    BLAS) each call sets it to 1 and the last one out back to N. Either way each call has the bits of an
+    explicit 1 thread."""
+    from fastnn._kernels import _blas
+
+    fnn.set_num_threads(1)
+    want = _train(*_problem())
+    fnn.set_num_threads(None)
+    if not _config.adaptive():
+        pytest.skip("OMP_NUM_THREADS is set")
+    monkeypatch.setattr(_config, "ThreadChoice", _forced(1))
+    sets = []
+    real = _config._set_running
+    monkeypatch.setattr(_config, "_set_running", lambda n: (sets.append(n), real(n)))
+    model = _problem()
+    _same(_train(*model), want)   # the first forward of a row count sets the count: no pooled plan answers yet
+    m, x, y = model
+    engine = m._engine()
+    own = _blas.small_gemm_available()
+    assert engine._plan.threads == 1 and engine._plan.uses_blas == (not own)
+    sets.clear()
+    m.train_step(x[:64], y[:64])
+    m.fit(x, y, batch_size=64, epochs=1, verbose=0)
+    m.predict(x[:64])   # the pooled plan (built for 256 rows) answers uses_blas(64)
+    m.predict(x[:20])
+    sets_at_256 = len(sets)
+    m.predict(x)   # 256 rows: 25.7e6 multiply-adds, beyond the own kernels' rule: BLAS, so the count is set
+    assert len(sets) == sets_at_256 + 2
+    del sets[sets_at_256:]
+    assert (sets == []) == own, sets
+    assert _scipy_blas_threads() == {N} and _config._inflight == 0 and _config._blas_inflight == 0
+    sets.clear()
+    _blas.set_small_gemm(False)   # plans built from now on: BLAS only
+    try:
+        model = _problem(seed=1)
+        model[0].train_step(model[1][:64], model[2][:64])
+        model[0].predict(model[1])
+        model[0].predict(model[1])   # the pooled plan answers uses_blas(n)
+        assert model[0]._engine()._plan.uses_blas
+        assert sets and sets[0] == 1 and sets[-1] == N and set(sets) == {1, N}
+    finally:
+        _blas.set_small_gemm(True)
+    assert _scipy_blas_threads() == {N} and _config._inflight == 0 and _config._blas_inflight == 0
+
+
 # ------------------------------------------------------------------------------------- threads, processes
 
 @needs_cores
@@ -440,7 +488,7 @@ def test_two_python_threads_on_two_models_get_the_numbers_of_the_counts_they_ran
     for t in threads:
         t.join(300)
     assert not errors, errors
-    assert _config._inflight == 0 and not _config._probing
+    assert _config._inflight == 0 and _config._blas_inflight == 0 and not _config._probing
     monkeypatch.undo()
     for i in range(2):
         counts, losses, weights, preds = results[i]

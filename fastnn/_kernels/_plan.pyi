@@ -39,6 +39,7 @@ class TrainPlan:
     output: _Float
     output_grad: _Float
     loss_out: _Float | None
+    uses_blas: bool
     comm_seconds: float
     comm_calls: int
     dist_error: int
@@ -64,6 +65,7 @@ class InferPlan:
     threads: int
     dtype: np.dtype
     def __init__(self, dtype: Any, capacity: int, in_features: int, stages: list[Any], threads: int = 1) -> None: ...
+    def uses_blas(self, n: int) -> bool: ...
     def run(self, x: np.ndarray) -> _Float | None: ...
     def forward(self, x: np.ndarray, out: np.ndarray | None = None) -> _Float | None: ...
 

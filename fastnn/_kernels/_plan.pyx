@@ -451,6 +451,7 @@ cdef class TrainPlan:
     cdef readonly object output          # (n, out) view of the last stage's output
     cdef readonly object output_grad     # (n, out) gradient buffer of the last stage (the loss writes it)
     cdef readonly object loss_out        # reduction "none": the unreduced loss of the last step; else None
+    cdef readonly bint uses_blas         # some GEMM of the step goes to BLAS (else all to the own kernels)
     cdef list _keep                      # every array a descriptor points into
     cdef object _work                    # scratch of the own NT kernel (W^T)
     cdef void* _workp
@@ -540,6 +541,12 @@ cdef class TrainPlan:
         cdef Stage* last = &self.st[self.ns - 1]
         self.output = self._view(last.a, n, last.m)
         self.output_grad = self._view(last.g, n, last.m)
+        cdef int i
+        self.uses_blas = False
+        for i in range(self.ns):
+            if self.st[i].kind == StageKind.DENSE and not (self.st[i].own_fwd and self.st[i].own_dw and (
+                    self.st[i].own_dx or not self.st[i].need_dx)):
+                self.uses_blas = True
         work = max([self.st[i].k * self.st[i].m for i in range(self.ns) if self.st[i].own_dx] or [0])
         self._work = np.empty(work, dtype)
         self._workp = _ptr(self._work)
@@ -980,6 +987,16 @@ cdef class InferPlan:
             else:
                 _forward_eval(self.st, self.ns, <const double*>xp, <double*>self._p0, <double*>self._p1, rows,
                               self.threads, self._small, self._last, <double*>out)
+
+    def uses_blas(self, Py_ssize_t n):
+        """Whether a forward of n rows sends some GEMM to BLAS (_forward_eval's choice, made per call)."""
+        cdef int i
+        for i in range(self.ns):
+            if self.st[i].kind == StageKind.DENSE and not (
+                    self._small and _infer_gemm(n, self.st[i].m, self.st[i].k, self.typenum == cnp.NPY_FLOAT64,
+                                                self.threads)):
+                return True
+        return False
 
     def run(self, x):
         """The output for x (C-contiguous (n, in_features) or (in_features,), the plan's dtype, n <= capacity);
