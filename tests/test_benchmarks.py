@@ -18,6 +18,7 @@ import pytest
 from conftest import tols
 
 import fastnn
+from fastnn._kernels import _blas
 from fastnn.benchmarks import cli, harness
 from fastnn.benchmarks import compiled as C
 from fastnn.benchmarks import optim as O
@@ -202,6 +203,10 @@ def test_quick_run_writes_json_with_every_section(tmp_path, capsys):
     assert min(result["peaks"]["1"][k] for k in ("sgemm_flops", "dgemm_flops", "copy_bytes_per_s",
                                                  "inplace_bytes_per_s")) > 0
     assert result["meta"]["fastnn_step_path"] == S.fastnn_step_path()
+    kernels = result["meta"]["machine"]["gemm_kernels"]   # the SIMD level each table was measured at
+    assert kernels == ("BLAS only (no AVX2/FMA)" if not _blas.small_gemm_available() else
+                       "AVX2+FMA, AVX-512VL wide panels" if _blas.wide_gemm_available() else "AVX2+FMA (no AVX-512VL)")
+    assert f"fastnn's own GEMM kernels: {kernels}" in printed
 
     train = {r["impl"]: r for r in result["train_step"]}
     assert {"fastnn", "numpy"} <= set(train)
