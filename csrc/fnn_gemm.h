@@ -30,8 +30,9 @@
  * B is read in place, never packed: a packed copy would have to be re-made whenever the weights change, and
  * an in-place write through a NumPy view of a weight cannot be detected cheaply.
  * AVX-512: its 32 registers are used (the wide panels, still on 256-bit ymm vectors); zmm vectors are not. On
- * the measured AMD Zen 4 (512-bit FMAs double-pumped on 256-bit units) zmm versions of these kernels (8 x 32 and 12 x 32 register blocks, K blocks of 128/256/all) ran at 0.6-1.05x of the AVX2
- * ones on the inference shapes (32x784x512 and 32x512x512 +2..+4%, 32x784x128 +-2%, 1 row -4%, 64x784x128 and
+ * the measured AMD Zen 4 (512-bit FMAs double-pumped on 256-bit units) zmm versions of these kernels (8 x 32
+ * and 12 x 32 register blocks, K blocks of 128/256/all) ran at 0.6-1.05x of the AVX2 ones on the inference
+ * shapes (32x784x512 and 32x512x512 +2..+4%, 32x784x128 +-2%, 1 row -4%, 64x784x128 and
  * 32x64x64 -5..-13%, N = 10 -40%), 1.3x only at 8 rows x 512 columns (one 8-row block instead of 6 + 2): both
  * run at 95-105 GFLOP/s of the core's 114 (a register-only FMA loop, ymm or zmm alike). bench/README.md,
  * "Inference at one thread against ONNX Runtime".
@@ -224,45 +225,11 @@ FNN_AVX2 static void fnn_s_nn_cols(int M, int K, const float* A, long ras, long 
     }
 }
 
-/* One row: 16 vector accumulators (128 columns) per pass, then 8 (64 columns), so the FMA chains (still one
-   per C element, over k in order: the same numbers as the MR-row kernels) overlap instead of waiting on each
-   other. L2-bandwidth bound (784x128: 3.5 us with B in L2). With B out of L2 (a batch-1 forward between other
-   work), a 128-column pass streams each row of B whole where two 64-column passes read it in halves twice:
-   784x128 5.7 -> 4.9 us. */
-FNN_AVX2 static void fnn_s_row(int N, int K, const float* a, long cas, const float* B, long ldb, float* c,
-                               int acc, const float* bias, int relu) {
-    int j = 0;
-    for (; j + 128 <= N; j += 128) {
-        __m256 sum[16];
-        FNN_UNROLL for (int v = 0; v < 16; v++) sum[v] = _mm256_setzero_ps();
-        const float* b = B + j;
-        for (int p = 0; p < K; p++, b += ldb) {
-            const __m256 x = _mm256_broadcast_ss(a + p * cas);
-            _Pragma("GCC unroll 16") for (int v = 0; v < 16; v++)
-                sum[v] = _mm256_fmadd_ps(x, _mm256_loadu_ps(b + 8 * v), sum[v]);
-        }
-        _Pragma("GCC unroll 16") for (int v = 0; v < 16; v++)
-            fnn_s_st(c + j + 8 * v, sum[v], acc, bias ? bias + j + 8 * v : 0, relu);
-    }
-    for (; j + 64 <= N; j += 64) {
-        __m256 sum[8];
-        FNN_UNROLL for (int v = 0; v < 8; v++) sum[v] = _mm256_setzero_ps();
-        const float* b = B + j;
-        for (int p = 0; p < K; p++, b += ldb) {
-            const __m256 x = _mm256_broadcast_ss(a + p * cas);
-            FNN_UNROLL for (int v = 0; v < 8; v++) sum[v] = _mm256_fmadd_ps(x, _mm256_loadu_ps(b + 8 * v), sum[v]);
-        }
-        FNN_UNROLL for (int v = 0; v < 8; v++) fnn_s_st(c + j + 8 * v, sum[v], acc, bias ? bias + j + 8 * v : 0, relu);
-    }
-    for (; j < N; j += 16) {
-        const int nc = N - j < 16 ? N - j : 16;
-        const float* b = B + j;
-        float* cj = c + j;
-        const float* aa = a;
-        const float* bj = bias ? bias + j : 0;
-        if (nc == 16) fnn_s_nn_1(K, aa, 0, cas, b, ldb, cj, 0, acc, bj, relu);
-        else fnn_s_nn_tail_1(K, aa, 0, cas, b, ldb, cj, 0, nc, acc, bj, relu);
-    }
+/* columns [0, nc) of one row, nc <= 16 (fnn_?_row's last columns) */
+FNN_AVX2 static inline void fnn_s_cols_1(int K, const float* a, long cas, const float* b, long ldb, float* c, int nc,
+                                         int acc, const float* bias, int relu) {
+    if (nc == 16) fnn_s_nn_1(K, a, 0, cas, b, ldb, c, 0, acc, bias, relu);
+    else fnn_s_nn_tail_1(K, a, 0, cas, b, ldb, c, 0, nc, acc, bias, relu);
 }
 
 /* ------------------------------------------------------------------ double */
@@ -344,34 +311,43 @@ FNN_AVX2 static void fnn_d_nn_cols(int M, int K, const double* A, long ras, long
     }
 }
 
-FNN_AVX2 static void fnn_d_row(int N, int K, const double* a, long cas, const double* B, long ldb, double* c,
-                               int acc, const double* bias, int relu) {
-    int j = 0;   /* as fnn_s_row: 16 accumulators (64 columns) per pass, then 8 (32 columns) */
-    for (; j + 64 <= N; j += 64) {
-        __m256d sum[16];
-        FNN_UNROLL for (int v = 0; v < 16; v++) sum[v] = _mm256_setzero_pd();
-        const double* b = B + j;
-        for (int p = 0; p < K; p++, b += ldb) {
-            const __m256d x = _mm256_broadcast_sd(a + p * cas);
-            _Pragma("GCC unroll 16") for (int v = 0; v < 16; v++)
-                sum[v] = _mm256_fmadd_pd(x, _mm256_loadu_pd(b + 4 * v), sum[v]);
-        }
-        _Pragma("GCC unroll 16") for (int v = 0; v < 16; v++)
-            fnn_d_st(c + j + 4 * v, sum[v], acc, bias ? bias + j + 4 * v : 0, relu);
-    }
-    for (; j + 32 <= N; j += 32) {
-        __m256d sum[8];
-        FNN_UNROLL for (int v = 0; v < 8; v++) sum[v] = _mm256_setzero_pd();
-        const double* b = B + j;
-        for (int p = 0; p < K; p++, b += ldb) {
-            const __m256d x = _mm256_broadcast_sd(a + p * cas);
-            FNN_UNROLL for (int v = 0; v < 8; v++) sum[v] = _mm256_fmadd_pd(x, _mm256_loadu_pd(b + 4 * v), sum[v]);
-        }
-        FNN_UNROLL for (int v = 0; v < 8; v++) fnn_d_st(c + j + 4 * v, sum[v], acc, bias ? bias + j + 4 * v : 0, relu);
-    }
-    for (; j < N; j += 8)
-        fnn_d_nn_1(K, a, 0, cas, B + j, ldb, c + j, 0, N - j < 8 ? N - j : 8, acc, bias ? bias + j : 0, relu);
+FNN_AVX2 static inline void fnn_d_cols_1(int K, const double* a, long cas, const double* b, long ldb, double* c,
+                                         int nc, int acc, const double* bias, int relu) {   /* as fnn_s_cols_1 */
+    fnn_d_nn_1(K, a, 0, cas, b, ldb, c, 0, nc, acc, bias, relu);
 }
+
+/* One row (both types; X, T, V, P, S, L as for FNN_PANELS below): 16 vector accumulators (16L columns) per
+   pass, then 8, so the FMA chains (still one per C element, over k in order: the same numbers as the MR-row
+   kernels) overlap instead of waiting on each other; the last columns in 2-vector blocks (fnn_?_cols_1).
+   L2-bandwidth bound (float 784x128: 3.5 us with B in L2). With B out of L2 (a batch-1 forward between other
+   work), a 16-vector pass streams each row of B whole where two 8-vector passes read it in halves twice:
+   784x128 5.7 -> 4.9 us. fnn_?_nn uses it for accumulating GEMMs and narrow rows; wider ones are streamed
+   (fnn_?_row_stream). */
+#define FNN_ROW_PASS(X, T, V, P, S, L, NV, j, N, K, a, cas, B, ldb, c, acc, bias, relu)                      \
+    for (; j + NV * L <= N; j += NV * L) {                                                                 \
+        V sum[NV];                                                                                         \
+        _Pragma("GCC unroll 16") for (int v = 0; v < NV; v++) sum[v] = _mm256_setzero_##P();               \
+        const T* b = B + j;                                                                                \
+        for (int p = 0; p < K; p++, b += ldb) {                                                            \
+            const V x = _mm256_broadcast_##S(a + p * cas);                                                 \
+            _Pragma("GCC unroll 16") for (int v = 0; v < NV; v++)                                          \
+                sum[v] = _mm256_fmadd_##P(x, _mm256_loadu_##P(b + L * v), sum[v]);                         \
+        }                                                                                                  \
+        _Pragma("GCC unroll 16") for (int v = 0; v < NV; v++)                                              \
+            fnn_##X##_st(c + j + L * v, sum[v], acc, bias ? bias + j + L * v : 0, relu);                   \
+    }
+#define FNN_ROW(X, T, V, P, S, L)                                                                          \
+FNN_AVX2 static void fnn_##X##_row(int N, int K, const T* a, long cas, const T* B, long ldb, T* c, int acc,   \
+                                   const T* bias, int relu) {                                              \
+    int j = 0;                                                                                             \
+    FNN_ROW_PASS(X, T, V, P, S, L, 16, j, N, K, a, cas, B, ldb, c, acc, bias, relu)                        \
+    FNN_ROW_PASS(X, T, V, P, S, L, 8, j, N, K, a, cas, B, ldb, c, acc, bias, relu)                         \
+    for (; j < N; j += 2 * L)                                                                              \
+        fnn_##X##_cols_1(K, a, cas, B + j, ldb, c + j, N - j < 2 * L ? N - j : 2 * L, acc, bias ? bias + j : 0, \
+                         relu);                                                                            \
+}
+FNN_ROW(s, float, __m256, ps, ss, 8)
+FNN_ROW(d, double, __m256d, pd, sd, 4)
 
 /* ------------------------------------------------------------------ narrow and wide panels (both types) */
 

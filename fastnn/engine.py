@@ -589,13 +589,17 @@ class Engine:
                 _config.ThreadChoice(f"forward {n} rows", _config.get_num_threads()) if matters else False)
         return choice or None
 
+    def _pool(self, threads) -> list:
+        """The pooled InferPlans for `threads`: the configured count's in _infer_pool, the adaptive default's
+        other count's in _infer_pools."""
+        return self._infer_pool if threads == _config.omp_threads() else self._infer_pools.setdefault(threads, [])
+
     def _infer_blas(self, threads, n) -> bool:
         """Whether forward of n rows at `threads` calls BLAS, as a pooled plan for that count decides it (True
         while there is none yet: the first call sets SciPy's OpenBLAS count as for any call)."""
-        pool = self._infer_pool if threads == _config.omp_threads() else self._infer_pools.get(threads)
         try:
-            entry = pool[-1]   # another thread may pop it meanwhile: its plan still answers
-        except (IndexError, TypeError):
+            entry = self._pool(threads)[-1]   # another thread may pop it meanwhile: its plan still answers
+        except IndexError:
             return True
         return not self._current(entry, threads) or entry[0].uses_blas(n)
 
@@ -620,9 +624,7 @@ class Engine:
     def _forward_at(self, x, out, threads):
         """forward at `threads` threads, on a pooled InferPlan built for that count."""
         _runtime.sync_omp_threads(threads)
-        # the configured count's plans in _infer_pool; the adaptive default's other count's in _infer_pools
-        pool = (self._infer_pool if threads == _config.omp_threads()
-                else self._infer_pools.setdefault(threads, []))
+        pool = self._pool(threads)
         m = self._ex
         # the fast entry: a pooled plan built for the model as it is and this count, x and out as the plan takes
         # them (it writes the output straight into `out` or a new array)

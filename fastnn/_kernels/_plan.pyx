@@ -853,6 +853,11 @@ cdef class TrainPlan:
 
 # ------------------------------------------------------------------------------------------ InferPlan
 
+cdef inline bint _eval_own(const Stage* s, Py_ssize_t n, bint f64, int threads, bint small) noexcept nogil:
+    """Whether the eval forward of n rows runs Dense stage s's GEMM on the own kernels (else BLAS)."""
+    return small and _infer_gemm(n, s.m, s.k, f64, threads)
+
+
 cdef void _forward_eval(Stage* st, int ns, const real* x, real* buf0, real* buf1, int n, int threads,
                         bint small, int last, real* out) noexcept nogil:
     """Eval forward: Dense -> GEMM into the other ping-pong buffer, bias + activation fused into the GEMM's store
@@ -869,7 +874,7 @@ cdef void _forward_eval(Stage* st, int ns, const real* x, real* buf0, real* buf1
             continue
         if s.kind == StageKind.DENSE:
             dst = out if i == last and out != NULL else (buf1 if h == buf0 else buf0)
-            own = small and _infer_gemm(n, s.m, s.k, real is double, threads)
+            own = _eval_own(s, n, real is double, threads, small)
             if own and (s.act == Act.LINEAR or s.act == Act.RELU):
                 _mm_bias_act(n, s.m, s.k, h, s.k, <real*>s.w, s.m, dst, s.m, <real*>s.b, s.act == Act.RELU)
             else:
@@ -992,9 +997,8 @@ cdef class InferPlan:
         """Whether a forward of n rows sends some GEMM to BLAS (_forward_eval's choice, made per call)."""
         cdef int i
         for i in range(self.ns):
-            if self.st[i].kind == StageKind.DENSE and not (
-                    self._small and _infer_gemm(n, self.st[i].m, self.st[i].k, self.typenum == cnp.NPY_FLOAT64,
-                                                self.threads)):
+            if self.st[i].kind == StageKind.DENSE and not _eval_own(&self.st[i], n, self.typenum == cnp.NPY_FLOAT64,
+                                                                    self.threads, self._small):
                 return True
         return False
 
