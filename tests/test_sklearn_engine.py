@@ -244,8 +244,9 @@ def test_sgd_reads_lr_every_step():
 @pytest.mark.parametrize("out_act", OUT_ACTS)
 def test_loss_kernel_matches_its_twin(out_act, weighted, dtype):
     rng = np.random.default_rng([OUT_ACTS.index(out_act), weighted])
-    # 300 x 40 crosses the OpenMP threshold; softmax keeps a row's exps for up to 256 classes, recomputes beyond
-    for n, k in ((1, 1), (7, 3), (300, 40), (3, 256), (5, 300)):
+    # 300 x 40 crosses the OpenMP threshold and is 6 softmax blocks (51 rows each); a block keeps the exps of up
+    # to 2048 classes (one row of 2048), a wider row recomputes them
+    for n, k in ((1, 1), (7, 3), (300, 40), (205, 10), (3, 2048), (2, 2100)):
         if out_act == "softmax" and k == 1:
             k = 2
         z = (rng.standard_normal((n, k)) * 3).astype(dtype)

@@ -16,6 +16,10 @@ cdef extern from "fnn_math.h" nogil:
     float fnn_tanhf(float x)
     float fnn_erff(float x)
     float fnn_expm1f(float x)
+    # Branch-free double exp (under 1 ulp, no FMA: the same bits on every x86-64), and a SIMD loop over it.
+    double fnn_exp(double x)
+    void fnn_exp_inplace(long n, double* x)        # x := exp(x), SSE2 or AVX2 (same bits)
+    void fnn_exp_inplace_base(long n, double* x)   # the baseline (SSE2) loop, for tests
 
 cdef extern from "fnn_rng.h" nogil:
     # Philox4x32-10, the dropout masks' counter-based generator.
