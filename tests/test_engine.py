@@ -510,9 +510,39 @@ def test_small_gemm_bits_do_not_depend_on_the_column_panels(dtype):
                         col = np.empty((M, 1), dtype)
                         _blas.gemm_small(a, np.ascontiguousarray(bn[:, j:j + 1]), col, trans_a=mode == 1)
                         np.testing.assert_array_equal(c[:, j], col[:, 0], err_msg=f"{M}x{K}x{N} mode {mode} col {j}")
+                    if mode == 1:   # TN: as NN on A^T copied (a narrow C runs as its transpose B^T A)
+                        nn = np.empty((M, N), dtype)
+                        _blas.gemm_small(np.ascontiguousarray(a.T), b, nn)
+                        np.testing.assert_array_equal(c, nn, err_msg=f"{M}x{K}x{N} TN against NN")
                     want = (a.T if mode == 1 else a).astype(np.float64) @ bn.astype(np.float64)
                     tol = 1e-12 if dtype == np.float64 else 2e-5
                     np.testing.assert_allclose(c, want, rtol=tol, atol=tol * np.sqrt(K) * 4)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32], ids=["f64", "f32"])
+def test_narrow_tn_gemm_runs_as_its_transpose_with_the_same_bits(dtype):
+    """C := A^T B with fewer than 16 columns (the output layer's weight gradient) runs as C^T = B^T A stored
+    transposed: bit for bit the NN kernels' C on A^T copied, with beta = 0 and beta = 1 (C + A^T B, rounded
+    as the kernels' own accumulating store), at every row count around the 4-vector minimum."""
+    if not _blas.small_gemm_available():
+        pytest.skip("no AVX2/FMA: the own GEMM kernels do not run on this CPU")
+    r = np.random.default_rng(9)
+    lanes = 4 if dtype == np.float64 else 8
+    for M in (4 * lanes - 1, 4 * lanes, 100, 256, 410):   # 410 x 10 > 4096: C^T does not fit the stack buffer
+        for N in (1, 3, lanes, 10, 15, 16, 17):
+            for K in (1, 7, 200):
+                a = r.standard_normal((K, M)).astype(dtype)
+                b = r.standard_normal((K, N)).astype(dtype)
+                at = np.ascontiguousarray(a.T)
+                for accumulate in (False, True):
+                    c0 = r.standard_normal((M, N)).astype(dtype)
+                    c, nn = c0.copy(), c0.copy()
+                    _blas.gemm_small(a, b, c, trans_a=True, accumulate=accumulate)
+                    _blas.gemm_small(at, b, nn, accumulate=accumulate)
+                    np.testing.assert_array_equal(c, nn, err_msg=f"{M}x{K}x{N} accumulate={accumulate}")
+                want = a.T.astype(np.float64) @ b.astype(np.float64) + (c0 if accumulate else 0)
+                np.testing.assert_allclose(c, want, rtol=1e-5 if dtype == np.float32 else 1e-12,
+                                           atol=(2e-5 if dtype == np.float32 else 1e-12) * np.sqrt(K) * 4)
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32], ids=["f64", "f32"])

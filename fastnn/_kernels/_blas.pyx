@@ -11,8 +11,8 @@
 cimport numpy as cnp
 import numpy as np
 
-from fastnn._kernels._csrc cimport (fnn_gemm_available, fnn_gemm_wide, fnn_gemm_allow_wide, fnn_sgemm_small,
-                                    fnn_dgemm_small, fnn_sgemm_bias_act, fnn_dgemm_bias_act, fnn_gemm_infer_rule)
+from fastnn._kernels._csrc cimport (fnn_gemm_available, fnn_gemm_wide, fnn_gemm_allow_wide, fnn_sgemm_small_acc,
+                                    fnn_dgemm_small_acc, fnn_sgemm_bias_act, fnn_dgemm_bias_act, fnn_gemm_infer_rule)
 from fastnn._kernels._wrapcheck cimport _ptr
 
 cnp.import_array()
@@ -37,9 +37,9 @@ def wide_gemm_available():
     return fnn_gemm_wide() != 0
 
 
-def gemm_small(a, b, c, bint trans_a=False, bint trans_b=False, bint wide=True):
-    """c := op(a) @ op(b) with the own small-GEMM kernels (C-contiguous 2-D arrays of one float dtype; for tests).
-    wide=False: without the wide panels, as on a CPU without AVX-512VL."""
+def gemm_small(a, b, c, bint trans_a=False, bint trans_b=False, bint wide=True, bint accumulate=False):
+    """c := op(a) @ op(b) (accumulate: c + op(a) @ op(b)) with the own small-GEMM kernels (C-contiguous 2-D arrays
+    of one float dtype; for tests). wide=False: without the wide panels, as on a CPU without AVX-512VL."""
     if not fnn_gemm_available():
         raise RuntimeError("the small-GEMM kernels need an x86-64 CPU with AVX2 and FMA")
     a, b, c = np.asarray(a), np.asarray(b), np.asarray(c)
@@ -56,11 +56,11 @@ def gemm_small(a, b, c, bint trans_a=False, bint trans_b=False, bint wide=True):
     work = np.empty(N * K if trans_b else 1, a.dtype)   # the transposed B (trans_b only)
     fnn_gemm_allow_wide(wide)
     if a.dtype == np.float32:
-        fnn_sgemm_small(trans_a, trans_b, M, N, K, <float*>_ptr(a), a.shape[1], <float*>_ptr(b), b.shape[1],
-                        <float*>_ptr(c), N, <float*>_ptr(work))
+        fnn_sgemm_small_acc(trans_a, trans_b, accumulate, M, N, K, <float*>_ptr(a), a.shape[1], <float*>_ptr(b),
+                            b.shape[1], <float*>_ptr(c), N, <float*>_ptr(work))
     else:
-        fnn_dgemm_small(trans_a, trans_b, M, N, K, <double*>_ptr(a), a.shape[1], <double*>_ptr(b), b.shape[1],
-                        <double*>_ptr(c), N, <double*>_ptr(work))
+        fnn_dgemm_small_acc(trans_a, trans_b, accumulate, M, N, K, <double*>_ptr(a), a.shape[1], <double*>_ptr(b),
+                            b.shape[1], <double*>_ptr(c), N, <double*>_ptr(work))
     fnn_gemm_allow_wide(1)
 
 
