@@ -519,11 +519,20 @@ class _BaseMLP(BaseEstimator):
             accumulated = 0.0
             for b in range(done):
                 accumulated += losses[b] * batch_size
-            if done == full and n > full * batch_size:   # the last, partial batch
-                rows = order[full * batch_size:] if order is not None else slice(full * batch_size, n)
-                xb = _dense_rows(X, rows, model.dtype)
-                tb = np.ascontiguousarray(T[rows])
-                accumulated += engine.train_step(xb, tb, loss_fn, opt) * (n - full * batch_size)
+            last = n - full * batch_size
+            if done == full and last:   # the last, partial batch: one more batch, of its size
+                part = losses[:1]
+                if sp.issparse(X):
+                    rows = order[full * batch_size:] if order is not None else slice(full * batch_size, n)
+                    ran = engine.train_batches(_dense_rows(X, rows, model.dtype), np.ascontiguousarray(T[rows]),
+                                               None, last, 0, 1, loss_fn, opt, part)
+                elif order is not None:   # gathered in the compiled call, as the full batches are
+                    ran = engine.train_batches(X, T, order[full * batch_size:], last, 0, 1, loss_fn, opt, part)
+                else:
+                    ran = engine.train_batches(X[full * batch_size:], T[full * batch_size:], None, last, 0, 1,
+                                               loss_fn, opt, part)
+                if ran:
+                    accumulated += part[0] * last
         finally:
             guard.exit_train()
         return accumulated
