@@ -323,3 +323,49 @@ def test_float64_exp_accuracy_and_simd_bits():
     assert np.all(np.abs(out[sub] - libm[sub]) <= 5e-324)
     special = np.isnan(x) | np.isinf(libm) | np.isinf(x)
     np.testing.assert_array_equal(out[special], libm[special])
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
+def test_column_sums_are_sequential_double_sums_in_simd_and_baseline(dtype):
+    """The bias gradient's column sums (csrc/fnn_reduce.h): each column one double add chain over the rows in
+    order (Python's float sum), from 0 or from db (accumulate), bit for bit from the AVX2 and the baseline loop;
+    widths around the 32-column blocks and their 4-column vectors."""
+    from fastnn._kernels import _dense
+    r = np.random.default_rng(12)
+    for n, m in ((1, 1), (7, 3), (200, 10), (200, 100), (33, 31), (5, 32), (9, 37), (64, 300), (2, 259)):
+        dz = r.standard_normal((n, m)).astype(dtype)
+        for accumulate in (False, True):
+            start = r.standard_normal(m).astype(dtype)
+            want = np.array([sum([float(start[j]) if accumulate else 0.0] + [float(v) for v in dz[:, j]])
+                             for j in range(m)]).astype(dtype)
+            for simd in (True, False):
+                db = start.copy()
+                _dense.colsum_sums(dz, db, accumulate, simd)
+                np.testing.assert_array_equal(db, want, err_msg=f"{n}x{m} accumulate={accumulate} simd={simd}")
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
+def test_sum_of_squares_equals_its_numpy_twin(dtype):
+    """scikit-learn's L2 term as the plan computes it: 16 partial sums in double across the weight arrays (element
+    j of each array into sum j % 16, the last size % 16 into sum 0), added in a fixed order; the same bits from
+    the AVX2 and the baseline loop and from this NumPy twin."""
+    from fastnn._kernels import _dense
+
+    def twin(arrays):
+        s = np.zeros(16)
+        for w in arrays:
+            w = w.astype(np.float64)
+            full = w.size - w.size % 16
+            s = np.add.reduce(np.vstack([s, (w[:full] * w[:full]).reshape(-1, 16)]), axis=0)   # row by row
+            for v in w[full:]:
+                s[0] += v * v
+        t = s[:8] + s[8:]
+        return ((t[0] + t[4]) + (t[2] + t[6])) + ((t[1] + t[5]) + (t[3] + t[7]))
+
+    r = np.random.default_rng(13)
+    for sizes in ((1,), (15, 16, 17), (6400, 1000), (78400, 1000, 13)):
+        arrays = [r.standard_normal(k).astype(dtype) for k in sizes]
+        got = _dense.sum_of_squares(arrays)
+        assert got == _dense.sum_of_squares(arrays, simd=False)
+        assert got == twin(arrays), sizes
+        assert got == pytest.approx(sum(float(np.sum(a.astype(np.float64) ** 2)) for a in arrays), rel=1e-13)

@@ -21,6 +21,14 @@ cdef extern from "fnn_math.h" nogil:
     void fnn_exp_inplace(long n, double* x)        # x := exp(x), SSE2 or AVX2 (same bits)
     void fnn_exp_inplace_base(long n, double* x)   # the baseline (SSE2) loop, for tests
 
+cdef extern from "fnn_reduce.h" nogil:
+    # Sums in double, AVX2 where available (the baseline loops' bits): column sums and the sum of squares.
+    void fnn_colsum_block_f32(const float* dz, long ld, long n, long w, float* db, int accumulate)
+    void fnn_colsum_block_f64(const double* dz, long ld, long n, long w, double* db, int accumulate)
+    void fnn_sum_sq_f32(const float* w, long size, double* s)    # s[16] += the partial sums of w^2
+    void fnn_sum_sq_f64(const double* w, long size, double* s)
+    void fnn_reduce_allow_simd(int on)                            # test hook: 0 runs the baseline loops
+
 cdef extern from "fnn_rng.h" nogil:
     # Philox4x32-10, the dropout masks' counter-based generator.
     void fnn_philox4x32_10(const uint32_t* ctr, uint64_t seed, uint32_t* out)

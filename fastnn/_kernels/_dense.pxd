@@ -2,6 +2,8 @@
 from fastnn._kernels._types cimport real
 
 cdef void colsum(const real* dz, real* db, Py_ssize_t n, Py_ssize_t m, bint accumulate) noexcept nogil
+cdef void sum_sq(const real* w, Py_ssize_t size, double* s) noexcept nogil
+cdef double sum_sq_total(const double* s) noexcept nogil
 cdef void dense_forward(const real* x, const real* w, const real* b, real* z, real* a,
                         int n, int k, int m, int act, double param, double param2,
                         bint small) noexcept nogil

@@ -5,7 +5,7 @@
 # (fastnn._kernels._activations). Backward, given G = dL/dA:
 #     dZ := G * f'(Z, A)            (fused element-wise pass; softmax row-wise)
 #     dW := X^T @ dZ (+ dW)         (GEMM; beta = 1 accumulates into an existing gradient)
-#     db := colsum(dZ) (+ db)       (double accumulators, blocks of columns)
+#     db := colsum(dZ) (+ db)       (double accumulators, blocks of columns: csrc/fnn_reduce.h)
 #     dX := dZ @ W^T                (GEMM; skipped when the input needs no gradient)
 # GEMMs: _blas.pxd's gemm_auto, i.e. the compiled plan's rule (use_small_gemm, fnn_gemm.h) and switch
 # (_blas.set_small_gemm, read by each def wrapper): small operands and few rows go to csrc/fnn_gemm.h's
@@ -22,7 +22,8 @@ import numpy as np
 
 from fastnn._kernels._types cimport real
 from fastnn._kernels._blas cimport _small_enabled, gemm_auto, use_small_gemm
-from fastnn._kernels._csrc cimport fnn_omp_get_max_threads
+from fastnn._kernels._csrc cimport (fnn_colsum_block_f32, fnn_colsum_block_f64, fnn_omp_get_max_threads,
+                                    fnn_reduce_allow_simd, fnn_sum_sq_f32, fnn_sum_sq_f64)
 from fastnn._kernels._activations cimport _check_act, bias_act_forward, act_backward
 from fastnn._kernels._wrapcheck cimport _check
 
@@ -32,17 +33,13 @@ cdef enum:
     COLBLOCK = 256
 
 
-cdef void _colsum_block(const real* dz, real* db, Py_ssize_t n, Py_ssize_t m, Py_ssize_t j0,
-                        Py_ssize_t width, bint accumulate) noexcept nogil:
-    cdef double acc[COLBLOCK]
-    cdef Py_ssize_t i, j
-    for j in range(width):
-        acc[j] = db[j0 + j] if accumulate else 0
-    for i in range(n):
-        for j in range(width):
-            acc[j] += dz[i * m + j0 + j]
-    for j in range(width):
-        db[j0 + j] = <real>acc[j]
+cdef inline void _colsum_block(const real* dz, real* db, Py_ssize_t n, Py_ssize_t m, Py_ssize_t j0,
+                               Py_ssize_t width, bint accumulate) noexcept nogil:
+    """Columns [j0, j0 + width): one double add chain per column over the rows in order (csrc/fnn_reduce.h)."""
+    if real is float:
+        fnn_colsum_block_f32(dz + j0, m, n, width, db + j0, accumulate)
+    else:
+        fnn_colsum_block_f64(dz + j0, m, n, width, db + j0, accumulate)
 
 
 cdef void colsum(const real* dz, real* db, Py_ssize_t n, Py_ssize_t m, bint accumulate) noexcept nogil:
@@ -57,6 +54,58 @@ cdef void colsum(const real* dz, real* db, Py_ssize_t n, Py_ssize_t m, bint accu
     for blk in prange(nblocks, schedule="static"):
         j0 = blk * COLBLOCK
         _colsum_block(dz, db, n, m, j0, min(<Py_ssize_t>COLBLOCK, m - j0), accumulate)
+
+
+cdef void sum_sq(const real* w, Py_ssize_t size, double* s) noexcept nogil:
+    """s[0..15] += the 16 partial sums of w^2 in double (element j into s[j % 16]; csrc/fnn_reduce.h)."""
+    if real is float:
+        fnn_sum_sq_f32(w, size, s)
+    else:
+        fnn_sum_sq_f64(w, size, s)
+
+
+cdef double sum_sq_total(const double* s) noexcept nogil:
+    """The 16 partial sums of sum_sq added pairwise, in a fixed order."""
+    cdef double t[8]
+    cdef int i
+    for i in range(8):
+        t[i] = s[i] + s[i + 8]
+    return ((t[0] + t[4]) + (t[2] + t[6])) + ((t[1] + t[5]) + (t[3] + t[7]))
+
+
+def colsum_sums(const real[:, ::1] dz, real[::1] db, bint accumulate=False, bint simd=True):
+    """db (+)= the column sums of dz, as the backward pass computes them; simd=False: the baseline loop even
+    where AVX2 is there (the same bits). For tests."""
+    _check(db.shape[0] == dz.shape[1] and dz.shape[0] > 0 and dz.shape[1] > 0, "db is (dz's columns,)")
+    fnn_reduce_allow_simd(simd)
+    with nogil:
+        colsum(&dz[0, 0], &db[0], dz.shape[0], dz.shape[1], accumulate)
+    fnn_reduce_allow_simd(1)
+
+
+def sum_of_squares(arrays, bint simd=True):
+    """sum of w^2 over the 1-D float arrays (of one dtype), as the plan computes scikit-learn's L2 term (16
+    partial sums in double across the arrays); simd=False: the baseline loop. For tests."""
+    cdef double s[16]
+    cdef const float[::1] w32
+    cdef const double[::1] w64
+    cdef int i
+    for i in range(16):
+        s[i] = 0.0
+    fnn_reduce_allow_simd(simd)
+    try:
+        for a in arrays:
+            if a.dtype == np.float32:
+                w32 = a
+                if w32.shape[0]:
+                    sum_sq(&w32[0], w32.shape[0], s)
+            else:
+                w64 = a
+                if w64.shape[0]:
+                    sum_sq(&w64[0], w64.shape[0], s)
+    finally:
+        fnn_reduce_allow_simd(1)
+    return sum_sq_total(s)
 
 
 cdef void dense_forward(const real* x, const real* w, const real* b, real* z, real* a,
