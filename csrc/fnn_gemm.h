@@ -178,7 +178,8 @@ FNN_AVX2 static inline void fnn_s_nn_tail_##MR(int K, const float* A, long ras, 
     __m256 c0[MR], c1[MR];                                                                                 \
     FNN_UNROLL for (int r = 0; r < MR; r++) { c0[r] = _mm256_setzero_ps(); c1[r] = _mm256_setzero_ps(); }  \
     for (int p = 0; p < K; p++) {                                                                          \
-        const __m256 b0 = _mm256_maskload_ps(B + p * ldb, m0), b1 = _mm256_maskload_ps(B + p * ldb + 8, m1); \
+        const __m256 b0 = nc >= 8 ? _mm256_loadu_ps(B + p * ldb) : _mm256_maskload_ps(B + p * ldb, m0);    \
+        const __m256 b1 = _mm256_maskload_ps(B + p * ldb + 8, m1);   /* a full first vector: a plain load */ \
         FNN_UNROLL for (int r = 0; r < MR; r++) {                                                          \
             const __m256 a = _mm256_broadcast_ss(A + r * ras + p * cas);                                  \
             c0[r] = _mm256_fmadd_ps(a, b0, c0[r]);                                                         \
@@ -279,7 +280,8 @@ FNN_AVX2 static inline void fnn_d_nn_##MR(int K, const double* A, long ras, long
         return;                                                                                            \
     }                                                                                                      \
     for (int p = 0; p < K; p++) {                                                                          \
-        const __m256d b0 = _mm256_maskload_pd(B + p * ldb, m0), b1 = _mm256_maskload_pd(B + p * ldb + 4, m1); \
+        const __m256d b0 = nc >= 4 ? _mm256_loadu_pd(B + p * ldb) : _mm256_maskload_pd(B + p * ldb, m0);  \
+        const __m256d b1 = _mm256_maskload_pd(B + p * ldb + 4, m1);                                       \
         FNN_UNROLL for (int r = 0; r < MR; r++) {                                                          \
             const __m256d a = _mm256_broadcast_sd(A + r * ras + p * cas);                                 \
             c0[r] = _mm256_fmadd_pd(a, b0, c0[r]);                                                         \
