@@ -20,8 +20,8 @@ How it is built (no second training loop):
   one copy of the weights, always in sync, nothing to resynchronise after a pickle round trip; assigning
   ``coefs_``/``intercepts_`` copies the values into the arena). ``estimator.model_`` is the Sequential itself.
 - sgd/adam: each epoch runs scikit-learn's shuffled ``sample_idx`` through ``Engine.train_batches`` (the full
-  batches, one nogil call per chunk of about 0.1 s, Ctrl-C served between chunks) and ``Engine.train_step`` (the
-  last, partial batch), with ``SklearnMLPLoss`` (scikit-learn's losses, alpha L2, sample weights) and
+  batches, one nogil call per chunk of about 0.1 s, Ctrl-C served between chunks; then the last, partial batch
+  as one more batch of its size), with ``SklearnMLPLoss`` (scikit-learn's losses, alpha L2, sample weights) and
   ``fastnn.optim.SklearnAdam``/``SklearnSGD`` (its update rules). The epoch-end logic (loss_ accumulation,
   stopping rules, learning-rate schedules, early stopping, best weights) is scikit-learn's, line for line.
 - lbfgs: ``scipy.optimize.minimize(method="L-BFGS-B", jac=True)`` with scikit-learn's options on
@@ -670,7 +670,9 @@ _DEVIATIONS = """
       converts X to it (scikit-learn mixes dtypes and computes in the wider one).
     - Floating-point rounding: fastnn's GEMMs and activation kernels are not NumPy's, so results agree with
       scikit-learn's to float64 rounding (about 1e-12 relative after a few epochs), not bit for bit;
-      float32 fits agree to float32 rounding.
+      float32 fits agree to float32 rounding. The softmax output's exp is fastnn's own (under 1 ulp, SIMD,
+      the same bits on every x86-64 CPU) and the L2 term's sum of squares is 16 partial sums in double
+      (docs/numerics.md, section 11).
     - A non-finite batch loss stops the epoch at once (the engine does not step on NaN); scikit-learn keeps
       stepping on NaN. Both end in the same ValueError ("Solver produced non-finite parameter weights").
     - ``partial_fit`` exists only for the stochastic solvers in both classes (scikit-learn's regressor
