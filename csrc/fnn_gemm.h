@@ -26,7 +26,10 @@
  * from BLAS only by rounding - and a row of C does not depend on M or on the row's position: the
  * kernels give the same bits for a sample alone or within a batch.
  * Store epilogue: beta = 1 (accumulate), or for inference (fnn_?gemm_bias_act) + bias and ReLU applied to the
- * accumulators before the one store, with the bits of a separate bias + activation pass (no extra pass over C).
+ * accumulators before the one store, with the bits of a separate bias + activation pass (no extra pass over C);
+ * or, for the training plan's input gradient (fnn_?gemm_small_gated), ReLU's backward from the previous layer's
+ * output. A row's last partial vector is written as whole 128/64/32-bit stores (VMASKMOVPS stores are slow on
+ * AMD).
  * B is read in place, never packed: a packed copy would have to be re-made whenever the weights change, and
  * an in-place write through a NumPy view of a weight cannot be detected cheaply.
  * AVX-512: its 32 registers are used (the wide panels, still on 256-bit ymm vectors); zmm vectors are not. On
@@ -98,6 +101,7 @@ static inline int fnn_gemm_infer_rule(long M, long N, long K, int f64, int threa
 #if (defined(__GNUC__) || defined(__clang__)) && defined(__x86_64__)
 #define FNN_GEMM_X86 1
 #include <immintrin.h>
+#include <stdint.h>
 #define FNN_AVX2 __attribute__((target("avx2,fma")))
 #define FNN_UNROLL _Pragma("GCC unroll 8")
 
@@ -136,14 +140,22 @@ FNN_AVX2 static inline __m256i fnn_mask8(int n) {
 /* The store (the epilogue): C := v, or C := C + v when acc (beta = 1: the sum over k is rounded first, then
    added, as BLAS does); then, for the inference entry points, v + bias (bias: the columns' entries, or NULL) and
    ReLU as _activations computes them (z + b, then `x < 0 ? 0 : x`: NaN and -0 pass, +0 for negatives), so the
-   fused result has the bits of the GEMM followed by _activations' bias + activation pass. */
+   fused result has the bits of the GEMM followed by _activations' bias + activation pass. For the training plan's
+   input gradient (fnn_?gemm_small_gated), `gate` multiplies by ReLU's derivative instead: the element of the
+   gate matrix G at C's position (G has C's leading dimension; `gate` is G's distance from C in bytes) says
+   a <= 0 ? +0 : v, the bits of _activations' ReLU backward pass that would follow (no extra pass over C). */
+#define FNN_GATE(T, c, gate) ((const T*)((uintptr_t)(c) + (uintptr_t)(gate)))
 FNN_AVX2 static inline __m256 fnn_s_relu(__m256 v) {
     return _mm256_andnot_ps(_mm256_cmp_ps(v, _mm256_setzero_ps(), _CMP_LT_OQ), v);
 }
-FNN_AVX2 static inline void fnn_s_st(float* c, __m256 v, int acc, const float* bias, int relu) {
+FNN_AVX2 static inline __m256 fnn_s_gate(__m256 v, __m256 a) {   /* ReLU's backward: a <= 0 ? +0 : v (NaN a: v) */
+    return _mm256_andnot_ps(_mm256_cmp_ps(a, _mm256_setzero_ps(), _CMP_LE_OQ), v);
+}
+FNN_AVX2 static inline void fnn_s_st(float* c, __m256 v, int acc, const float* bias, int relu, long gate) {
     if (acc) v = _mm256_add_ps(_mm256_loadu_ps(c), v);
     if (bias) v = _mm256_add_ps(v, _mm256_loadu_ps(bias));
     if (relu) v = fnn_s_relu(v);
+    if (gate) v = fnn_s_gate(v, _mm256_loadu_ps(FNN_GATE(float, c, gate)));
     _mm256_storeu_ps(c, v);
 }
 /* The last, partial vector of a row: lanes [0, n) of v, n from the prefix mask m, as whole 128-, 64- and 32-bit
@@ -157,16 +169,17 @@ FNN_AVX2 static inline void fnn_s_pst(float* c, __m256i m, __m256 v) {
     if (n >= 2) { _mm_storel_pi((__m64*)c, h); h = _mm_movehl_ps(h, h); c += 2; n -= 2; }
     if (n) _mm_store_ss(c, h);
 }
-FNN_AVX2 static inline void fnn_s_mst(float* c, __m256i m, __m256 v, int acc, const float* bias, int relu) {
+FNN_AVX2 static inline void fnn_s_mst(float* c, __m256i m, __m256 v, int acc, const float* bias, int relu, long gate) {
     if (acc) v = _mm256_add_ps(_mm256_maskload_ps(c, m), v);
     if (bias) v = _mm256_add_ps(v, _mm256_maskload_ps(bias, m));
     if (relu) v = fnn_s_relu(v);
+    if (gate) v = fnn_s_gate(v, _mm256_maskload_ps(FNN_GATE(float, c, gate), m));
     fnn_s_pst(c, m, v);
 }
 
 #define FNN_S_NN(MR)                                                                                       \
 FNN_AVX2 static inline void fnn_s_nn_##MR(int K, const float* A, long ras, long cas, const float* B, long ldb,\
-                                          float* C, long ldc, int acc, const float* bias, int relu) {      \
+                                          float* C, long ldc, int acc, const float* bias, int relu, long gate) {      \
     __m256 c0[MR], c1[MR];                                                                                 \
     FNN_UNROLL for (int r = 0; r < MR; r++) { c0[r] = _mm256_setzero_ps(); c1[r] = _mm256_setzero_ps(); }  \
     for (int p = 0; p < K; p++) {                                                                          \
@@ -178,13 +191,13 @@ FNN_AVX2 static inline void fnn_s_nn_##MR(int K, const float* A, long ras, long 
         }                                                                                                  \
     }                                                                                                      \
     FNN_UNROLL for (int r = 0; r < MR; r++) {                                                              \
-        fnn_s_st(C + r * ldc, c0[r], acc, bias, relu);                                                     \
-        fnn_s_st(C + r * ldc + 8, c1[r], acc, bias ? bias + 8 : 0, relu);                                  \
+        fnn_s_st(C + r * ldc, c0[r], acc, bias, relu, gate);                                                     \
+        fnn_s_st(C + r * ldc + 8, c1[r], acc, bias ? bias + 8 : 0, relu, gate);                                  \
     }                                                                                                      \
 }                                                                                                          \
 FNN_AVX2 static inline void fnn_s_nn_tail_##MR(int K, const float* A, long ras, long cas, const float* B,   \
                                                long ldb, float* C, long ldc, int nc, int acc, const float* bias, \
-                                               int relu) {                                                 \
+                                               int relu, long gate) {                                                 \
     const __m256i m0 = fnn_mask8(nc < 8 ? nc : 8), m1 = fnn_mask8(nc > 8 ? nc - 8 : 0);                   \
     __m256 c0[MR], c1[MR];                                                                                 \
     FNN_UNROLL for (int r = 0; r < MR; r++) { c0[r] = _mm256_setzero_ps(); c1[r] = _mm256_setzero_ps(); }  \
@@ -198,15 +211,15 @@ FNN_AVX2 static inline void fnn_s_nn_tail_##MR(int K, const float* A, long ras, 
         }                                                                                                  \
     }                                                                                                      \
     FNN_UNROLL for (int r = 0; r < MR; r++) {                                                              \
-        fnn_s_mst(C + r * ldc, m0, c0[r], acc, bias, relu);                                                \
-        fnn_s_mst(C + r * ldc + 8, m1, c1[r], acc, bias ? bias + 8 : 0, relu);                             \
+        fnn_s_mst(C + r * ldc, m0, c0[r], acc, bias, relu, gate);                                                \
+        fnn_s_mst(C + r * ldc + 8, m1, c1[r], acc, bias ? bias + 8 : 0, relu, gate);                             \
     }                                                                                                      \
 }
 FNN_S_NN(1) FNN_S_NN(2) FNN_S_NN(3) FNN_S_NN(4) FNN_S_NN(5) FNN_S_NN(6)
 
 #define FNN_S_NN_CALL(MR) do {                                                                             \
-        if (nc == 16) fnn_s_nn_##MR(K, a, ras, cas, b, ldb, c, ldc, acc, bj, relu);                       \
-        else fnn_s_nn_tail_##MR(K, a, ras, cas, b, ldb, c, ldc, nc, acc, bj, relu);                       \
+        if (nc == 16) fnn_s_nn_##MR(K, a, ras, cas, b, ldb, c, ldc, acc, bj, relu, gate);                       \
+        else fnn_s_nn_tail_##MR(K, a, ras, cas, b, ldb, c, ldc, nc, acc, bj, relu, gate);                       \
     } while (0)
 
 /* The rows of the next block, `left` rows to go: blocks of 6, except that a remainder of 1-3 rows joins the
@@ -220,7 +233,7 @@ static inline int fnn_rows_next(int left) {
 
 /* columns [j, j + nc) of C, nc <= 16, all rows */
 FNN_AVX2 static void fnn_s_nn_cols(int M, int K, const float* A, long ras, long cas, const float* B, long ldb,
-                                   float* C, long ldc, int j, int nc, int acc, const float* bias, int relu) {
+                                   float* C, long ldc, int j, int nc, int acc, const float* bias, int relu, long gate) {
     const float* b = B + j;
     const float* bj = bias ? bias + j : 0;
     for (int i = 0, mr; i < M; i += mr) {
@@ -239,9 +252,9 @@ FNN_AVX2 static void fnn_s_nn_cols(int M, int K, const float* A, long ras, long 
 
 /* columns [0, nc) of one row, nc <= 16 (fnn_?_row's last columns) */
 FNN_AVX2 static inline void fnn_s_cols_1(int K, const float* a, long cas, const float* b, long ldb, float* c, int nc,
-                                         int acc, const float* bias, int relu) {
-    if (nc == 16) fnn_s_nn_1(K, a, 0, cas, b, ldb, c, 0, acc, bias, relu);
-    else fnn_s_nn_tail_1(K, a, 0, cas, b, ldb, c, 0, nc, acc, bias, relu);
+                                         int acc, const float* bias, int relu, long gate) {
+    if (nc == 16) fnn_s_nn_1(K, a, 0, cas, b, ldb, c, 0, acc, bias, relu, gate);
+    else fnn_s_nn_tail_1(K, a, 0, cas, b, ldb, c, 0, nc, acc, bias, relu, gate);
 }
 
 /* ------------------------------------------------------------------ double */
@@ -254,10 +267,14 @@ FNN_AVX2 static inline __m256i fnn_mask4(int n) {
 FNN_AVX2 static inline __m256d fnn_d_relu(__m256d v) {   /* as fnn_s_relu */
     return _mm256_andnot_pd(_mm256_cmp_pd(v, _mm256_setzero_pd(), _CMP_LT_OQ), v);
 }
-FNN_AVX2 static inline void fnn_d_st(double* c, __m256d v, int acc, const double* bias, int relu) {
+FNN_AVX2 static inline __m256d fnn_d_gate(__m256d v, __m256d a) {   /* as fnn_s_gate */
+    return _mm256_andnot_pd(_mm256_cmp_pd(a, _mm256_setzero_pd(), _CMP_LE_OQ), v);
+}
+FNN_AVX2 static inline void fnn_d_st(double* c, __m256d v, int acc, const double* bias, int relu, long gate) {
     if (acc) v = _mm256_add_pd(_mm256_loadu_pd(c), v);
     if (bias) v = _mm256_add_pd(v, _mm256_loadu_pd(bias));
     if (relu) v = fnn_d_relu(v);
+    if (gate) v = fnn_d_gate(v, _mm256_loadu_pd(FNN_GATE(double, c, gate)));
     _mm256_storeu_pd(c, v);
 }
 FNN_AVX2 static inline void fnn_d_pst(double* c, __m256i m, __m256d v) {   /* as fnn_s_pst */
@@ -267,17 +284,18 @@ FNN_AVX2 static inline void fnn_d_pst(double* c, __m256i m, __m256d v) {   /* as
     if (n >= 2) { _mm_storeu_pd(c, h); h = _mm256_extractf128_pd(v, 1); c += 2; n -= 2; }
     if (n) _mm_store_sd(c, h);
 }
-FNN_AVX2 static inline void fnn_d_mst(double* c, __m256i m, __m256d v, int acc, const double* bias, int relu) {
+FNN_AVX2 static inline void fnn_d_mst(double* c, __m256i m, __m256d v, int acc, const double* bias, int relu, long gate) {
     if (acc) v = _mm256_add_pd(_mm256_maskload_pd(c, m), v);
     if (bias) v = _mm256_add_pd(v, _mm256_maskload_pd(bias, m));
     if (relu) v = fnn_d_relu(v);
+    if (gate) v = fnn_d_gate(v, _mm256_maskload_pd(FNN_GATE(double, c, gate), m));
     fnn_d_pst(c, m, v);
 }
 
 #define FNN_D_NN(MR)                                                                                       \
 FNN_AVX2 static inline void fnn_d_nn_##MR(int K, const double* A, long ras, long cas, const double* B,       \
                                           long ldb, double* C, long ldc, int nc, int acc, const double* bias, \
-                                          int relu) {                                                      \
+                                          int relu, long gate) {                                                      \
     const __m256i m0 = fnn_mask4(nc < 4 ? nc : 4), m1 = fnn_mask4(nc > 4 ? nc - 4 : 0);                   \
     const int full = nc == 8;                                                                              \
     __m256d c0[MR], c1[MR];                                                                                \
@@ -292,8 +310,8 @@ FNN_AVX2 static inline void fnn_d_nn_##MR(int K, const double* A, long ras, long
             }                                                                                              \
         }                                                                                                  \
         FNN_UNROLL for (int r = 0; r < MR; r++) {                                                          \
-            fnn_d_st(C + r * ldc, c0[r], acc, bias, relu);                                                 \
-            fnn_d_st(C + r * ldc + 4, c1[r], acc, bias ? bias + 4 : 0, relu);                              \
+            fnn_d_st(C + r * ldc, c0[r], acc, bias, relu, gate);                                                 \
+            fnn_d_st(C + r * ldc + 4, c1[r], acc, bias ? bias + 4 : 0, relu, gate);                              \
         }                                                                                                  \
         return;                                                                                            \
     }                                                                                                      \
@@ -307,33 +325,33 @@ FNN_AVX2 static inline void fnn_d_nn_##MR(int K, const double* A, long ras, long
         }                                                                                                  \
     }                                                                                                      \
     FNN_UNROLL for (int r = 0; r < MR; r++) {                                                              \
-        fnn_d_mst(C + r * ldc, m0, c0[r], acc, bias, relu);                                                \
-        fnn_d_mst(C + r * ldc + 4, m1, c1[r], acc, bias ? bias + 4 : 0, relu);                             \
+        fnn_d_mst(C + r * ldc, m0, c0[r], acc, bias, relu, gate);                                                \
+        fnn_d_mst(C + r * ldc + 4, m1, c1[r], acc, bias ? bias + 4 : 0, relu, gate);                             \
     }                                                                                                      \
 }
 FNN_D_NN(1) FNN_D_NN(2) FNN_D_NN(3) FNN_D_NN(4) FNN_D_NN(5) FNN_D_NN(6)
 
 FNN_AVX2 static void fnn_d_nn_cols(int M, int K, const double* A, long ras, long cas, const double* B, long ldb,
-                                   double* C, long ldc, int j, int nc, int acc, const double* bias, int relu) {
+                                   double* C, long ldc, int j, int nc, int acc, const double* bias, int relu, long gate) {
     const double* b = B + j;
     const double* bj = bias ? bias + j : 0;
     for (int i = 0, mr; i < M; i += mr) {   /* row blocks as fnn_s_nn_cols */
         const double* a = A + i * ras;
         double* c = C + (long)i * ldc + j;
         switch (mr = fnn_rows_next(M - i)) {
-            case 6: fnn_d_nn_6(K, a, ras, cas, b, ldb, c, ldc, nc, acc, bj, relu); break;
-            case 5: fnn_d_nn_5(K, a, ras, cas, b, ldb, c, ldc, nc, acc, bj, relu); break;
-            case 4: fnn_d_nn_4(K, a, ras, cas, b, ldb, c, ldc, nc, acc, bj, relu); break;
-            case 3: fnn_d_nn_3(K, a, ras, cas, b, ldb, c, ldc, nc, acc, bj, relu); break;
-            case 2: fnn_d_nn_2(K, a, ras, cas, b, ldb, c, ldc, nc, acc, bj, relu); break;
-            default: fnn_d_nn_1(K, a, ras, cas, b, ldb, c, ldc, nc, acc, bj, relu); break;
+            case 6: fnn_d_nn_6(K, a, ras, cas, b, ldb, c, ldc, nc, acc, bj, relu, gate); break;
+            case 5: fnn_d_nn_5(K, a, ras, cas, b, ldb, c, ldc, nc, acc, bj, relu, gate); break;
+            case 4: fnn_d_nn_4(K, a, ras, cas, b, ldb, c, ldc, nc, acc, bj, relu, gate); break;
+            case 3: fnn_d_nn_3(K, a, ras, cas, b, ldb, c, ldc, nc, acc, bj, relu, gate); break;
+            case 2: fnn_d_nn_2(K, a, ras, cas, b, ldb, c, ldc, nc, acc, bj, relu, gate); break;
+            default: fnn_d_nn_1(K, a, ras, cas, b, ldb, c, ldc, nc, acc, bj, relu, gate); break;
         }
     }
 }
 
 FNN_AVX2 static inline void fnn_d_cols_1(int K, const double* a, long cas, const double* b, long ldb, double* c,
-                                         int nc, int acc, const double* bias, int relu) {   /* as fnn_s_cols_1 */
-    fnn_d_nn_1(K, a, 0, cas, b, ldb, c, 0, nc, acc, bias, relu);
+                                         int nc, int acc, const double* bias, int relu, long gate) {   /* as fnn_s_cols_1 */
+    fnn_d_nn_1(K, a, 0, cas, b, ldb, c, 0, nc, acc, bias, relu, gate);
 }
 
 /* One row (both types; X, T, V, P, S, L as for FNN_PANELS below): 16 vector accumulators (16L columns) per
@@ -343,7 +361,7 @@ FNN_AVX2 static inline void fnn_d_cols_1(int K, const double* a, long cas, const
    work), a 16-vector pass streams each row of B whole where two 8-vector passes read it in halves twice:
    784x128 5.7 -> 4.9 us. fnn_?_nn uses it for accumulating GEMMs and narrow rows; wider ones are streamed
    (fnn_?_row_stream). */
-#define FNN_ROW_PASS(X, T, V, P, S, L, NV, j, N, K, a, cas, B, ldb, c, acc, bias, relu)                      \
+#define FNN_ROW_PASS(X, T, V, P, S, L, NV, j, N, K, a, cas, B, ldb, c, acc, bias, relu, gate)                      \
     for (; j + NV * L <= N; j += NV * L) {                                                                 \
         V sum[NV];                                                                                         \
         _Pragma("GCC unroll 16") for (int v = 0; v < NV; v++) sum[v] = _mm256_setzero_##P();               \
@@ -354,17 +372,17 @@ FNN_AVX2 static inline void fnn_d_cols_1(int K, const double* a, long cas, const
                 sum[v] = _mm256_fmadd_##P(x, _mm256_loadu_##P(b + L * v), sum[v]);                         \
         }                                                                                                  \
         _Pragma("GCC unroll 16") for (int v = 0; v < NV; v++)                                              \
-            fnn_##X##_st(c + j + L * v, sum[v], acc, bias ? bias + j + L * v : 0, relu);                   \
+            fnn_##X##_st(c + j + L * v, sum[v], acc, bias ? bias + j + L * v : 0, relu, gate);                   \
     }
 #define FNN_ROW(X, T, V, P, S, L)                                                                          \
 FNN_AVX2 static void fnn_##X##_row(int N, int K, const T* a, long cas, const T* B, long ldb, T* c, int acc,   \
-                                   const T* bias, int relu) {                                              \
+                                   const T* bias, int relu, long gate) {                                              \
     int j = 0;                                                                                             \
-    FNN_ROW_PASS(X, T, V, P, S, L, 16, j, N, K, a, cas, B, ldb, c, acc, bias, relu)                        \
-    FNN_ROW_PASS(X, T, V, P, S, L, 8, j, N, K, a, cas, B, ldb, c, acc, bias, relu)                         \
+    FNN_ROW_PASS(X, T, V, P, S, L, 16, j, N, K, a, cas, B, ldb, c, acc, bias, relu, gate)                        \
+    FNN_ROW_PASS(X, T, V, P, S, L, 8, j, N, K, a, cas, B, ldb, c, acc, bias, relu, gate)                         \
     for (; j < N; j += 2 * L)                                                                              \
         fnn_##X##_cols_1(K, a, cas, B + j, ldb, c + j, N - j < 2 * L ? N - j : 2 * L, acc, bias ? bias + j : 0, \
-                         relu);                                                                            \
+                         relu, gate);                                                                            \
 }
 FNN_ROW(s, float, __m256, ps, ss, 8)
 FNN_ROW(d, double, __m256d, pd, sd, 4)
@@ -381,7 +399,7 @@ FNN_ROW(d, double, __m256d, pd, sd, 4)
    a bit. */
 #define FNN_NV(X, T, V, P, S, MR)                                                                          \
 FNN_AVX2 static inline void fnn_##X##_nv_##MR(int K, const T* A, long ras, long cas, const T* B, long ldb,    \
-                                              T* C, long ldc, __m256i m, int acc, const T* bias, int relu) { \
+                                              T* C, long ldc, __m256i m, int acc, const T* bias, int relu, long gate) { \
     V c0[MR];                                                                                              \
     _Pragma("GCC unroll 12") for (int r = 0; r < MR; r++) c0[r] = _mm256_setzero_##P();                    \
     for (int p = 0; p < K; p++) {                                                                          \
@@ -389,11 +407,11 @@ FNN_AVX2 static inline void fnn_##X##_nv_##MR(int K, const T* A, long ras, long 
         _Pragma("GCC unroll 12") for (int r = 0; r < MR; r++)                                             \
             c0[r] = _mm256_fmadd_##P(_mm256_broadcast_##S(A + r * ras + p * cas), b0, c0[r]);             \
     }                                                                                                      \
-    _Pragma("GCC unroll 12") for (int r = 0; r < MR; r++) fnn_##X##_mst(C + r * ldc, m, c0[r], acc, bias, relu); \
+    _Pragma("GCC unroll 12") for (int r = 0; r < MR; r++) fnn_##X##_mst(C + r * ldc, m, c0[r], acc, bias, relu, gate); \
 }
 #define FNN_NW(X, T, V, P, S, L, MR)                                                                       \
 FNN_AVX512VL static inline void fnn_##X##_nw_##MR(int K, const T* A, long ras, long cas, const T* B, long ldb, \
-                                                  T* C, long ldc, int acc, const T* bias, int relu) {      \
+                                                  T* C, long ldc, int acc, const T* bias, int relu, long gate) {      \
     V c0[MR][4];                                                                                           \
     FNN_UNROLL for (int r = 0; r < MR; r++) FNN_UNROLL for (int v = 0; v < 4; v++) c0[r][v] = _mm256_setzero_##P(); \
     for (int p = 0; p < K; p++) {                                                                          \
@@ -405,7 +423,7 @@ FNN_AVX512VL static inline void fnn_##X##_nw_##MR(int K, const T* A, long ras, l
         }                                                                                                  \
     }                                                                                                      \
     FNN_UNROLL for (int r = 0; r < MR; r++) FNN_UNROLL for (int v = 0; v < 4; v++)                         \
-        fnn_##X##_st(C + r * ldc + L * v, c0[r][v], acc, bias ? bias + L * v : 0, relu);                   \
+        fnn_##X##_st(C + r * ldc + L * v, c0[r][v], acc, bias ? bias + L * v : 0, relu, gate);                   \
 }
 /* the drivers: all rows of one panel (narrow: blocks of 12, the last 13-19 rows as two; wide: fnn_rows_next) */
 #define FNN_PANELS(X, T, V, P, S, L)                                                                       \
@@ -415,40 +433,40 @@ FNN_NV(X, T, V, P, S, 9) FNN_NV(X, T, V, P, S, 10) FNN_NV(X, T, V, P, S, 11) FNN
 FNN_NW(X, T, V, P, S, L, 1) FNN_NW(X, T, V, P, S, L, 2) FNN_NW(X, T, V, P, S, L, 3)                        \
 FNN_NW(X, T, V, P, S, L, 4) FNN_NW(X, T, V, P, S, L, 5) FNN_NW(X, T, V, P, S, L, 6)                        \
 FNN_AVX2 static void fnn_##X##_nv_cols(int M, int K, const T* A, long ras, long cas, const T* B, long ldb,    \
-                                       T* C, long ldc, int nc, int acc, const T* bias, int relu) {         \
+                                       T* C, long ldc, int nc, int acc, const T* bias, int relu, long gate) {         \
     const __m256i m = fnn_mask##L(nc);                                                                     \
     for (int i = 0, mr; i < M; i += mr) {                                                                  \
         const T* a = A + i * ras;                                                                          \
         T* c = C + (long)i * ldc;                                                                          \
         const int left = M - i;                                                                            \
         switch (mr = left > 19 ? 12 : left > 12 ? (left + 1) / 2 : left) {                                 \
-            case 12: fnn_##X##_nv_12(K, a, ras, cas, B, ldb, c, ldc, m, acc, bias, relu); break;           \
-            case 11: fnn_##X##_nv_11(K, a, ras, cas, B, ldb, c, ldc, m, acc, bias, relu); break;           \
-            case 10: fnn_##X##_nv_10(K, a, ras, cas, B, ldb, c, ldc, m, acc, bias, relu); break;           \
-            case 9: fnn_##X##_nv_9(K, a, ras, cas, B, ldb, c, ldc, m, acc, bias, relu); break;             \
-            case 8: fnn_##X##_nv_8(K, a, ras, cas, B, ldb, c, ldc, m, acc, bias, relu); break;             \
-            case 7: fnn_##X##_nv_7(K, a, ras, cas, B, ldb, c, ldc, m, acc, bias, relu); break;             \
-            case 6: fnn_##X##_nv_6(K, a, ras, cas, B, ldb, c, ldc, m, acc, bias, relu); break;             \
-            case 5: fnn_##X##_nv_5(K, a, ras, cas, B, ldb, c, ldc, m, acc, bias, relu); break;             \
-            case 4: fnn_##X##_nv_4(K, a, ras, cas, B, ldb, c, ldc, m, acc, bias, relu); break;             \
-            case 3: fnn_##X##_nv_3(K, a, ras, cas, B, ldb, c, ldc, m, acc, bias, relu); break;             \
-            case 2: fnn_##X##_nv_2(K, a, ras, cas, B, ldb, c, ldc, m, acc, bias, relu); break;             \
-            default: fnn_##X##_nv_1(K, a, ras, cas, B, ldb, c, ldc, m, acc, bias, relu); break;            \
+            case 12: fnn_##X##_nv_12(K, a, ras, cas, B, ldb, c, ldc, m, acc, bias, relu, gate); break;           \
+            case 11: fnn_##X##_nv_11(K, a, ras, cas, B, ldb, c, ldc, m, acc, bias, relu, gate); break;           \
+            case 10: fnn_##X##_nv_10(K, a, ras, cas, B, ldb, c, ldc, m, acc, bias, relu, gate); break;           \
+            case 9: fnn_##X##_nv_9(K, a, ras, cas, B, ldb, c, ldc, m, acc, bias, relu, gate); break;             \
+            case 8: fnn_##X##_nv_8(K, a, ras, cas, B, ldb, c, ldc, m, acc, bias, relu, gate); break;             \
+            case 7: fnn_##X##_nv_7(K, a, ras, cas, B, ldb, c, ldc, m, acc, bias, relu, gate); break;             \
+            case 6: fnn_##X##_nv_6(K, a, ras, cas, B, ldb, c, ldc, m, acc, bias, relu, gate); break;             \
+            case 5: fnn_##X##_nv_5(K, a, ras, cas, B, ldb, c, ldc, m, acc, bias, relu, gate); break;             \
+            case 4: fnn_##X##_nv_4(K, a, ras, cas, B, ldb, c, ldc, m, acc, bias, relu, gate); break;             \
+            case 3: fnn_##X##_nv_3(K, a, ras, cas, B, ldb, c, ldc, m, acc, bias, relu, gate); break;             \
+            case 2: fnn_##X##_nv_2(K, a, ras, cas, B, ldb, c, ldc, m, acc, bias, relu, gate); break;             \
+            default: fnn_##X##_nv_1(K, a, ras, cas, B, ldb, c, ldc, m, acc, bias, relu, gate); break;            \
         }                                                                                                  \
     }                                                                                                      \
 }                                                                                                          \
 FNN_AVX512VL static void fnn_##X##_nw_cols(int M, int K, const T* A, long ras, long cas, const T* B, long ldb, \
-                                           T* C, long ldc, int acc, const T* bias, int relu) {             \
+                                           T* C, long ldc, int acc, const T* bias, int relu, long gate) {             \
     for (int i = 0, mr; i < M; i += mr) {                                                                  \
         const T* a = A + i * ras;                                                                          \
         T* c = C + (long)i * ldc;                                                                          \
         switch (mr = fnn_rows_next(M - i)) {                                                               \
-            case 6: fnn_##X##_nw_6(K, a, ras, cas, B, ldb, c, ldc, acc, bias, relu); break;                \
-            case 5: fnn_##X##_nw_5(K, a, ras, cas, B, ldb, c, ldc, acc, bias, relu); break;                \
-            case 4: fnn_##X##_nw_4(K, a, ras, cas, B, ldb, c, ldc, acc, bias, relu); break;                \
-            case 3: fnn_##X##_nw_3(K, a, ras, cas, B, ldb, c, ldc, acc, bias, relu); break;                \
-            case 2: fnn_##X##_nw_2(K, a, ras, cas, B, ldb, c, ldc, acc, bias, relu); break;                \
-            default: fnn_##X##_nw_1(K, a, ras, cas, B, ldb, c, ldc, acc, bias, relu); break;               \
+            case 6: fnn_##X##_nw_6(K, a, ras, cas, B, ldb, c, ldc, acc, bias, relu, gate); break;                \
+            case 5: fnn_##X##_nw_5(K, a, ras, cas, B, ldb, c, ldc, acc, bias, relu, gate); break;                \
+            case 4: fnn_##X##_nw_4(K, a, ras, cas, B, ldb, c, ldc, acc, bias, relu, gate); break;                \
+            case 3: fnn_##X##_nw_3(K, a, ras, cas, B, ldb, c, ldc, acc, bias, relu, gate); break;                \
+            case 2: fnn_##X##_nw_2(K, a, ras, cas, B, ldb, c, ldc, acc, bias, relu, gate); break;                \
+            default: fnn_##X##_nw_1(K, a, ras, cas, B, ldb, c, ldc, acc, bias, relu, gate); break;               \
         }                                                                                                  \
     }                                                                                                      \
 }
@@ -465,7 +483,7 @@ FNN_PANELS(d, double, __m256d, pd, sd, 4)
 #define FNN_ROW_STREAM_N 64
 #define FNN_ROW_STREAM(X, T, V, P, S, L)                                                                   \
 FNN_AVX2 static void fnn_##X##_row_stream(int N, int K, const T* a, long cas, const T* B, long ldb, T* c,     \
-                                          const T* bias, int relu) {                                       \
+                                          const T* bias, int relu, long gate) {                                       \
     const int nv = N - N % (2 * L);                                                                        \
     int j, p = 0;                                                                                          \
     for (j = 0; j < N; j++) c[j] = 0;                                                                      \
@@ -498,11 +516,11 @@ FNN_AVX2 static void fnn_##X##_row_stream(int N, int K, const T* a, long cas, co
                                                                             _mm256_loadu_##P(c + j)));     \
         for (; j < N; j++) c[j] = FNN_FMA_##X(a0, b0[j], c[j]);                                            \
     }                                                                                                      \
-    if (bias || relu) {                                                                                    \
-        for (j = 0; j + L <= N; j += L) fnn_##X##_st(c + j, _mm256_loadu_##P(c + j), 0, bias ? bias + j : 0, relu); \
+    if (bias || relu || gate) {                                                                            \
+        for (j = 0; j + L <= N; j += L) fnn_##X##_st(c + j, _mm256_loadu_##P(c + j), 0, bias ? bias + j : 0, relu, gate); \
         if (j < N) {                                                                                       \
             const __m256i m = fnn_mask##L(N - j);                                                          \
-            fnn_##X##_mst(c + j, m, _mm256_maskload_##P(c + j, m), 0, bias ? bias + j : 0, relu);          \
+            fnn_##X##_mst(c + j, m, _mm256_maskload_##P(c + j, m), 0, bias ? bias + j : 0, relu, gate);          \
         }                                                                                                  \
     }                                                                                                      \
 }
@@ -519,19 +537,19 @@ FNN_ROW_STREAM(d, double, __m256d, pd, sd, 4)
    saves). */
 #define FNN_NN(X, T, L)                                                                                    \
 FNN_AVX2 static void fnn_##X##_nn(int M, int N, int K, const T* A, long ras, long cas, const T* B, long ldb,  \
-                                  T* C, long ldc, int acc, const T* bias, int relu) {                      \
+                                  T* C, long ldc, int acc, const T* bias, int relu, long gate) {                      \
     if (M == 1) {                                                                                          \
-        if (acc || N < FNN_ROW_STREAM_N) fnn_##X##_row(N, K, A, cas, B, ldb, C, acc, bias, relu);          \
-        else fnn_##X##_row_stream(N, K, A, cas, B, ldb, C, bias, relu);                                    \
+        if (acc || N < FNN_ROW_STREAM_N) fnn_##X##_row(N, K, A, cas, B, ldb, C, acc, bias, relu, gate);          \
+        else fnn_##X##_row_stream(N, K, A, cas, B, ldb, C, bias, relu, gate);                                    \
         return;                                                                                            \
     }                                                                                                      \
     int j = 0;                                                                                             \
     if (K >= 64 && fnn_gemm_wide())                                                                        \
         for (; j + 4 * L <= N; j += 4 * L)                                                                 \
-            fnn_##X##_nw_cols(M, K, A, ras, cas, B + j, ldb, C + j, ldc, acc, bias ? bias + j : 0, relu);  \
+            fnn_##X##_nw_cols(M, K, A, ras, cas, B + j, ldb, C + j, ldc, acc, bias ? bias + j : 0, relu, gate);  \
     for (; N - j > L; j += 2 * L)                                                                          \
-        fnn_##X##_nn_cols(M, K, A, ras, cas, B, ldb, C, ldc, j, N - j < 2 * L ? N - j : 2 * L, acc, bias, relu); \
-    if (j < N) fnn_##X##_nv_cols(M, K, A, ras, cas, B + j, ldb, C + j, ldc, N - j, acc, bias ? bias + j : 0, relu); \
+        fnn_##X##_nn_cols(M, K, A, ras, cas, B, ldb, C, ldc, j, N - j < 2 * L ? N - j : 2 * L, acc, bias, relu, gate); \
+    if (j < N) fnn_##X##_nv_cols(M, K, A, ras, cas, B + j, ldb, C + j, ldc, N - j, acc, bias ? bias + j : 0, relu, gate); \
 }
 FNN_NN(s, float, 8)
 FNN_NN(d, double, 4)
@@ -550,7 +568,7 @@ FNN_AVX2 static int fnn_##X##_tn_swap(int acc, int M, int N, int K, const T* A, 
                                       T* C, int ldc) {                                                     \
     if (N >= 16 || N % (2 * L) == 0 || M < 4 * L || (long)M * N > FNN_TN_SWAP_MAX) return 0;                                \
     T ct[FNN_TN_SWAP_MAX];                                                                                 \
-    fnn_##X##_nn(N, M, K, B, 1, ldb, A, lda, ct, M, 0, 0, 0);                                              \
+    fnn_##X##_nn(N, M, K, B, 1, ldb, A, lda, ct, M, 0, 0, 0, 0);                                           \
     for (int i = 0; i < M; i++) {                                                                          \
         T* c = C + (long)i * ldc;                                                                          \
         for (int j = 0; j < N; j++) c[j] = acc ? c[j] + ct[(long)j * M + i] : ct[(long)j * M + i];         \
@@ -633,8 +651,8 @@ static void fnn_sgemm_small_acc(int trans_a, int trans_b, int accumulate, int M,
     }
     if (trans_a) {
         if (!trans_b && fnn_s_tn_swap(accumulate != 0, M, N, K, A, lda, B, ldb, C, ldc)) return;
-        fnn_s_nn(M, N, K, A, 1, lda, B, ldb, C, ldc, accumulate != 0, 0, 0);
-    } else fnn_s_nn(M, N, K, A, lda, 1, B, ldb, C, ldc, accumulate != 0, 0, 0);
+        fnn_s_nn(M, N, K, A, 1, lda, B, ldb, C, ldc, accumulate != 0, 0, 0, 0);
+    } else fnn_s_nn(M, N, K, A, lda, 1, B, ldb, C, ldc, accumulate != 0, 0, 0, 0);
 }
 
 static void fnn_dgemm_small_acc(int trans_a, int trans_b, int accumulate, int M, int N, int K, const double* A,
@@ -646,8 +664,8 @@ static void fnn_dgemm_small_acc(int trans_a, int trans_b, int accumulate, int M,
     }
     if (trans_a) {
         if (!trans_b && fnn_d_tn_swap(accumulate != 0, M, N, K, A, lda, B, ldb, C, ldc)) return;
-        fnn_d_nn(M, N, K, A, 1, lda, B, ldb, C, ldc, accumulate != 0, 0, 0);
-    } else fnn_d_nn(M, N, K, A, lda, 1, B, ldb, C, ldc, accumulate != 0, 0, 0);
+        fnn_d_nn(M, N, K, A, 1, lda, B, ldb, C, ldc, accumulate != 0, 0, 0, 0);
+    } else fnn_d_nn(M, N, K, A, lda, 1, B, ldb, C, ldc, accumulate != 0, 0, 0, 0);
 }
 
 /* beta = 0 (C is overwritten) */
@@ -666,12 +684,36 @@ static void fnn_dgemm_small(int trans_a, int trans_b, int M, int N, int K, const
    bias + activation pass, in one pass over C. */
 static void fnn_sgemm_bias_act(int M, int N, int K, const float* A, int lda, const float* B, int ldb, float* C,
                                int ldc, const float* bias, int relu) {
-    fnn_s_nn(M, N, K, A, lda, 1, B, ldb, C, ldc, 0, bias, relu != 0);
+    fnn_s_nn(M, N, K, A, lda, 1, B, ldb, C, ldc, 0, bias, relu != 0, 0);
 }
 
 static void fnn_dgemm_bias_act(int M, int N, int K, const double* A, int lda, const double* B, int ldb, double* C,
                                int ldc, const double* bias, int relu) {
-    fnn_d_nn(M, N, K, A, lda, 1, B, ldb, C, ldc, 0, bias, relu != 0);
+    fnn_d_nn(M, N, K, A, lda, 1, B, ldb, C, ldc, 0, bias, relu != 0, 0);
+}
+
+/* The training plan's input gradient: C := (op(A) @ op(B)) * relu'(G), i.e. G <= 0 ? +0 : the product, for G
+   the previous Dense's ReLU output (M x N, leading dimension ldc like C): the bits of fnn_?gemm_small followed by
+   _activations' ReLU backward pass, in one pass over C. A not transposed; B^T needs `work` as in
+   fnn_?gemm_small. */
+static void fnn_sgemm_small_gated(int trans_b, int M, int N, int K, const float* A, int lda, const float* B,
+                                  int ldb, float* C, int ldc, float* work, const float* G) {
+    if (trans_b) {
+        fnn_s_transpose(N, K, B, ldb, work);
+        B = work;
+        ldb = N;
+    }
+    fnn_s_nn(M, N, K, A, lda, 1, B, ldb, C, ldc, 0, 0, 0, (long)((uintptr_t)G - (uintptr_t)C));
+}
+
+static void fnn_dgemm_small_gated(int trans_b, int M, int N, int K, const double* A, int lda, const double* B,
+                                  int ldb, double* C, int ldc, double* work, const double* G) {
+    if (trans_b) {
+        fnn_d_transpose(N, K, B, ldb, work);
+        B = work;
+        ldb = N;
+    }
+    fnn_d_nn(M, N, K, A, lda, 1, B, ldb, C, ldc, 0, 0, 0, (long)((uintptr_t)G - (uintptr_t)C));
 }
 
 #else   /* not x86-64 with GCC/Clang: never available */
@@ -706,6 +748,16 @@ static void fnn_sgemm_bias_act(int M, int N, int K, const float* A, int lda, con
 static void fnn_dgemm_bias_act(int M, int N, int K, const double* A, int lda, const double* B, int ldb, double* C,
                                int ldc, const double* bias, int relu) {
     (void)M; (void)N; (void)K; (void)A; (void)lda; (void)B; (void)ldb; (void)C; (void)ldc; (void)bias; (void)relu;
+}
+static void fnn_sgemm_small_gated(int trans_b, int M, int N, int K, const float* A, int lda, const float* B,
+                                  int ldb, float* C, int ldc, float* work, const float* G) {
+    (void)trans_b; (void)M; (void)N; (void)K; (void)A; (void)lda; (void)B; (void)ldb; (void)C; (void)ldc;
+    (void)work; (void)G;
+}
+static void fnn_dgemm_small_gated(int trans_b, int M, int N, int K, const double* A, int lda, const double* B,
+                                  int ldb, double* C, int ldc, double* work, const double* G) {
+    (void)trans_b; (void)M; (void)N; (void)K; (void)A; (void)lda; (void)B; (void)ldb; (void)C; (void)ldc;
+    (void)work; (void)G;
 }
 
 #endif

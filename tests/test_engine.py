@@ -546,6 +546,33 @@ def test_narrow_tn_gemm_runs_as_its_transpose_with_the_same_bits(dtype):
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32], ids=["f64", "f32"])
+def test_input_gradient_with_relu_backward_in_the_store_has_the_separate_passes_bits(dtype):
+    """The plan's dX := dZ W^T with the previous ReLU's backward in the store (fnn_?gemm_small_gated): bit for
+    bit the GEMM followed by _activations' ReLU backward (a <= 0 ? +0 : g, NaN a passes g), with +-0, NaN and
+    negative activations in the gate, NN and NT, at widths around every panel's and partial vector's edge."""
+    if not _blas.small_gemm_available():
+        pytest.skip("no AVX2/FMA: the own GEMM kernels do not run on this CPU")
+    r = np.random.default_rng(10)
+    relu = _activations.CODES["relu"]
+    for M in (1, 5, 13, 200):
+        for N in (1, 2, 3, 5, 8, 10, 17, 33, 100, 130):
+            for K in (1, 10, 64):
+                for trans_b in (False, True):
+                    a = r.standard_normal((M, K)).astype(dtype)
+                    b = r.standard_normal((N, K) if trans_b else (K, N)).astype(dtype)
+                    gate = np.maximum(r.standard_normal((M, N)), 0).astype(dtype)
+                    gate.flat[::7] = -0.0
+                    gate.flat[3::11] = np.nan
+                    gate.flat[5::13] = -1.0
+                    fused, plain = np.empty((M, N), dtype), np.empty((M, N), dtype)
+                    _blas.gemm_small(a, b, fused, trans_b=trans_b, gate=gate)
+                    _blas.gemm_small(a, b, plain, trans_b=trans_b)
+                    _activations.backward(plain, gate, gate, plain, relu)
+                    np.testing.assert_array_equal(fused.view(np.uint8), plain.view(np.uint8),
+                                                  err_msg=f"{M}x{K}x{N} trans_b={trans_b}")
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32], ids=["f64", "f32"])
 def test_step_is_bitwise_the_python_path_with_blas_gemms(dtype):
     """Without the own GEMM kernels, at one thread, the compiled step runs the very same operations."""
     fnn.set_num_threads(1)

@@ -20,7 +20,8 @@ from scipy.linalg.cython_blas cimport sgemm, dgemm, sgemv, dgemv
 from fastnn._kernels._types cimport real
 from fastnn._kernels._csrc cimport (fnn_gemm_available, fnn_gemm_small_rule, fnn_gemm_infer_rule, fnn_sgemm_small,
                                     fnn_dgemm_small, fnn_sgemm_small_acc, fnn_dgemm_small_acc, fnn_sgemm_bias_act,
-                                    fnn_dgemm_bias_act, fnn_omp_get_max_threads)
+                                    fnn_dgemm_bias_act, fnn_sgemm_small_gated, fnn_dgemm_small_gated,
+                                    fnn_omp_get_max_threads)
 
 # The own small-GEMM kernels are enabled (set_small_gemm; True by default where fnn_gemm_available()).
 cdef bint _small_enabled
@@ -113,6 +114,16 @@ cdef inline void _mm(bint own, bint trans_a, bint trans_b, int M, int N, int K, 
             fnn_dgemm_small(trans_a, trans_b, M, N, K, A, lda, B, ldb, C, ldc, work)
     else:
         gemm(trans_a, trans_b, M, N, K, <real>1, A, lda, B, ldb, <real>0, C, ldc)
+
+
+cdef inline void _mm_gated(bint trans_b, int M, int N, int K, const real* A, int lda, const real* B, int ldb,
+                          real* C, int ldc, real* work, const real* G) noexcept nogil:
+    """C := (A @ op(B)) * relu'(G) on the own kernels (G: a ReLU output with C's shape and leading dimension):
+    the bits of _mm (own) followed by _activations' ReLU backward, in one pass."""
+    if real is float:
+        fnn_sgemm_small_gated(trans_b, M, N, K, A, lda, B, ldb, C, ldc, work, G)
+    else:
+        fnn_dgemm_small_gated(trans_b, M, N, K, A, lda, B, ldb, C, ldc, work, G)
 
 
 cdef inline void _gemv_row(const real* x, const real* w, real* z, int k, int m) noexcept nogil:

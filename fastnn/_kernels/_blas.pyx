@@ -12,7 +12,8 @@ cimport numpy as cnp
 import numpy as np
 
 from fastnn._kernels._csrc cimport (fnn_gemm_available, fnn_gemm_wide, fnn_gemm_allow_wide, fnn_sgemm_small_acc,
-                                    fnn_dgemm_small_acc, fnn_sgemm_bias_act, fnn_dgemm_bias_act, fnn_gemm_infer_rule)
+                                    fnn_dgemm_small_acc, fnn_sgemm_bias_act, fnn_dgemm_bias_act, fnn_gemm_infer_rule,
+                                    fnn_sgemm_small_gated, fnn_dgemm_small_gated)
 from fastnn._kernels._wrapcheck cimport _ptr
 
 cnp.import_array()
@@ -37,9 +38,10 @@ def wide_gemm_available():
     return fnn_gemm_wide() != 0
 
 
-def gemm_small(a, b, c, bint trans_a=False, bint trans_b=False, bint wide=True, bint accumulate=False):
+def gemm_small(a, b, c, bint trans_a=False, bint trans_b=False, bint wide=True, bint accumulate=False, gate=None):
     """c := op(a) @ op(b) (accumulate: c + op(a) @ op(b)) with the own small-GEMM kernels (C-contiguous 2-D arrays
-    of one float dtype; for tests). wide=False: without the wide panels, as on a CPU without AVX-512VL."""
+    of one float dtype; for tests). wide=False: without the wide panels, as on a CPU without AVX-512VL.
+    gate (c's shape): c := (a @ op(b)) * relu'(gate), the plan's input gradient (fnn_?gemm_small_gated)."""
     if not fnn_gemm_available():
         raise RuntimeError("the small-GEMM kernels need an x86-64 CPU with AVX2 and FMA")
     a, b, c = np.asarray(a), np.asarray(b), np.asarray(c)
@@ -54,8 +56,19 @@ def gemm_small(a, b, c, bint trans_a=False, bint trans_b=False, bint wide=True, 
     if (b.shape[1] if trans_b else b.shape[0]) != K or c.shape[0] != M or c.shape[1] != N or min(M, N, K) < 1:
         raise ValueError(f"gemm_small: shapes do not agree: op(a) {M}x{K}, op(b) from {b.shape}, c {c.shape}")
     work = np.empty(N * K if trans_b else 1, a.dtype)   # the transposed B (trans_b only)
+    if gate is not None:
+        gate = np.asarray(gate)
+        if trans_a or accumulate or gate.shape != c.shape or gate.dtype != c.dtype or not gate.flags.c_contiguous:
+            raise ValueError("gemm_small: gate needs op(a) = a, no accumulate, and a C-contiguous array like c")
     fnn_gemm_allow_wide(wide)
-    if a.dtype == np.float32:
+    if gate is not None:
+        if a.dtype == np.float32:
+            fnn_sgemm_small_gated(trans_b, M, N, K, <float*>_ptr(a), a.shape[1], <float*>_ptr(b), b.shape[1],
+                                  <float*>_ptr(c), N, <float*>_ptr(work), <float*>_ptr(gate))
+        else:
+            fnn_dgemm_small_gated(trans_b, M, N, K, <double*>_ptr(a), a.shape[1], <double*>_ptr(b), b.shape[1],
+                                  <double*>_ptr(c), N, <double*>_ptr(work), <double*>_ptr(gate))
+    elif a.dtype == np.float32:
         fnn_sgemm_small_acc(trans_a, trans_b, accumulate, M, N, K, <float*>_ptr(a), a.shape[1], <float*>_ptr(b),
                             b.shape[1], <float*>_ptr(c), N, <float*>_ptr(work))
     else:

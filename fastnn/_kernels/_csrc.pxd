@@ -49,6 +49,11 @@ cdef extern from "fnn_gemm.h" nogil:
                              int lda, const float* B, int ldb, float* C, int ldc, float* work)
     void fnn_dgemm_small_acc(int trans_a, int trans_b, int accumulate, int M, int N, int K, const double* A,
                              int lda, const double* B, int ldb, double* C, int ldc, double* work)
+    # the training plan's input gradient with ReLU's backward (G <= 0 ? +0 : the product) in the store
+    void fnn_sgemm_small_gated(int trans_b, int M, int N, int K, const float* A, int lda, const float* B, int ldb,
+                               float* C, int ldc, float* work, const float* G)
+    void fnn_dgemm_small_gated(int trans_b, int M, int N, int K, const double* A, int lda, const double* B,
+                               int ldb, double* C, int ldc, double* work, const double* G)
     void fnn_sgemm_bias_act(int M, int N, int K, const float* A, int lda, const float* B, int ldb, float* C,
                             int ldc, const float* bias, int relu)
     void fnn_dgemm_bias_act(int M, int N, int K, const double* A, int lda, const double* B, int ldb, double* C,
