@@ -255,6 +255,29 @@ def test_verbose_prints_what_sklearn_prints(params, capsys):
     assert got.splitlines() == expected.splitlines()
 
 
+@pytest.mark.parametrize("labels", [[3, 1, 2], [0, 1], ["b", "a"], ["x", "y", "z", "w"], [2.0, -1.0],
+                                    np.array(["p", "q"], dtype=object)], ids=str)
+def test_targets_are_the_label_binarizers(labels):
+    """The targets a fit trains on are scikit-learn's LabelBinarizer().fit(y).transform(y).astype(bool), whose
+    transform fastnn computes directly for the y it has just fitted (multiclass and binary; multilabel goes
+    through transform): any label type, 1-D or a column vector."""
+    from sklearn.preprocessing import LabelBinarizer
+    rng = np.random.RandomState(0)
+    y = np.asarray(labels, dtype=getattr(labels, "dtype", None))[rng.randint(0, len(labels), 40)]
+    X = rng.standard_normal((40, 3))
+    want = LabelBinarizer().fit(y).transform(y).astype(bool)
+    for target in (y, y.reshape(-1, 1)):
+        est = MLPClassifier()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")   # a column vector y warns, as in scikit-learn
+            _, got = est._validate_input(X, target, incremental=False, reset=True)
+        assert got.dtype == bool
+        assert_array_equal(got, want)
+        assert_array_equal(est.classes_, np.unique(y))
+    Y = rng.randint(0, 2, (40, 3))   # multilabel: through LabelBinarizer.transform
+    assert_array_equal(MLPClassifier()._validate_input(X, Y, incremental=False, reset=True)[1], Y.astype(bool))
+
+
 def test_sparse_input_equals_dense(monkeypatch):
     X, y = _data("multiclass")
     X[np.abs(X) < 0.7] = 0.0
