@@ -263,6 +263,25 @@ def test_loss_kernel_matches_its_twin(out_act, weighted, dtype):
         assert _rel(g, g_ref) <= tol
 
 
+@pytest.mark.parametrize("dtype", DTYPES, ids=["f64", "f32"])
+def test_softmax_loss_propagates_nan_as_its_twin(dtype):
+    """A NaN logit makes its row's probabilities NaN: the loss is NaN and that row's gradient NaN, the other
+    rows' gradients as the twin's (xlogy(0, NaN) is NaN, so the NaN reaches the loss through y = 0 too)."""
+    rng = np.random.default_rng(21)
+    for col in (0, 4):   # the row's first logit (the max starts there) or a later one
+        z = rng.standard_normal((6, 7)).astype(dtype)
+        z[2, col] = np.nan
+        Y = _targets(rng, "softmax", 6, 7, dtype)
+        g, g_ref = np.empty_like(z), np.empty_like(z)
+        code = K.SK_OUT_ACTIVATIONS["softmax"]
+        value, _ = K.sklearn_mlp_loss(z, Y, g, code, False)
+        value_ref, _ = ref_loss.sklearn_mlp_loss(z, Y, g_ref, code, False)
+        assert np.isnan(value) and np.isnan(value_ref)
+        assert np.isnan(g[2]).all() and np.isnan(g_ref[2]).all()
+        rows = [0, 1, 3, 4, 5]
+        assert _rel(g[rows], g_ref[rows]) <= TOL[dtype]
+
+
 # ------------------------------------------------------------------------------------------ (b) finite differences
 
 def _fd_check(model, X, t, loss, scale_of):
