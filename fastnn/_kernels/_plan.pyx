@@ -300,6 +300,25 @@ cdef double _loss(Loss* L, const real* y, real* g, const void* t, int n) noexcep
                 <real*>L.loss_out, <real*>NULL)
 
 
+cdef inline void _copy_row(char* d, const char* s, Py_ssize_t size) noexcept nogil:
+    """memcpy(d, s, size) for a gathered row: small rows (a 64-feature float row is 256 bytes, a target row 40)
+    in fixed-size pieces the compiler inlines, where a call per row cost 5-10 ns (digits: 0.8 us a step);
+    long rows through libc's memcpy."""
+    cdef Py_ssize_t o = 0
+    if size > 512:
+        memcpy(d, s, size)
+        return
+    while o + 32 <= size:
+        memcpy(d + o, s + o, 32)
+        o += 32
+    while o + 8 <= size:
+        memcpy(d + o, s + o, 8)
+        o += 8
+    while o < size:
+        d[o] = s[o]
+        o += 1
+
+
 cdef double _sum_sq_weights(Stage* st, int ns, real* tag) noexcept nogil:
     """sum over the Dense stages of ||W||^2 in double (sklearn's L2 term; tag only picks the dtype): 16 partial
     sums across the stages (_dense.sum_sq: AVX2, 3x the four scalar chains it replaced), added in a fixed order."""
@@ -701,8 +720,8 @@ cdef class TrainPlan:
             else:
                 for r in range(n):
                     row = order[base + r]
-                    memcpy(self._xgp + r * xrow, x + row * xrow, xrow)
-                    memcpy(self._tgp + r * trow, t + row * trow, trow)
+                    _copy_row(self._xgp + r * xrow, x + row * xrow, xrow)
+                    _copy_row(self._tgp + r * trow, t + row * trow, trow)
                 xp, tp = self._xgp, self._tgp
             if self.dist.fn != NULL and seconds > 0 and b + 1 < count:
                 clock_gettime(CLOCK_MONOTONIC, &now)
