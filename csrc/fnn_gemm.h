@@ -696,25 +696,18 @@ static void fnn_dgemm_bias_act(int M, int N, int K, const double* A, int lda, co
    the previous Dense's ReLU output (M x N, leading dimension ldc like C): the bits of fnn_?gemm_small followed by
    _activations' ReLU backward pass, in one pass over C. A not transposed; B^T needs `work` as in
    fnn_?gemm_small. */
-static void fnn_sgemm_small_gated(int trans_b, int M, int N, int K, const float* A, int lda, const float* B,
-                                  int ldb, float* C, int ldc, float* work, const float* G) {
-    if (trans_b) {
-        fnn_s_transpose(N, K, B, ldb, work);
-        B = work;
-        ldb = N;
-    }
-    fnn_s_nn(M, N, K, A, lda, 1, B, ldb, C, ldc, 0, 0, 0, (long)((uintptr_t)G - (uintptr_t)C));
+#define FNN_GATED(X, T)                                                                                     \
+static void fnn_##X##gemm_small_gated(int trans_b, int M, int N, int K, const T* A, int lda, const T* B,     \
+                                      int ldb, T* C, int ldc, T* work, const T* G) {                       \
+    if (trans_b) {                                                                                         \
+        fnn_##X##_transpose(N, K, B, ldb, work);                                                           \
+        B = work;                                                                                          \
+        ldb = N;                                                                                           \
+    }                                                                                                      \
+    fnn_##X##_nn(M, N, K, A, lda, 1, B, ldb, C, ldc, 0, 0, 0, (long)((uintptr_t)G - (uintptr_t)C));         \
 }
-
-static void fnn_dgemm_small_gated(int trans_b, int M, int N, int K, const double* A, int lda, const double* B,
-                                  int ldb, double* C, int ldc, double* work, const double* G) {
-    if (trans_b) {
-        fnn_d_transpose(N, K, B, ldb, work);
-        B = work;
-        ldb = N;
-    }
-    fnn_d_nn(M, N, K, A, lda, 1, B, ldb, C, ldc, 0, 0, 0, (long)((uintptr_t)G - (uintptr_t)C));
-}
+FNN_GATED(s, float)
+FNN_GATED(d, double)
 
 #else   /* not x86-64 with GCC/Clang: never available */
 

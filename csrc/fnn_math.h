@@ -22,6 +22,7 @@
 #define FNN_MATH_H
 
 #include <math.h>
+#include "fnn_cpu.h"
 #include <stdint.h>
 #include <string.h>
 
@@ -161,20 +162,11 @@ static inline double fnn_exp(double x)
  * compiled twice on x86-64, for the SSE2 baseline and for AVX2 (no FMA: the same bits), picked at run time. */
 #define FNN_EXP_LOOP for (long i = 0; i < n; i++) x[i] = fnn_exp(x[i]);
 #if (defined(__GNUC__) || defined(__clang__)) && defined(__x86_64__)
-static int fnn_math_avx2(void)
-{
-    static int cached = -1;
-    if (cached < 0) {
-        __builtin_cpu_init();
-        cached = __builtin_cpu_supports("avx2");
-    }
-    return cached;
-}
 __attribute__((target("avx2"))) static void fnn_exp_inplace_avx2(long n, double* restrict x) { FNN_EXP_LOOP }
 static void fnn_exp_inplace_base(long n, double* restrict x) { FNN_EXP_LOOP }
 static inline void fnn_exp_inplace(long n, double* x)
 {
-    if (fnn_math_avx2())
+    if (fnn_cpu_avx2())
         fnn_exp_inplace_avx2(n, x);
     else
         fnn_exp_inplace_base(n, x);

@@ -16,6 +16,8 @@
 #ifndef FNN_REDUCE_H
 #define FNN_REDUCE_H
 
+#include "fnn_cpu.h"
+
 #if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC push_options
 #pragma GCC optimize("fp-contract=off")
@@ -88,15 +90,6 @@ FNN_SUMSQ_BASE(fnn_sum_sq_f64_base, double)
 #if (defined(__GNUC__) || defined(__clang__)) && defined(__x86_64__)
 #include <immintrin.h>
 #define FNN_R_AVX2 __attribute__((target("avx2")))
-static int fnn_reduce_avx2(void)
-{
-    static int cached = -1;
-    if (cached < 0) {
-        __builtin_cpu_init();
-        cached = __builtin_cpu_supports("avx2");
-    }
-    return cached;
-}
 FNN_R_AVX2 static inline __m256d fnn_r_load_float(const float* p) { return _mm256_cvtps_pd(_mm_loadu_ps(p)); }
 FNN_R_AVX2 static inline void fnn_r_store_float(float* p, __m256d a) { _mm_storeu_ps(p, _mm256_cvtpd_ps(a)); }
 FNN_R_AVX2 static inline __m256d fnn_r_load_double(const double* p) { return _mm256_loadu_pd(p); }
@@ -110,7 +103,7 @@ FNN_R_AVX2 static void fnn_sum_sq_f32_avx2(const float* w, long size, double* s)
     { FNN_SUMSQ_BODY(float, fnn_r_load_float) }
 FNN_R_AVX2 static void fnn_sum_sq_f64_avx2(const double* w, long size, double* s)
     { FNN_SUMSQ_BODY(double, fnn_r_load_double) }
-#define FNN_R_PICK(NAME, ARGS) (fnn_reduce_avx2() && fnn_reduce_simd ? NAME##_avx2 ARGS : NAME##_base ARGS)
+#define FNN_R_PICK(NAME, ARGS) (fnn_cpu_avx2() && fnn_reduce_simd ? NAME##_avx2 ARGS : NAME##_base ARGS)
 #else
 #define FNN_R_PICK(NAME, ARGS) (NAME##_base ARGS)
 #endif
