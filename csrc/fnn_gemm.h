@@ -562,12 +562,13 @@ FNN_NN(d, double, 4)
    GFLOP/s, C, 1 thread, Zen 4, direct -> swapped: float 100x200x10 56 -> 92, 256x200x10 56 -> 107, 100x200x1
    11 -> 32, 100x200x4 40 -> 81; double 100x200x10 40 -> 54, 100x200x4 44 -> 52, 64x200x3 33 -> 55 (whole
    blocks, double N = 8 or 16 and float 16, stay: 57 -> 54, 114 -> 93). Returns 0 (nothing done) otherwise. */
-#define FNN_TN_SWAP_MAX 4096   /* elements of C^T on the stack (32 KiB of double) */
+#define FNN_TN_SWAP_BYTES 16384   /* C^T on the stack: 4096 floats, 2048 doubles */
 #define FNN_TN_SWAP(X, T, L)                                                                               \
 FNN_AVX2 static int fnn_##X##_tn_swap(int acc, int M, int N, int K, const T* A, int lda, const T* B, int ldb,  \
                                       T* C, int ldc) {                                                     \
-    if (N >= 16 || N % (2 * L) == 0 || M < 4 * L || (long)M * N > FNN_TN_SWAP_MAX) return 0;                                \
-    T ct[FNN_TN_SWAP_MAX];                                                                                 \
+    if (N >= 16 || N % (2 * L) == 0 || M < 4 * L || (long)M * N * (long)sizeof(T) > FNN_TN_SWAP_BYTES)     \
+        return 0;                                                                                          \
+    T ct[FNN_TN_SWAP_BYTES / sizeof(T)];                                                                   \
     fnn_##X##_nn(N, M, K, B, 1, ldb, A, lda, ct, M, 0, 0, 0, 0);                                           \
     for (int i = 0; i < M; i++) {                                                                          \
         T* c = C + (long)i * ldc;                                                                          \

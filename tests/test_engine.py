@@ -528,7 +528,7 @@ def test_narrow_tn_gemm_runs_as_its_transpose_with_the_same_bits(dtype):
         pytest.skip("no AVX2/FMA: the own GEMM kernels do not run on this CPU")
     r = np.random.default_rng(9)
     lanes = 4 if dtype == np.float64 else 8
-    for M in (4 * lanes - 1, 4 * lanes, 100, 256, 410):   # 410 x 10 > 4096: C^T does not fit the stack buffer
+    for M in (4 * lanes - 1, 4 * lanes, 100, 256, 410):   # 410 x 10 (and 256 x 10 doubles): C^T > 16 KiB, no swap
         for N in (1, 3, lanes, 10, 15, 16, 17):
             for K in (1, 7, 200):
                 a = r.standard_normal((K, M)).astype(dtype)

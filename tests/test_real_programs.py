@@ -395,3 +395,36 @@ def test_a_compiled_chunk_returns_after_its_time_budget_with_a_consistent_state(
     np.testing.assert_array_equal(a._arena.data, b._arena.data)
     done = a._engine().train_batches(xa, ta, None, 64, 1, 19, a.loss, a.optimizer, losses, None, 0.0)
     assert done == 19 and a._step == 20   # no budget: every batch
+
+
+def test_training_and_predicting_in_a_thread_with_a_small_stack():
+    """The kernels keep at most 16 KiB of scratch on the stack (the softmax loss's block of exps, a narrow GEMM's
+    transposed result): training (the torch-style step, fit and scikit-learn's estimator, whose 10-wide output
+    layer takes both) and predicting work in a thread started with threading.stack_size(256 KiB), with the
+    numbers of the main thread."""
+    pytest.importorskip("sklearn")
+    out = _run("""
+        import threading, numpy as np, fastnn as fnn
+        from fastnn.sklearn import MLPClassifier
+        fnn.set_num_threads(1)
+        r = np.random.default_rng(0)
+        X = r.standard_normal((600, 20)).astype(np.float32)
+        y = r.integers(0, 10, 600)
+        def work(box):
+            est = MLPClassifier(hidden_layer_sizes=(300,), max_iter=3, random_state=0).fit(X, y)
+            m = fnn.Sequential([fnn.Dense(20, 256, activation="relu"), fnn.Dense(256, 10)], seed=1)
+            m.compile(optimizer="adam", loss="cross_entropy")
+            m.fit(X, y, epochs=2, batch_size=200, verbose=0)
+            box.append((est.coefs_[1].copy(), est.predict_proba(X), m.predict(X)))
+        main = []
+        work(main)
+        threading.stack_size(256 * 1024)
+        box = []
+        t = threading.Thread(target=work, args=(box,))
+        t.start(); t.join()
+        for a, b in zip(main[0], box[0]):
+            assert np.array_equal(a, b)
+        print("ok")
+    """)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip().endswith("ok")
