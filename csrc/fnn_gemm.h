@@ -178,48 +178,48 @@ FNN_AVX2 static inline void fnn_s_mst(float* c, __m256i m, __m256 v, int acc, co
 }
 
 #define FNN_S_NN(MR)                                                                                       \
-FNN_AVX2 static inline void fnn_s_nn_##MR(int K, const float* A, long ras, long cas, const float* B, long ldb,\
-                                          float* C, long ldc, int acc, const float* bias, int relu, long gate) {      \
+FNN_AVX2 static inline void fnn_s_nn_##MR(int K, const float* A, long ras, long cas, const float* B, long ldb, \
+                                          float* C, long ldc, int acc, const float* bias, int relu, long gate) { \
     __m256 c0[MR], c1[MR];                                                                                 \
     FNN_UNROLL for (int r = 0; r < MR; r++) { c0[r] = _mm256_setzero_ps(); c1[r] = _mm256_setzero_ps(); }  \
     for (int p = 0; p < K; p++) {                                                                          \
-        const __m256 b0 = _mm256_loadu_ps(B + p * ldb), b1 = _mm256_loadu_ps(B + p * ldb + 8);            \
+        const __m256 b0 = _mm256_loadu_ps(B + p * ldb), b1 = _mm256_loadu_ps(B + p * ldb + 8);             \
         FNN_UNROLL for (int r = 0; r < MR; r++) {                                                          \
-            const __m256 a = _mm256_broadcast_ss(A + r * ras + p * cas);                                  \
+            const __m256 a = _mm256_broadcast_ss(A + r * ras + p * cas);                                   \
             c0[r] = _mm256_fmadd_ps(a, b0, c0[r]);                                                         \
             c1[r] = _mm256_fmadd_ps(a, b1, c1[r]);                                                         \
         }                                                                                                  \
     }                                                                                                      \
     FNN_UNROLL for (int r = 0; r < MR; r++) {                                                              \
-        fnn_s_st(C + r * ldc, c0[r], acc, bias, relu, gate);                                                     \
-        fnn_s_st(C + r * ldc + 8, c1[r], acc, bias ? bias + 8 : 0, relu, gate);                                  \
+        fnn_s_st(C + r * ldc, c0[r], acc, bias, relu, gate);                                               \
+        fnn_s_st(C + r * ldc + 8, c1[r], acc, bias ? bias + 8 : 0, relu, gate);                            \
     }                                                                                                      \
 }                                                                                                          \
-FNN_AVX2 static inline void fnn_s_nn_tail_##MR(int K, const float* A, long ras, long cas, const float* B,   \
+FNN_AVX2 static inline void fnn_s_nn_tail_##MR(int K, const float* A, long ras, long cas, const float* B,  \
                                                long ldb, float* C, long ldc, int nc, int acc, const float* bias, \
-                                               int relu, long gate) {                                                 \
-    const __m256i m0 = fnn_mask8(nc < 8 ? nc : 8), m1 = fnn_mask8(nc > 8 ? nc - 8 : 0);                   \
+                                               int relu, long gate) {                                      \
+    const __m256i m0 = fnn_mask8(nc < 8 ? nc : 8), m1 = fnn_mask8(nc > 8 ? nc - 8 : 0);                    \
     __m256 c0[MR], c1[MR];                                                                                 \
     FNN_UNROLL for (int r = 0; r < MR; r++) { c0[r] = _mm256_setzero_ps(); c1[r] = _mm256_setzero_ps(); }  \
     for (int p = 0; p < K; p++) {                                                                          \
         const __m256 b0 = nc >= 8 ? _mm256_loadu_ps(B + p * ldb) : _mm256_maskload_ps(B + p * ldb, m0);    \
         const __m256 b1 = _mm256_maskload_ps(B + p * ldb + 8, m1);   /* a full first vector: a plain load */ \
         FNN_UNROLL for (int r = 0; r < MR; r++) {                                                          \
-            const __m256 a = _mm256_broadcast_ss(A + r * ras + p * cas);                                  \
+            const __m256 a = _mm256_broadcast_ss(A + r * ras + p * cas);                                   \
             c0[r] = _mm256_fmadd_ps(a, b0, c0[r]);                                                         \
             c1[r] = _mm256_fmadd_ps(a, b1, c1[r]);                                                         \
         }                                                                                                  \
     }                                                                                                      \
     FNN_UNROLL for (int r = 0; r < MR; r++) {                                                              \
-        fnn_s_mst(C + r * ldc, m0, c0[r], acc, bias, relu, gate);                                                \
-        fnn_s_mst(C + r * ldc + 8, m1, c1[r], acc, bias ? bias + 8 : 0, relu, gate);                             \
+        fnn_s_mst(C + r * ldc, m0, c0[r], acc, bias, relu, gate);                                          \
+        fnn_s_mst(C + r * ldc + 8, m1, c1[r], acc, bias ? bias + 8 : 0, relu, gate);                       \
     }                                                                                                      \
 }
 FNN_S_NN(1) FNN_S_NN(2) FNN_S_NN(3) FNN_S_NN(4) FNN_S_NN(5) FNN_S_NN(6)
 
 #define FNN_S_NN_CALL(MR) do {                                                                             \
-        if (nc == 16) fnn_s_nn_##MR(K, a, ras, cas, b, ldb, c, ldc, acc, bj, relu, gate);                       \
-        else fnn_s_nn_tail_##MR(K, a, ras, cas, b, ldb, c, ldc, nc, acc, bj, relu, gate);                       \
+        if (nc == 16) fnn_s_nn_##MR(K, a, ras, cas, b, ldb, c, ldc, acc, bj, relu, gate);                  \
+        else fnn_s_nn_tail_##MR(K, a, ras, cas, b, ldb, c, ldc, nc, acc, bj, relu, gate);                  \
     } while (0)
 
 /* The rows of the next block, `left` rows to go: blocks of 6, except that a remainder of 1-3 rows joins the
@@ -284,7 +284,8 @@ FNN_AVX2 static inline void fnn_d_pst(double* c, __m256i m, __m256d v) {   /* as
     if (n >= 2) { _mm_storeu_pd(c, h); h = _mm256_extractf128_pd(v, 1); c += 2; n -= 2; }
     if (n) _mm_store_sd(c, h);
 }
-FNN_AVX2 static inline void fnn_d_mst(double* c, __m256i m, __m256d v, int acc, const double* bias, int relu, long gate) {
+FNN_AVX2 static inline void fnn_d_mst(double* c, __m256i m, __m256d v, int acc, const double* bias, int relu,
+                                      long gate) {
     if (acc) v = _mm256_add_pd(_mm256_maskload_pd(c, m), v);
     if (bias) v = _mm256_add_pd(v, _mm256_maskload_pd(bias, m));
     if (relu) v = fnn_d_relu(v);
@@ -293,46 +294,47 @@ FNN_AVX2 static inline void fnn_d_mst(double* c, __m256i m, __m256d v, int acc, 
 }
 
 #define FNN_D_NN(MR)                                                                                       \
-FNN_AVX2 static inline void fnn_d_nn_##MR(int K, const double* A, long ras, long cas, const double* B,       \
+FNN_AVX2 static inline void fnn_d_nn_##MR(int K, const double* A, long ras, long cas, const double* B,     \
                                           long ldb, double* C, long ldc, int nc, int acc, const double* bias, \
-                                          int relu, long gate) {                                                      \
-    const __m256i m0 = fnn_mask4(nc < 4 ? nc : 4), m1 = fnn_mask4(nc > 4 ? nc - 4 : 0);                   \
+                                          int relu, long gate) {                                           \
+    const __m256i m0 = fnn_mask4(nc < 4 ? nc : 4), m1 = fnn_mask4(nc > 4 ? nc - 4 : 0);                    \
     const int full = nc == 8;                                                                              \
     __m256d c0[MR], c1[MR];                                                                                \
     FNN_UNROLL for (int r = 0; r < MR; r++) { c0[r] = _mm256_setzero_pd(); c1[r] = _mm256_setzero_pd(); }  \
     if (full) {                                                                                            \
         for (int p = 0; p < K; p++) {                                                                      \
-            const __m256d b0 = _mm256_loadu_pd(B + p * ldb), b1 = _mm256_loadu_pd(B + p * ldb + 4);       \
+            const __m256d b0 = _mm256_loadu_pd(B + p * ldb), b1 = _mm256_loadu_pd(B + p * ldb + 4);        \
             FNN_UNROLL for (int r = 0; r < MR; r++) {                                                      \
-                const __m256d a = _mm256_broadcast_sd(A + r * ras + p * cas);                             \
+                const __m256d a = _mm256_broadcast_sd(A + r * ras + p * cas);                              \
                 c0[r] = _mm256_fmadd_pd(a, b0, c0[r]);                                                     \
                 c1[r] = _mm256_fmadd_pd(a, b1, c1[r]);                                                     \
             }                                                                                              \
         }                                                                                                  \
         FNN_UNROLL for (int r = 0; r < MR; r++) {                                                          \
-            fnn_d_st(C + r * ldc, c0[r], acc, bias, relu, gate);                                                 \
-            fnn_d_st(C + r * ldc + 4, c1[r], acc, bias ? bias + 4 : 0, relu, gate);                              \
+            fnn_d_st(C + r * ldc, c0[r], acc, bias, relu, gate);                                           \
+            fnn_d_st(C + r * ldc + 4, c1[r], acc, bias ? bias + 4 : 0, relu, gate);                        \
         }                                                                                                  \
         return;                                                                                            \
     }                                                                                                      \
     for (int p = 0; p < K; p++) {                                                                          \
-        const __m256d b0 = nc >= 4 ? _mm256_loadu_pd(B + p * ldb) : _mm256_maskload_pd(B + p * ldb, m0);  \
-        const __m256d b1 = _mm256_maskload_pd(B + p * ldb + 4, m1);                                       \
+        const __m256d b0 = nc >= 4 ? _mm256_loadu_pd(B + p * ldb) : _mm256_maskload_pd(B + p * ldb, m0);   \
+        const __m256d b1 = _mm256_maskload_pd(B + p * ldb + 4, m1);                                        \
         FNN_UNROLL for (int r = 0; r < MR; r++) {                                                          \
-            const __m256d a = _mm256_broadcast_sd(A + r * ras + p * cas);                                 \
+            const __m256d a = _mm256_broadcast_sd(A + r * ras + p * cas);                                  \
             c0[r] = _mm256_fmadd_pd(a, b0, c0[r]);                                                         \
             c1[r] = _mm256_fmadd_pd(a, b1, c1[r]);                                                         \
         }                                                                                                  \
     }                                                                                                      \
     FNN_UNROLL for (int r = 0; r < MR; r++) {                                                              \
-        fnn_d_mst(C + r * ldc, m0, c0[r], acc, bias, relu, gate);                                                \
-        fnn_d_mst(C + r * ldc + 4, m1, c1[r], acc, bias ? bias + 4 : 0, relu, gate);                             \
+        fnn_d_mst(C + r * ldc, m0, c0[r], acc, bias, relu, gate);                                          \
+        fnn_d_mst(C + r * ldc + 4, m1, c1[r], acc, bias ? bias + 4 : 0, relu, gate);                       \
     }                                                                                                      \
 }
 FNN_D_NN(1) FNN_D_NN(2) FNN_D_NN(3) FNN_D_NN(4) FNN_D_NN(5) FNN_D_NN(6)
 
 FNN_AVX2 static void fnn_d_nn_cols(int M, int K, const double* A, long ras, long cas, const double* B, long ldb,
-                                   double* C, long ldc, int j, int nc, int acc, const double* bias, int relu, long gate) {
+                                   double* C, long ldc, int j, int nc, int acc, const double* bias, int relu,
+                                   long gate) {
     const double* b = B + j;
     const double* bj = bias ? bias + j : 0;
     for (int i = 0, mr; i < M; i += mr) {   /* row blocks as fnn_s_nn_cols */
@@ -350,7 +352,8 @@ FNN_AVX2 static void fnn_d_nn_cols(int M, int K, const double* A, long ras, long
 }
 
 FNN_AVX2 static inline void fnn_d_cols_1(int K, const double* a, long cas, const double* b, long ldb, double* c,
-                                         int nc, int acc, const double* bias, int relu, long gate) {   /* as fnn_s_cols_1 */
+                                         int nc, int acc, const double* bias, int relu,
+                                         long gate) {   /* as fnn_s_cols_1 */
     fnn_d_nn_1(K, a, 0, cas, b, ldb, c, 0, nc, acc, bias, relu, gate);
 }
 
@@ -361,7 +364,7 @@ FNN_AVX2 static inline void fnn_d_cols_1(int K, const double* a, long cas, const
    work), a 16-vector pass streams each row of B whole where two 8-vector passes read it in halves twice:
    784x128 5.7 -> 4.9 us. fnn_?_nn uses it for accumulating GEMMs and narrow rows; wider ones are streamed
    (fnn_?_row_stream). */
-#define FNN_ROW_PASS(X, T, V, P, S, L, NV, j, N, K, a, cas, B, ldb, c, acc, bias, relu, gate)                      \
+#define FNN_ROW_PASS(X, T, V, P, S, L, NV, j, N, K, a, cas, B, ldb, c, acc, bias, relu, gate)              \
     for (; j + NV * L <= N; j += NV * L) {                                                                 \
         V sum[NV];                                                                                         \
         _Pragma("GCC unroll 16") for (int v = 0; v < NV; v++) sum[v] = _mm256_setzero_##P();               \
@@ -372,17 +375,17 @@ FNN_AVX2 static inline void fnn_d_cols_1(int K, const double* a, long cas, const
                 sum[v] = _mm256_fmadd_##P(x, _mm256_loadu_##P(b + L * v), sum[v]);                         \
         }                                                                                                  \
         _Pragma("GCC unroll 16") for (int v = 0; v < NV; v++)                                              \
-            fnn_##X##_st(c + j + L * v, sum[v], acc, bias ? bias + j + L * v : 0, relu, gate);                   \
+            fnn_##X##_st(c + j + L * v, sum[v], acc, bias ? bias + j + L * v : 0, relu, gate);             \
     }
 #define FNN_ROW(X, T, V, P, S, L)                                                                          \
-FNN_AVX2 static void fnn_##X##_row(int N, int K, const T* a, long cas, const T* B, long ldb, T* c, int acc,   \
-                                   const T* bias, int relu, long gate) {                                              \
+FNN_AVX2 static void fnn_##X##_row(int N, int K, const T* a, long cas, const T* B, long ldb, T* c, int acc, \
+                                   const T* bias, int relu, long gate) {                                   \
     int j = 0;                                                                                             \
-    FNN_ROW_PASS(X, T, V, P, S, L, 16, j, N, K, a, cas, B, ldb, c, acc, bias, relu, gate)                        \
-    FNN_ROW_PASS(X, T, V, P, S, L, 8, j, N, K, a, cas, B, ldb, c, acc, bias, relu, gate)                         \
+    FNN_ROW_PASS(X, T, V, P, S, L, 16, j, N, K, a, cas, B, ldb, c, acc, bias, relu, gate)                  \
+    FNN_ROW_PASS(X, T, V, P, S, L, 8, j, N, K, a, cas, B, ldb, c, acc, bias, relu, gate)                   \
     for (; j < N; j += 2 * L)                                                                              \
         fnn_##X##_cols_1(K, a, cas, B + j, ldb, c + j, N - j < 2 * L ? N - j : 2 * L, acc, bias ? bias + j : 0, \
-                         relu, gate);                                                                            \
+                         relu, gate);                                                                      \
 }
 FNN_ROW(s, float, __m256, ps, ss, 8)
 FNN_ROW(d, double, __m256d, pd, sd, 4)
@@ -398,20 +401,21 @@ FNN_ROW(d, double, __m256d, pd, sd, 4)
    FMA peak is about 118 / 59). Each element is still one FMA chain over k in order from 0, so neither changes
    a bit. */
 #define FNN_NV(X, T, V, P, S, MR)                                                                          \
-FNN_AVX2 static inline void fnn_##X##_nv_##MR(int K, const T* A, long ras, long cas, const T* B, long ldb,    \
-                                              T* C, long ldc, __m256i m, int acc, const T* bias, int relu, long gate) { \
+FNN_AVX2 static inline void fnn_##X##_nv_##MR(int K, const T* A, long ras, long cas, const T* B, long ldb, \
+                                              T* C, long ldc, __m256i m, int acc, const T* bias, int relu, \
+                                              long gate) {                                                 \
     V c0[MR];                                                                                              \
     _Pragma("GCC unroll 12") for (int r = 0; r < MR; r++) c0[r] = _mm256_setzero_##P();                    \
     for (int p = 0; p < K; p++) {                                                                          \
         const V b0 = _mm256_maskload_##P(B + p * ldb, m);                                                  \
-        _Pragma("GCC unroll 12") for (int r = 0; r < MR; r++)                                             \
-            c0[r] = _mm256_fmadd_##P(_mm256_broadcast_##S(A + r * ras + p * cas), b0, c0[r]);             \
+        _Pragma("GCC unroll 12") for (int r = 0; r < MR; r++)                                              \
+            c0[r] = _mm256_fmadd_##P(_mm256_broadcast_##S(A + r * ras + p * cas), b0, c0[r]);              \
     }                                                                                                      \
     _Pragma("GCC unroll 12") for (int r = 0; r < MR; r++) fnn_##X##_mst(C + r * ldc, m, c0[r], acc, bias, relu, gate); \
 }
 #define FNN_NW(X, T, V, P, S, L, MR)                                                                       \
 FNN_AVX512VL static inline void fnn_##X##_nw_##MR(int K, const T* A, long ras, long cas, const T* B, long ldb, \
-                                                  T* C, long ldc, int acc, const T* bias, int relu, long gate) {      \
+                                                  T* C, long ldc, int acc, const T* bias, int relu, long gate) { \
     V c0[MR][4];                                                                                           \
     FNN_UNROLL for (int r = 0; r < MR; r++) FNN_UNROLL for (int v = 0; v < 4; v++) c0[r][v] = _mm256_setzero_##P(); \
     for (int p = 0; p < K; p++) {                                                                          \
@@ -419,11 +423,11 @@ FNN_AVX512VL static inline void fnn_##X##_nw_##MR(int K, const T* A, long ras, l
         FNN_UNROLL for (int v = 0; v < 4; v++) b[v] = _mm256_loadu_##P(B + p * ldb + L * v);               \
         FNN_UNROLL for (int r = 0; r < MR; r++) {                                                          \
             const V a = _mm256_broadcast_##S(A + r * ras + p * cas);                                       \
-            FNN_UNROLL for (int v = 0; v < 4; v++) c0[r][v] = _mm256_fmadd_##P(a, b[v], c0[r][v]);          \
+            FNN_UNROLL for (int v = 0; v < 4; v++) c0[r][v] = _mm256_fmadd_##P(a, b[v], c0[r][v]);         \
         }                                                                                                  \
     }                                                                                                      \
     FNN_UNROLL for (int r = 0; r < MR; r++) FNN_UNROLL for (int v = 0; v < 4; v++)                         \
-        fnn_##X##_st(C + r * ldc + L * v, c0[r][v], acc, bias ? bias + L * v : 0, relu, gate);                   \
+        fnn_##X##_st(C + r * ldc + L * v, c0[r][v], acc, bias ? bias + L * v : 0, relu, gate);             \
 }
 /* the drivers: all rows of one panel (narrow: blocks of 12, the last 13-19 rows as two; wide: fnn_rows_next) */
 #define FNN_PANELS(X, T, V, P, S, L)                                                                       \
@@ -432,41 +436,41 @@ FNN_NV(X, T, V, P, S, 5) FNN_NV(X, T, V, P, S, 6) FNN_NV(X, T, V, P, S, 7) FNN_N
 FNN_NV(X, T, V, P, S, 9) FNN_NV(X, T, V, P, S, 10) FNN_NV(X, T, V, P, S, 11) FNN_NV(X, T, V, P, S, 12)     \
 FNN_NW(X, T, V, P, S, L, 1) FNN_NW(X, T, V, P, S, L, 2) FNN_NW(X, T, V, P, S, L, 3)                        \
 FNN_NW(X, T, V, P, S, L, 4) FNN_NW(X, T, V, P, S, L, 5) FNN_NW(X, T, V, P, S, L, 6)                        \
-FNN_AVX2 static void fnn_##X##_nv_cols(int M, int K, const T* A, long ras, long cas, const T* B, long ldb,    \
-                                       T* C, long ldc, int nc, int acc, const T* bias, int relu, long gate) {         \
+FNN_AVX2 static void fnn_##X##_nv_cols(int M, int K, const T* A, long ras, long cas, const T* B, long ldb, \
+                                       T* C, long ldc, int nc, int acc, const T* bias, int relu, long gate) { \
     const __m256i m = fnn_mask##L(nc);                                                                     \
     for (int i = 0, mr; i < M; i += mr) {                                                                  \
         const T* a = A + i * ras;                                                                          \
         T* c = C + (long)i * ldc;                                                                          \
         const int left = M - i;                                                                            \
         switch (mr = left > 19 ? 12 : left > 12 ? (left + 1) / 2 : left) {                                 \
-            case 12: fnn_##X##_nv_12(K, a, ras, cas, B, ldb, c, ldc, m, acc, bias, relu, gate); break;           \
-            case 11: fnn_##X##_nv_11(K, a, ras, cas, B, ldb, c, ldc, m, acc, bias, relu, gate); break;           \
-            case 10: fnn_##X##_nv_10(K, a, ras, cas, B, ldb, c, ldc, m, acc, bias, relu, gate); break;           \
-            case 9: fnn_##X##_nv_9(K, a, ras, cas, B, ldb, c, ldc, m, acc, bias, relu, gate); break;             \
-            case 8: fnn_##X##_nv_8(K, a, ras, cas, B, ldb, c, ldc, m, acc, bias, relu, gate); break;             \
-            case 7: fnn_##X##_nv_7(K, a, ras, cas, B, ldb, c, ldc, m, acc, bias, relu, gate); break;             \
-            case 6: fnn_##X##_nv_6(K, a, ras, cas, B, ldb, c, ldc, m, acc, bias, relu, gate); break;             \
-            case 5: fnn_##X##_nv_5(K, a, ras, cas, B, ldb, c, ldc, m, acc, bias, relu, gate); break;             \
-            case 4: fnn_##X##_nv_4(K, a, ras, cas, B, ldb, c, ldc, m, acc, bias, relu, gate); break;             \
-            case 3: fnn_##X##_nv_3(K, a, ras, cas, B, ldb, c, ldc, m, acc, bias, relu, gate); break;             \
-            case 2: fnn_##X##_nv_2(K, a, ras, cas, B, ldb, c, ldc, m, acc, bias, relu, gate); break;             \
-            default: fnn_##X##_nv_1(K, a, ras, cas, B, ldb, c, ldc, m, acc, bias, relu, gate); break;            \
+            case 12: fnn_##X##_nv_12(K, a, ras, cas, B, ldb, c, ldc, m, acc, bias, relu, gate); break;     \
+            case 11: fnn_##X##_nv_11(K, a, ras, cas, B, ldb, c, ldc, m, acc, bias, relu, gate); break;     \
+            case 10: fnn_##X##_nv_10(K, a, ras, cas, B, ldb, c, ldc, m, acc, bias, relu, gate); break;     \
+            case 9: fnn_##X##_nv_9(K, a, ras, cas, B, ldb, c, ldc, m, acc, bias, relu, gate); break;       \
+            case 8: fnn_##X##_nv_8(K, a, ras, cas, B, ldb, c, ldc, m, acc, bias, relu, gate); break;       \
+            case 7: fnn_##X##_nv_7(K, a, ras, cas, B, ldb, c, ldc, m, acc, bias, relu, gate); break;       \
+            case 6: fnn_##X##_nv_6(K, a, ras, cas, B, ldb, c, ldc, m, acc, bias, relu, gate); break;       \
+            case 5: fnn_##X##_nv_5(K, a, ras, cas, B, ldb, c, ldc, m, acc, bias, relu, gate); break;       \
+            case 4: fnn_##X##_nv_4(K, a, ras, cas, B, ldb, c, ldc, m, acc, bias, relu, gate); break;       \
+            case 3: fnn_##X##_nv_3(K, a, ras, cas, B, ldb, c, ldc, m, acc, bias, relu, gate); break;       \
+            case 2: fnn_##X##_nv_2(K, a, ras, cas, B, ldb, c, ldc, m, acc, bias, relu, gate); break;       \
+            default: fnn_##X##_nv_1(K, a, ras, cas, B, ldb, c, ldc, m, acc, bias, relu, gate); break;      \
         }                                                                                                  \
     }                                                                                                      \
 }                                                                                                          \
 FNN_AVX512VL static void fnn_##X##_nw_cols(int M, int K, const T* A, long ras, long cas, const T* B, long ldb, \
-                                           T* C, long ldc, int acc, const T* bias, int relu, long gate) {             \
+                                           T* C, long ldc, int acc, const T* bias, int relu, long gate) {  \
     for (int i = 0, mr; i < M; i += mr) {                                                                  \
         const T* a = A + i * ras;                                                                          \
         T* c = C + (long)i * ldc;                                                                          \
         switch (mr = fnn_rows_next(M - i)) {                                                               \
-            case 6: fnn_##X##_nw_6(K, a, ras, cas, B, ldb, c, ldc, acc, bias, relu, gate); break;                \
-            case 5: fnn_##X##_nw_5(K, a, ras, cas, B, ldb, c, ldc, acc, bias, relu, gate); break;                \
-            case 4: fnn_##X##_nw_4(K, a, ras, cas, B, ldb, c, ldc, acc, bias, relu, gate); break;                \
-            case 3: fnn_##X##_nw_3(K, a, ras, cas, B, ldb, c, ldc, acc, bias, relu, gate); break;                \
-            case 2: fnn_##X##_nw_2(K, a, ras, cas, B, ldb, c, ldc, acc, bias, relu, gate); break;                \
-            default: fnn_##X##_nw_1(K, a, ras, cas, B, ldb, c, ldc, acc, bias, relu, gate); break;               \
+            case 6: fnn_##X##_nw_6(K, a, ras, cas, B, ldb, c, ldc, acc, bias, relu, gate); break;          \
+            case 5: fnn_##X##_nw_5(K, a, ras, cas, B, ldb, c, ldc, acc, bias, relu, gate); break;          \
+            case 4: fnn_##X##_nw_4(K, a, ras, cas, B, ldb, c, ldc, acc, bias, relu, gate); break;          \
+            case 3: fnn_##X##_nw_3(K, a, ras, cas, B, ldb, c, ldc, acc, bias, relu, gate); break;          \
+            case 2: fnn_##X##_nw_2(K, a, ras, cas, B, ldb, c, ldc, acc, bias, relu, gate); break;          \
+            default: fnn_##X##_nw_1(K, a, ras, cas, B, ldb, c, ldc, acc, bias, relu, gate); break;         \
         }                                                                                                  \
     }                                                                                                      \
 }
@@ -482,13 +486,13 @@ FNN_PANELS(d, double, __m256d, pd, sd, 4)
    784x512 29.9 -> 26.5, double 70.4 -> 48.6 (Zen 4). Narrow rows (N < 64) keep the register kernel. */
 #define FNN_ROW_STREAM_N 64
 #define FNN_ROW_STREAM(X, T, V, P, S, L)                                                                   \
-FNN_AVX2 static void fnn_##X##_row_stream(int N, int K, const T* a, long cas, const T* B, long ldb, T* c,     \
-                                          const T* bias, int relu, long gate) {                                       \
+FNN_AVX2 static void fnn_##X##_row_stream(int N, int K, const T* a, long cas, const T* B, long ldb, T* c,  \
+                                          const T* bias, int relu, long gate) {                            \
     const int nv = N - N % (2 * L);                                                                        \
     int j, p = 0;                                                                                          \
     for (j = 0; j < N; j++) c[j] = 0;                                                                      \
     for (; p + 4 <= K; p += 4) {                                                                           \
-        const T a0 = a[p * cas], a1 = a[(p + 1) * cas], a2 = a[(p + 2) * cas], a3 = a[(p + 3) * cas];     \
+        const T a0 = a[p * cas], a1 = a[(p + 1) * cas], a2 = a[(p + 2) * cas], a3 = a[(p + 3) * cas];      \
         const V x0 = _mm256_set1_##P(a0), x1 = _mm256_set1_##P(a1), x2 = _mm256_set1_##P(a2);              \
         const V x3 = _mm256_set1_##P(a3);                                                                  \
         const T *b0 = B + (long)p * ldb, *b1 = b0 + ldb, *b2 = b1 + ldb, *b3 = b2 + ldb;                   \
@@ -505,22 +509,23 @@ FNN_AVX2 static void fnn_##X##_row_stream(int N, int K, const T* a, long cas, co
             _mm256_storeu_##P(c + j, v);                                                                   \
             _mm256_storeu_##P(c + j + L, w);                                                               \
         }                                                                                                  \
-        for (; j < N; j++) c[j] = FNN_FMA_##X(a3, b3[j], FNN_FMA_##X(a2, b2[j], FNN_FMA_##X(a1, b1[j],      \
+        for (; j < N; j++) c[j] = FNN_FMA_##X(a3, b3[j], FNN_FMA_##X(a2, b2[j], FNN_FMA_##X(a1, b1[j],     \
                                                          FNN_FMA_##X(a0, b0[j], c[j]))));                  \
     }                                                                                                      \
     for (; p < K; p++) {                                                                                   \
         const T a0 = a[p * cas];                                                                           \
         const V x0 = _mm256_set1_##P(a0);                                                                  \
         const T* b0 = B + (long)p * ldb;                                                                   \
-        for (j = 0; j < nv; j += L) _mm256_storeu_##P(c + j, _mm256_fmadd_##P(x0, _mm256_loadu_##P(b0 + j),  \
+        for (j = 0; j < nv; j += L) _mm256_storeu_##P(c + j, _mm256_fmadd_##P(x0, _mm256_loadu_##P(b0 + j), \
                                                                             _mm256_loadu_##P(c + j)));     \
         for (; j < N; j++) c[j] = FNN_FMA_##X(a0, b0[j], c[j]);                                            \
     }                                                                                                      \
     if (bias || relu || gate) {                                                                            \
-        for (j = 0; j + L <= N; j += L) fnn_##X##_st(c + j, _mm256_loadu_##P(c + j), 0, bias ? bias + j : 0, relu, gate); \
+        for (j = 0; j + L <= N; j += L)                                                                    \
+            fnn_##X##_st(c + j, _mm256_loadu_##P(c + j), 0, bias ? bias + j : 0, relu, gate);              \
         if (j < N) {                                                                                       \
             const __m256i m = fnn_mask##L(N - j);                                                          \
-            fnn_##X##_mst(c + j, m, _mm256_maskload_##P(c + j, m), 0, bias ? bias + j : 0, relu, gate);          \
+            fnn_##X##_mst(c + j, m, _mm256_maskload_##P(c + j, m), 0, bias ? bias + j : 0, relu, gate);    \
         }                                                                                                  \
     }                                                                                                      \
 }
@@ -536,20 +541,21 @@ FNN_ROW_STREAM(d, double, __m256d, pd, sd, 4)
    then reads two lines per row; starting the blocks at the line with a masked head block costs as much as it
    saves). */
 #define FNN_NN(X, T, L)                                                                                    \
-FNN_AVX2 static void fnn_##X##_nn(int M, int N, int K, const T* A, long ras, long cas, const T* B, long ldb,  \
-                                  T* C, long ldc, int acc, const T* bias, int relu, long gate) {                      \
+FNN_AVX2 static void fnn_##X##_nn(int M, int N, int K, const T* A, long ras, long cas, const T* B, long ldb, \
+                                  T* C, long ldc, int acc, const T* bias, int relu, long gate) {           \
     if (M == 1) {                                                                                          \
-        if (acc || N < FNN_ROW_STREAM_N) fnn_##X##_row(N, K, A, cas, B, ldb, C, acc, bias, relu, gate);          \
-        else fnn_##X##_row_stream(N, K, A, cas, B, ldb, C, bias, relu, gate);                                    \
+        if (acc || N < FNN_ROW_STREAM_N) fnn_##X##_row(N, K, A, cas, B, ldb, C, acc, bias, relu, gate);    \
+        else fnn_##X##_row_stream(N, K, A, cas, B, ldb, C, bias, relu, gate);                              \
         return;                                                                                            \
     }                                                                                                      \
     int j = 0;                                                                                             \
     if (K >= 64 && fnn_gemm_wide())                                                                        \
         for (; j + 4 * L <= N; j += 4 * L)                                                                 \
-            fnn_##X##_nw_cols(M, K, A, ras, cas, B + j, ldb, C + j, ldc, acc, bias ? bias + j : 0, relu, gate);  \
+            fnn_##X##_nw_cols(M, K, A, ras, cas, B + j, ldb, C + j, ldc, acc, bias ? bias + j : 0, relu, gate); \
     for (; N - j > L; j += 2 * L)                                                                          \
         fnn_##X##_nn_cols(M, K, A, ras, cas, B, ldb, C, ldc, j, N - j < 2 * L ? N - j : 2 * L, acc, bias, relu, gate); \
-    if (j < N) fnn_##X##_nv_cols(M, K, A, ras, cas, B + j, ldb, C + j, ldc, N - j, acc, bias ? bias + j : 0, relu, gate); \
+    if (j < N)                                                                                             \
+        fnn_##X##_nv_cols(M, K, A, ras, cas, B + j, ldb, C + j, ldc, N - j, acc, bias ? bias + j : 0, relu, gate); \
 }
 FNN_NN(s, float, 8)
 FNN_NN(d, double, 4)
@@ -564,7 +570,7 @@ FNN_NN(d, double, 4)
    blocks, double N = 8 or 16 and float 16, stay: 57 -> 54, 114 -> 93). Returns 0 (nothing done) otherwise. */
 #define FNN_TN_SWAP_BYTES 16384   /* C^T on the stack: 4096 floats, 2048 doubles */
 #define FNN_TN_SWAP(X, T, L)                                                                               \
-FNN_AVX2 static int fnn_##X##_tn_swap(int acc, int M, int N, int K, const T* A, int lda, const T* B, int ldb,  \
+FNN_AVX2 static int fnn_##X##_tn_swap(int acc, int M, int N, int K, const T* A, int lda, const T* B, int ldb, \
                                       T* C, int ldc) {                                                     \
     if (N >= 16 || N % (2 * L) == 0 || M < 4 * L || (long)M * N * (long)sizeof(T) > FNN_TN_SWAP_BYTES)     \
         return 0;                                                                                          \
@@ -697,15 +703,15 @@ static void fnn_dgemm_bias_act(int M, int N, int K, const double* A, int lda, co
    the previous Dense's ReLU output (M x N, leading dimension ldc like C): the bits of fnn_?gemm_small followed by
    _activations' ReLU backward pass, in one pass over C. A not transposed; B^T needs `work` as in
    fnn_?gemm_small. */
-#define FNN_GATED(X, T)                                                                                     \
-static void fnn_##X##gemm_small_gated(int trans_b, int M, int N, int K, const T* A, int lda, const T* B,     \
+#define FNN_GATED(X, T)                                                                                    \
+static void fnn_##X##gemm_small_gated(int trans_b, int M, int N, int K, const T* A, int lda, const T* B,   \
                                       int ldb, T* C, int ldc, T* work, const T* G) {                       \
     if (trans_b) {                                                                                         \
         fnn_##X##_transpose(N, K, B, ldb, work);                                                           \
         B = work;                                                                                          \
         ldb = N;                                                                                           \
     }                                                                                                      \
-    fnn_##X##_nn(M, N, K, A, lda, 1, B, ldb, C, ldc, 0, 0, 0, (long)((uintptr_t)G - (uintptr_t)C));         \
+    fnn_##X##_nn(M, N, K, A, lda, 1, B, ldb, C, ldc, 0, 0, 0, (long)((uintptr_t)G - (uintptr_t)C));        \
 }
 FNN_GATED(s, float)
 FNN_GATED(d, double)

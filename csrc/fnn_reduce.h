@@ -3,9 +3,10 @@
  *
  * The wheel is built for x86-64's SSE2 baseline. There GCC keeps _dense's per-column double accumulators in
  * memory, one row at a time, and the sum of squares in four add chains: both wait on the adder's latency. The
- * AVX2 versions keep 8 vector accumulators in registers (32 columns, or 16 partial sums), so their chains
- * overlap. Each is compiled twice (target "avx2" and the baseline) from one loop and picked at run time. No
- * FMA is used (the header turns contraction off), so both give the same bits on every x86-64 CPU.
+ * AVX2 versions (intrinsics) keep their accumulators in registers (8 vectors: 32 columns; 4 vectors: the 16
+ * partial sums), so the chains overlap. Each has a plain baseline loop with the same chains in the same order,
+ * and the run-time check picks one. No FMA is used (the header turns contraction off), so both give the same
+ * bits on every x86-64 CPU; tests compare them.
  *
  * fnn_colsum_block_{f32,f64}(dz, ld, n, w, db, accumulate): db[j] := (accumulate ? db[j] : 0) + sum over the
  *   rows of dz[i, j], j < w: each column one double add chain over the rows in order, then rounded into db,
